@@ -1,1 +1,119 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `plugins`: bootstrap the wasm toolchain (see [`toolchain`]) and build
+//!   every crate under `plugins/` into a component in `target/plugins/`.
+//! - `test`: build the plugins, then run the whole test suite.
+//! - `demo`: build the plugins, then run `dualwrite demo`.
+//!
+//! Each command does its own set-up, so on a fresh machine `cargo xtask demo`
+//! and `cargo xtask test` are all there is to type.
+
+mod componentize;
+mod plugins;
+mod toolchain;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(about = "Project automation for dualwrite")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Find or install the wasm toolchain and print which one is used.
+    Toolchain,
+    /// Build every plugin under `plugins/` into a component.
+    Plugins,
+    /// Build the plugins, then run every test of the workspace.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build the plugins, then run `dualwrite demo` with these arguments.
+    Demo {
+        /// Arguments for `dualwrite demo`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the plugins, then run the benchmarks.
+    Bench {
+        /// Extra arguments for `cargo bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Task::Toolchain => {
+            let toolchain = toolchain::find_or_install(&root)?;
+            println!("{toolchain}");
+        }
+        Task::Plugins => {
+            plugins::build_all(&root)?;
+        }
+        Task::Test { args } => {
+            plugins::build_all(&root)?;
+            cargo(&root, ["test", "--workspace"], &args)?;
+        }
+        Task::Demo { args } => {
+            plugins::build_all(&root)?;
+            cargo(
+                &root,
+                [
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "dualwrite",
+                    "--",
+                    "demo",
+                ],
+                &args,
+            )?;
+        }
+        Task::Bench { args } => {
+            plugins::build_all(&root)?;
+            cargo(&root, ["bench", "--workspace"], &args)?;
+        }
+    }
+    Ok(())
+}
+
+/// The workspace's root folder (the parent of `xtask/`).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The host's target directory: `CARGO_TARGET_DIR`, or `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn cargo<const N: usize>(root: &Path, command: [&str; N], extra: &[String]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(command)
+        .args(extra)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("cannot run cargo {}", command.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", command.join(" "));
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! [`Row`]: one row of a batch, with typed getters and setters.
+//!
+//! A row shares its batch's schema (the field names, sent once per batch) and
+//! owns its values. Setting a field the schema does not have adds it; the
+//! SDK then adds that field to the result's schema. A row remembers whether
+//! it was changed, so an untouched row crosses back as `unchanged`, without
+//! copying its values.
+
+use crate::bindings::types::{Date, DateTime, Reference, Value};
+use crate::error::RowError;
+use rust_decimal::Decimal;
+use std::rc::Rc;
+
+/// One row of a batch.
+#[derive(Debug, Clone)]
+pub struct Row {
+    schema: Rc<[String]>,
+    /// One slot per schema field; `None` when the field was removed.
+    values: Vec<Option<Value>>,
+    /// Fields set by the plugin that the schema does not have.
+    added: Vec<(String, Option<Value>)>,
+    changed: bool,
+}
+
+macro_rules! getters {
+    ($($(#[$doc:meta])* $name:ident, $opt:ident -> $ty:ty, $expected:literal, $pat:pat => $out:expr;)*) => {
+        $(
+            $(#[$doc])*
+            ///
+            /// An error when the field is missing, empty or of another type.
+            pub fn $name(&self, field: &str) -> Result<$ty, RowError> {
+                match self.$opt(field)? {
+                    Some(value) => Ok(value),
+                    None => Err(RowError::Null { field: field.to_owned(), expected: $expected }),
+                }
+            }
+
+            $(#[$doc])*
+            ///
+            /// `None` when the field is empty; an error when it is missing or
+            /// of another type.
+            pub fn $opt(&self, field: &str) -> Result<Option<$ty>, RowError> {
+                match self.value(field)? {
+                    Value::Null => Ok(None),
+                    $pat => Ok(Some($out)),
+                    other => Err(RowError::WrongType {
+                        field: field.to_owned(),
+                        expected: $expected,
+                        found: other.type_name(),
+                    }),
+                }
+            }
+        )*
+    };
+}
+
+impl Row {
+    /// A row of `values` under `schema`, one value per field.
+    pub fn new(schema: Rc<[String]>, values: Vec<Value>) -> Self {
+        debug_assert_eq!(schema.len(), values.len(), "one value per field");
+        Row {
+            schema,
+            values: values.into_iter().map(Some).collect(),
+            added: Vec::new(),
+            changed: false,
+        }
+    }
+
+    /// The field's value, or `None` when the row does not have the field.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        match self.schema.iter().position(|name| name == field) {
+            Some(index) => self.values[index].as_ref(),
+            None => self
+                .added
+                .iter()
+                .find(|(name, _)| name == field)
+                .and_then(|(_, value)| value.as_ref()),
+        }
+    }
+
+    /// Whether the row has the field (even if it is empty).
+    pub fn has(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// The field's value; an error when the row does not have the field.
+    pub fn value(&self, field: &str) -> Result<&Value, RowError> {
+        self.get(field).ok_or_else(|| RowError::Missing {
+            field: field.to_owned(),
+        })
+    }
+
+    getters! {
+        /// The field as text.
+        text, opt_text -> &str, "text", Value::Text(text) => text.as_str();
+        /// The field as a whole number.
+        integer, opt_integer -> i64, "integer", Value::Integer(n) => *n;
+        /// The field as a float (measurements only; money is a decimal).
+        float, opt_float -> f64, "float", Value::Float(n) => *n;
+        /// The field as a yes/no value.
+        boolean, opt_boolean -> bool, "boolean", Value::Boolean(b) => *b;
+        /// The field as a date.
+        date, opt_date -> Date, "date", Value::Date(d) => *d;
+        /// The field as a date-time (UTC).
+        date_time, opt_date_time -> DateTime, "date-time", Value::DateTime(d) => *d;
+        /// The field as a GUID.
+        guid, opt_guid -> u128, "guid", Value::Guid(g) => u128::from(*g);
+        /// The field as a choice (option set) value.
+        choice, opt_choice -> i32, "choice", Value::Choice(c) => *c;
+        /// The field as a reference to a row of another table.
+        reference, opt_reference -> &Reference, "reference", Value::Reference(r) => r;
+    }
+
+    /// The field as an exact decimal; an integer field reads as a decimal
+    /// too.
+    ///
+    /// An error when the field is missing, empty or of another type.
+    pub fn decimal(&self, field: &str) -> Result<Decimal, RowError> {
+        self.opt_decimal(field)?.ok_or_else(|| RowError::Null {
+            field: field.to_owned(),
+            expected: "decimal",
+        })
+    }
+
+    /// The field as an exact decimal; an integer field reads as a decimal
+    /// too.
+    ///
+    /// `None` when the field is empty; an error when it is missing or of
+    /// another type.
+    pub fn opt_decimal(&self, field: &str) -> Result<Option<Decimal>, RowError> {
+        let wrong = |found| RowError::WrongType {
+            field: field.to_owned(),
+            expected: "decimal",
+            found,
+        };
+        match self.value(field)? {
+            Value::Null => Ok(None),
+            Value::Integer(n) => Ok(Some(Decimal::from(*n))),
+            Value::Decimal(d) => d
+                .to_decimal()
+                .map(Some)
+                .ok_or_else(|| wrong("a malformed decimal")),
+            other => Err(wrong(other.type_name())),
+        }
+    }
+
+    /// Sets the field, adding it when the row does not have it. Setting a
+    /// field to the value it already holds does not count as a change.
+    pub fn set(&mut self, field: &str, value: impl Into<Value>) {
+        self.put(field, Some(value.into()));
+    }
+
+    /// Empties the field (the target's value is cleared).
+    pub fn set_null(&mut self, field: &str) {
+        self.put(field, Some(Value::Null));
+    }
+
+    /// Leaves the field out of the row: the target keeps what it has.
+    pub fn remove(&mut self, field: &str) {
+        self.put(field, None);
+    }
+
+    /// The fields the row has, with their values, in schema order then in
+    /// the order they were added.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let schema = self
+            .schema
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(name, value)| Some((name.as_str(), value.as_ref()?)));
+        let added = self
+            .added
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.as_ref()?)));
+        schema.chain(added)
+    }
+
+    /// Whether the plugin changed the row.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    fn put(&mut self, field: &str, value: Option<Value>) {
+        let slot = match self.schema.iter().position(|name| name == field) {
+            Some(index) => &mut self.values[index],
+            None => match self.added.iter().position(|(name, _)| name == field) {
+                Some(index) => &mut self.added[index].1,
+                None => {
+                    if value.is_some() {
+                        self.added.push((field.to_owned(), value));
+                        self.changed = true;
+                    }
+                    return;
+                }
+            },
+        };
+        if *slot != value {
+            *slot = value;
+            self.changed = true;
+        }
+    }
+
+    /// Takes the row apart for the wire: its values under `schema` (which
+    /// starts with the batch's fields), `None` for fields it does not have.
+    pub(crate) fn into_values(self, schema: &[String]) -> Vec<Option<Value>> {
+        let mut values = self.values;
+        values.reserve(schema.len() - values.len());
+        let mut added = self.added;
+        for name in &schema[self.schema.len()..] {
+            let value = added
+                .iter_mut()
+                .find(|(added, _)| added == name)
+                .and_then(|(_, value)| value.take());
+            values.push(value);
+        }
+        values
+    }
+
+    /// The names of the fields the plugin added.
+    pub(crate) fn added_fields(&self) -> impl Iterator<Item = &str> {
+        self.added.iter().map(|(name, _)| name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn row() -> Row {
+        let schema: Rc<[String]> = ["name", "limit", "count"].map(String::from).into();
+        Row::new(
+            schema,
+            vec![
+                Value::Text("Contoso".into()),
+                Value::Decimal(Decimal::from_str("12.50").expect("decimal").into()),
+                Value::Null,
+            ],
+        )
+    }
+
+    #[test]
+    fn typed_getters_check_the_type() {
+        let row = row();
+        assert_eq!(row.text("name"), Ok("Contoso"));
+        assert_eq!(
+            row.decimal("limit").map(|d| d.to_string()),
+            Ok("12.50".into())
+        );
+        assert_eq!(row.opt_integer("count"), Ok(None));
+        assert_eq!(
+            row.integer("count"),
+            Err(RowError::Null {
+                field: "count".into(),
+                expected: "integer"
+            })
+        );
+        assert_eq!(
+            row.integer("name"),
+            Err(RowError::WrongType {
+                field: "name".into(),
+                expected: "integer",
+                found: "text"
+            })
+        );
+        assert_eq!(
+            row.text("missing"),
+            Err(RowError::Missing {
+                field: "missing".into()
+            })
+        );
+    }
+
+    #[test]
+    fn setting_the_same_value_is_not_a_change() {
+        let mut row = row();
+        row.set("name", "Contoso");
+        assert!(!row.is_changed());
+        row.set("name", "Fabrikam");
+        assert!(row.is_changed());
+    }
+
+    #[test]
+    fn added_and_removed_fields_go_to_the_wire_in_schema_order() {
+        let mut row = row();
+        row.set("second", 2i64);
+        row.set("first", 1i64);
+        row.remove("limit");
+        assert_eq!(row.added_fields().collect::<Vec<_>>(), ["second", "first"]);
+        let schema: Vec<String> = ["name", "limit", "count", "first", "other", "second"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            row.into_values(&schema),
+            vec![
+                Some(Value::Text("Contoso".into())),
+                None,
+                Some(Value::Null),
+                Some(Value::Integer(1)),
+                None,
+                Some(Value::Integer(2)),
+            ]
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Maps enum and option-set values one way and back: a finops enum symbol on
+//! the left, a Dataverse choice (or any text) on the right.
+//!
+//! Settings: `field` (required), `values` (required: `left:right` pairs,
+//! comma-separated, such as `Organization:3, Person:1`), and `default`
+//! (optional: the value for anything unlisted, in the target's terms; without
+//! it an unlisted value fails the row). Left to right, `Organization` becomes
+//! the choice `3`; right to left, `3` becomes the text `Organization`. A right
+//! side that is a whole number is written as a choice, anything else as text.
+//! A left value may be written as a finops enum literal
+//! (`Microsoft.Dynamics.DataEntities.CustomerType'Organization'`).
+
+use dualwrite_plugin_sdk::SettingError;
+use dualwrite_plugin_sdk::prelude::*;
+
+/// The pairs of the `values` setting.
+pub fn pairs(values: &str) -> Result<Vec<(&str, &str)>, SettingError> {
+    values
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once(':')
+                .map(|(left, right)| (left.trim(), right.trim()))
+                .ok_or_else(|| SettingError::Invalid {
+                    name: "values".into(),
+                    value: values.into(),
+                    reason: format!("`{pair}` is not a `left:right` pair"),
+                })
+        })
+        .collect()
+}
+
+/// The symbol of a finops enum literal (`Ns.Enum'Symbol'` → `Symbol`), or
+/// the text itself.
+pub fn enum_symbol(text: &str) -> &str {
+    match text.split_once('\'') {
+        Some((_, rest)) => rest.strip_suffix('\'').unwrap_or(rest),
+        None => text,
+    }
+}
+
+fn typed(text: &str) -> Value {
+    match text.parse::<i32>() {
+        Ok(choice) => Value::Choice(choice),
+        Err(_) => Value::from(text),
+    }
+}
+
+fn as_key(value: &Value) -> Option<String> {
+    match value {
+        Value::Text(text) => Some(enum_symbol(text).to_owned()),
+        Value::Choice(choice) => Some(choice.to_string()),
+        Value::Integer(n) => Some(n.to_string()),
+        Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[transform]
+fn map_value(row: &mut Row, ctx: &Context) -> Outcome {
+    let field = ctx.required("field")?;
+    let pairs = pairs(ctx.required("values")?)?;
+    let Some(value) = row.get(field) else {
+        return Outcome::Keep;
+    };
+    if value.is_null() {
+        return Outcome::Keep;
+    }
+    let Some(key) = as_key(value) else {
+        return Outcome::fail(format!(
+            "field `{field}` holds {}; expected text or a choice",
+            value.type_name()
+        ));
+    };
+    let found = pairs
+        .iter()
+        .find_map(|&(left, right)| match ctx.direction() {
+            Direction::LeftToRight => (left == key).then(|| typed(right)),
+            Direction::RightToLeft => (right == key).then(|| Value::from(left)),
+        });
+    match found.or_else(|| ctx.setting("default").map(typed)) {
+        Some(mapped) => {
+            row.set(field, mapped);
+            Outcome::Keep
+        }
+        None => Outcome::fail(format!(
+            "value `{key}` of field `{field}` has no mapping; add it to the plugin's `values` or set a `default`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dualwrite_plugin_sdk::testing::{self, Batch};
+
+    fn ctx(direction: Direction) -> Context {
+        Context::new("customers", direction)
+            .with_setting("field", "customertypecode")
+            .with_setting("values", "Organization:3, Person:1")
+    }
+
+    #[test]
+    fn maps_one_way_and_back() {
+        let run = testing::transform(
+            map_value,
+            &ctx(Direction::LeftToRight),
+            Batch::new(["customertypecode"])
+                .row(values!["Organization"])
+                .row(values![
+                    "Microsoft.Dynamics.DataEntities.CustomerType'Person'"
+                ])
+                .row(values!["Robot"])
+                .row(values![Value::Null]),
+        );
+        assert_eq!(run.value(0, "customertypecode"), Some(&Value::Choice(3)));
+        assert_eq!(run.value(1, "customertypecode"), Some(&Value::Choice(1)));
+        assert_eq!(
+            run.failure(2),
+            Some(
+                "value `Robot` of field `customertypecode` has no mapping; add it to the plugin's `values` or set a `default`"
+            )
+        );
+        assert!(run.unchanged(3));
+
+        let run = testing::transform(
+            map_value,
+            &ctx(Direction::RightToLeft),
+            Batch::new(["customertypecode"]).row(values![Value::Choice(1)]),
+        );
+        assert_eq!(run.text(0, "customertypecode"), Some("Person"));
+    }
+
+    #[test]
+    fn a_default_catches_the_rest() {
+        let run = testing::transform(
+            map_value,
+            &ctx(Direction::LeftToRight).with_setting("default", "3"),
+            Batch::new(["customertypecode"]).row(values!["Robot"]),
+        );
+        assert_eq!(run.value(0, "customertypecode"), Some(&Value::Choice(3)));
+    }
+
+    #[test]
+    fn malformed_pairs_are_named() {
+        let error = pairs("a:1, b").expect_err("b has no right side");
+        assert!(error.to_string().contains("`b` is not a `left:right` pair"));
+    }
+}

@@ -1,0 +1,235 @@
+//! Finding (and if need be installing) a standard library for
+//! `wasm32-unknown-unknown`.
+//!
+//! Two ways, tried in this order, the first that works is remembered in
+//! `target/plugin-toolchain.json` so later runs skip the search:
+//!
+//! 1. rustup: `rustup target add wasm32-unknown-unknown`, under a 30 s
+//!    timeout, since it hangs rather than failing when its server is out of
+//!    reach.
+//! 2. Debian's `rustc-web` with `rust-web-src`: cargo builds `std` for the
+//!    target itself (`-Zbuild-std`), with Debian's rustc for the plugins only
+//!    and the rustup toolchain's `rust-lld` as the linker.
+//!
+//! When both fail, the error names what is missing and how to get it.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TARGET: &str = "wasm32-unknown-unknown";
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+
+/// How plugins get built for `wasm32-unknown-unknown`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Toolchain {
+    /// The rustup toolchain has the target's standard library.
+    Rustup,
+    /// Debian's rustc builds the standard library from source.
+    DebianBuildStd {
+        /// Debian's rustc.
+        rustc: PathBuf,
+        /// The linker (`rust-lld` of the rustup toolchain).
+        linker: PathBuf,
+    },
+}
+
+impl fmt::Display for Toolchain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Toolchain::Rustup => write!(f, "rustup target {TARGET}"),
+            Toolchain::DebianBuildStd { rustc, linker } => write!(
+                f,
+                "{} with -Zbuild-std, linked by {}",
+                rustc.display(),
+                linker.display()
+            ),
+        }
+    }
+}
+
+impl Toolchain {
+    /// Sets up `command` (a `cargo build`) to build for the target.
+    pub fn configure(&self, command: &mut Command) {
+        command.args(["--target", TARGET]);
+        if let Toolchain::DebianBuildStd { rustc, linker } = self {
+            command
+                .env("RUSTC", rustc)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
+                .arg("-Zbuild-std=std,panic_abort");
+        }
+    }
+
+    /// Whether this toolchain still works (nothing was uninstalled).
+    fn is_usable(&self) -> bool {
+        match self {
+            Toolchain::Rustup => rustup_has_target(),
+            Toolchain::DebianBuildStd { rustc, linker } => {
+                rustc.exists() && linker.exists() && debian_sources_installed()
+            }
+        }
+    }
+}
+
+/// The remembered toolchain if it still works, else the first that can be
+/// found or installed.
+pub fn find_or_install(root: &Path) -> Result<Toolchain> {
+    let cache = crate::target_dir(root).join("plugin-toolchain.json");
+    if let Some(toolchain) = std::fs::read(&cache)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Toolchain>(&bytes).ok())
+        .filter(Toolchain::is_usable)
+    {
+        return Ok(toolchain);
+    }
+    let toolchain = search()?;
+    if let Some(parent) = cache.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(&cache, serde_json::to_vec_pretty(&toolchain)?)
+        .with_context(|| format!("cannot write {}", cache.display()))?;
+    eprintln!("plugin toolchain: {toolchain}");
+    Ok(toolchain)
+}
+
+fn search() -> Result<Toolchain> {
+    let forced = std::env::var("DUALWRITE_PLUGIN_TOOLCHAIN").ok();
+    let mut tried = Vec::new();
+    if forced.as_deref() != Some("debian") {
+        if rustup_has_target() || rustup_add_target() {
+            return Ok(Toolchain::Rustup);
+        }
+        tried.push(format!(
+            "rustup could not add {TARGET} within 30 s (no rustup, or its server is out of reach)"
+        ));
+    }
+    match debian_build_std() {
+        Ok(toolchain) => Ok(toolchain),
+        Err(error) => {
+            tried.push(format!("Debian's rustc-web: {error:#}"));
+            bail!(
+                "no standard library for {TARGET} can be had:\n  - {}\n\
+                 Install one of them (`rustup target add {TARGET}`, or \
+                 `apt-get install rustc-web rust-web-src`) and run again.",
+                tried.join("\n  - ")
+            )
+        }
+    }
+}
+
+fn rustup_has_target() -> bool {
+    Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| {
+            let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            Path::new(&sysroot)
+                .join("lib/rustlib")
+                .join(TARGET)
+                .join("lib")
+                .is_dir()
+        })
+        .unwrap_or(false)
+}
+
+fn rustup_add_target() -> bool {
+    eprintln!("trying: rustup target add {TARGET}");
+    let child = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .stdin(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success() && rustup_has_target(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("rustup target add timed out");
+                return false;
+            }
+        }
+    }
+}
+
+fn debian_sources_installed() -> bool {
+    dpkg_installed("rust-web-src") && dpkg_installed("rustc-web")
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn debian_build_std() -> Result<Toolchain> {
+    if !debian_sources_installed() {
+        eprintln!("installing Debian's rustc-web and rust-web-src");
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "rustc-web",
+                "rust-web-src",
+            ]))?;
+    }
+    let rustc = PathBuf::from(DEBIAN_RUSTC);
+    if !rustc.exists() {
+        bail!("{DEBIAN_RUSTC} is missing after installing rustc-web");
+    }
+    let linker = rust_lld()?;
+    Ok(Toolchain::DebianBuildStd { rustc, linker })
+}
+
+/// The rustup toolchain's `rust-lld`.
+fn rust_lld() -> Result<PathBuf> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .context("cannot run rustc --print sysroot")?;
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let host = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("cannot run rustc -vV")?;
+    let host = String::from_utf8_lossy(&host.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        .unwrap_or_else(|| "x86_64-unknown-linux-gnu".into());
+    let lld = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin/rust-lld");
+    if !lld.exists() {
+        bail!("the rustup toolchain has no rust-lld at {}", lld.display());
+    }
+    Ok(lld)
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
