@@ -1,0 +1,40 @@
+//! The `dualwrite` command line: a thin shell over the library.
+//!
+//! Each subcommand parses its arguments with clap, calls the library, and
+//! prints; none holds logic of its own that the admin API would need again.
+
+mod demo;
+mod plugin;
+
+use clap::{Parser, Subcommand};
+
+/// The `dualwrite` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dualwrite",
+    version,
+    about = "Keeps Finance and Operations and Dataverse in sync, with WebAssembly plugins"
+)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with plugin components: run one over sample rows, or check it.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Run the demo: the example plugins over sample rows.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs the command line; the exit code is what `main` returns.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Plugin(command) => plugin::run(command),
+        Command::Demo(args) => demo::run(args),
+    }
+}
