@@ -229,12 +229,7 @@ fn load(runtime: &Runtime, dir: &Path, name: &str, limits: PluginLimits) -> anyh
     Ok(Plugin::load_file(runtime, &path, limits)?)
 }
 
-fn show(
-    _batch: &Batch,
-    fields: &[String],
-    values: &[crate::plugin::Value],
-    shows: &[&str],
-) -> String {
+fn show(fields: &[String], values: &[crate::plugin::Value], shows: &[&str]) -> String {
     shows
         .iter()
         .filter_map(|name| {
