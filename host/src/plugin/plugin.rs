@@ -221,6 +221,16 @@ impl Plugin {
         tracing::info!(plugin = %self.id, "plugin released from quarantine");
     }
 
+    /// Makes a fresh instance and keeps it warm for the next call (dropped
+    /// when enough are warm already). A map calls this when it starts, so its
+    /// first batch does not wait for instantiation.
+    pub fn prewarm(&self) -> Result<(), PluginError> {
+        self.check_quarantine()?;
+        let warm = self.instantiate(&self.id)?;
+        self.put_warm(warm);
+        Ok(())
+    }
+
     /// Runs the filter over `batch`: one verdict per row.
     pub fn filter(
         &self,
@@ -287,7 +297,7 @@ impl Plugin {
         let started = Instant::now();
         let (mut warm, fresh_instance) = match self.take_warm() {
             Some(warm) => (warm, false),
-            None => (self.instantiate(context)?, true),
+            None => (self.instantiate(&context.table_map)?, true),
         };
         let store = &mut warm.store;
         store.data_mut().start_call();
@@ -342,7 +352,7 @@ impl Plugin {
         Ok(Call { result, stats })
     }
 
-    fn instantiate(&self, context: &Context) -> Result<Warm, PluginError> {
+    fn instantiate(&self, map: &str) -> Result<Warm, PluginError> {
         let state = StoreState::new(self.id.clone(), self.limits.clone());
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state);
@@ -371,7 +381,7 @@ impl Plugin {
             Err(error) if error.downcast_ref::<Trap>().is_some() || store.data().memory_refused => {
                 let trap = PluginTrap {
                     plugin: self.id.clone(),
-                    map: context.table_map.clone(),
+                    map: map.to_owned(),
                     kind: self.classify(store.data(), &error),
                 };
                 self.record_failure(trap.to_string());

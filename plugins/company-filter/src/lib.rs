@@ -8,8 +8,9 @@
 use dualwrite_plugin_sdk::SettingError;
 use dualwrite_plugin_sdk::prelude::*;
 
+/// The plugin's filter, over one row (see the crate docs for its settings).
 #[filter]
-fn by_company(row: &Row, ctx: &Context) -> Outcome {
+pub fn by_company(row: &Row, ctx: &Context) -> Outcome {
     let field = ctx.setting("field").unwrap_or("dataAreaId");
     let company = match row.get(field) {
         Some(_) => row.opt_text(field)?,

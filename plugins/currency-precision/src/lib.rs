@@ -43,8 +43,9 @@ pub fn round(value: Decimal, places: u32, strategy: RoundingStrategy) -> Decimal
     rounded
 }
 
+/// The plugin's transform, over one row (see the crate docs for its settings).
 #[transform]
-fn round_fields(row: &mut Row, ctx: &Context) -> Outcome {
+pub fn round_fields(row: &mut Row, ctx: &Context) -> Outcome {
     let places: u32 = ctx.parse_or("places", 2)?;
     if places > MAX_PLACES {
         return Outcome::fail(format!(

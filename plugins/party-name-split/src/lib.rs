@@ -65,8 +65,9 @@ pub fn split(full: &str) -> Parts<'_> {
     }
 }
 
+/// The plugin's transform, over one row (see the crate docs for its settings).
 #[transform]
-fn split_name(row: &mut Row, ctx: &Context) -> Outcome {
+pub fn split_name(row: &mut Row, ctx: &Context) -> Outcome {
     let full = ctx.setting("full").unwrap_or("fullname");
     let first = ctx.setting("first").unwrap_or("firstname");
     let middle = ctx.setting("middle").unwrap_or("middlename");

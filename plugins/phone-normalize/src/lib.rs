@@ -29,8 +29,9 @@ fn region(ctx: &Context) -> Result<Id, SettingError> {
         })
 }
 
+/// The plugin's transform, over one row (see the crate docs for its settings).
 #[transform]
-fn normalize_phones(row: &mut Row, ctx: &Context) -> Outcome {
+pub fn normalize_phones(row: &mut Row, ctx: &Context) -> Outcome {
     let region = region(ctx)?;
     let fields: Vec<&str> = match ctx.setting("fields") {
         Some(_) => ctx.list("fields").collect(),

@@ -57,8 +57,9 @@ fn as_key(value: &Value) -> Option<String> {
     }
 }
 
+/// The plugin's transform, over one row (see the crate docs for its settings).
 #[transform]
-fn map_value(row: &mut Row, ctx: &Context) -> Outcome {
+pub fn map_value(row: &mut Row, ctx: &Context) -> Outcome {
     let field = ctx.required("field")?;
     let pairs = pairs(ctx.required("values")?)?;
     let Some(value) = row.get(field) else {

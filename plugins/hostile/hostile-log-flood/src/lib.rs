@@ -1,4 +1,4 @@
-//! Logs a million lines for every row: the host must cap what reaches its
+//! Logs a hundred thousand lines for every row: the host must cap what reaches its
 //! log and carry on.
 
 use dualwrite_plugin_sdk::log;
@@ -6,8 +6,8 @@ use dualwrite_plugin_sdk::prelude::*;
 
 #[filter]
 fn chatter(_row: &Row) -> Outcome {
-    let line = "x".repeat(4096);
-    for _ in 0..1_000_000 {
+    let line = "x".repeat(1024);
+    for _ in 0..100_000 {
         log::info(&line);
     }
     Outcome::Keep

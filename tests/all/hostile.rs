@@ -1,0 +1,260 @@
+//! Every hostile plugin is contained with the specific error expected; the
+//! host serves the next call normally and other plugins are unaffected.
+//! `foreach_hostile_plugin!` makes a hostile plugin without a test here fail
+//! to compile.
+
+use crate::support::{context, rows};
+use dualwrite::plugin::{Batch, Plugin, PluginError, PluginLimits, PluginTrap, TrapKind};
+use dualwrite_tests::*;
+use std::time::Duration;
+
+macro_rules! assert_test_exists {
+    ($name:ident, $path:ident) => {
+        #[allow(unused_imports, reason = "the import only checks that the test exists")]
+        use self::$name as _;
+    };
+}
+foreach_hostile_plugin!(assert_test_exists);
+
+fn limits() -> PluginLimits {
+    PluginLimits {
+        timeout: Duration::from_millis(300),
+        memory: 32 << 20,
+        quarantine_after: 100,
+        ..PluginLimits::default()
+    }
+}
+
+fn batch() -> Batch {
+    rows(r#"[{"name": "Contoso", "n": 1}, {"name": "Fabrikam", "n": 2}]"#)
+}
+
+/// Runs the hostile transform twice (the second time on a fresh instance,
+/// with the same containment), then checks that a well-behaved plugin on the
+/// same runtime still works. Returns the error.
+fn contained(plugin: &Plugin) -> PluginError {
+    let ctx = context("customers", &[]);
+    let first = plugin
+        .transform(&ctx, &batch())
+        .expect_err("the hostile plugin is stopped");
+    let second = plugin
+        .transform(&ctx, &batch())
+        .expect_err("and stopped again");
+    assert_eq!(
+        first.to_string(),
+        second.to_string(),
+        "a fresh instance, the same containment"
+    );
+    assert_eq!(plugin.health().failures_in_a_row, 2);
+    bystander_works();
+    first
+}
+
+fn bystander_works() {
+    let split = load(PARTY_NAME_SPLIT, PluginLimits::default());
+    let call = split
+        .transform(
+            &context("contacts", &[]),
+            &rows(r#"[{"fullname": "Ada Lovelace"}]"#),
+        )
+        .expect("a well-behaved plugin is unaffected");
+    assert_eq!(call.result.outcomes.len(), 1);
+}
+
+fn trap(error: PluginError) -> PluginTrap {
+    match error {
+        PluginError::Trap(trap) => trap,
+        other => panic!("expected a trap, got: {other}"),
+    }
+}
+
+#[test]
+fn hostile_loop() {
+    let plugin = load(HOSTILE_LOOP, limits());
+    let started = std::time::Instant::now();
+    let trap = trap(contained(&plugin));
+    assert_eq!(trap.kind, TrapKind::Timeout(Duration::from_millis(300)));
+    assert_eq!(trap.plugin, "hostile-loop@0.1.0");
+    assert_eq!(trap.map, "customers");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "both calls were cut off near their deadline"
+    );
+}
+
+#[test]
+fn hostile_alloc() {
+    let trap = trap(contained(&load(HOSTILE_ALLOC, limits())));
+    assert_eq!(trap.kind, TrapKind::OutOfMemory { limit: 32 << 20 });
+}
+
+#[test]
+fn hostile_recurse() {
+    let trap = trap(contained(&load(HOSTILE_RECURSE, limits())));
+    assert_eq!(trap.kind, TrapKind::StackOverflow);
+}
+
+#[test]
+fn hostile_panic() {
+    let trap = trap(contained(&load(HOSTILE_PANIC, limits())));
+    let TrapKind::Panic(Some(message)) = &trap.kind else {
+        panic!("expected a panic with its message, got {:?}", trap.kind);
+    };
+    assert!(
+        message.contains("hostile plugin gave up on Contoso"),
+        "{message}"
+    );
+    assert!(
+        message.contains("src/lib.rs"),
+        "the panic's location is kept: {message}"
+    );
+}
+
+#[test]
+fn hostile_wrong_length() {
+    let error = contained(&load(HOSTILE_WRONG_LENGTH, limits()));
+    assert!(
+        matches!(&error, PluginError::Contract { violation, .. } if violation == "it returned 1 outcomes for 2 rows"),
+        "{error}"
+    );
+}
+
+#[test]
+fn hostile_huge_output() {
+    let error = contained(&load(
+        HOSTILE_HUGE_OUTPUT,
+        PluginLimits {
+            memory: 256 << 20,
+            ..limits()
+        },
+    ));
+    assert!(
+        matches!(&error, PluginError::Contract { violation, .. } if violation.contains("over the cap of 16384 KiB")),
+        "{error}"
+    );
+}
+
+#[test]
+fn hostile_log_flood() {
+    let plugin = load(
+        HOSTILE_LOG_FLOOD,
+        PluginLimits {
+            timeout: Duration::from_secs(30),
+            ..limits()
+        },
+    );
+    let call = plugin
+        .filter(
+            &context("customers", &[]),
+            &rows(r#"[{"name": "Contoso"}]"#),
+        )
+        .expect("logging is not a failure; it is capped");
+    assert_eq!(call.stats.logs.len(), 100, "the line cap");
+    assert_eq!(
+        call.stats.dropped_logs,
+        100_000 - 100,
+        "the rest are counted"
+    );
+    assert!(
+        call.stats
+            .logs
+            .iter()
+            .all(|line| line.message.len() <= 100 + '…'.len_utf8())
+    );
+    assert!(
+        call.stats.logs[0].message.ends_with('…'),
+        "a long line is cut"
+    );
+    bystander_works();
+}
+
+#[test]
+fn hostile_wasi() {
+    let error = Plugin::load(runtime(), HOSTILE_WASI, &component(HOSTILE_WASI), limits())
+        .expect_err("a WASI import is refused at load");
+    assert!(
+        matches!(&error, PluginError::ForbiddenImport { import, .. } if import == "wasi:clocks/wall-clock@0.2.0"),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("imports `wasi:clocks/wall-clock@0.2.0`")
+    );
+}
+
+#[test]
+fn hostile_future_version() {
+    let error = Plugin::load(
+        runtime(),
+        HOSTILE_FUTURE_VERSION,
+        &component(HOSTILE_FUTURE_VERSION),
+        limits(),
+    )
+    .expect_err("another contract version is refused");
+    assert!(
+        matches!(&error, PluginError::WrongContract { found, supported: "0.1.0", .. } if found == "0.2.0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plugin_that_keeps_trapping_is_quarantined_until_released() {
+    let plugin = load(
+        HOSTILE_PANIC,
+        PluginLimits {
+            quarantine_after: 3,
+            ..limits()
+        },
+    );
+    let ctx = context("customers", &[]);
+    for _ in 0..3 {
+        assert!(matches!(
+            plugin.transform(&ctx, &batch()),
+            Err(PluginError::Trap(_))
+        ));
+    }
+    assert!(plugin.health().quarantined);
+    let error = plugin.transform(&ctx, &batch()).expect_err("quarantined");
+    assert!(
+        matches!(error, PluginError::Quarantined { failures: 3, .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("hostile plugin gave up on Contoso"),
+        "names the last failure: {error}"
+    );
+    plugin.release();
+    assert!(!plugin.health().quarantined);
+    assert!(
+        matches!(plugin.transform(&ctx, &batch()), Err(PluginError::Trap(_))),
+        "called again after release"
+    );
+    assert_eq!(plugin.health().failures_total, 4);
+}
+
+#[test]
+fn a_call_after_a_trap_gets_a_fresh_instance() {
+    let plugin = load(HOSTILE_PANIC, limits());
+    let ctx = context("customers", &[]);
+    let fine = rows(r#"[{"name": ""}]"#);
+    let first = plugin
+        .transform(&ctx, &fine)
+        .expect("an empty name does not panic");
+    assert!(first.stats.fresh_instance);
+    let second = plugin.transform(&ctx, &fine).expect("warm");
+    assert!(!second.stats.fresh_instance);
+    plugin.transform(&ctx, &batch()).expect_err("panics");
+    let after = plugin.transform(&ctx, &fine).expect("served again");
+    assert!(
+        after.stats.fresh_instance,
+        "the trapped instance was dropped"
+    );
+    assert_eq!(
+        plugin.health().failures_in_a_row,
+        0,
+        "a clean call resets the count"
+    );
+}
