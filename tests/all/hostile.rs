@@ -140,6 +140,7 @@ fn hostile_log_flood() {
         HOSTILE_LOG_FLOOD,
         PluginLimits {
             timeout: Duration::from_secs(30),
+            log_line_bytes: 100,
             ..limits()
         },
     );
