@@ -2,11 +2,11 @@
 //!
 //! A row shares its batch's schema (the field names, sent once per batch) and
 //! owns its values. Setting a field the schema does not have adds it; the
-//! SDK then adds that field to the result's schema. A row remembers whether
-//! it was changed, so an untouched row crosses back as `unchanged`, without
-//! copying its values.
+//! SDK then adds that field to the result's schema. A row remembers which
+//! fields it changed, so only those cross back (an untouched row crosses
+//! back as `unchanged`, with no values at all).
 
-use crate::bindings::types::{Date, DateTime, Reference, Value};
+use crate::bindings::types::{Date, DateTime, FieldChange, Reference, Value};
 use crate::error::RowError;
 use rust_decimal::Decimal;
 use std::rc::Rc;
@@ -19,7 +19,9 @@ pub struct Row {
     values: Vec<Option<Value>>,
     /// Fields set by the plugin that the schema does not have.
     added: Vec<(String, Option<Value>)>,
-    changed: bool,
+    /// The schema fields the plugin changed, each once, in the order it
+    /// first changed them.
+    touched: Vec<u32>,
 }
 
 macro_rules! getters {
@@ -62,7 +64,7 @@ impl Row {
             schema,
             values: values.into_iter().map(Some).collect(),
             added: Vec::new(),
-            changed: false,
+            touched: Vec::new(),
         }
     }
 
@@ -177,43 +179,47 @@ impl Row {
 
     /// Whether the plugin changed the row.
     pub fn is_changed(&self) -> bool {
-        self.changed
+        !self.touched.is_empty() || !self.added.is_empty()
     }
 
     fn put(&mut self, field: &str, value: Option<Value>) {
-        let slot = match self.schema.iter().position(|name| name == field) {
-            Some(index) => &mut self.values[index],
-            None => match self.added.iter().position(|(name, _)| name == field) {
-                Some(index) => &mut self.added[index].1,
-                None => {
-                    if value.is_some() {
-                        self.added.push((field.to_owned(), value));
-                        self.changed = true;
-                    }
-                    return;
+        if let Some(index) = self.schema.iter().position(|name| name == field) {
+            if self.values[index] != value {
+                self.values[index] = value;
+                let index = index as u32;
+                if !self.touched.contains(&index) {
+                    self.touched.push(index);
                 }
-            },
-        };
-        if *slot != value {
-            *slot = value;
-            self.changed = true;
+            }
+        } else if let Some(added) = self.added.iter_mut().find(|(name, _)| name == field) {
+            added.1 = value;
+        } else if value.is_some() {
+            self.added.push((field.to_owned(), value));
         }
     }
 
-    /// Takes the row apart for the wire: its values under `schema` (which
-    /// starts with the batch's fields), `None` for fields it does not have.
-    pub(crate) fn into_values(self, schema: &[String]) -> Vec<Option<Value>> {
+    /// Takes the row apart for the wire: the changes it made, pointing into
+    /// `schema` (the batch's fields, then the fields rows added).
+    pub(crate) fn into_changes(self, schema: &[String]) -> Vec<FieldChange> {
         let mut values = self.values;
-        values.reserve(schema.len() - values.len());
-        let mut added = self.added;
-        for name in &schema[self.schema.len()..] {
-            let value = added
-                .iter_mut()
-                .find(|(added, _)| added == name)
-                .and_then(|(_, value)| value.take());
-            values.push(value);
+        let mut changes: Vec<FieldChange> = self
+            .touched
+            .into_iter()
+            .map(|field| FieldChange {
+                field,
+                value: values[field as usize].take(),
+            })
+            .collect();
+        let base = self.schema.len();
+        for (name, value) in self.added {
+            if let Some(offset) = schema[base..].iter().position(|field| *field == name) {
+                changes.push(FieldChange {
+                    field: (base + offset) as u32,
+                    value,
+                });
+            }
         }
-        values
+        changes
     }
 
     /// The names of the fields the plugin added.
@@ -281,24 +287,31 @@ mod tests {
     }
 
     #[test]
-    fn added_and_removed_fields_go_to_the_wire_in_schema_order() {
+    fn only_changes_go_to_the_wire() {
         let mut row = row();
         row.set("second", 2i64);
         row.set("first", 1i64);
         row.remove("limit");
+        row.set("name", "Contoso");
         assert_eq!(row.added_fields().collect::<Vec<_>>(), ["second", "first"]);
         let schema: Vec<String> = ["name", "limit", "count", "first", "other", "second"]
             .map(String::from)
             .into();
         assert_eq!(
-            row.into_values(&schema),
+            row.into_changes(&schema),
             vec![
-                Some(Value::Text("Contoso".into())),
-                None,
-                Some(Value::Null),
-                Some(Value::Integer(1)),
-                None,
-                Some(Value::Integer(2)),
+                FieldChange {
+                    field: 1,
+                    value: None
+                },
+                FieldChange {
+                    field: 5,
+                    value: Some(Value::Integer(2))
+                },
+                FieldChange {
+                    field: 3,
+                    value: Some(Value::Integer(1))
+                },
             ]
         );
     }

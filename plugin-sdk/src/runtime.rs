@@ -77,7 +77,7 @@ pub fn run_transform(
     let outcomes = decided
         .into_iter()
         .map(|decided| match decided {
-            Ok(row) => WireOutcome::Changed(row.into_values(&fields)),
+            Ok(row) => WireOutcome::Changed(row.into_changes(&fields)),
             Err(outcome) => outcome,
         })
         .collect();

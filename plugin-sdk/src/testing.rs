@@ -159,9 +159,15 @@ impl TransformRun {
                 let position = self.input.fields.iter().position(|name| name == field)?;
                 self.input.rows.get(index)?.get(position)
             }
-            WireOutcome::Changed(values) => {
+            WireOutcome::Changed(changes) => {
                 let position = self.fields.iter().position(|name| name == field)?;
-                values.get(position)?.as_ref()
+                match changes
+                    .iter()
+                    .find(|change| change.field as usize == position)
+                {
+                    Some(change) => change.value.as_ref(),
+                    None => self.input.rows.get(index)?.get(position),
+                }
             }
             WireOutcome::Skip(_) | WireOutcome::Fail(_) => None,
         }

@@ -3,6 +3,7 @@
 //! `foreach_plugin!` makes a plugin without a test here fail to compile.
 
 use crate::support::{context, rows};
+use dualwrite::plugin::bindings::FieldChange;
 use dualwrite::plugin::json::value_to_json;
 use dualwrite::plugin::{Outcome, PluginLimits, Transformed, Value, Verdict};
 use dualwrite_tests::*;
@@ -23,27 +24,17 @@ fn field(
     row: usize,
     field: &str,
 ) -> serde_json::Value {
-    match &result.outcomes[row] {
-        Outcome::Changed(values) => {
-            let index = result
-                .fields
-                .iter()
-                .position(|f| f == field)
-                .expect("field in the result");
-            values[index]
-                .as_ref()
-                .map_or(serde_json::Value::Null, value_to_json)
-        }
-        Outcome::Unchanged => {
-            let index = input
-                .fields
-                .iter()
-                .position(|f| f == field)
-                .expect("field in the input");
-            value_to_json(&input.rows[row][index])
-        }
-        other => panic!("row {row} was not kept: {other:?}"),
-    }
+    let values = result
+        .row(input, row)
+        .unwrap_or_else(|| panic!("row {row} was not kept: {:?}", result.outcomes[row]));
+    let index = result
+        .fields
+        .iter()
+        .position(|f| f == field)
+        .expect("field in the result");
+    values[index]
+        .as_ref()
+        .map_or(serde_json::Value::Null, value_to_json)
 }
 
 #[test]
@@ -104,11 +95,11 @@ fn currency_precision() {
     );
     assert_eq!(
         result.outcomes[2],
-        Outcome::Changed(vec![
-            Some(Value::Decimal(rust_decimal::Decimal::new(235, 2).into())),
-            Some(Value::Decimal(rust_decimal::Decimal::new(1200, 2).into())),
-        ]),
-        "an integer is rescaled to a decimal; an unchanged field is sent back as is"
+        Outcome::Changed(vec![FieldChange {
+            field: 1,
+            value: Some(Value::Decimal(rust_decimal::Decimal::new(1200, 2).into())),
+        }]),
+        "an integer is rescaled to a decimal; only the changed field crosses back"
     );
     assert!(
         matches!(&result.outcomes[3], Outcome::Fail(m) if m.contains("holds text; expected decimal"))

@@ -8,7 +8,7 @@
 //! ratios measured in one run, so a noisy machine moves both sides alike.
 
 use dualwrite::plugin::json::parse_rows;
-use dualwrite::plugin::{self as host, Plugin, PluginLimits};
+use dualwrite::plugin::{self as host, PluginLimits};
 use dualwrite_plugin_sdk::bindings::types as sdk;
 use dualwrite_plugin_sdk::testing::{filter_wire, transform_wire};
 use dualwrite_tests::*;

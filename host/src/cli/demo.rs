@@ -154,10 +154,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                         "{:<44} unchanged",
                         show(&batch.fields, &batch.rows[row], step.shows)
                     ),
-                    Outcome::Changed(values) => {
-                        let values: Vec<_> = values
-                            .iter()
-                            .map(|v| v.clone().unwrap_or(crate::plugin::Value::Null))
+                    Outcome::Changed(_) => {
+                        let values: Vec<_> = call
+                            .result
+                            .row(&batch, row)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|v| v.unwrap_or(crate::plugin::Value::Null))
                             .collect();
                         format!(
                             "{:<44} changed",

@@ -13,8 +13,8 @@ wasmtime::component::bindgen!({
 
 pub use dualwrite::plugin::host::Level;
 pub use dualwrite::plugin::types::{
-    Batch, Context, Date, DateTime, Decimal, Direction, Guid, KeyField, Outcome, Reference,
-    Transformed, Value, Verdict,
+    Batch, Context, Date, DateTime, Decimal, Direction, FieldChange, Guid, KeyField, Outcome,
+    Reference, Transformed, Value, Verdict,
 };
 pub use exports::dualwrite::plugin::filter::GuestIndices as FilterIndices;
 pub use exports::dualwrite::plugin::transform::GuestIndices as TransformIndices;
@@ -94,5 +94,28 @@ impl Value {
             Value::Choice(_) => "choice",
             Value::Reference(_) => "reference",
         }
+    }
+}
+
+impl Transformed {
+    /// Row `index` of `batch` after the transform, under the result's
+    /// schema: `None` for a field the row does not have. `None` altogether
+    /// when the row was skipped or failed.
+    pub fn row(&self, batch: &Batch, index: usize) -> Option<Vec<Option<Value>>> {
+        let input = batch.rows.get(index)?;
+        let mut row: Vec<Option<Value>> = input.iter().cloned().map(Some).collect();
+        row.resize(self.fields.len(), None);
+        match self.outcomes.get(index)? {
+            Outcome::Unchanged => {}
+            Outcome::Changed(changes) => {
+                for change in changes {
+                    if let Some(slot) = row.get_mut(change.field as usize) {
+                        *slot = change.value.clone();
+                    }
+                }
+            }
+            Outcome::Skip(_) | Outcome::Fail(_) => return None,
+        }
+        Some(row)
     }
 }

@@ -256,20 +256,21 @@ pub fn transformed_to_json(batch: &Batch, result: &Transformed) -> Json {
             .iter()
             .enumerate()
             .map(|(row, outcome)| match outcome {
-                Outcome::Unchanged => {
-                    let values = batch.fields.iter().zip(&batch.rows[row]).map(|(f, v)| (f.clone(), value_to_json(v)));
-                    json!({ "row": row, "outcome": "keep", "changed": false, "values": values.collect::<Map<_, _>>() })
-                }
-                Outcome::Changed(values) => {
+                Outcome::Unchanged | Outcome::Changed(_) => {
                     let values = result
-                        .fields
+                        .row(batch, row)
+                        .unwrap_or_default()
                         .iter()
-                        .zip(values)
-                        .filter_map(|(f, v)| Some((f.clone(), value_to_json(v.as_ref()?))));
-                    json!({ "row": row, "outcome": "keep", "changed": true, "values": values.collect::<Map<_, _>>() })
+                        .zip(&result.fields)
+                        .filter_map(|(v, f)| Some((f.clone(), value_to_json(v.as_ref()?))))
+                        .collect::<Map<_, _>>();
+                    let changed = matches!(outcome, Outcome::Changed(_));
+                    json!({ "row": row, "outcome": "keep", "changed": changed, "values": values })
                 }
                 Outcome::Skip(reason) => json!({ "row": row, "outcome": "skip", "reason": reason }),
-                Outcome::Fail(message) => json!({ "row": row, "outcome": "fail", "message": message }),
+                Outcome::Fail(message) => {
+                    json!({ "row": row, "outcome": "fail", "message": message })
+                }
             })
             .collect(),
     )

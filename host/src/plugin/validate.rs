@@ -46,17 +46,21 @@ pub fn transformed(
         bytes += match outcome {
             Outcome::Unchanged => 1,
             Outcome::Skip(text) | Outcome::Fail(text) => text.len(),
-            Outcome::Changed(values) => {
-                if values.len() != result.fields.len() {
-                    return Err(format!(
-                        "row {index} has {} values for the {} fields of the result",
-                        values.len(),
-                        result.fields.len()
-                    ));
-                }
+            Outcome::Changed(changes) => {
                 let mut row_bytes = 0;
-                for (value, field) in values.iter().zip(&result.fields) {
-                    if let Some(value) = value {
+                let mut seen = vec![false; result.fields.len()];
+                for change in changes {
+                    let Some(field) = result.fields.get(change.field as usize) else {
+                        return Err(format!(
+                            "row {index} changes field {} of a schema of {} fields",
+                            change.field,
+                            result.fields.len()
+                        ));
+                    };
+                    if std::mem::replace(&mut seen[change.field as usize], true) {
+                        return Err(format!("row {index} changes field `{field}` twice"));
+                    }
+                    if let Some(value) = &change.value {
                         row_bytes += value_bytes(value).map_err(|problem| {
                             format!("row {index}, field `{field}`: {problem}")
                         })?;
