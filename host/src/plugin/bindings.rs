@@ -11,13 +11,13 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use dualwrite::plugin::host::Level;
-pub use dualwrite::plugin::types::{
+pub use self::dualwrite::plugin::host::Level;
+pub use self::dualwrite::plugin::types::{
     Batch, Context, Date, DateTime, Decimal, Direction, FieldChange, Guid, KeyField, Outcome,
     Reference, Transformed, Value, Verdict,
 };
-pub use exports::dualwrite::plugin::filter::GuestIndices as FilterIndices;
-pub use exports::dualwrite::plugin::transform::GuestIndices as TransformIndices;
+pub use self::exports::dualwrite::plugin::filter::GuestIndices as FilterIndices;
+pub use self::exports::dualwrite::plugin::transform::GuestIndices as TransformIndices;
 
 /// The WIT package version this host speaks.
 pub const CONTRACT_VERSION: &str = "0.1.0";
