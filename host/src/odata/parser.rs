@@ -113,6 +113,7 @@ impl Filter {
             tokens,
             index: 0,
             end: text.len(),
+            depth: 0,
         };
         let expr = parser.or()?;
         if let Some(extra) = parser.tokens.get(parser.index) {
@@ -175,7 +176,12 @@ struct Parser {
     tokens: Vec<Spanned>,
     index: usize,
     end: usize,
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and `not` accepted, so hostile input
+/// cannot exhaust the stack.
+const MAX_DEPTH: usize = 256;
 
 impl Parser {
     fn peek(&self) -> Option<&Spanned> {
@@ -224,11 +230,21 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, FilterError> {
-        if self.keyword("not") {
-            self.index += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(FilterError::new(
+                self.position(),
+                format!("the filter nests deeper than {MAX_DEPTH} levels: simplify it"),
+            ));
         }
-        self.comparison()
+        let result = if self.keyword("not") {
+            self.index += 1;
+            self.unary().map(|e| Expr::Not(Box::new(e)))
+        } else {
+            self.comparison()
+        };
+        self.depth -= 1;
+        result
     }
 
     fn compare_op(&self) -> Option<CompareOp> {

@@ -1,0 +1,160 @@
+//! Dataverse change tracking: `Prefer: odata.track-changes`, delta links,
+//! `$deletedEntity`, and the error for an unknown or expired token.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, error_message};
+
+async fn follow(h: &Harness, url: &str) -> (u16, Value) {
+    let response = h
+        .client
+        .get(url)
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+async fn post_account(h: &Harness, number: &str, name: &str) -> String {
+    let response = h
+        .request(Method::POST, "accounts")
+        .header("Prefer", "return=representation")
+        .json(&json!({"accountnumber": number, "name": name}))
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = response.json().await.expect("json");
+    body["accountid"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn delta_links_return_changes_then_deletions() {
+    let h = Harness::dataverse().await;
+    let first = post_account(&h, "T-1", "One").await;
+    let second = post_account(&h, "T-2", "Two").await;
+
+    // GET accounts?$select=name,accountnumber with Prefer: odata.track-changes.
+    let response = h
+        .request(Method::GET, "accounts?$select=name,accountnumber")
+        .header("Prefer", "odata.track-changes")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["preference-applied"],
+        "odata.track-changes"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["value"].as_array().expect("value").len(), 2);
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .expect("context")
+            .ends_with("$metadata#accounts(name,accountnumber)/$delta")
+    );
+    let delta = body["@odata.deltaLink"]
+        .as_str()
+        .expect("deltaLink")
+        .to_string();
+    assert!(delta.contains("$deltatoken="), "{delta}");
+    assert!(delta.contains("$select=name,accountnumber"), "{delta}");
+
+    // Nothing changed: an empty page and a new link.
+    let (status, body) = follow(&h, &delta).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["value"], json!([]));
+
+    // One update, one create, one delete.
+    let response = h
+        .request(Method::PATCH, &format!("accounts({first})"))
+        .json(&json!({"name": "One, renamed"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let third = post_account(&h, "T-3", "Three").await;
+    let response = h
+        .request(Method::DELETE, &format!("accounts({second})"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+
+    let (status, body) = follow(&h, &delta).await;
+    assert_eq!(status, 200);
+    let value = body["value"].as_array().expect("value");
+    assert_eq!(value.len(), 3, "{body}");
+    assert_eq!(value[0]["accountid"], first);
+    assert_eq!(value[0]["name"], "One, renamed");
+    assert!(value[0]["@odata.etag"].is_string());
+    assert_eq!(value[1]["accountid"], third);
+    assert_eq!(value[2]["id"], second);
+    assert_eq!(value[2]["reason"], "deleted");
+    assert!(
+        value[2]["@odata.context"]
+            .as_str()
+            .expect("context")
+            .ends_with("$metadata#accounts/$deletedEntity")
+    );
+    let next = body["@odata.deltaLink"]
+        .as_str()
+        .expect("deltaLink")
+        .to_string();
+    let (_, body) = follow(&h, &next).await;
+    assert_eq!(body["value"], json!([]));
+
+    // Filters are not allowed with change tracking.
+    let response = h
+        .request(Method::GET, "accounts?$filter=name eq 'x'")
+        .header("Prefer", "odata.track-changes")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn unknown_and_expired_tokens_are_refused() {
+    let h = Harness::dataverse().await;
+    post_account(&h, "E-1", "One").await;
+    for token in ["garbage", "999999!01/01/2030 00:00:00"] {
+        let (status, body) = h.get_json(&format!("accounts?$deltatoken={token}")).await;
+        assert_eq!(status, 400, "{token}");
+        let message = error_message(&body, "0x80060888");
+        assert!(message.contains("odata.track-changes"), "{message}");
+    }
+    let response = h
+        .request(Method::GET, "accounts")
+        .header("Prefer", "odata.track-changes")
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = response.json().await.expect("json");
+    let delta = body["@odata.deltaLink"]
+        .as_str()
+        .expect("deltaLink")
+        .to_string();
+    let response = h
+        .client
+        .post(format!("{}/admin/purge-changes/accounts", h.emulator.url()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    post_account(&h, "E-2", "Two").await;
+    // The token issued before the purge is older than the retention: expired.
+    let (status, _) = follow(&h, &delta).await;
+    assert_eq!(
+        status, 200,
+        "a token equal to the purge point is still valid"
+    );
+    let (status, body) = h.get_json("accounts?$deltatoken=0").await;
+    assert_eq!(status, 400);
+    error_message(&body, "0x80060888");
+    h.emulator.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,167 @@
+//! Service protection limits and fault injection, on both emulators.
+
+use std::time::{Duration, Instant};
+
+use dualwrite::emulator::{EmulatorConfig, FaultConfig, ProtectionLimits, ServiceKind};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, empty_config, error_message};
+
+#[tokio::test]
+async fn requests_over_the_limit_get_429_with_retry_after() {
+    let config = EmulatorConfig {
+        limits: ProtectionLimits {
+            requests_per_window: 3,
+            window_seconds: 60,
+            max_concurrent: 0,
+        },
+        ..empty_config()
+    };
+    let h = Harness::start(ServiceKind::Dataverse, config).await;
+    for _ in 0..3 {
+        let (status, _) = h.get_json("accounts").await;
+        assert_eq!(status, 200);
+    }
+    let response = h
+        .request(Method::GET, "accounts")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=61).contains(&retry), "{retry}");
+    let body: Value = response.json().await.expect("json");
+    let message = error_message(&body, "0x80072322");
+    assert!(message.contains("limit of 3"), "{message}");
+
+    // Lifting the limit at run time lets requests through again.
+    let response = h
+        .client
+        .put(format!("{}/admin/limits", h.emulator.url()))
+        .json(&ProtectionLimits::UNLIMITED)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let (status, _) = h.get_json("accounts").await;
+    assert_eq!(status, 200);
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
+async fn put_faults(h: &Harness, faults: Value) {
+    let response = h
+        .client
+        .put(format!("{}/admin/faults", h.emulator.url()))
+        .json(&faults)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+}
+
+#[tokio::test]
+async fn faults_are_set_through_the_admin_endpoint() {
+    let h = Harness::finops().await;
+    put_faults(&h, json!({"error_share": 0.5})).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            h.request(Method::GET, "Currencies")
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+
+    put_faults(&h, json!({"throttle_share": 1.0})).await;
+    let response = h
+        .request(Method::GET, "Currencies")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+
+    put_faults(&h, json!({"outage_seconds": 60})).await;
+    let response = h
+        .request(Method::GET, "Currencies")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let current: Value = h
+        .client
+        .get(format!("{}/admin/faults", h.emulator.url()))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(current["outage_seconds"], 60);
+
+    put_faults(&h, json!({"latency_ms": 150})).await;
+    let started = Instant::now();
+    let (status, _) = h.get_json("Currencies").await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    put_faults(&h, json!({"drop_share": 1.0})).await;
+    let result = async {
+        let response = h.request(Method::GET, "Currencies").send().await?;
+        response.bytes().await
+    }
+    .await;
+    assert!(result.is_err(), "the connection drops mid-body");
+
+    put_faults(&h, json!({})).await;
+    let (status, _) = h.get_json("Currencies").await;
+    assert_eq!(status, 200);
+
+    let response = h
+        .client
+        .put(format!("{}/admin/faults", h.emulator.url()))
+        .json(&json!({"no_such_fault": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert!(response.status().is_client_error());
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn faults_can_be_set_at_start() {
+    let config = EmulatorConfig {
+        faults: FaultConfig {
+            error_share: 1.0,
+            ..FaultConfig::default()
+        },
+        ..empty_config()
+    };
+    let h = Harness::start(ServiceKind::Dataverse, config).await;
+    let (status, body) = h.get_json("accounts").await;
+    assert_eq!(status, 503);
+    assert!(body["error"]["message"].is_string());
+    h.emulator.set_faults(FaultConfig::default());
+    let (status, _) = h.get_json("accounts").await;
+    assert_eq!(status, 200);
+    h.emulator.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the dualwrite crate: one binary, one module per
+//! concern. Emulators run over real HTTP on `127.0.0.1:0` with real sled
+//! storage in temporary directories.
+
+mod dataverse;
+mod dataverse_changes;
+mod emulator_ops;
+mod finops;
+mod odata_filter;
+mod support;
