@@ -33,6 +33,8 @@ pub struct ApiResponse {
     pub headers: Vec<(HeaderName, String)>,
     /// JSON body, if any.
     pub body: Option<Value>,
+    /// A non-JSON body with its content type (`$batch` responses).
+    pub raw: Option<(String, Bytes)>,
 }
 
 impl ApiResponse {
@@ -42,6 +44,7 @@ impl ApiResponse {
             status,
             headers: Vec::new(),
             body: Some(body),
+            raw: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl ApiResponse {
             status,
             headers: Vec::new(),
             body: None,
+            raw: None,
         }
     }
 
@@ -100,6 +104,7 @@ impl ApiError {
             status: self.status,
             headers: self.headers.clone(),
             body: Some(body),
+            raw: None,
         }
     }
 }
@@ -122,12 +127,16 @@ impl IntoResponse for ApiResponse {
                 builder = builder.header(name, v);
             }
         }
-        let body = match &self.body {
-            Some(v) => {
+        let body = match (&self.body, self.raw) {
+            (_, Some((content_type, bytes))) => {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+                Body::from(bytes)
+            }
+            (Some(v), None) => {
                 builder = builder.header(header::CONTENT_TYPE, JSON_TYPE);
                 Body::from(serde_json::to_vec(v).unwrap_or_default())
             }
-            None => Body::empty(),
+            (None, None) => Body::empty(),
         };
         builder
             .body(body)

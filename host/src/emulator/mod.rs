@@ -35,7 +35,7 @@ mod http;
 pub mod metadata;
 mod rows;
 mod seed;
-mod server;
+pub(crate) mod server;
 mod store;
 
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 //! storage in temporary directories.
 
 mod dataverse;
+mod dataverse_batch;
 mod dataverse_changes;
 mod emulator_ops;
 mod finops;

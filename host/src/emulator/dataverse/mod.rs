@@ -11,6 +11,8 @@
 //! global version), `createdon`, `modifiedon`, and `@odata.etag` =
 //! `W/"<versionnumber>"` when read.
 
+mod batch;
+mod ops;
 mod read;
 mod write;
 
@@ -42,13 +44,19 @@ pub(crate) fn unknown_property(table: &TableDef, name: &str) -> ApiError {
 
 /// Answers one request (a `$batch` part goes through here too).
 pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiResponse {
+    if request.path == "$batch" {
+        return batch::handle(state, request).await;
+    }
     match route(state, request).await {
         Ok(r) => r,
         Err(e) => e.to_response(),
     }
 }
 
-async fn route(state: &SharedState, request: ApiRequest) -> Result<ApiResponse, ApiError> {
+pub(crate) async fn route(
+    state: &SharedState,
+    request: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
     let (set, key) = parse_segment(&request.path, BAD_REQUEST)?;
     let Some(table) = state.metadata.table(&set) else {
         return Err(ApiError::new(
@@ -60,14 +68,7 @@ async fn route(state: &SharedState, request: ApiRequest) -> Result<ApiResponse, 
     match (&request.method, key) {
         (&Method::GET, None) => read::collection(state, table, &request),
         (&Method::GET, Some(key)) => read::one(state, table, &key, &request),
-        (&Method::POST, None) => write::create(state, table, &request).await,
-        (&Method::PATCH, Some(key)) => write::upsert(state, table, &key, &request).await,
-        (&Method::DELETE, Some(key)) => write::delete(state, table, &key, &request).await,
-        (method, _) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            BAD_REQUEST,
-            format!("{method} is not supported on '{}'", request.path),
-        )),
+        (_, key) => ops::execute(state, table, key, &request).await,
     }
 }
 

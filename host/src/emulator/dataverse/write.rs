@@ -6,9 +6,9 @@ use serde_json::{Map, Value, json};
 use sled::transaction::ConflictableTransactionError;
 
 use super::super::SharedState;
-use super::super::http::{ApiError, ApiRequest, ApiResponse, header_str, prefer};
+use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::metadata::{FieldType, TableDef};
-use super::super::rows::{KeySegment, index_entries, key_field_name, parse_segment, stored_name};
+use super::super::rows::{KeySegment, key_field_name, parse_segment};
 use super::super::store::{Tx, TxFailure, WriteConflict, encode_key};
 use super::read::{etag, render, storage};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request, describe_key, unknown_property};
@@ -31,7 +31,7 @@ pub(crate) enum Resolved {
     Alternate { key: String, values: String },
 }
 
-fn guid_pk(id: &str) -> String {
+pub(super) fn guid_pk(id: &str) -> String {
     encode_key(&[&Value::String(id.to_lowercase())])
 }
 
@@ -77,13 +77,17 @@ pub(crate) fn resolve_key(table: &TableDef, key: &KeySegment) -> Result<Resolved
     }
 }
 
-type Abort = ConflictableTransactionError<ApiError>;
+pub(super) type Abort = ConflictableTransactionError<ApiError>;
 
-fn abort(e: ApiError) -> Abort {
+pub(super) fn abort(e: ApiError) -> Abort {
     ConflictableTransactionError::Abort(e)
 }
 
-fn tx_pk(tx: &Tx<'_>, table: &TableDef, key: &KeySegment) -> Result<Option<String>, Abort> {
+pub(super) fn tx_pk(
+    tx: &Tx<'_>,
+    table: &TableDef,
+    key: &KeySegment,
+) -> Result<Option<String>, Abort> {
     match resolve_key(table, key).map_err(abort)? {
         Resolved::Pk(pk) => Ok(Some(pk)),
         Resolved::Alternate { key, values } => tx.pk_by_key(&table.name, &key, &values),
@@ -91,7 +95,7 @@ fn tx_pk(tx: &Tx<'_>, table: &TableDef, key: &KeySegment) -> Result<Option<Strin
 }
 
 /// Applies a request body to a row: checks names and types, resolves binds.
-fn apply_body(
+pub(super) fn apply_body(
     state: &SharedState,
     tx: &Tx<'_>,
     table: &TableDef,
@@ -190,7 +194,7 @@ fn resolve_bind(
     Ok(id.as_str().unwrap_or_default().to_string())
 }
 
-fn parse_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn parse_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
     if request.body.is_empty() {
         return Ok(Map::new());
     }
@@ -203,7 +207,7 @@ fn parse_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn now() -> Value {
+pub(super) fn now() -> Value {
     Value::String(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
@@ -217,15 +221,15 @@ fn entity_id(state: &SharedState, table: &TableDef, row: &Map<String, Value>) ->
     format!("{}/api/data/v9.2/{}({id})", state.base_url, table.name)
 }
 
-fn written(
+pub(super) fn written(
     state: &SharedState,
     table: &TableDef,
-    request: &ApiRequest,
+    representation: bool,
     row: &super::super::store::StoredRow,
     created: bool,
 ) -> ApiResponse {
     let location = entity_id(state, table, &row.row);
-    let response = if prefer(&request.headers, "return=representation") {
+    let response = if representation {
         let mut body = render(table, row, None);
         body.insert(
             "@odata.context".into(),
@@ -251,180 +255,13 @@ fn written(
         .with_header(axum::http::header::ETAG, etag(row))
 }
 
-fn commit_failed(e: TxFailure<ApiError>) -> ApiError {
+pub(super) fn commit_failed(e: TxFailure<ApiError>) -> ApiError {
     match e {
         TxFailure::Abort(e) => e,
         TxFailure::Store(e) => storage(e),
     }
 }
 
-pub(super) async fn create(
-    state: &SharedState,
-    table: &TableDef,
-    request: &ApiRequest,
-) -> Result<ApiResponse, ApiError> {
-    let body = parse_body(request)?;
-    let hook = json!({"table": table.name, "operation": "create", "row": body});
-    state.hooks.check(&table.name, &hook, "0x80040265").await?;
-    let pk_field = table.primary_key.first().cloned().unwrap_or_default();
-    let id = match body.get(&pk_field) {
-        Some(Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => s.to_lowercase(),
-        Some(other) => {
-            return Err(bad_request(format!(
-                "{pk_field} must be a GUID, got {other}"
-            )));
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
-    let stored = state
-        .store
-        .transact(|tx| {
-            let pk = guid_pk(&id);
-            if tx.get(&table.name, &pk)?.is_some() {
-                return Err(abort(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "0x80040237",
-                    "Cannot insert duplicate key.",
-                )));
-            }
-            let mut row = Map::new();
-            apply_body(state, tx, table, &mut row, &body)?;
-            row.insert(pk_field.clone(), Value::String(id.clone()));
-            row.insert("createdon".into(), now());
-            row.insert("modifiedon".into(), now());
-            let indexes = index_entries(table, &row);
-            tx.put(&table.name, &pk, None, row, &indexes, set_version)
-        })
-        .map_err(commit_failed)?;
-    Ok(written(state, table, request, &stored, true))
-}
-
-fn set_version(row: &mut Map<String, Value>, version: u64) {
+pub(super) fn set_version(row: &mut Map<String, Value>, version: u64) {
     row.insert("versionnumber".into(), json!(version));
-}
-
-pub(super) async fn upsert(
-    state: &SharedState,
-    table: &TableDef,
-    key: &KeySegment,
-    request: &ApiRequest,
-) -> Result<ApiResponse, ApiError> {
-    let body = parse_body(request)?;
-    resolve_key(table, key)?;
-    let if_match = header_str(&request.headers, "if-match").map(str::to_string);
-    let if_none_match = header_str(&request.headers, "if-none-match").map(str::to_string);
-    let hook =
-        json!({"table": table.name, "operation": "upsert", "key": describe_key(key), "row": body});
-    state.hooks.check(&table.name, &hook, "0x80040265").await?;
-    let pk_field = table.primary_key.first().cloned().unwrap_or_default();
-    let (stored, created) = state
-        .store
-        .transact(|tx| {
-            let pk = tx_pk(tx, table, key)?;
-            let existing = match &pk {
-                Some(pk) => tx.get(&table.name, pk)?,
-                None => None,
-            };
-            match (&existing, if_match.as_deref(), if_none_match.as_deref()) {
-                (None, Some(_), _) => {
-                    return Err(abort(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        NOT_FOUND,
-                        format!("{} With {} Does Not Exist", table.entity_name(), describe_key(key)),
-                    )));
-                }
-                (Some(row), Some(tag), _) if tag != "*" && tag != etag(row) => {
-                    return Err(abort(ApiError::new(
-                        StatusCode::PRECONDITION_FAILED,
-                        "0x80060882",
-                        "The version of the existing record doesn't match the RowVersion property provided.",
-                    )));
-                }
-                (Some(_), _, Some("*")) => {
-                    return Err(abort(ApiError::new(
-                        StatusCode::PRECONDITION_FAILED,
-                        "0x80040237",
-                        "A record with matching key values already exists.",
-                    )));
-                }
-                _ => {}
-            }
-            let created = existing.is_none();
-            let mut row = existing.as_ref().map(|r| r.row.clone()).unwrap_or_default();
-            let pk = match (&existing, key) {
-                (Some(_), _) => pk.unwrap_or_default(),
-                (None, KeySegment::Named(parts)) => {
-                    for (name, value) in parts {
-                        row.insert(stored_name(table, key_field_name(table, name)), value.clone());
-                    }
-                    let id = uuid::Uuid::new_v4().to_string();
-                    row.insert(pk_field.clone(), Value::String(id.clone()));
-                    guid_pk(&id)
-                }
-                (None, KeySegment::Single(v)) => {
-                    row.insert(pk_field.clone(), v.clone());
-                    pk.unwrap_or_default()
-                }
-            };
-            if body.get(&pk_field).is_some_and(|v| Some(v) != row.get(&pk_field)) {
-                return Err(abort(bad_request(format!("{pk_field} in the body does not match the key in the URL"))));
-            }
-            apply_body(state, tx, table, &mut row, &body)?;
-            if created {
-                row.insert("createdon".into(), now());
-            }
-            row.insert("modifiedon".into(), now());
-            let old_indexes = existing.as_ref().map(|r| index_entries(table, &r.row)).unwrap_or_default();
-            let indexes = index_entries(table, &row);
-            let previous = existing.as_ref().map(|r| (r, &old_indexes));
-            Ok((tx.put(&table.name, &pk, previous, row, &indexes, set_version)?, created))
-        })
-        .map_err(commit_failed)?;
-    Ok(written(state, table, request, &stored, created))
-}
-
-pub(super) async fn delete(
-    state: &SharedState,
-    table: &TableDef,
-    key: &KeySegment,
-    request: &ApiRequest,
-) -> Result<ApiResponse, ApiError> {
-    resolve_key(table, key)?;
-    let if_match = header_str(&request.headers, "if-match").map(str::to_string);
-    let hook = json!({"table": table.name, "operation": "delete", "key": describe_key(key)});
-    state.hooks.check(&table.name, &hook, "0x80040265").await?;
-    let pk_field = table.primary_key.first().cloned().unwrap_or_default();
-    state
-        .store
-        .transact(|tx| {
-            let pk = tx_pk(tx, table, key)?;
-            let existing = match &pk {
-                Some(pk) => tx.get(&table.name, pk)?,
-                None => None,
-            };
-            let (Some(pk), Some(old)) = (pk, existing) else {
-                return Err(abort(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    NOT_FOUND,
-                    format!("{} With {} Does Not Exist", table.entity_name(), describe_key(key)),
-                )));
-            };
-            if let Some(tag) = if_match.as_deref()
-                && tag != "*" && tag != etag(&old) {
-                    return Err(abort(ApiError::new(
-                        StatusCode::PRECONDITION_FAILED,
-                        "0x80060882",
-                        "The version of the existing record doesn't match the RowVersion property provided.",
-                    )));
-                }
-            let mut tomb = Map::new();
-            if let Some(id) = old.row.get(&pk_field) {
-                tomb.insert(pk_field.clone(), id.clone());
-            }
-            let old_indexes = index_entries(table, &old.row);
-            tx.delete(&table.name, &pk, &old, &old_indexes, tomb)
-        })
-        .map_err(commit_failed)?;
-
-    Ok(ApiResponse::empty(StatusCode::NO_CONTENT))
 }
