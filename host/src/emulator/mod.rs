@@ -26,6 +26,7 @@
 
 mod admin;
 mod auth;
+mod batch;
 pub mod dataverse;
 mod events;
 pub mod finops;

@@ -221,3 +221,69 @@ async fn batches_over_1000_requests_and_bad_bodies_are_refused() {
     assert_eq!(status, 400, "{text}");
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn finops_batches_use_the_same_rules() {
+    let h = Harness::finops().await;
+    let set = change_set(
+        "changeset_F1",
+        &[
+            http_part(
+                Some(1),
+                "POST /data/CustomersV3",
+                Some(r#"{"CustomerAccount":"BT-1","OrganizationName":"One"}"#),
+            ),
+            http_part(Some(2), "PATCH $1", Some(r#"{"CreditLimit":75}"#)),
+        ],
+    );
+    let response = h
+        .client
+        .post(format!("{}/$batch", h.emulator.service_url()))
+        .bearer_auth(&h.token)
+        .header("Content-Type", format!("multipart/mixed; boundary={BATCH}"))
+        .body(batch(&[set]))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    assert!(text.contains("HTTP/1.1 201 Created"), "{text}");
+    assert!(text.contains("HTTP/1.1 204 No Content"), "{text}");
+    let (_, body) = h
+        .get_json("CustomersV3(dataAreaId='usmf',CustomerAccount='BT-1')")
+        .await;
+    assert_eq!(body["CreditLimit"], 75);
+
+    let failing = change_set(
+        "changeset_F2",
+        &[
+            http_part(
+                Some(1),
+                "POST CustomersV3",
+                Some(r#"{"CustomerAccount":"BT-2"}"#),
+            ),
+            http_part(
+                Some(2),
+                "POST CustomersV3",
+                Some(r#"{"CustomerAccount":"BT-1"}"#),
+            ),
+        ],
+    );
+    let response = h
+        .client
+        .post(format!("{}/$batch", h.emulator.service_url()))
+        .bearer_auth(&h.token)
+        .header("Content-Type", format!("multipart/mixed; boundary={BATCH}"))
+        .body(batch(&[failing]))
+        .send()
+        .await
+        .expect("sent");
+    let text = response.text().await.expect("text");
+    assert!(text.contains("HTTP/1.1 400 Bad Request"), "{text}");
+    assert!(text.contains("already exists"), "{text}");
+    let (status, _) = h
+        .get_json("CustomersV3(dataAreaId='usmf',CustomerAccount='BT-2')")
+        .await;
+    assert_eq!(status, 404, "the change set rolled back");
+    h.emulator.shutdown().await.expect("shutdown");
+}

@@ -11,10 +11,9 @@
 //! global version), `createdon`, `modifiedon`, and `@odata.etag` =
 //! `W/"<versionnumber>"` when read.
 
-mod batch;
-mod ops;
+pub(crate) mod ops;
 mod read;
-mod write;
+pub(crate) mod write;
 
 use axum::http::{Method, StatusCode};
 
@@ -45,7 +44,7 @@ pub(crate) fn unknown_property(table: &TableDef, name: &str) -> ApiError {
 /// Answers one request (a `$batch` part goes through here too).
 pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiResponse {
     if request.path == "$batch" {
-        return batch::handle(state, request).await;
+        return super::batch::handle(state, request).await;
     }
     match route(state, request).await {
         Ok(r) => r,

@@ -255,7 +255,7 @@ pub(super) fn written(
         .with_header(axum::http::header::ETAG, etag(row))
 }
 
-pub(super) fn commit_failed(e: TxFailure<ApiError>) -> ApiError {
+pub(crate) fn commit_failed(e: TxFailure<ApiError>) -> ApiError {
     match e {
         TxFailure::Abort(e) => e,
         TxFailure::Store(e) => storage(e),

@@ -1,4 +1,4 @@
-//! `POST $batch`: `multipart/mixed` bodies of `application/http` requests,
+//! `POST $batch` for both services: `multipart/mixed` bodies of `application/http` requests,
 //! with change sets that commit atomically, `Content-ID` references (`$1`
 //! in a later URL or `@odata.bind`), and `Prefer: odata.continue-on-error`.
 //!
@@ -14,12 +14,82 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde_json::Value;
 
-use super::super::SharedState;
-use super::super::http::{ApiError, ApiRequest, ApiResponse, header_str, prefer};
-use super::super::rows::parse_segment;
-use super::ops::{apply, entity_path, prepare, respond};
-use super::write::commit_failed;
-use super::{BAD_REQUEST, bad_request};
+use super::http::{ApiError, ApiRequest, ApiResponse, header_str, prefer};
+use super::metadata::TableDef;
+use super::rows::{KeySegment, parse_segment};
+use super::{ServiceKind, SharedState, dataverse, finops};
+
+/// The service's bad-request code.
+fn code(state: &SharedState) -> &'static str {
+    match state.kind {
+        ServiceKind::Dataverse => dataverse::BAD_REQUEST,
+        ServiceKind::Finops => "BadRequest",
+    }
+}
+
+fn bad(state: &SharedState, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code(state), message)
+}
+
+/// A write of either service, prepared for a change set.
+enum Prepared<'t> {
+    Dataverse(dataverse::ops::PreparedWrite<'t>),
+    Finops(finops::ops::PreparedWrite<'t>),
+}
+
+enum Outcome {
+    Dataverse(dataverse::ops::Outcome),
+    Finops(finops::ops::Outcome),
+}
+
+async fn prepare<'t>(
+    state: &SharedState,
+    table: &'t TableDef,
+    key: Option<KeySegment>,
+    request: &ApiRequest,
+) -> Result<Prepared<'t>, ApiError> {
+    Ok(match state.kind {
+        ServiceKind::Dataverse => {
+            Prepared::Dataverse(dataverse::ops::prepare(state, table, key, request).await?)
+        }
+        ServiceKind::Finops => {
+            Prepared::Finops(finops::ops::prepare(state, table, key, request).await?)
+        }
+    })
+}
+
+fn apply(
+    state: &SharedState,
+    tx: &super::store::Tx<'_>,
+    write: &Prepared<'_>,
+) -> Result<Outcome, sled::transaction::ConflictableTransactionError<ApiError>> {
+    Ok(match write {
+        Prepared::Dataverse(w) => Outcome::Dataverse(dataverse::ops::apply(state, tx, w)?),
+        Prepared::Finops(w) => Outcome::Finops(finops::ops::apply(tx, w)?),
+    })
+}
+
+fn respond(state: &SharedState, write: &Prepared<'_>, outcome: &Outcome) -> ApiResponse {
+    match (write, outcome) {
+        (Prepared::Dataverse(w), Outcome::Dataverse(o)) => dataverse::ops::respond(state, w, o),
+        (Prepared::Finops(w), Outcome::Finops(o)) => finops::ops::respond(state, w, o),
+        _ => ApiResponse::empty(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+fn entity_path(state: &SharedState, write: &Prepared<'_>, request_path: &str) -> String {
+    match write {
+        Prepared::Dataverse(w) => dataverse::ops::entity_path(w, request_path),
+        Prepared::Finops(w) => finops::ops::entity_path(state, w, request_path),
+    }
+}
+
+fn commit_failed(state: &SharedState, e: super::store::TxFailure<ApiError>) -> ApiError {
+    match state.kind {
+        ServiceKind::Dataverse => dataverse::write::commit_failed(e),
+        ServiceKind::Finops => finops::ops::committed(e),
+    }
+}
 
 /// Most requests one batch may hold, as the service.
 pub(crate) const MAX_REQUESTS: usize = 1000;
@@ -41,6 +111,7 @@ fn boundary(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn read_multipart(
+    state: &SharedState,
     body: Bytes,
     boundary: String,
 ) -> Result<Vec<(HeaderMap, Bytes)>, ApiError> {
@@ -52,15 +123,19 @@ async fn read_multipart(
             Ok(Some(field)) => {
                 let headers = field.headers().clone();
                 let bytes = field.bytes().await.map_err(|e| {
-                    bad_request(format!("the $batch body is not valid multipart/mixed: {e}"))
+                    bad(
+                        state,
+                        format!("the $batch body is not valid multipart/mixed: {e}"),
+                    )
                 })?;
                 parts.push((headers, bytes));
             }
             Ok(None) => return Ok(parts),
             Err(e) => {
-                return Err(bad_request(format!(
-                    "the $batch body is not valid multipart/mixed: {e}"
-                )));
+                return Err(bad(
+                    state,
+                    format!("the $batch body is not valid multipart/mixed: {e}"),
+                ));
             }
         }
     }
@@ -84,7 +159,8 @@ fn parse_http(state: &SharedState, headers: &HeaderMap, bytes: &[u8]) -> Result<
     let head = match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(n)) => n,
         _ => {
-            return Err(bad_request(
+            return Err(bad(
+                state,
                 "a $batch part is not an HTTP request: write 'METHOD URL HTTP/1.1', headers, a blank line, then the body",
             ));
         }
@@ -92,9 +168,12 @@ fn parse_http(state: &SharedState, headers: &HeaderMap, bytes: &[u8]) -> Result<
     let method = parsed
         .method
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        .ok_or_else(|| bad_request("a $batch part has no valid method"))?;
+        .ok_or_else(|| bad(state, "a $batch part has no valid method"))?;
     let url = parsed.path.unwrap_or_default();
-    let root = "/api/data/v9.2/";
+    let root = match state.kind {
+        ServiceKind::Dataverse => "/api/data/v9.2/",
+        ServiceKind::Finops => "/data/",
+    };
     let relative = match url.find(root) {
         Some(i) => &url[i + root.len()..],
         None => url.trim_start_matches('/'),
@@ -109,7 +188,6 @@ fn parse_http(state: &SharedState, headers: &HeaderMap, bytes: &[u8]) -> Result<
             request_headers.append(name, value);
         }
     }
-    let _ = state;
     let body = trim_end(&bytes[head..]);
     Ok(Part {
         content_id: header_str(headers, "content-id").map(str::to_string),
@@ -133,14 +211,17 @@ fn trim_end(bytes: &[u8]) -> &[u8] {
 
 async fn parse_items(state: &SharedState, request: &ApiRequest) -> Result<Vec<Item>, ApiError> {
     let outer = boundary(&request.headers).ok_or_else(|| {
-        bad_request("a $batch request needs Content-Type: multipart/mixed; boundary=...")
+        bad(
+            state,
+            "a $batch request needs Content-Type: multipart/mixed; boundary=...",
+        )
     })?;
     let mut items = Vec::new();
-    for (headers, bytes) in read_multipart(request.body.clone(), outer).await? {
+    for (headers, bytes) in read_multipart(state, request.body.clone(), outer).await? {
         match boundary(&headers) {
             Some(inner) => {
                 let mut parts = Vec::new();
-                for (h, b) in read_multipart(bytes, inner).await? {
+                for (h, b) in read_multipart(state, bytes, inner).await? {
                     parts.push(parse_http(state, &h, &b)?);
                 }
                 items.push(Item::ChangeSet(parts));
@@ -183,7 +264,11 @@ fn substitute(part: &mut Part, ids: &HashMap<String, String>) {
 }
 
 async fn run_single(state: &SharedState, part: Part) -> ApiResponse {
-    match super::route(state, part.request).await {
+    let result = match state.kind {
+        ServiceKind::Dataverse => dataverse::route(state, part.request).await,
+        ServiceKind::Finops => finops::route(state, &part.request).await,
+    };
+    match result {
         Ok(r) => r,
         Err(e) => e.to_response(),
     }
@@ -199,16 +284,17 @@ async fn run_change_set(
     for part in parts.iter_mut() {
         substitute(part, ids);
         let fail = |e: ApiError| (part.content_id.clone(), e);
-        let (set, key) = parse_segment(&part.request.path, BAD_REQUEST).map_err(fail)?;
+        let (set, key) = parse_segment(&part.request.path, code(state)).map_err(fail)?;
         let table = state.metadata.table(&set).ok_or_else(|| {
             fail(ApiError::new(
                 StatusCode::NOT_FOUND,
-                BAD_REQUEST,
+                code(state),
                 format!("Resource not found for the segment '{set}'."),
             ))
         })?;
         if part.request.method == Method::GET {
-            return Err(fail(bad_request(
+            return Err(fail(bad(
+                state,
                 "a change set may hold only POST, PATCH and DELETE requests: move GETs out of it",
             )));
         }
@@ -216,7 +302,7 @@ async fn run_change_set(
             .await
             .map_err(fail)?;
         if let Some(id) = &part.content_id {
-            ids.insert(id.clone(), entity_path(&write, &part.request.path));
+            ids.insert(id.clone(), entity_path(state, &write, &part.request.path));
         }
         prepared.push((part.content_id.clone(), write));
     }
@@ -228,7 +314,7 @@ async fn run_change_set(
                 .map(|(_, w)| apply(state, tx, w))
                 .collect::<Result<Vec<_>, _>>()
         })
-        .map_err(|e| (None, commit_failed(e)))?;
+        .map_err(|e| (None, commit_failed(state, e)))?;
     Ok(prepared
         .iter()
         .zip(outcomes)
@@ -241,7 +327,7 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     if request.method != Method::POST {
         return ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            BAD_REQUEST,
+            code(state),
             "$batch takes POST",
         )
         .to_response();
@@ -258,7 +344,7 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
         })
         .sum();
     if count > MAX_REQUESTS {
-        return bad_request(format!(
+        return bad(state, format!(
             "The number of requests in a batch ({count}) exceeds the limit of {MAX_REQUESTS}: split it into several batches."
         ))
         .to_response();
