@@ -217,6 +217,34 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` rows of a table after primary key `after`, in key order.
+    pub fn rows_after(
+        &self,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredRow)>, StoreError> {
+        let prefix = row_prefix(table);
+        let start = match after {
+            Some(pk) => {
+                let mut k = row_key(table, pk);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.data.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let pk = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((pk, parse(&k, &v)?));
+        }
+        Ok(out)
+    }
+
     /// Change log entries of a table with a version above `after`, oldest first.
     pub fn changes_after(
         &self,

@@ -158,3 +158,78 @@ async fn unknown_and_expired_tokens_are_refused() {
     error_message(&body, "0x80060888");
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+/// Follows `@odata.nextLink` with `Prefer: odata.maxpagesize=3` until the
+/// delta link; returns the rows, the deletions, the page count and the link.
+async fn read_all_pages(h: &Harness, first: &str) -> (Vec<Value>, Vec<Value>, usize, String) {
+    let (mut rows, mut deletions, mut pages) = (Vec::new(), Vec::new(), 0);
+    let mut url = first.to_string();
+    loop {
+        let response = h
+            .client
+            .get(&url)
+            .bearer_auth(&h.token)
+            .header("Prefer", "odata.track-changes,odata.maxpagesize=3")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        pages += 1;
+        let value = body["value"].as_array().expect("value");
+        assert!(value.len() <= 3);
+        for entry in value {
+            if entry.get("reason").is_some() {
+                deletions.push(entry.clone());
+            } else {
+                rows.push(entry.clone());
+            }
+        }
+        if let Some(next) = body.get("@odata.nextLink").and_then(Value::as_str) {
+            assert!(body.get("@odata.deltaLink").is_none());
+            url = next.to_string();
+            continue;
+        }
+        let delta = body["@odata.deltaLink"]
+            .as_str()
+            .expect("deltaLink on the last page")
+            .to_string();
+        return (rows, deletions, pages, delta);
+    }
+}
+
+#[tokio::test]
+async fn change_tracking_pages_with_maxpagesize() {
+    let h = Harness::dataverse().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(post_account(&h, &format!("P-{i}"), "Paged").await);
+    }
+    let first = format!("{}/accounts?$select=name", h.emulator.service_url());
+    let (rows, deletions, pages, delta) = read_all_pages(&h, &first).await;
+    assert_eq!((rows.len(), deletions.len(), pages), (7, 0, 3));
+
+    for id in &ids[..5] {
+        let response = h
+            .request(Method::PATCH, &format!("accounts({id})"))
+            .json(&json!({"name": "Changed"}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 204);
+    }
+    for id in &ids[5..] {
+        let response = h
+            .request(Method::DELETE, &format!("accounts({id})"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 204);
+    }
+    let (rows, deletions, pages, delta) = read_all_pages(&h, &delta).await;
+    assert_eq!((rows.len(), deletions.len(), pages), (5, 2, 3));
+    assert!(rows.iter().all(|r| r["name"] == "Changed"));
+    let (rows, deletions, pages, _) = read_all_pages(&h, &delta).await;
+    assert_eq!((rows.len(), deletions.len(), pages), (0, 0, 1));
+    h.emulator.shutdown().await.expect("shutdown");
+}

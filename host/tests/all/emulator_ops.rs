@@ -165,3 +165,47 @@ async fn faults_can_be_set_at_start() {
     assert_eq!(status, 200);
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn concurrent_requests_over_the_limit_get_429() {
+    let config = EmulatorConfig {
+        limits: ProtectionLimits {
+            requests_per_window: 0,
+            window_seconds: 300,
+            max_concurrent: 1,
+        },
+        faults: FaultConfig {
+            latency_ms: 400,
+            ..FaultConfig::default()
+        },
+        ..empty_config()
+    };
+    let h = Harness::start(ServiceKind::Dataverse, config).await;
+    let first = h.request(Method::GET, "accounts").send();
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h.request(Method::GET, "accounts").send().await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.expect("sent").status(), 200);
+    let second = second.expect("sent");
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    let body: Value = second.json().await.expect("json");
+    error_message(&body, "0x80072326");
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn finops_requires_a_token_too() {
+    let h = Harness::finops().await;
+    let response = h
+        .client
+        .get(format!("{}/CustomersV3", h.emulator.service_url()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().contains_key("www-authenticate"));
+    h.emulator.shutdown().await.expect("shutdown");
+}

@@ -2,10 +2,12 @@
 //! concern. Emulators run over real HTTP on `127.0.0.1:0` with real sled
 //! storage in temporary directories.
 
+mod batch;
 mod dataverse;
-mod dataverse_batch;
+
 mod dataverse_changes;
 mod emulator_ops;
 mod finops;
+mod metadata;
 mod odata_filter;
 mod support;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::SharedState;
 use super::super::http::{ApiError, ApiRequest, ApiResponse, header_str, prefer};
-use super::super::metadata::TableDef;
+use super::super::metadata::{FieldType, TableDef};
 use super::super::rows::{KeySegment, index_entries, key_field_name, stored_name};
 use super::super::store::{StoredRow, Tx};
 use super::read::etag;
@@ -205,10 +205,16 @@ pub(crate) fn apply(
                 _ => {
                     if let KeySegment::Named(parts) = key {
                         for (name, value) in parts {
-                            row.insert(
-                                stored_name(table, key_field_name(table, name)),
-                                value.clone(),
-                            );
+                            let field_name = key_field_name(table, name);
+                            let plain = table
+                                .field(field_name)
+                                .filter(|f| f.field_type != FieldType::Lookup);
+                            if let Some(field) = plain {
+                                table
+                                    .check_value(field, value)
+                                    .map_err(|m| abort(bad_request(m)))?;
+                            }
+                            row.insert(stored_name(table, field_name), value.clone());
                         }
                     }
                     row.insert(pk_field.clone(), Value::String(new_id.clone()));

@@ -128,7 +128,12 @@ pub(super) fn collection(
     check_names(table, &options, SYSTEM_FIELDS, |n| {
         unknown_property(table, n)
     })?;
-    if options.deltatoken.is_some() || prefer(&request.headers, "odata.track-changes") {
+    let continued = options
+        .skiptoken
+        .as_deref()
+        .is_some_and(|t| t.starts_with("ct:"));
+    if options.deltatoken.is_some() || continued || prefer(&request.headers, "odata.track-changes")
+    {
         return delta(state, table, &options, request);
     }
     let rows = state.store.rows(&table.name).map_err(storage)?;
@@ -190,6 +195,26 @@ fn delta_token_error(token: &str) -> ApiError {
     ))
 }
 
+/// Where a paged change tracking read resumes: `ct:<upto>:<cursor>`, where
+/// the cursor is the last primary key sent (hex, initial read) or the last
+/// change version sent (delta read).
+struct DeltaPage {
+    upto: u64,
+    cursor: String,
+}
+
+fn parse_delta_page(token: &str) -> Option<DeltaPage> {
+    let rest = token.strip_prefix("ct:")?;
+    let (upto, cursor) = rest.split_once(':')?;
+    Some(DeltaPage {
+        upto: upto.parse().ok()?,
+        cursor: cursor.to_string(),
+    })
+}
+
+/// Change tracking reads. Within a page, changed rows come first, then
+/// deletions; `Prefer: odata.maxpagesize` pages them with
+/// `@odata.nextLink`, and the last page carries `@odata.deltaLink`.
 fn delta(
     state: &SharedState,
     table: &TableDef,
@@ -203,11 +228,35 @@ fn delta(
     }
     let select = options.select.as_ref();
     let current = state.store.current_version().map_err(storage)?;
+    let page = match &options.skiptoken {
+        None => None,
+        Some(t) => Some(parse_delta_page(t).filter(|p| p.upto <= current).ok_or_else(|| {
+            bad_request(format!("$skiptoken '{t}' is not one this service issued: follow @odata.nextLink as given"))
+        })?),
+    };
+    let upto = page.as_ref().map_or(current, |p| p.upto);
+    let size = max_page_size(&request.headers)
+        .unwrap_or(PAGE)
+        .clamp(1, PAGE);
     let mut value = Vec::new();
+    let mut deleted = Vec::new();
+    let mut next_cursor = None;
     match &options.deltatoken {
         None => {
-            for row in state.store.rows(&table.name).map_err(storage)? {
-                value.push(Value::Object(render(table, &row, select)));
+            let after = page
+                .as_ref()
+                .and_then(|p| hex::decode(&p.cursor).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let rows = state
+                .store
+                .rows_after(&table.name, after.as_deref(), size + 1)
+                .map_err(storage)?;
+            for (pk, row) in rows.iter().take(size) {
+                value.push(Value::Object(render(table, row, select)));
+                next_cursor = Some(hex::encode(pk));
+            }
+            if rows.len() <= size {
+                next_cursor = None;
             }
         }
         Some(token) => {
@@ -220,15 +269,18 @@ fn delta(
             if since > current || since < purged {
                 return Err(delta_token_error(token));
             }
-            let mut deleted = Vec::new();
-            for (version, entry) in state
+            let after = page
+                .as_ref()
+                .and_then(|p| p.cursor.parse().ok())
+                .unwrap_or(since);
+            let entries: Vec<_> = state
                 .store
-                .changes_after(&table.name, since)
+                .changes_after(&table.name, after)
                 .map_err(storage)?
-            {
-                if version > current {
-                    break;
-                }
+                .into_iter()
+                .take_while(|(version, _)| *version <= upto)
+                .collect();
+            for (version, entry) in entries.iter().take(size) {
                 if entry.deleted {
                     let id = entry
                         .key
@@ -245,21 +297,55 @@ fn delta(
                 {
                     value.push(Value::Object(render(table, &row, select)));
                 }
+                next_cursor = Some(version.to_string());
             }
-            value.extend(deleted);
+            if entries.len() <= size {
+                next_cursor = None;
+            }
         }
     }
-    let stamp = Utc::now().format("%m/%d/%Y %H:%M:%S").to_string();
-    let token = format!("{current}!{stamp}");
-    let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
-    let query = rebuild_query(&request.query, &format!("$deltatoken={encoded}"));
-    let body = json!({
-        "@odata.context": context(state, table, select, "/$delta"),
-        "value": value,
-        "@odata.deltaLink": format!("{}/api/data/v9.2/{}?{query}", state.base_url, table.name),
-    });
-    Ok(ApiResponse::json(StatusCode::OK, body).with_header(
-        header::HeaderName::from_static("preference-applied"),
-        "odata.track-changes",
-    ))
+    value.extend(deleted);
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(context(state, table, select, "/$delta")),
+    );
+    body.insert("value".into(), Value::Array(value));
+    match next_cursor {
+        Some(cursor) => {
+            let mut extra = String::new();
+            if let Some(token) = &options.deltatoken {
+                let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+                extra.push_str(&format!("$deltatoken={encoded}&"));
+            }
+            extra.push_str(&format!("$skiptoken=ct:{upto}:{cursor}"));
+            let query = rebuild_query(&request.query, &extra);
+            body.insert(
+                "@odata.nextLink".into(),
+                json!(format!(
+                    "{}/api/data/v9.2/{}?{query}",
+                    state.base_url, table.name
+                )),
+            );
+        }
+        None => {
+            let stamp = Utc::now().format("%m/%d/%Y %H:%M:%S").to_string();
+            let token = format!("{upto}!{stamp}");
+            let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+            let query = rebuild_query(&request.query, &format!("$deltatoken={encoded}"));
+            body.insert(
+                "@odata.deltaLink".into(),
+                json!(format!(
+                    "{}/api/data/v9.2/{}?{query}",
+                    state.base_url, table.name
+                )),
+            );
+        }
+    }
+    Ok(
+        ApiResponse::json(StatusCode::OK, Value::Object(body)).with_header(
+            header::HeaderName::from_static("preference-applied"),
+            "odata.track-changes",
+        ),
+    )
 }

@@ -146,6 +146,9 @@ pub(crate) fn full_key(
                 table.primary_key.join(", ")
             )));
         }
+        if let Some(field) = table.field(name) {
+            table.check_value(field, value).map_err(bad)?;
+        }
         row.insert(name.clone(), normalize_company(table, name, value.clone()));
     }
     let pk = primary_key(table, &row).ok_or_else(|| {

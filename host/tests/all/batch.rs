@@ -1,4 +1,4 @@
-//! Dataverse `$batch`: change sets, `Content-ID` references,
+//! `$batch` on both services: change sets, `Content-ID` references,
 //! `Prefer: odata.continue-on-error`, the 1,000 request limit. Bodies follow
 //! the "Execute batch operations using the Web API" page.
 
