@@ -47,11 +47,32 @@ pub struct EmulateArgs {
     #[arg(long)]
     pub metadata: Option<PathBuf>,
     /// Turn service protection limits off.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["requests_per_window", "max_concurrent"])]
     pub no_limits: bool,
+    /// Requests allowed per window before 429 (0: unlimited).
+    #[arg(long, default_value_t = 6000)]
+    pub requests_per_window: u32,
+    /// Length of the protection window, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub window_seconds: u64,
+    /// Requests allowed in flight at once before 429 (0: unlimited).
+    #[arg(long, default_value_t = 52)]
+    pub max_concurrent: u32,
     /// Added latency on every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Share of requests (0 to 1) answered 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_share: f64,
+    /// Share of requests (0 to 1) answered 429.
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_share: f64,
+    /// Share of responses (0 to 1) whose connection drops mid-body.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_share: f64,
+    /// Start with a full outage of this many seconds.
+    #[arg(long, default_value_t = 0)]
+    pub outage_seconds: u64,
 }
 
 /// Runs the emulator until Ctrl-C.
@@ -77,11 +98,18 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
             limits: if args.no_limits {
                 ProtectionLimits::UNLIMITED
             } else {
-                ProtectionLimits::default()
+                ProtectionLimits {
+                    requests_per_window: args.requests_per_window,
+                    window_seconds: args.window_seconds,
+                    max_concurrent: args.max_concurrent,
+                }
             },
             faults: FaultConfig {
                 latency_ms: args.latency_ms,
-                ..FaultConfig::default()
+                error_share: args.error_share,
+                throttle_share: args.throttle_share,
+                drop_share: args.drop_share,
+                outage_seconds: args.outage_seconds,
             },
             ..EmulatorConfig::default()
         };

@@ -57,7 +57,8 @@ impl From<WriteConflict> for DupError {
     }
 }
 
-fn put(state: &State, table: &str, row: Value) -> Result<(), EmulatorError> {
+/// Writes one seed row; returns its id (Dataverse) or encoded key (finops).
+fn put(state: &State, table: &str, row: Value) -> Result<String, EmulatorError> {
     let fail = |message: String| EmulatorError::Seed {
         table: table.to_string(),
         message,
@@ -69,13 +70,18 @@ fn put(state: &State, table: &str, row: Value) -> Result<(), EmulatorError> {
     let Value::Object(mut row) = row else {
         return Err(fail("not an object".into()));
     };
+    if let Some(field) = row.keys().find(|k| !def.readable(k, &[])) {
+        return Err(fail(format!("field {field} is not declared")));
+    }
+    let mut id = String::new();
     if state.kind == ServiceKind::Dataverse {
         let pk = def.primary_key.first().cloned().unwrap_or_default();
-        let id = uuid::Uuid::new_v5(
+        let guid = uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_OID,
             format!("{table}/{}", Value::Object(row.clone())).as_bytes(),
         );
-        row.insert(pk, json!(id.to_string()));
+        id = guid.to_string();
+        row.insert(pk, json!(id));
         row.insert("createdon".into(), json!("2024-01-01T00:00:00Z"));
         row.insert("modifiedon".into(), json!("2024-01-01T00:00:00Z"));
     }
@@ -99,7 +105,7 @@ fn put(state: &State, table: &str, row: Value) -> Result<(), EmulatorError> {
             )
         })
         .map_err(|_| fail(format!("could not write {pk}")))?;
-    Ok(())
+    Ok(if id.is_empty() { pk } else { id })
 }
 
 /// Seeds an empty store.
@@ -118,7 +124,7 @@ pub(super) fn seed(state: &State, seed: Seed, rows: usize) -> Result<(), Emulato
         let (code, _, country, currency) = COMPANIES[i % COMPANIES.len()];
         let name = format!("{} {i}", NAMES[i % NAMES.len()]);
         let limit = (i % 50) as i64 * 1000;
-        match state.kind {
+        let _id = match state.kind {
             ServiceKind::Finops => put(
                 state,
                 "CustomersV3",
@@ -136,7 +142,7 @@ pub(super) fn seed(state: &State, seed: Seed, rows: usize) -> Result<(), Emulato
                     "msdyn_partycountry": country,
                 }),
             )?,
-        }
+        };
     }
     state.store.flush()?;
     Ok(())
@@ -227,35 +233,64 @@ fn seed_finops(state: &State) -> Result<(), EmulatorError> {
 }
 
 fn seed_dataverse(state: &State) -> Result<(), EmulatorError> {
-    for (code, name, _, _) in COMPANIES {
-        let row = json!({"cdm_companycode": code, "cdm_name": name});
-        put(state, "cdm_companies", row)?;
-    }
+    let mut currencies = Vec::new();
     for (code, name, symbol) in CURRENCIES {
-        put(
-            state,
-            "transactioncurrencies",
-            json!({"isocurrencycode": code, "currencyname": name, "currencysymbol": symbol, "exchangerate": 1.0}),
-        )?;
+        let row = json!({"isocurrencycode": code, "currencyname": name, "currencysymbol": symbol, "exchangerate": 1.0});
+        currencies.push((*code, put(state, "transactioncurrencies", row)?));
     }
-    for (symbol, _) in UNITS {
+    for (symbol, text) in UNITS {
         put(
             state,
             "uoms",
-            json!({"msdyn_symbol": symbol, "name": symbol}),
+            json!({"msdyn_symbol": symbol, "name": symbol, "msdyn_description": text}),
         )?;
     }
-    for (i, name) in NAMES.iter().enumerate() {
-        put(
+    for (c, (code, name, country, currency)) in COMPANIES.iter().enumerate() {
+        let company = put(
             state,
-            "accounts",
-            json!({"accountnumber": format!("A-{:03}", i + 1), "name": name, "customertypecode": 3, "creditlimit": (i as i64 + 1) * 1000}),
+            "cdm_companies",
+            json!({"cdm_companycode": code, "cdm_name": name}),
         )?;
-        put(
-            state,
-            "contacts",
-            json!({"firstname": FIRST_NAMES[i], "lastname": "Contact", "msdyn_contactpersonid": format!("CP-{:03}", i + 1)}),
-        )?;
+        let currency_id = currencies
+            .iter()
+            .find(|(k, _)| k == currency)
+            .map(|(_, id)| id.clone());
+        for (id, text) in GROUPS {
+            let row = json!({"msdyn_groupid": id, "msdyn_description": text, "_msdyn_company_value": company});
+            put(state, "msdyn_customergroups", row)?;
+        }
+        for (term, text, days) in TERMS {
+            let row = json!({"msdyn_name": term, "msdyn_description": text, "msdyn_days": days, "_msdyn_company_value": company});
+            put(state, "msdyn_paymentterms", row)?;
+        }
+        for i in 0..2 {
+            let row = json!({
+                "msdyn_vendoraccountnumber": format!("V{}-{:03}", &code[..2], i + 1),
+                "msdyn_vendorname": format!("{} Supplies {country}", NAMES[(i + 2) % NAMES.len()]),
+                "_msdyn_company_value": company,
+            });
+            put(state, "msdyn_vendors", row)?;
+        }
+        for i in 0..2 {
+            let n = c * 2 + i;
+            let account = json!({
+                "accountnumber": format!("CE-{:03}", n + 1),
+                "name": format!("{} {country}", NAMES[n % NAMES.len()]),
+                "customertypecode": 3,
+                "creditlimit": (n as i64 + 1) * 1000,
+                "_msdyn_company_value": company,
+                "_transactioncurrencyid_value": currency_id,
+            });
+            put(state, "accounts", account)?;
+            let contact = json!({
+                "firstname": FIRST_NAMES[n % FIRST_NAMES.len()],
+                "lastname": LAST_NAMES[n % LAST_NAMES.len()],
+                "fullname": format!("{} {}", FIRST_NAMES[n % FIRST_NAMES.len()], LAST_NAMES[n % LAST_NAMES.len()]),
+                "msdyn_contactpersonid": format!("CE-CP{:03}", n + 1),
+                "_msdyn_company_value": company,
+            });
+            put(state, "contacts", contact)?;
+        }
     }
     Ok(())
 }

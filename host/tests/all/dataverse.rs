@@ -498,3 +498,41 @@ async fn data_survives_a_restart() {
     assert_eq!(body["name"], "Kept");
     emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn demo_seed_links_reference_data_to_companies() {
+    let config = EmulatorConfig {
+        seed: dualwrite::emulator::Seed::Demo,
+        ..empty_config()
+    };
+    let h = Harness::start(dualwrite::emulator::ServiceKind::Dataverse, config).await;
+    let (_, company) = h.get_json("cdm_companies(cdm_companycode='DEMF')").await;
+    let company = company["cdm_companyid"]
+        .as_str()
+        .expect("company id")
+        .to_string();
+    let (status, group) = h
+        .get_json(&format!(
+            "msdyn_customergroups(msdyn_groupid='20',_msdyn_company_value={company})"
+        ))
+        .await;
+    assert_eq!(status, 200, "{group}");
+    assert_eq!(group["msdyn_description"], "Retail customers");
+    let (_, accounts) = h
+        .get_json(&format!(
+            "accounts?$filter=_msdyn_company_value eq {company}&$count=true"
+        ))
+        .await;
+    assert_eq!(accounts["@odata.count"], 2);
+    let (_, currencies) = h
+        .get_json("transactioncurrencies?$select=isocurrencycode&$orderby=isocurrencycode")
+        .await;
+    let codes: Vec<&str> = currencies["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|c| c["isocurrencycode"].as_str().expect("code"))
+        .collect();
+    assert_eq!(codes, ["EUR", "GBP", "JPY", "USD"]);
+    h.emulator.shutdown().await.expect("shutdown");
+}
