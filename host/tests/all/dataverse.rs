@@ -130,6 +130,18 @@ async fn create_retrieve_update_delete() {
     assert_eq!(body["name"], "Updated name");
     assert_eq!(body["creditlimit"], 1000);
     assert_ne!(body["@odata.etag"], etag);
+    let current = body["@odata.etag"].as_str().expect("etag").to_string();
+    let response = h
+        .request(Method::GET, &format!("accounts({id})"))
+        .header("If-None-Match", &current)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.status(),
+        304,
+        "conditional retrieval of an unchanged row"
+    );
 
     let response = h
         .request(Method::DELETE, &format!("accounts({id})"))
@@ -496,7 +508,73 @@ async fn data_survives_a_restart() {
         .await
         .expect("json");
     assert_eq!(body["name"], "Kept");
+    let before = body["versionnumber"].as_u64().expect("version");
+    let body: Value = client
+        .patch(format!(
+            "{}/accounts(accountnumber='KEEP-2')",
+            emulator.service_url()
+        ))
+        .bearer_auth(&token)
+        .header("Prefer", "return=representation")
+        .json(&json!({"name": "After restart"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        body["versionnumber"].as_u64().expect("version") > before,
+        "versions keep growing across restarts"
+    );
     emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn pre_commit_hook_failures_fail_the_write() {
+    let h = Harness::dataverse().await;
+    let response = h
+        .client
+        .put(format!("{}/admin/hooks/accounts", h.emulator.url()))
+        .json(&json!({"url": "http://127.0.0.1:9/unreachable"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let response = h
+        .request(Method::PATCH, "accounts(accountnumber='H-1')")
+        .json(&json!({"name": "Hooked"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert!(error_message(&body, "0x80040265").contains("could not be reached"));
+    let (status, _) = h.get_json("accounts(accountnumber='H-1')").await;
+    assert_eq!(status, 404);
+    let response = h
+        .client
+        .delete(format!("{}/admin/hooks/accounts", h.emulator.url()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let response = h
+        .request(Method::PATCH, "accounts(accountnumber='H-1')")
+        .json(&json!({"name": "Hooked"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let response = h
+        .client
+        .put(format!("{}/admin/hooks/nosuchtable", h.emulator.url()))
+        .json(&json!({"url": "http://127.0.0.1:9/"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 404);
+    h.emulator.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test]

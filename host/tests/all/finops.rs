@@ -434,3 +434,34 @@ async fn pre_commit_hooks_can_refuse_writes() {
     assert!(error_message(&body, "BadRequest").contains("could not be reached"));
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn finops_data_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || EmulatorConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..demo()
+    };
+    let h = Harness::start(ServiceKind::Finops, config()).await;
+    let response = h
+        .request(
+            Method::PATCH,
+            "CustomersV3(dataAreaId='usmf',CustomerAccount='US-001')",
+        )
+        .json(&json!({"OrganizationName": "Renamed before restart"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    h.emulator.shutdown().await.expect("shutdown");
+
+    let h = Harness::start(ServiceKind::Finops, config()).await;
+    let (_, body) = h
+        .get_json("CustomersV3(dataAreaId='usmf',CustomerAccount='US-001')")
+        .await;
+    assert_eq!(
+        body["OrganizationName"], "Renamed before restart",
+        "the seed does not run over existing data"
+    );
+    h.emulator.shutdown().await.expect("shutdown");
+}
