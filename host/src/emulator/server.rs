@@ -65,6 +65,21 @@ impl RunningEmulator {
         self.state.guard.set_faults(faults);
     }
 
+    /// Replaces the service protection limits.
+    pub fn set_limits(&self, limits: super::ProtectionLimits) {
+        self.state.guard.set_limits(limits);
+    }
+
+    /// Sets (or with `None` removes) the pre-commit hook of a table.
+    pub fn set_hook(&self, table: &str, url: Option<String>) {
+        self.state.hooks.set(table, url);
+    }
+
+    /// Subscribes a webhook to data events (finops; Dataverse emits none).
+    pub fn subscribe(&self, subscription: super::Subscription) {
+        self.state.events.subscribe(subscription);
+    }
+
     /// Stops accepting requests, lets requests in flight finish, flushes the
     /// store. Waits for the server; cancelling this future leaves the server
     /// stopping in the background.

@@ -318,7 +318,7 @@ async fn lookups_and_compound_alternate_keys() {
 #[tokio::test]
 async fn bad_input_gets_odata_errors() {
     let h = Harness::dataverse().await;
-    let cases: [(Method, &str, Option<&str>, u16, &str); 9] = [
+    let cases: [(Method, &str, Option<&str>, u16, &str); 11] = [
         (
             Method::POST,
             "accounts",
@@ -364,6 +364,14 @@ async fn bad_input_gets_odata_errors() {
             400,
             "alternate key",
         ),
+        (Method::GET, "accounts?$top=-1", None, 400, "$top"),
+        (
+            Method::GET,
+            "accounts?$skiptoken=abc",
+            None,
+            400,
+            "$skiptoken",
+        ),
     ];
     for (method, path, body, status, needle) in cases {
         let mut request = h.request(method, path);
@@ -378,6 +386,11 @@ async fn bad_input_gets_odata_errors() {
         let message = error_message(&body, "0x80060888");
         assert!(message.contains(needle), "{path}: {message}");
     }
+    // Huge numbers page nothing and do not overflow.
+    let (status, _) = h
+        .get_json("accounts?$skiptoken=18446744073709551615&$top=18446744073709551615")
+        .await;
+    assert_eq!(status, 200);
     let (status, body) = h.get_json("nosuchset").await;
     assert_eq!(status, 404);
     assert!(

@@ -223,6 +223,13 @@ async fn paging_with_next_link_and_generated_rows() {
         .get_json("CustomersV3?cross-company=true&$top=5&$skip=20")
         .await;
     assert_eq!(body["value"].as_array().expect("value").len(), 5);
+    let (status, body) = h
+        .get_json(
+            "CustomersV3?cross-company=true&$skip=18446744073709551615&$top=18446744073709551615",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["value"], json!([]));
     h.emulator.shutdown().await.expect("shutdown");
 }
 

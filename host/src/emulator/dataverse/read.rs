@@ -169,8 +169,11 @@ pub(super) fn collection(
         body.insert("@odata.count".into(), json!(total));
     }
     body.insert("value".into(), Value::Array(value));
-    if offset + page < total {
-        let query = rebuild_query(&request.query, &format!("$skiptoken={}", offset + page));
+    if offset.saturating_add(page) < total {
+        let query = rebuild_query(
+            &request.query,
+            &format!("$skiptoken={}", offset.saturating_add(page)),
+        );
         body.insert(
             "@odata.nextLink".into(),
             Value::String(format!(

@@ -210,8 +210,11 @@ fn collection(
         body.insert("@odata.count".into(), json!(total));
     }
     body.insert("value".into(), Value::Array(value));
-    if skip + page < rows.len() {
-        let query = rebuild_query(&request.query, &format!("$skip={}", skip + page));
+    if skip.saturating_add(page) < rows.len() {
+        let query = rebuild_query(
+            &request.query,
+            &format!("$skip={}", skip.saturating_add(page)),
+        );
         body.insert(
             "@odata.nextLink".into(),
             json!(format!("{}/data/{}?{query}", state.base_url, table.name)),
