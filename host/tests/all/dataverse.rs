@@ -143,6 +143,20 @@ async fn create_retrieve_update_delete() {
         "conditional retrieval of an unchanged row"
     );
 
+    // PATCH by an id that does not exist yet creates the row with that id.
+    let chosen = "6b1c3a4e-0000-4000-8000-00000000abcd";
+    let response = h
+        .request(Method::PATCH, &format!("accounts({chosen})"))
+        .json(&json!({"name": "Chosen id"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    assert_eq!(entity_id(&response), chosen);
+    let (status, body) = h.get_json(&format!("accounts({chosen})")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["accountid"], chosen);
+
     let response = h
         .request(Method::DELETE, &format!("accounts({id})"))
         .send()
