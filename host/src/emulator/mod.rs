@@ -21,8 +21,11 @@
 //! `POST /admin/purge-changes/{table}`, finops `GET|POST|DELETE /admin/subscriptions`.
 //!
 //! Invariants: bad input never panics, it gets the service's OData error
-//! JSON; a write commits in one sled transaction; the store is flushed when
-//! the server shuts down.
+//! JSON; a write (or a whole `$batch` change set) commits in one sled
+//! transaction, after its pre-commit hook agreed; the store is flushed when
+//! the server shuts down. A client that disconnects mid-request cancels its
+//! handler: a write is then either fully committed or not at all, and a
+//! data event is published only for a committed write.
 
 mod admin;
 mod auth;
@@ -60,7 +63,8 @@ pub enum ServiceKind {
 }
 
 /// What data an emulator starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Seed {
     /// Legal entities, currencies, units, groups, terms, customers, vendors,
     /// contacts and products (only when the store is empty).
@@ -70,8 +74,10 @@ pub enum Seed {
     None,
 }
 
-/// How to start an emulator.
-#[derive(Debug, Clone)]
+/// How to start an emulator; every field has a default, so a config file
+/// may name only what it changes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EmulatorConfig {
     /// Address to bind; port 0 picks a free port.
     pub listen: SocketAddr,

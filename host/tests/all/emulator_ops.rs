@@ -209,3 +209,31 @@ async fn finops_requires_a_token_too() {
     assert!(response.headers().contains_key("www-authenticate"));
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+#[test]
+fn emulator_config_reads_from_toml() {
+    let config: EmulatorConfig = toml::from_str(
+        r#"
+        listen = "127.0.0.1:8081"
+        seed = "none"
+        rows = 10
+        [limits]
+        requests_per_window = 100
+        window_seconds = 60
+        max_concurrent = 4
+        [faults]
+        error_share = 0.1
+        "#,
+    )
+    .expect("config parses");
+    assert_eq!(config.listen.port(), 8081);
+    assert_eq!(config.seed, dualwrite::emulator::Seed::None);
+    assert_eq!(config.limits.max_concurrent, 4);
+    assert_eq!(config.faults.error_share, 0.1);
+    assert_eq!(
+        config.default_company, "usmf",
+        "unnamed fields keep their defaults"
+    );
+    let error = toml::from_str::<EmulatorConfig>("listne = \"x\"").expect_err("typo refused");
+    assert!(error.to_string().contains("listne"), "{error}");
+}
