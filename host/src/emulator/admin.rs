@@ -108,15 +108,28 @@ async fn get_subscriptions(AxumState(state): AxumState<SharedState>) -> Json<Vec
     Json(state.events.subscriptions())
 }
 
+fn storage_error(e: super::store::StoreError) -> Response {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "StorageError",
+        e.to_string(),
+    )
+    .into_response()
+}
+
 async fn post_subscription(
     AxumState(state): AxumState<SharedState>,
     Json(subscription): Json<Subscription>,
-) -> StatusCode {
-    state.events.subscribe(subscription);
-    StatusCode::CREATED
+) -> Response {
+    match state.events.subscribe(subscription) {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(e) => storage_error(e),
+    }
 }
 
-async fn delete_subscriptions(AxumState(state): AxumState<SharedState>) -> StatusCode {
-    state.events.clear();
-    StatusCode::NO_CONTENT
+async fn delete_subscriptions(AxumState(state): AxumState<SharedState>) -> Response {
+    match state.events.clear() {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => storage_error(e),
+    }
 }

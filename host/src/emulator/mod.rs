@@ -180,7 +180,7 @@ impl FinopsEmulator {
 #[derive(Debug)]
 pub(crate) struct State {
     pub kind: ServiceKind,
-    pub store: store::Store,
+    pub store: Arc<store::Store>,
     pub metadata: Metadata,
     pub auth: auth::Auth,
     pub guard: guard::Guard,

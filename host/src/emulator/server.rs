@@ -77,7 +77,9 @@ impl RunningEmulator {
 
     /// Subscribes a webhook to data events (finops; Dataverse emits none).
     pub fn subscribe(&self, subscription: super::Subscription) {
-        self.state.events.subscribe(subscription);
+        if let Err(error) = self.state.events.subscribe(subscription) {
+            tracing::error!(%error, "Could not store a data event subscription.");
+        }
     }
 
     /// Stops accepting requests, lets requests in flight finish, flushes the
@@ -101,7 +103,7 @@ impl RunningEmulator {
                 }
             }
         }
-        self.state.events.clear();
+        self.state.events.shutdown().await;
         self.state.store.flush()?;
         Ok(())
     }
@@ -112,6 +114,7 @@ impl Drop for RunningEmulator {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.state.events.stop();
         let _ = self.state.store.flush();
     }
 }
@@ -132,7 +135,8 @@ pub(super) async fn start(
             addr: config.listen,
             source,
         })?;
-    let store = super::store::Store::open(config.data_dir.as_deref())?;
+    let store = Arc::new(super::store::Store::open(config.data_dir.as_deref())?);
+    let events = super::events::DataEvents::start(store.clone())?;
     let builtin = match kind {
         ServiceKind::Dataverse => include_str!("dataverse/tables.toml"),
         ServiceKind::Finops => include_str!("finops/tables.toml"),
@@ -158,7 +162,7 @@ pub(super) async fn start(
         auth: Auth::new(config.clients.clone()),
         guard: Guard::new(config.limits, config.faults.clone(), codes),
         hooks: Default::default(),
-        events: Default::default(),
+        events,
         base_url: format!("http://{addr}"),
         default_company: config.default_company.to_lowercase(),
     });

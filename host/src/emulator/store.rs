@@ -13,6 +13,9 @@
 //! - `t\0<table>\0<pk>` → tombstone version, to drop it if the row comes back
 //! - `m\0version` → the last version given out (global, like a rowversion)
 //! - `m\0purged\0<table>` → versions at or below it are no longer tracked
+//! - `s\0<subscription id>` → a data event subscription as JSON
+//! - `q\0<subscription id>\0<sequence, u64 big-endian>` → an event waiting
+//!   for delivery, removed once its endpoint answered 2xx
 //!
 //! Invariants: versions only grow; a row's `version` is the key of its
 //! change entry; the store is flushed on shutdown.
@@ -166,6 +169,60 @@ impl Store {
             data,
             _temp: temp,
         })
+    }
+
+    /// Stores a data event subscription.
+    pub fn put_subscription(&self, id: &str, subscription: &Value) -> Result<(), StoreError> {
+        self.data.insert(format!("s\0{id}"), json(subscription))?;
+        Ok(())
+    }
+
+    /// Every stored subscription: (id, JSON).
+    pub fn subscriptions(&self) -> Result<Vec<(String, Value)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.data.scan_prefix(b"s\0") {
+            let (k, v) = item?;
+            out.push((
+                String::from_utf8_lossy(&k[2..]).into_owned(),
+                parse(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Removes a subscription and its pending events.
+    pub fn remove_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.data.remove(format!("s\0{id}"))?;
+        for item in self.data.scan_prefix(format!("q\0{id}\0")) {
+            let (k, _) = item?;
+            self.data.remove(k)?;
+        }
+        Ok(())
+    }
+
+    /// Appends an event to a subscription's delivery queue.
+    pub fn enqueue(&self, id: &str, event: &Value) -> Result<(), StoreError> {
+        let mut key = format!("q\0{id}\0").into_bytes();
+        key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        self.data.insert(key, json(event))?;
+        Ok(())
+    }
+
+    /// The oldest queued event of a subscription: (queue key, event).
+    pub fn first_queued(&self, id: &str) -> Result<Option<(Vec<u8>, Value)>, StoreError> {
+        match self.data.scan_prefix(format!("q\0{id}\0")).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((k.to_vec(), parse(&k, &v)?)))
+            }
+        }
+    }
+
+    /// Removes a delivered event.
+    pub fn dequeue(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.data.remove(key)?;
+        Ok(())
     }
 
     /// Flushes everything to disk.

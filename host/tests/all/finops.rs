@@ -472,3 +472,86 @@ async fn finops_data_survives_a_restart() {
     );
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn undelivered_events_and_subscriptions_survive_a_restart() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let accept = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let (flag, store) = (accept.clone(), seen.clone());
+    let app = axum::Router::new().route(
+        "/events",
+        post(move |Json(event): Json<Value>| {
+            let (flag, store) = (flag.clone(), store.clone());
+            async move {
+                if !flag.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                store.lock().expect("lock").push(event);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/events", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || EmulatorConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..empty_config()
+    };
+    let h = Harness::start(ServiceKind::Finops, config()).await;
+    let response = h
+        .client
+        .post(format!("{}/admin/subscriptions", h.emulator.url()))
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 201);
+    let response = h
+        .request(Method::POST, "Units")
+        .json(&json!({"UnitSymbol": "dz"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 201);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.emulator.shutdown().await.expect("shutdown");
+    assert!(seen.lock().expect("lock").is_empty());
+
+    accept.store(true, Ordering::SeqCst);
+    let h = Harness::start(ServiceKind::Finops, config()).await;
+    let mut waited = 0;
+    while seen.lock().expect("lock").is_empty() && waited < 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let events = seen.lock().expect("lock").clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["BusinessEventId"], "Units_Created");
+    let subscriptions: Value = h
+        .client
+        .get(format!("{}/admin/subscriptions", h.emulator.url()))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(subscriptions[0]["url"], url);
+    let response = h
+        .client
+        .delete(format!("{}/admin/subscriptions", h.emulator.url()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    h.emulator.shutdown().await.expect("shutdown");
+    task.abort();
+}
