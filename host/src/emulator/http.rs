@@ -63,6 +63,16 @@ impl ApiResponse {
         self.headers.push((name, value.into()));
         self
     }
+
+    /// A `text/plain` body, as `$count` segments answer.
+    pub fn text(status: StatusCode, text: String) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: None,
+            raw: Some(("text/plain".to_string(), Bytes::from(text))),
+        }
+    }
 }
 
 /// An OData error with its HTTP status.

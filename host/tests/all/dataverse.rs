@@ -455,6 +455,16 @@ async fn queries_select_filter_order_top_count_and_paging() {
         "the primary key is always returned"
     );
 
+    let response = h
+        .request(Method::GET, "accounts/$count?$filter=creditlimit ge 500")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("text"), "7");
+    let (status, _) = h.get_json("accounts/$value").await;
+    assert_eq!(status, 404);
+
     let (_, body) = h.get_json("accounts?$orderby=name&$top=3").await;
     assert_eq!(body["value"].as_array().expect("value").len(), 3);
     assert!(body.get("@odata.nextLink").is_none());

@@ -78,6 +78,24 @@ async fn cross_company_and_compound_keys() {
     assert_eq!(accounts, ["GB-005", "GB-003", "GB-001"]);
     assert!(body["value"][0].get("OrganizationName").is_none());
 
+    for (path, expected) in [
+        ("CustomersV3/$count", "6"),
+        ("CustomersV3/$count?cross-company=true", "18"),
+        (
+            "CustomersV3/$count?cross-company=true&$filter=dataAreaId eq 'gbsi'",
+            "6",
+        ),
+    ] {
+        let response = h.request(Method::GET, path).send().await.expect("sent");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .expect("text")
+                .starts_with("text/plain")
+        );
+        assert_eq!(response.text().await.expect("text"), expected, "{path}");
+    }
     let (_, body) = h.get_json("LegalEntities").await;
     assert_eq!(
         body["value"].as_array().expect("value").len(),

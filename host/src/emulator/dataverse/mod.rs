@@ -56,7 +56,8 @@ pub(crate) async fn route(
     state: &SharedState,
     request: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let (set, key) = parse_segment(&request.path, BAD_REQUEST)?;
+    let (segment, rest) = request.path.split_once('/').unwrap_or((&request.path, ""));
+    let (set, key) = parse_segment(segment, BAD_REQUEST)?;
     let Some(table) = state.metadata.table(&set) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -64,6 +65,17 @@ pub(crate) async fn route(
             format!("Resource not found for the segment '{set}'."),
         ));
     };
+    match (rest, &request.method, &key) {
+        ("", _, _) => {}
+        ("$count", &Method::GET, None) => return read::count(state, table, &request),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                BAD_REQUEST,
+                format!("Resource not found for the segment '{rest}'."),
+            ));
+        }
+    }
     match (&request.method, key) {
         (&Method::GET, None) => read::collection(state, table, &request),
         (&Method::GET, Some(key)) => read::one(state, table, &key, &request),

@@ -114,6 +114,22 @@ pub(super) fn one(
     )
 }
 
+/// `GET set/$count`: the number of rows (at most 5,000, as the service),
+/// as plain text.
+pub(super) fn count(
+    state: &SharedState,
+    table: &TableDef,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let options = parse_query(&request.query, BAD_REQUEST)?;
+    check_names(table, &options, SYSTEM_FIELDS, |n| {
+        unknown_property(table, n)
+    })?;
+    let rows = state.store.rows(&table.name).map_err(storage)?;
+    let total = run_query(rows, &options).len().min(PAGE);
+    Ok(ApiResponse::text(StatusCode::OK, total.to_string()))
+}
+
 pub(super) fn collection(
     state: &SharedState,
     table: &TableDef,

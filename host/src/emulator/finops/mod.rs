@@ -73,6 +73,10 @@ pub(crate) async fn route(
     if rest == "$changes" && request.method == Method::GET && key.is_none() {
         return changes(state, table, request);
     }
+    if rest == "$count" && request.method == Method::GET && key.is_none() {
+        let (_, rows) = visible_rows(state, table, request)?;
+        return Ok(ApiResponse::text(StatusCode::OK, rows.len().to_string()));
+    }
     if !rest.is_empty() {
         return Err(error(
             StatusCode::NOT_FOUND,
@@ -168,11 +172,13 @@ pub(crate) fn normalize_company(table: &TableDef, name: &str, value: Value) -> V
     }
 }
 
-fn collection(
+/// The rows a collection request sees: its company (or all with
+/// `cross-company=true`), filtered and ordered.
+fn visible_rows(
     state: &SharedState,
     table: &TableDef,
     request: &ApiRequest,
-) -> Result<ApiResponse, ApiError> {
+) -> Result<(super::http::QueryOptions, Vec<StoredRow>), ApiError> {
     let options = parse_query(&request.query, "BadRequest")?;
     check_names(table, &options, &[], |n| {
         bad(format!(
@@ -186,7 +192,16 @@ fn collection(
             r.row.get(company).and_then(Value::as_str) == Some(state.default_company.as_str())
         });
     }
-    let mut rows = run_query(rows, &options);
+    let rows = run_query(rows, &options);
+    Ok((options, rows))
+}
+
+fn collection(
+    state: &SharedState,
+    table: &TableDef,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let (options, mut rows) = visible_rows(state, table, request)?;
     let skip = options.skip.unwrap_or(0);
     let total = rows.len();
     if let Some(top) = options.top {
