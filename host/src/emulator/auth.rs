@@ -46,7 +46,8 @@ pub struct TokenRequest {
 #[derive(Debug)]
 pub struct Auth {
     clients: Vec<ClientCredentials>,
-    tokens: Mutex<HashMap<String, Instant>>,
+    /// Token → (client id, expiry).
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str) -> (StatusCode, Value) {
@@ -95,8 +96,11 @@ impl Auth {
         let token = format!("emu.{}", uuid::Uuid::new_v4().simple());
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        tokens.retain(|_, expiry| *expiry > now);
-        tokens.insert(token.clone(), now + TOKEN_LIFETIME);
+        tokens.retain(|_, (_, expiry)| *expiry > now);
+        tokens.insert(
+            token.clone(),
+            (client.client_id.clone(), now + TOKEN_LIFETIME),
+        );
         (
             StatusCode::OK,
             json!({
@@ -108,20 +112,22 @@ impl Auth {
         )
     }
 
-    /// Checks the `Authorization: Bearer` header of a service request.
-    pub fn check(&self, headers: &HeaderMap, token_url: &str) -> Result<(), ApiError> {
+    /// Checks the `Authorization: Bearer` header of a service request;
+    /// returns the client the token was issued to.
+    pub fn check(&self, headers: &HeaderMap, token_url: &str) -> Result<String, ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let valid = presented.is_some_and(|t| {
+        let client = presented.and_then(|t| {
             let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
             tokens
                 .get(t.trim())
-                .is_some_and(|expiry| *expiry > Instant::now())
+                .filter(|(_, expiry)| *expiry > Instant::now())
+                .map(|(client, _)| client.clone())
         });
-        if valid {
-            return Ok(());
+        if let Some(client) = client {
+            return Ok(client);
         }
         let message = if presented.is_some() {
             "The bearer token is invalid or expired: request a new one from the token endpoint."

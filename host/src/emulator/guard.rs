@@ -1,12 +1,14 @@
 //! Service protection limits and fault injection, applied to every service
-//! request before it reaches the service logic.
+//! request before it reaches the service logic: faults first (they hit
+//! everyone, like an outage), then the bearer token, then the limits of the
+//! client that token belongs to (the services count per user).
 //!
 //! Shares (of 5xx, 429, dropped connections) are applied deterministically
 //! with an accumulator: a share of 0.25 fails exactly every fourth request,
 //! so tests and demos repeat.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{StatusCode, header};
@@ -72,10 +74,12 @@ struct FaultState {
     drop_acc: f64,
 }
 
+/// One client's window and requests in flight.
 #[derive(Debug)]
-struct Window {
+struct Usage {
     started: Instant,
     count: u32,
+    in_flight: usize,
 }
 
 /// What the guard decided for one request.
@@ -91,8 +95,7 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Guard {
     limits: Mutex<ProtectionLimits>,
-    window: Mutex<Window>,
-    in_flight: AtomicUsize,
+    usage: Mutex<HashMap<String, Usage>>,
     faults: Mutex<FaultState>,
     codes: ThrottleCodes,
 }
@@ -106,15 +109,19 @@ pub struct ThrottleCodes {
     pub concurrent: &'static str,
 }
 
-/// Held while a request is in flight.
+/// Held while a request is in flight; counts against its client.
 #[derive(Debug)]
 pub struct InFlight<'a> {
     guard: &'a Guard,
+    client: String,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.guard.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut usage = self.guard.usage.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = usage.get_mut(&self.client) {
+            u.in_flight = u.in_flight.saturating_sub(1);
+        }
     }
 }
 
@@ -141,11 +148,7 @@ impl Guard {
     pub fn new(limits: ProtectionLimits, faults: FaultConfig, codes: ThrottleCodes) -> Self {
         let guard = Self {
             limits: Mutex::new(limits),
-            window: Mutex::new(Window {
-                started: Instant::now(),
-                count: 0,
-            }),
-            in_flight: AtomicUsize::new(0),
+            usage: Mutex::new(HashMap::new()),
             faults: Mutex::new(FaultState::default()),
             codes,
         };
@@ -176,8 +179,8 @@ impl Guard {
         *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
-    /// Decides whether a request may run: faults first, then limits.
-    pub fn admit(&self) -> Result<(Admission, InFlight<'_>), ApiError> {
+    /// Applies the injected faults to a request.
+    pub fn faults_for_request(&self) -> Result<Admission, ApiError> {
         let mut admission = Admission::default();
         {
             let mut f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,9 +219,20 @@ impl Guard {
             }
             admission.drop_connection = take_share(&mut f.drop_acc, d);
         }
+        Ok(admission)
+    }
+
+    /// Counts a request of `client` against its limits; the returned guard
+    /// holds its in-flight slot until dropped.
+    pub fn admit(&self, client: &str) -> Result<InFlight<'_>, ApiError> {
         let limits = *self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let w = usage.entry(client.to_string()).or_insert_with(|| Usage {
+            started: Instant::now(),
+            count: 0,
+            in_flight: 0,
+        });
         if limits.requests_per_window > 0 {
-            let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
             let length = Duration::from_secs(limits.window_seconds.max(1));
             let now = Instant::now();
             if now.duration_since(w.started) >= length {
@@ -238,9 +252,7 @@ impl Guard {
             }
             w.count += 1;
         }
-        let now_in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        let in_flight = InFlight { guard: self };
-        if limits.max_concurrent > 0 && now_in_flight > limits.max_concurrent as usize {
+        if limits.max_concurrent > 0 && w.in_flight >= limits.max_concurrent as usize {
             return Err(throttled(
                 self.codes.concurrent,
                 format!(
@@ -250,6 +262,10 @@ impl Guard {
                 1,
             ));
         }
-        Ok((admission, in_flight))
+        w.in_flight += 1;
+        Ok(InFlight {
+            guard: self,
+            client: client.to_string(),
+        })
     }
 }

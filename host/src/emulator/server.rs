@@ -209,18 +209,23 @@ async fn token(
     (status, axum::Json(body)).into_response()
 }
 
-/// Faults, protection limits and the bearer token, in that order.
+/// Faults, the bearer token, then the client's protection limits.
 async fn guard(AxumState(state): AxumState<SharedState>, request: Request, next: Next) -> Response {
-    let (admission, _in_flight) = match state.guard.admit() {
+    let admission = match state.guard.faults_for_request() {
         Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let token_url = format!("{}/common/oauth2/v2.0/token", state.base_url);
+    let client = match state.auth.check(request.headers(), &token_url) {
+        Ok(client) => client,
+        Err(e) => return e.into_response(),
+    };
+    let _in_flight = match state.guard.admit(&client) {
+        Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
     if !admission.latency.is_zero() {
         tokio::time::sleep(admission.latency).await;
-    }
-    let token_url = format!("{}/common/oauth2/v2.0/token", state.base_url);
-    if let Err(e) = state.auth.check(request.headers(), &token_url) {
-        return e.into_response();
     }
     let response = next.run(request).await;
     if admission.drop_connection {

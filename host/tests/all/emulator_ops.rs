@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use dualwrite::emulator::{EmulatorConfig, FaultConfig, ProtectionLimits, ServiceKind};
+use dualwrite::emulator::{
+    ClientCredentials, EmulatorConfig, FaultConfig, ProtectionLimits, ServiceKind,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -16,6 +18,13 @@ async fn requests_over_the_limit_get_429_with_retry_after() {
             window_seconds: 60,
             max_concurrent: 0,
         },
+        clients: vec![
+            ClientCredentials::default(),
+            ClientCredentials {
+                client_id: "second".into(),
+                client_secret: "second-secret".into(),
+            },
+        ],
         ..empty_config()
     };
     let h = Harness::start(ServiceKind::Dataverse, config).await;
@@ -38,6 +47,29 @@ async fn requests_over_the_limit_get_429_with_retry_after() {
     let body: Value = response.json().await.expect("json");
     let message = error_message(&body, "0x80072322");
     assert!(message.contains("limit of 3"), "{message}");
+
+    // Limits count per client: another client still has its budget.
+    let response = h
+        .client
+        .post(h.emulator.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "second"),
+            ("client_secret", "second-secret"),
+        ])
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = response.json().await.expect("json");
+    let second = body["access_token"].as_str().expect("token").to_string();
+    let response = h
+        .client
+        .get(format!("{}/accounts", h.emulator.service_url()))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
 
     // Lifting the limit at run time lets requests through again.
     let response = h
