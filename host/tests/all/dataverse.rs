@@ -305,6 +305,18 @@ async fn lookups_and_compound_alternate_keys() {
         .await;
     assert_eq!(body["value"].as_array().expect("value").len(), 1);
 
+    // A compound key whose company does not exist cannot create a row.
+    let response = h
+        .request(
+            Method::PATCH,
+            "msdyn_customergroups(msdyn_groupid='20',_msdyn_company_value=00000000-0000-0000-0000-000000000009)",
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 404);
+
     // A bind to a missing row, a bind to the wrong table, a lookup set as a value.
     let cases = [
         (

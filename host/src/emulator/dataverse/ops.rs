@@ -143,6 +143,45 @@ pub(crate) async fn prepare<'t>(
     })
 }
 
+/// Checks a key value taken from the URL of an upsert that creates the row:
+/// its type, and for a lookup part that the row it points to exists.
+fn check_key_part(
+    state: &SharedState,
+    tx: &Tx<'_>,
+    table: &TableDef,
+    field_name: &str,
+    value: &Value,
+) -> Result<(), Abort> {
+    let Some(field) = table.field(field_name) else {
+        return Ok(());
+    };
+    if field.field_type != FieldType::Lookup {
+        return table
+            .check_value(field, value)
+            .map_err(|m| abort(bad_request(m)));
+    }
+    let Some(id) = value.as_str().filter(|s| uuid::Uuid::parse_str(s).is_ok()) else {
+        return Err(abort(bad_request(format!(
+            "key part _{field_name}_value must be a GUID, got {value}"
+        ))));
+    };
+    let Some(target) = field
+        .target
+        .as_deref()
+        .and_then(|t| state.metadata.table(t))
+    else {
+        return Ok(());
+    };
+    if tx.get(&target.name, &guid_pk(id))?.is_none() {
+        return Err(abort(ApiError::new(
+            StatusCode::NOT_FOUND,
+            NOT_FOUND,
+            format!("{} With Id = {id} Does Not Exist", target.entity_name()),
+        )));
+    }
+    Ok(())
+}
+
 /// Step 2: checks and writes inside a transaction.
 pub(crate) fn apply(
     state: &SharedState,
@@ -206,14 +245,7 @@ pub(crate) fn apply(
                     if let KeySegment::Named(parts) = key {
                         for (name, value) in parts {
                             let field_name = key_field_name(table, name);
-                            let plain = table
-                                .field(field_name)
-                                .filter(|f| f.field_type != FieldType::Lookup);
-                            if let Some(field) = plain {
-                                table
-                                    .check_value(field, value)
-                                    .map_err(|m| abort(bad_request(m)))?;
-                            }
+                            check_key_part(state, tx, table, field_name, value)?;
                             row.insert(stored_name(table, field_name), value.clone());
                         }
                     }
