@@ -10,6 +10,19 @@
 //! This module knows nothing about HTTP, storage or either emulator: the sync
 //! engine uses the same parser for its map filters.
 //!
+//! ```
+//! use dualwrite::odata::Filter;
+//! use serde_json::json;
+//!
+//! let filter = Filter::parse("customertypecode eq 3 and startswith(name, 'con')").unwrap();
+//! let row = json!({"customertypecode": 3, "name": "Contoso"});
+//! assert!(filter.matches(row.as_object().unwrap()));
+//! assert_eq!(filter.field_names(), ["customertypecode", "name"]);
+//!
+//! let error = Filter::parse("name eq").unwrap_err();
+//! assert_eq!(error.position, 7);
+//! ```
+//!
 //! Invariants:
 //! - Parsing never panics, whatever the input; every failure names a position.
 //! - String comparisons (`eq`, `startswith`, …) are case-insensitive, as both

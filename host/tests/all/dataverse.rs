@@ -159,6 +159,17 @@ async fn create_retrieve_update_delete() {
 
     let response = h
         .request(Method::DELETE, &format!("accounts({id})"))
+        .header("If-Match", "W/\"1\"")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.status(),
+        412,
+        "a stale etag protects the row from deletion"
+    );
+    let response = h
+        .request(Method::DELETE, &format!("accounts({id})"))
         .send()
         .await
         .expect("sent");
