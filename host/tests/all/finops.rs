@@ -51,18 +51,39 @@ async fn cross_company_and_compound_keys() {
             .ends_with("/data/$metadata#CustomersV3")
     );
 
+    // Another company's row by key needs cross-company=true, for reads and writes.
     let (status, body) = h
         .get_json("CustomersV3(dataAreaId='demf',CustomerAccount='DE-001')")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(error_message(&body, "NotFound").contains("cross-company=true"));
+    let (status, body) = h
+        .get_json("CustomersV3(dataAreaId='demf',CustomerAccount='DE-001')?cross-company=true")
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["CustomerAccount"], "DE-001");
     assert!(body["@odata.etag"].is_string());
+    let key = "CustomersV3(dataAreaId='DEMF',CustomerAccount='DE-001')";
+    let response = h
+        .request(Method::PATCH, key)
+        .json(&json!({"CreditLimit": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 404);
+    let response = h
+        .request(Method::PATCH, &format!("{key}?cross-company=true"))
+        .json(&json!({"CreditLimit": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
 
     let (status, body) = h.get_json("CustomersV3(CustomerAccount='DE-001')").await;
     assert_eq!(status, 400);
     assert!(error_message(&body, "BadRequest").contains("dataAreaId"));
     let (status, _) = h
-        .get_json("CustomersV3(dataAreaId='demf',CustomerAccount='XX-999')")
+        .get_json("CustomersV3(dataAreaId='demf',CustomerAccount='XX-999')?cross-company=true")
         .await;
     assert_eq!(status, 404);
 

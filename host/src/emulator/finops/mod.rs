@@ -3,7 +3,8 @@
 //! - Collections with `$select`, `$filter`, `$orderby`, `$top`, `$count`,
 //!   `$skip`, paged by `@odata.nextLink` (`$skip`) at most 10,000 rows a page.
 //!   Without `cross-company=true` only the default company's rows are seen.
-//! - One row by full key: `CustomersV3(dataAreaId='usmf',CustomerAccount='US-001')`.
+//! - One row by full key: `CustomersV3(dataAreaId='usmf',CustomerAccount='US-001')`;
+//!   a row of another company than the default needs `cross-company=true`.
 //! - Create (POST, 201 with the row), update (PATCH, 204), delete (DELETE,
 //!   204) by full key; each commit publishes a data event to subscribers.
 //! - Row-version change tracking (an emulator extension standing in for a
@@ -83,6 +84,9 @@ pub(crate) async fn route(
             format!("'{rest}' is not a resource of {name}"),
         ));
     }
+    if let Some(key) = &key {
+        check_company(state, table, key, request)?;
+    }
     match (&request.method, key) {
         (&Method::GET, None) => collection(state, table, request),
         (&Method::GET, Some(key)) => {
@@ -103,6 +107,36 @@ pub(crate) async fn route(
             Ok(ApiResponse::json(StatusCode::OK, Value::Object(body)))
         }
         (_, key) => ops::execute(state, table, key, request).await,
+    }
+}
+
+/// A row of another company than the default one is reached by key only
+/// with `cross-company=true`, as on the service; otherwise it is not found.
+fn check_company(
+    state: &SharedState,
+    table: &TableDef,
+    key: &KeySegment,
+    request: &ApiRequest,
+) -> Result<(), ApiError> {
+    let (Some(company_field), KeySegment::Named(parts)) = (&table.company_field, key) else {
+        return Ok(());
+    };
+    let company = parts
+        .iter()
+        .find(|(name, _)| name == company_field)
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_lowercase);
+    let cross_company = form_urlencoded::parse(request.query.as_bytes())
+        .any(|(k, v)| k == "cross-company" && v.eq_ignore_ascii_case("true"));
+    match company {
+        Some(c) if c != state.default_company && !cross_company => Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "No {} row matches the key {key:?} in company {}: add ?cross-company=true to reach company {c}.",
+                table.name, state.default_company
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
