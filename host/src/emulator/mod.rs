@@ -10,10 +10,22 @@
 //!   [`RunningEmulator`] with its address and a graceful [`RunningEmulator::shutdown`].
 //! - [`EmulatorConfig`]: data directory (or a temporary one), seed, metadata
 //!   file for custom tables, OAuth2 clients, protection limits, faults.
-//! - `store`: sled storage with a versioned key layout and a change log;
-//!   `metadata`: tables, fields and keys; `dataverse` and `finops`: the two
-//!   protocols; `guard`: 429s and injected faults; `hooks`: pre-commit
-//!   hooks; `events`: finops data events to webhooks; `seed`: demo data.
+//! - `server`: the axum router, the guard middleware, start and shutdown;
+//!   `http`: the request/response/error types every handler uses and
+//!   query option parsing; `auth`: the token endpoint and bearer checks;
+//!   `guard`: protection limits (per client) and injected faults.
+//! - `dataverse` and `finops`: the two protocols, each a router over
+//!   reads and writes; writes go through prepare → apply (in a sled
+//!   transaction) → respond, which `batch` reuses for `$batch` change sets.
+//! - `store`: sled storage with a versioned key layout, a change log per
+//!   table (delta links and row-version polling read it) and the data event
+//!   queues; `rows`: key segments, key encoding, `$select` and query runs;
+//!   `metadata`: tables, fields and keys (built-in TOML plus a custom file).
+//! - `hooks`: pre-commit hooks; `events`: finops data events to webhooks;
+//!   `seed`: demo data and `--rows N`; `admin`: the `/admin` routes.
+//!
+//! Boundary: the emulators use [`crate::odata`] and nothing else of the
+//! crate; nothing else of the crate depends on them except the CLI.
 //!
 //! Routes common to both: `POST /{tenant}/oauth2/v2.0/token` (client
 //! credentials) and the admin API under `/admin` (no token, never throttled):
