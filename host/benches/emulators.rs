@@ -12,11 +12,11 @@ use dualwrite::emulator::{
 use tokio::task::JoinSet;
 
 /// Single requests per measurement.
-const SINGLE_REQUESTS: usize = 4000;
+const SINGLE_REQUESTS: usize = 10_000;
 /// Concurrent clients for single requests.
 const CLIENTS: usize = 16;
 /// `$batch` requests per measurement.
-const BATCHES: usize = 5;
+const BATCHES: usize = 20;
 /// Upserts per `$batch`.
 const BATCH_SIZE: usize = 1000;
 
