@@ -196,6 +196,18 @@ pub fn project(
     }
 }
 
+/// A copy of `map` with `key` first (OData annotations lead the object).
+pub fn with_first(key: &str, value: Value, map: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert(key.to_string(), value);
+    for (k, v) in map {
+        if k != key {
+            out.insert(k, v);
+        }
+    }
+    out
+}
+
 /// Removes `$skiptoken`/`$skip`/`$deltatoken` from a query string and appends `extra`.
 pub fn rebuild_query(query: &str, extra: &str) -> String {
     let kept: Vec<&str> = query

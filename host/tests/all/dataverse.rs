@@ -97,6 +97,18 @@ async fn create_retrieve_update_delete() {
     );
     let etag = body["@odata.etag"].as_str().expect("etag").to_string();
     assert!(etag.starts_with("W/\""), "{etag}");
+    let keys: Vec<&str> = body
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .take(2)
+        .collect();
+    assert_eq!(
+        keys,
+        ["@odata.context", "@odata.etag"],
+        "annotations lead the object"
+    );
     assert!(
         body["@odata.context"]
             .as_str()

@@ -9,7 +9,7 @@ use super::super::http::{
     ApiError, ApiRequest, ApiResponse, QueryOptions, max_page_size, parse_query, prefer,
 };
 use super::super::metadata::TableDef;
-use super::super::rows::{KeySegment, check_names, project, rebuild_query, run_query};
+use super::super::rows::{KeySegment, check_names, project, rebuild_query, run_query, with_first};
 use super::super::store::{StoreError, StoredRow};
 use super::{BAD_REQUEST, NOT_FOUND, SYSTEM_FIELDS, bad_request, describe_key, unknown_property};
 
@@ -38,9 +38,8 @@ pub(crate) fn render(
     row: &StoredRow,
     select: Option<&Vec<String>>,
 ) -> Map<String, Value> {
-    let mut out = project(&row.row, select, &[pk_name(table)]);
-    out.insert("@odata.etag".into(), Value::String(etag(row)));
-    out
+    let fields = project(&row.row, select, &[pk_name(table)]);
+    with_first("@odata.etag", Value::String(etag(row)), fields)
 }
 
 fn context(
@@ -103,10 +102,10 @@ pub(super) fn one(
     {
         return Ok(ApiResponse::empty(StatusCode::NOT_MODIFIED));
     }
-    let mut body = render(table, &row, options.select.as_ref());
-    body.insert(
-        "@odata.context".into(),
+    let body = with_first(
+        "@odata.context",
         Value::String(context(state, table, options.select.as_ref(), "/$entity")),
+        render(table, &row, options.select.as_ref()),
     );
     Ok(
         ApiResponse::json(StatusCode::OK, Value::Object(body))

@@ -8,7 +8,7 @@ use sled::transaction::ConflictableTransactionError;
 use super::super::SharedState;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::metadata::{FieldType, TableDef};
-use super::super::rows::{KeySegment, key_field_name, parse_segment};
+use super::super::rows::{KeySegment, key_field_name, parse_segment, with_first};
 use super::super::store::{Tx, TxFailure, WriteConflict, encode_key};
 use super::read::{etag, render, storage};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request, describe_key, unknown_property};
@@ -230,13 +230,13 @@ pub(super) fn written(
 ) -> ApiResponse {
     let location = entity_id(state, table, &row.row);
     let response = if representation {
-        let mut body = render(table, row, None);
-        body.insert(
-            "@odata.context".into(),
+        let body = with_first(
+            "@odata.context",
             json!(format!(
                 "{}/api/data/v9.2/$metadata#{}/$entity",
                 state.base_url, table.name
             )),
+            render(table, row, None),
         );
         let status = if created {
             StatusCode::CREATED

@@ -25,6 +25,7 @@ use super::http::{ApiError, ApiRequest, ApiResponse, max_page_size, parse_query}
 use super::metadata::TableDef;
 use super::rows::{
     KeySegment, check_names, parse_segment, primary_key, project, rebuild_query, run_query,
+    with_first,
 };
 use super::store::{StoreError, StoredRow};
 
@@ -96,13 +97,13 @@ pub(crate) async fn route(
                 .get(&table.name, &pk)
                 .map_err(storage)?
                 .ok_or_else(|| not_found(table, &key))?;
-            let mut body = render(&row, None);
-            body.insert(
-                "@odata.context".into(),
+            let body = with_first(
+                "@odata.context",
                 json!(format!(
                     "{}/data/$metadata#{}/$entity",
                     state.base_url, table.name
                 )),
+                render(&row, None),
             );
             Ok(ApiResponse::json(StatusCode::OK, Value::Object(body)))
         }
@@ -148,12 +149,12 @@ pub(crate) fn not_found(table: &TableDef, key: &KeySegment) -> ApiError {
 }
 
 pub(crate) fn render(row: &StoredRow, select: Option<&Vec<String>>) -> Map<String, Value> {
-    let mut out = project(&row.row, select, &[]);
-    out.insert(
-        "@odata.etag".into(),
+    let fields = project(&row.row, select, &[]);
+    with_first(
+        "@odata.etag",
         Value::String(format!("W/\"{}\"", row.version)),
-    );
-    out
+        fields,
+    )
 }
 
 /// Resolves a full key (every key field named) to the encoded primary key.

@@ -11,7 +11,7 @@ use sled::transaction::ConflictableTransactionError;
 use super::super::SharedState;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::metadata::{FieldType, TableDef};
-use super::super::rows::{KeySegment, primary_key};
+use super::super::rows::{KeySegment, primary_key, with_first};
 use super::super::store::{StoredRow, Tx, TxFailure, WriteConflict};
 use super::{bad, error, full_key, normalize_company, not_found, render, storage};
 
@@ -310,13 +310,13 @@ pub(crate) fn respond(
                 &table.name,
                 &event(table, "Created", stored.version, &key, Some(&stored.row)),
             );
-            let mut body = render(stored, None);
-            body.insert(
-                "@odata.context".into(),
+            let body = with_first(
+                "@odata.context",
                 json!(format!(
                     "{}/data/$metadata#{}/$entity",
                     state.base_url, table.name
                 )),
+                render(stored, None),
             );
             ApiResponse::json(StatusCode::CREATED, Value::Object(body))
                 .with_header(header::LOCATION, location(state, table, &stored.row))
