@@ -686,3 +686,23 @@ async fn demo_seed_links_reference_data_to_companies() {
     assert_eq!(codes, ["EUR", "GBP", "JPY", "USD"]);
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_upserts_of_one_key_make_one_row() {
+    let h = Harness::dataverse().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let request = h
+            .request(Method::PATCH, "accounts(accountnumber='SAME-1')")
+            .json(&json!({"name": format!("Writer {i}")}));
+        tasks.spawn(async move { request.send().await.expect("sent").status().as_u16() });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.expect("task"), 204);
+    }
+    let (_, body) = h
+        .get_json("accounts?$filter=accountnumber eq 'SAME-1'&$count=true")
+        .await;
+    assert_eq!(body["@odata.count"], 1, "{body}");
+    h.emulator.shutdown().await.expect("shutdown");
+}

@@ -233,3 +233,39 @@ async fn change_tracking_pages_with_maxpagesize() {
     assert_eq!((rows.len(), deletions.len(), pages), (0, 0, 1));
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_row_deleted_then_recreated_shows_as_changed_not_deleted() {
+    let h = Harness::dataverse().await;
+    let id = post_account(&h, "R-1", "First life").await;
+    let response = h
+        .request(Method::GET, "accounts?$select=name")
+        .header("Prefer", "odata.track-changes")
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = response.json().await.expect("json");
+    let delta = body["@odata.deltaLink"]
+        .as_str()
+        .expect("deltaLink")
+        .to_string();
+    let response = h
+        .request(Method::DELETE, &format!("accounts({id})"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let response = h
+        .request(Method::PATCH, &format!("accounts({id})"))
+        .json(&json!({"name": "Second life"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let (_, body) = follow(&h, &delta).await;
+    let value = body["value"].as_array().expect("value");
+    assert_eq!(value.len(), 1, "{body}");
+    assert_eq!(value[0]["accountid"], id);
+    assert_eq!(value[0]["name"], "Second life");
+    h.emulator.shutdown().await.expect("shutdown");
+}
