@@ -2,9 +2,14 @@
 //! sync, with table maps whose filters and transforms are sandboxed
 //! WebAssembly plugins.
 //!
-//! Modules, in the order data flows through them:
 //! - [`plugin`]: the plugin runtime (wasmtime, the `wit/` contract).
+//! - [`odata`]: the OData `$filter` parser and evaluator and the OData error
+//!   body, shared by the emulators and the sync engine.
+//! - [`emulator`]: emulated Dataverse Web API and Finance and Operations
+//!   OData services, started in-process or by `dualwrite emulate`.
 //! - [`cli`]: the `dualwrite` command line, a thin shell over the library.
 
 pub mod cli;
+pub mod emulator;
+pub mod odata;
 pub mod plugin;

@@ -4,6 +4,7 @@
 //! prints; none holds logic of its own that the admin API would need again.
 
 mod demo;
+pub mod emulate;
 mod plugin;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
     /// Run the demo: the example plugins over sample rows.
     Demo(demo::DemoArgs),
+    /// Run an emulated Dataverse or Finance and Operations service.
+    Emulate(emulate::EmulateArgs),
 }
 
 /// Runs the command line; the exit code is what `main` returns.
@@ -36,5 +39,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Plugin(command) => plugin::run(command),
         Command::Demo(args) => demo::run(args),
+        Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
     }
 }

@@ -1,4 +1,14 @@
-//! Integration tests of the `dualwrite` crate: its command line, run as a
-//! real process.
+//! Integration tests of the dualwrite crate: one binary, one module per
+//! concern. Emulators run over real HTTP on `127.0.0.1:0` with real sled
+//! storage in temporary directories; the command line runs as a real
+//! process.
 
+mod batch;
 mod cli_plugin;
+mod dataverse;
+mod dataverse_changes;
+mod emulator_ops;
+mod finops;
+mod metadata;
+mod odata_filter;
+mod support;

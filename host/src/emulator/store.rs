@@ -1,0 +1,499 @@
+//! Row storage in sled, shared by both emulators.
+//!
+//! One tree, `data`, holds every table; a write touches rows, indexes and
+//! the change log of one or more tables in a single sled transaction, so a
+//! `$batch` change set commits or rolls back as a whole.
+//!
+//! Key layout, version 1 (the `meta` tree records `layout = 1`):
+//! - `r\0<table>\0<pk>` → [`StoredRow`] as JSON
+//! - `i\0<table>\0<key name>\0<values>` → `<pk>` (alternate key index)
+//! - `c\0<table>\0<version, u64 big-endian>` → [`ChangeEntry`] as JSON: one
+//!   entry per live row (its latest version) and one per deleted row (a
+//!   tombstone), so a delta read is a range scan from a version on
+//! - `t\0<table>\0<pk>` → tombstone version, to drop it if the row comes back
+//! - `m\0version` → the last version given out (global, like a rowversion)
+//! - `m\0purged\0<table>` → versions at or below it are no longer tracked
+//! - `s\0<subscription id>` → a data event subscription as JSON
+//! - `q\0<subscription id>\0<sequence, u64 big-endian>` → an event waiting
+//!   for delivery, removed once its endpoint answered 2xx
+//!
+//! Invariants: versions only grow; a row's `version` is the key of its
+//! change entry; the store is flushed on shutdown.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+const LAYOUT: &[u8] = b"1";
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("storage failed")]
+    Sled(#[from] sled::Error),
+    /// The data directory holds another layout.
+    #[error("data directory uses storage layout {found}, this build reads layout 1")]
+    Layout {
+        /// The layout found.
+        found: String,
+    },
+    /// A temporary data directory could not be made.
+    #[error("could not create a temporary data directory")]
+    TempDir(#[source] std::io::Error),
+    /// A stored value is not valid JSON.
+    #[error("stored value under {key} is corrupt")]
+    Corrupt {
+        /// The sled key.
+        key: String,
+    },
+}
+
+/// A semantic failure of a write, turned into the caller's error type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteConflict {
+    /// Another row already has these alternate key values.
+    DuplicateKey {
+        /// The key name.
+        key: String,
+    },
+}
+
+/// A row as stored: its version and its fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredRow {
+    /// Version of the last write.
+    pub version: u64,
+    /// The row's fields, system fields included.
+    pub row: Map<String, Value>,
+}
+
+/// One entry of a table's change log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeEntry {
+    /// Encoded primary key.
+    pub pk: String,
+    /// True for a tombstone.
+    pub deleted: bool,
+    /// For tombstones: the key fields of the deleted row.
+    #[serde(default)]
+    pub key: Map<String, Value>,
+}
+
+/// The sled database of one emulator.
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn row_key(table: &str, pk: &str) -> Vec<u8> {
+    format!("r\0{table}\0{pk}").into_bytes()
+}
+
+fn row_prefix(table: &str) -> Vec<u8> {
+    format!("r\0{table}\0").into_bytes()
+}
+
+fn index_key(table: &str, key: &str, values: &str) -> Vec<u8> {
+    format!("i\0{table}\0{key}\0{values}").into_bytes()
+}
+
+fn change_prefix(table: &str) -> Vec<u8> {
+    format!("c\0{table}\0").into_bytes()
+}
+
+fn change_key(table: &str, version: u64) -> Vec<u8> {
+    let mut k = change_prefix(table);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn tomb_key(table: &str, pk: &str) -> Vec<u8> {
+    format!("t\0{table}\0{pk}").into_bytes()
+}
+
+fn purged_key(table: &str) -> Vec<u8> {
+    format!("m\0purged\0{table}").into_bytes()
+}
+
+const VERSION_KEY: &[u8] = b"m\0version";
+
+fn decode_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// Encodes key values (strings folded to lower case: keys compare without
+/// case on both services) into one index or primary key string.
+pub fn encode_key(values: &[&Value]) -> String {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => Value::String(s.to_lowercase()).to_string(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, or in a temporary directory
+    /// removed on drop when `dir` is `None`.
+    pub fn open(dir: Option<&Path>) -> Result<Self, StoreError> {
+        let (path, temp) = match dir {
+            Some(d) => (d.to_path_buf(), None),
+            None => {
+                let t = tempfile::tempdir().map_err(StoreError::TempDir)?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let db = sled::open(path)?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("layout")? {
+            None => {
+                meta.insert("layout", LAYOUT)?;
+            }
+            Some(found) if found.as_ref() == LAYOUT => {}
+            Some(found) => {
+                return Err(StoreError::Layout {
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                });
+            }
+        }
+        let data = db.open_tree("data")?;
+        Ok(Self {
+            db,
+            data,
+            _temp: temp,
+        })
+    }
+
+    /// Stores a data event subscription.
+    pub fn put_subscription(&self, id: &str, subscription: &Value) -> Result<(), StoreError> {
+        self.data.insert(format!("s\0{id}"), json(subscription))?;
+        Ok(())
+    }
+
+    /// Every stored subscription: (id, JSON).
+    pub fn subscriptions(&self) -> Result<Vec<(String, Value)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.data.scan_prefix(b"s\0") {
+            let (k, v) = item?;
+            out.push((
+                String::from_utf8_lossy(&k[2..]).into_owned(),
+                parse(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Removes a subscription and its pending events.
+    pub fn remove_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.data.remove(format!("s\0{id}"))?;
+        for item in self.data.scan_prefix(format!("q\0{id}\0")) {
+            let (k, _) = item?;
+            self.data.remove(k)?;
+        }
+        Ok(())
+    }
+
+    /// Appends an event to a subscription's delivery queue.
+    pub fn enqueue(&self, id: &str, event: &Value) -> Result<(), StoreError> {
+        let mut key = format!("q\0{id}\0").into_bytes();
+        key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        self.data.insert(key, json(event))?;
+        Ok(())
+    }
+
+    /// The oldest queued event of a subscription: (queue key, event).
+    pub fn first_queued(&self, id: &str) -> Result<Option<(Vec<u8>, Value)>, StoreError> {
+        match self.data.scan_prefix(format!("q\0{id}\0")).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((k.to_vec(), parse(&k, &v)?)))
+            }
+        }
+    }
+
+    /// Removes a delivered event.
+    pub fn dequeue(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.data.remove(key)?;
+        Ok(())
+    }
+
+    /// Flushes everything to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Runs `f` as one atomic transaction (sled may run it more than once).
+    pub fn transact<T, E>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> Result<T, ConflictableTransactionError<E>>,
+    ) -> Result<T, TxFailure<E>> {
+        self.data
+            .transaction(|tree| f(&Tx { tree }))
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => TxFailure::Abort(e),
+                TransactionError::Storage(e) => TxFailure::Store(StoreError::Sled(e)),
+            })
+    }
+
+    /// A row by primary key.
+    pub fn get(&self, table: &str, pk: &str) -> Result<Option<StoredRow>, StoreError> {
+        let key = row_key(table, pk);
+        self.data.get(&key)?.map(|v| parse(&key, &v)).transpose()
+    }
+
+    /// The primary key under an alternate key.
+    pub fn pk_by_key(
+        &self,
+        table: &str,
+        key: &str,
+        values: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .data
+            .get(index_key(table, key, values))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every row of a table, in primary key order.
+    pub fn rows(&self, table: &str) -> Result<Vec<StoredRow>, StoreError> {
+        self.data
+            .scan_prefix(row_prefix(table))
+            .map(|item| {
+                let (k, v) = item?;
+                parse(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Up to `limit` rows of a table after primary key `after`, in key order.
+    pub fn rows_after(
+        &self,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredRow)>, StoreError> {
+        let prefix = row_prefix(table);
+        let start = match after {
+            Some(pk) => {
+                let mut k = row_key(table, pk);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.data.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let pk = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((pk, parse(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Change log entries of a table with a version above `after`, oldest first.
+    pub fn changes_after(
+        &self,
+        table: &str,
+        after: u64,
+    ) -> Result<Vec<(u64, ChangeEntry)>, StoreError> {
+        let start = change_key(table, after.saturating_add(1));
+        let prefix = change_prefix(table);
+        let mut out = Vec::new();
+        for item in self.data.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let version = decode_u64(&k[prefix.len()..]);
+            out.push((version, parse(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// The last version given out.
+    pub fn current_version(&self) -> Result<u64, StoreError> {
+        Ok(self.data.get(VERSION_KEY)?.map_or(0, |v| decode_u64(&v)))
+    }
+
+    /// Versions at or below this one are no longer tracked for `table`.
+    pub fn purged_version(&self, table: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .data
+            .get(purged_key(table))?
+            .map_or(0, |v| decode_u64(&v)))
+    }
+
+    /// Forgets the tombstones of `table` and expires every change token
+    /// issued so far (what the service does after its retention period).
+    pub fn purge_changes(&self, table: &str) -> Result<(), StoreError> {
+        let current = self.current_version()?;
+        for (version, entry) in self.changes_after(table, 0)? {
+            if entry.deleted {
+                self.data.remove(change_key(table, version))?;
+                self.data.remove(tomb_key(table, &entry.pk))?;
+            }
+        }
+        self.data
+            .insert(purged_key(table), &current.to_be_bytes())?;
+        Ok(())
+    }
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug)]
+pub enum TxFailure<E> {
+    /// The closure aborted with its error.
+    Abort(E),
+    /// Storage failed.
+    Store(StoreError),
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|_| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+    })
+}
+
+/// Index entries a row has: (key name, encoded values), skipping keys with a
+/// null part.
+pub type IndexEntries = Vec<(String, String)>;
+
+/// A write transaction over the store.
+pub struct Tx<'a> {
+    tree: &'a TransactionalTree,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+type TxResult<T, E> = Result<T, ConflictableTransactionError<E>>;
+
+fn corrupt<E>(key: &[u8]) -> ConflictableTransactionError<E> {
+    ConflictableTransactionError::Storage(sled::Error::Unsupported(format!(
+        "stored value under {} is corrupt",
+        String::from_utf8_lossy(key).replace('\0', "/")
+    )))
+}
+
+impl Tx<'_> {
+    /// A row by primary key.
+    pub fn get<E>(&self, table: &str, pk: &str) -> TxResult<Option<StoredRow>, E> {
+        let key = row_key(table, pk);
+        match self.tree.get(&key)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|_| corrupt(&key)),
+        }
+    }
+
+    /// The primary key under an alternate key.
+    pub fn pk_by_key<E>(
+        &self,
+        table: &str,
+        key: &str,
+        values: &str,
+    ) -> TxResult<Option<String>, E> {
+        Ok(self
+            .tree
+            .get(index_key(table, key, values))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn next_version<E>(&self) -> TxResult<u64, E> {
+        let next = self.tree.get(VERSION_KEY)?.map_or(0, |v| decode_u64(&v)) + 1;
+        self.tree.insert(VERSION_KEY, &next.to_be_bytes())?;
+        Ok(next)
+    }
+
+    /// Writes a row (insert or replace), moving its index entries and its
+    /// change log entry; returns the new version. `set_version` is called
+    /// with the version so system fields can carry it.
+    pub fn put<E: From<WriteConflict>>(
+        &self,
+        table: &str,
+        pk: &str,
+        previous: Option<(&StoredRow, &IndexEntries)>,
+        mut row: Map<String, Value>,
+        indexes: &IndexEntries,
+        set_version: impl Fn(&mut Map<String, Value>, u64),
+    ) -> TxResult<StoredRow, E> {
+        let version = self.next_version()?;
+        if let Some((old, old_indexes)) = previous {
+            self.tree.remove(change_key(table, old.version))?;
+            for (key, values) in old_indexes {
+                self.tree.remove(index_key(table, key, values))?;
+            }
+        }
+        for (key, values) in indexes {
+            let ik = index_key(table, key, values);
+            if let Some(owner) = self.tree.get(&ik)?
+                && owner.as_ref() != pk.as_bytes()
+            {
+                return Err(ConflictableTransactionError::Abort(E::from(
+                    WriteConflict::DuplicateKey { key: key.clone() },
+                )));
+            }
+            self.tree.insert(ik, pk.as_bytes())?;
+        }
+        if let Some(tomb) = self.tree.remove(tomb_key(table, pk))? {
+            self.tree.remove(change_key(table, decode_u64(&tomb)))?;
+        }
+        set_version(&mut row, version);
+        let stored = StoredRow { version, row };
+        let entry = ChangeEntry {
+            pk: pk.to_string(),
+            deleted: false,
+            key: Map::new(),
+        };
+        self.tree.insert(change_key(table, version), json(&entry))?;
+        self.tree.insert(row_key(table, pk), json(&stored))?;
+        Ok(stored)
+    }
+
+    /// Deletes a row, leaving a tombstone carrying `key`; returns its version.
+    pub fn delete<E>(
+        &self,
+        table: &str,
+        pk: &str,
+        old: &StoredRow,
+        old_indexes: &IndexEntries,
+        key: Map<String, Value>,
+    ) -> TxResult<u64, E> {
+        let version = self.next_version()?;
+        self.tree.remove(row_key(table, pk))?;
+        self.tree.remove(change_key(table, old.version))?;
+        for (name, values) in old_indexes {
+            self.tree.remove(index_key(table, name, values))?;
+        }
+        let entry = ChangeEntry {
+            pk: pk.to_string(),
+            deleted: true,
+            key,
+        };
+        self.tree.insert(change_key(table, version), json(&entry))?;
+        self.tree
+            .insert(tomb_key(table, pk), &version.to_be_bytes())?;
+        Ok(version)
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising a map of JSON values cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
