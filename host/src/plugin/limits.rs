@@ -160,14 +160,38 @@ fn level_name(level: Level) -> &'static str {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, with `…` when
-/// it was cut.
+/// it was cut, and with control characters escaped so a plugin cannot forge
+/// log lines or terminal sequences.
 fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end])
+    let mut line = String::with_capacity(end + 3);
+    for c in text[..end].chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    if end < text.len() {
+        line.push('…');
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn lines_are_cut_on_a_character_boundary_and_escaped() {
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("ééé", 3), "é…", "never splits a character");
+        assert_eq!(
+            cut("a\nfake line\u{1b}[31m", 100),
+            "a\\nfake line\\u{1b}[31m"
+        );
+    }
 }
