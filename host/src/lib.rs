@@ -9,6 +9,7 @@
 //!   OData services, started in-process or by `dualwrite emulate`.
 //! - [`cli`]: the `dualwrite` command line, a thin shell over the library.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod emulator;
 pub mod odata;

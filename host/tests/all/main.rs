@@ -4,6 +4,7 @@
 //! process.
 
 mod batch;
+mod checkpoint;
 mod cli_plugin;
 mod dataverse;
 mod dataverse_changes;

@@ -1,0 +1,172 @@
+//! What the sync engine must remember, checkpointed in sled: per map and
+//! direction, the capture cursor and the durable queue of captured changes;
+//! per map, side and key, the echo fingerprint of what the host last wrote;
+//! the parked keys (the error queue); and the activity log.
+//!
+//! [`Checkpoints`] is the one handle. Its operations are the steps of the
+//! checkpoint protocol, each one sled transaction, flushed before it returns:
+//!
+//! 1. Capture reads a page of changes from the source (delta link, webhook
+//!    delivery, row-version poll).
+//! 2. [`Checkpoints::capture`]: in one transaction, append the page's changes
+//!    to the queue (deduplicated by key and source version, so a page read
+//!    twice after a crash is queued once) and store the new cursor. Flush.
+//!    Only then may the caller acknowledge the source.
+//! 3. [`Checkpoints::next_batch`]: the writer takes a batch from the head of
+//!    the queue: at most one change per key (a key's later changes wait for
+//!    the next batch, so order per key holds), none of a parked key.
+//! 4. After the target confirmed the write, [`Checkpoints::complete`]: in one
+//!    transaction, remove those changes, store each written row's echo
+//!    fingerprint, and append the activity entries. Flush. A crash between 3
+//!    and 4 writes the batch again, with the same effect (upserts by key).
+//!
+//! A change that fails is parked ([`Checkpoints::park`]): its key's later
+//! changes wait behind it while every other key flows, until
+//! [`Checkpoints::resubmit`] or [`Checkpoints::discard`].
+//!
+//! Key layout, version 1 (tree `meta` records `layout = 1`); `<flow>` is
+//! `<map>\0<direction>`:
+//! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON
+//! - tree `dedupe`: `<flow>\0<key>\0<source version>` → seq
+//! - tree `cursor`: `<flow>` → the source cursor
+//! - tree `parked`: `<flow>\0<key>` → [`Parked`] as JSON (kept, marked
+//!   resubmitted, until a write of the key succeeds)
+//! - tree `echo`: `<map>\0<side>\0<key>` → fingerprint (32 bytes)
+//! - tree `activity`: `<id u64 BE>` → [`Activity`] as JSON
+//!
+//! **Boundary**: this module stores and orders; it knows nothing of HTTP,
+//! plugins or how a map shapes a row.
+
+mod ops;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use ops::Checkpoints;
+
+/// The storage layout this build reads and writes.
+pub const LAYOUT: &str = "1";
+
+/// Errors of the checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// sled failed.
+    #[error("checkpoint storage failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// The data directory holds another layout.
+    #[error(
+        "the data directory uses checkpoint layout {found}; this build reads layout {LAYOUT}: run the matching dualwrite version or start from an empty directory"
+    )]
+    Layout {
+        /// The layout found.
+        found: String,
+    },
+    /// A stored value does not parse.
+    #[error("the checkpoint entry {key} is corrupt: {detail}")]
+    Corrupt {
+        /// The entry's key, printable.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A change of a parked key was asked for that is not parked.
+    #[error("key `{key}` of map `{map}` ({direction}) is not parked")]
+    NotParked {
+        /// The map.
+        map: String,
+        /// The direction.
+        direction: Direction,
+        /// The key.
+        key: String,
+    },
+}
+
+/// A direction of a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Left to right.
+    LeftToRight,
+    /// Right to left.
+    RightToLeft,
+}
+
+impl Direction {
+    fn code(self) -> &'static str {
+        match self {
+            Direction::LeftToRight => ">",
+            Direction::RightToLeft => "<",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::LeftToRight => "left to right",
+            Direction::RightToLeft => "right to left",
+        })
+    }
+}
+
+/// What happened to a row at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Created or updated.
+    Upsert,
+    /// Deleted.
+    Delete,
+}
+
+/// A change captured from a source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The row's integration key, canonical text (`usmf|US-001`).
+    pub key: String,
+    /// The source's version of the row (row version, `versionnumber`, …).
+    pub version: String,
+    /// What happened.
+    pub operation: Operation,
+    /// The row's fields as the source reported them (empty for a delete).
+    pub row: Map<String, Value>,
+}
+
+/// A change waiting in a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedChange {
+    /// Its place in the queue.
+    pub seq: u64,
+    /// The change.
+    pub change: Change,
+}
+
+/// A parked key: the change that failed and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The failed change's place in the queue.
+    pub seq: u64,
+    /// Why it failed.
+    pub reason: String,
+    /// How many times it was tried.
+    pub attempts: u32,
+    /// Resubmitted: the key flows again, and the count of attempts is kept
+    /// until a write of the key succeeds.
+    #[serde(default)]
+    pub resubmitted: bool,
+}
+
+/// One line of the activity log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    /// The map.
+    pub map: String,
+    /// The direction.
+    pub direction: Direction,
+    /// The row's key.
+    pub key: String,
+    /// What was done: `written`, `deleted`, `echo`, `skipped`, `parked`, …
+    pub what: String,
+    /// Details for people.
+    pub detail: String,
+}
