@@ -240,11 +240,11 @@ fn show(fields: &[String], values: &[crate::plugin::Value], shows: &[&str]) -> S
             let json = value_to_json(values.get(index)?);
             Some(match json {
                 serde_json::Value::String(text) => text,
-                serde_json::Value::Object(object) => object
-                    .values()
-                    .next()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
+                serde_json::Value::Object(object) => match object.into_iter().next() {
+                    Some((_, serde_json::Value::String(text))) => text,
+                    Some((_, other)) => other.to_string(),
+                    None => String::new(),
+                },
                 other => other.to_string(),
             })
         })
