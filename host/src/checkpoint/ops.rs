@@ -242,13 +242,7 @@ impl Checkpoints {
         key: &str,
     ) -> Result<(), CheckpointError> {
         let slot = join(&[&flow(map, direction), key.as_bytes()]);
-        let mut parked = match self.parked.get(&slot)? {
-            Some(bytes) => parse::<Parked>(&slot, &bytes)?,
-            None => return Err(not_parked(map, direction, key)),
-        };
-        if parked.resubmitted {
-            return Err(not_parked(map, direction, key));
-        }
+        let mut parked = self.still_parked(&slot, map, direction, key)?;
         parked.resubmitted = true;
         self.parked.insert(slot, json(&parked)?)?;
         self.db.flush()?;
@@ -265,13 +259,7 @@ impl Checkpoints {
     ) -> Result<(), CheckpointError> {
         let flow = flow(map, direction);
         let slot = join(&[&flow, key.as_bytes()]);
-        let parked: Parked = match self.parked.get(&slot)? {
-            Some(bytes) => parse(&slot, &bytes)?,
-            None => return Err(not_parked(map, direction, key)),
-        };
-        if parked.resubmitted {
-            return Err(not_parked(map, direction, key));
-        }
+        let parked = self.still_parked(&slot, map, direction, key)?;
         let entry = join(&[&flow, &parked.seq.to_be_bytes()]);
         let queued = match self.queue.get(&entry)? {
             Some(bytes) => Some(parse::<QueuedChange>(&entry, &bytes)?),
@@ -321,6 +309,28 @@ impl Checkpoints {
                 parse(&key, &value)
             })
             .collect()
+    }
+
+    /// The parked entry at `slot`, unless there is none or it was
+    /// resubmitted already.
+    fn still_parked(
+        &self,
+        slot: &[u8],
+        map: &str,
+        direction: Direction,
+        key: &str,
+    ) -> Result<Parked, CheckpointError> {
+        match self.parked.get(slot)? {
+            Some(bytes) => {
+                let parked: Parked = parse(slot, &bytes)?;
+                if parked.resubmitted {
+                    Err(not_parked(map, direction, key))
+                } else {
+                    Ok(parked)
+                }
+            }
+            None => Err(not_parked(map, direction, key)),
+        }
     }
 
     fn is_parked(&self, flow: &[u8], key: &str) -> Result<bool, CheckpointError> {
