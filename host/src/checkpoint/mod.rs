@@ -20,6 +20,8 @@
 //!    fingerprint, and append the activity entries. Flush. A crash between 3
 //!    and 4 writes the batch again, with the same effect (upserts by key).
 //!
+//! [`fingerprint`] computes the echo fingerprints step 4 stores.
+//!
 //! A change that fails is parked ([`Checkpoints::park`]): its key's later
 //! changes wait behind it while every other key flows, until
 //! [`Checkpoints::resubmit`] or [`Checkpoints::discard`].
@@ -37,11 +39,13 @@
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
 
+mod fingerprint;
 mod ops;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use fingerprint::fingerprint;
 pub use ops::Checkpoints;
 
 /// The storage layout this build reads and writes.
