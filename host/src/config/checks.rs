@@ -12,10 +12,10 @@ use crate::map::{
 use crate::odata::Filter;
 
 /// A side with its table, when the catalogue knows it.
-struct Side<'a> {
-    plan: Option<SidePlan>,
-    table: Option<&'a TableDef>,
-    label: &'static str,
+pub(super) struct Side<'a> {
+    pub(super) plan: Option<SidePlan>,
+    pub(super) table: Option<&'a TableDef>,
+    pub(super) label: &'static str,
 }
 
 pub(super) fn build_map(
@@ -66,7 +66,7 @@ pub(super) fn build_map(
         );
     }
     for mapping in key.iter_mut().chain(fields.iter_mut()) {
-        resolve_lookup(map, mapping, config, &right, options, report);
+        super::lookups::resolve_lookup(map, mapping, config, &right, options, report);
     }
     let plugins = super::plugins::build_plugins(map, options, report);
     Some(MapPlan {
@@ -196,7 +196,7 @@ fn parse_all(
     out
 }
 
-fn unknown_field(map: &MapConfig, table: &TableDef, name: &str, place: &str) -> Problem {
+pub(super) fn unknown_field(map: &MapConfig, table: &TableDef, name: &str, place: &str) -> Problem {
     let names = table.fields.iter().map(|field| field.name.as_str());
     Problem::new(
         ProblemCode::UnknownField,
@@ -354,82 +354,5 @@ fn check_value_maps(map: &MapConfig, fields: &[FieldMapping], report: &mut Repor
                 .at_field(name),
             );
         }
-    }
-}
-
-fn resolve_lookup(
-    map: &MapConfig,
-    mapping: &mut FieldMapping,
-    config: &Config,
-    right: &Side<'_>,
-    options: &BuildOptions<'_>,
-    report: &mut Report,
-) {
-    let column = mapping.right.clone().unwrap_or_default();
-    let Some(lookup) = mapping.lookup.as_mut() else {
-        return;
-    };
-    if let Some(via) = &lookup.map {
-        if !config.maps.iter().any(|other| &other.name == via) {
-            report.push(
-                Problem::new(
-                    ProblemCode::UnknownLookupMap,
-                    format!(
-                        "the lookup `{column}.{}` goes through map `{via}`, which does not exist",
-                        lookup.key_field
-                    ),
-                    "name an existing map after `via`, or add the map",
-                )
-                .in_map(&map.name)
-                .at_field(column),
-            );
-        }
-        return;
-    }
-    let target = right
-        .table
-        .and_then(|table| table.field(&column))
-        .and_then(|field| field.target.clone());
-    let Some(target) = target else {
-        report.push(
-            Problem::new(
-                ProblemCode::UnresolvedLookup,
-                format!("cannot tell which table the lookup `{column}` points at"),
-                format!(
-                    "name the map that syncs it: `… {column}.{} via MAP`",
-                    lookup.key_field
-                ),
-            )
-            .in_map(&map.name)
-            .at_field(column),
-        );
-        return;
-    };
-    let through = config
-        .maps
-        .iter()
-        .find(|other| other.right.system == map.right.system && other.right.table == target);
-    match through {
-        Some(other) => {
-            lookup.map = Some(other.name.clone());
-            let target_table = right
-                .plan
-                .as_ref()
-                .map(|plan| options.catalogue.table(plan.kind, &target));
-            if let Some(TableLookup::Found(table)) = target_table
-                && table.field(&lookup.key_field).is_none()
-            {
-                report.push(unknown_field(map, table, &lookup.key_field, "lookup"));
-            }
-        }
-        None => report.push(
-            Problem::new(
-                ProblemCode::UnknownLookupMap,
-                format!("the lookup `{column}` points at `{target}`, but no map syncs `{target}`"),
-                format!("add a map for `{target}`, or drop the field"),
-            )
-            .in_map(&map.name)
-            .at_field(column),
-        ),
     }
 }

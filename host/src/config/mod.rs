@@ -22,7 +22,10 @@
 mod build;
 mod checks;
 mod error;
+mod lookups;
 mod plugins;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
