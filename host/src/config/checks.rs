@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::build::{BuildOptions, Report};
 use super::{Config, MapConfig, SideConfig};
 use crate::emulator::metadata::TableDef;
+use crate::map::COMPANY_FIELD;
 use crate::map::catalogue::suggest;
 use crate::map::{
     Direction, FieldMapping, MapPlan, Problem, ProblemCode, SidePlan, SystemPlan, TableLookup,
@@ -47,19 +48,23 @@ pub(super) fn build_map(
     check_key_covers_table(map, &key, &left, report);
     check_directions(map, &key, &fields, report);
     check_value_maps(map, &fields, report);
+    let no_company_pair = !key
+        .iter()
+        .any(|pair| pair.left.as_deref() == Some(COMPANY_FIELD));
     if !map.companies.is_empty()
-        && left
-            .table
-            .is_some_and(|table| table.company_field.is_none())
+        && (no_company_pair
+            || left
+                .table
+                .is_some_and(|table| table.company_field.is_none()))
     {
         report.push(
             Problem::new(
                 ProblemCode::CompanyNotStriped,
                 format!(
-                    "`{}` is not company-specific, so it cannot be striped by company",
+                    "`{}` is not striped by company: it needs a company field and a `{COMPANY_FIELD}` key pair",
                     map.left.table
                 ),
-                "remove `companies`, or map a company-specific table",
+                format!("remove `companies`, or map a company-specific table with a `{COMPANY_FIELD} = …` key pair"),
             )
             .in_map(&map.name)
             .at_field("companies"),

@@ -53,6 +53,12 @@ fn the_standard_maps_build_a_plan_with_resolved_lookups() {
         Some(Literal::Text("Organization".into()))
     );
     assert!(customers.left.filter.is_some() && customers.right.filter.is_some());
+    let company = customers
+        .company_pair()
+        .expect("customers are striped by company");
+    assert_eq!(company.right.as_deref(), Some("msdyn_company"));
+    let currencies = plan.map("currencies").expect("a currencies map");
+    assert!(currencies.company_pair().is_none());
 }
 
 #[test]

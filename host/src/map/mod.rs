@@ -194,6 +194,19 @@ pub struct MapPlan {
     pub plugins: Vec<PluginStep>,
 }
 
+/// The company field of every company-specific finops data entity.
+pub const COMPANY_FIELD: &str = "dataAreaId";
+
+impl MapPlan {
+    /// The key pair that stripes the map by company (`dataAreaId = …`,
+    /// usually through the `msdyn_company` lookup), if the map has one.
+    pub fn company_pair(&self) -> Option<&FieldMapping> {
+        self.key
+            .iter()
+            .find(|pair| pair.left.as_deref() == Some(COMPANY_FIELD))
+    }
+}
+
 /// A validated config: what the sync engine runs.
 #[derive(Debug, Clone)]
 pub struct Plan {

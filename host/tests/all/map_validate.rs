@@ -241,6 +241,10 @@ fn filters_secrets_and_mappings_are_checked() {
     );
     let striped = LEGAL_ENTITIES.replace("fields =", "companies = [\"usmf\"]\nfields =");
     check(&striped, &[("DW020", "legal-entities", "companies")], true);
+    let unkeyed = customers("", "companies = [\"usmf\"]")
+        .replace(", \"dataAreaId = msdyn_company.cdm_companycode\"", "");
+    check(&unkeyed, &[("DW020", "customers", "companies")], true);
+    check(&customers("", "companies = [\"usmf\"]"), &[], false);
 }
 
 #[test]
