@@ -90,12 +90,49 @@ impl Catalogue for EmulatorCatalogue {
     }
 }
 
-/// The closest name in `names` to `wanted` ignoring case, for "did you mean".
+/// The closest name in `names` to `wanted` (case and `_` ignored, at most
+/// two edits apart), as a "did you mean" sentence, or nothing.
 pub(crate) fn suggest<'a>(wanted: &str, names: impl IntoIterator<Item = &'a str>) -> String {
-    let folded = wanted.to_ascii_lowercase().replace('_', "");
+    let fold = |name: &str| name.to_ascii_lowercase().replace('_', "");
+    let folded = fold(wanted);
     names
         .into_iter()
-        .find(|name| name.to_ascii_lowercase().replace('_', "") == folded)
-        .map(|name| format!("did you mean `{name}`? "))
+        .map(|name| (edit_distance(&fold(name), &folded), name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| format!("did you mean `{name}`? "))
         .unwrap_or_default()
+}
+
+/// Levenshtein distance between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_names_only() {
+        let names = ["accounts", "contacts", "CustomerAccount"];
+        let check = |wanted: &str, expected: &str| {
+            assert_eq!(suggest(wanted, names), expected, "{wanted}");
+        };
+        check("account", "did you mean `accounts`? ");
+        check("CUSTOMERACCOUNT", "did you mean `CustomerAccount`? ");
+        check("customer_account", "did you mean `CustomerAccount`? ");
+        check("vendors", "");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 }
