@@ -295,3 +295,35 @@ fn the_standard_maps_validate_clean() {
     );
     assert!(!stdout.contains("warning"), "{stdout}");
 }
+
+#[test]
+fn text_output_names_code_severity_map_and_field_and_custom_tables_need_no_catalogue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("maps.toml");
+    let custom = customers("", "").replace("\"accounts\"", "\"new_projects\"");
+    std::fs::write(&path, format!("{SYSTEMS}{custom}")).expect("write config");
+
+    let out = validate(&path, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error[DW002 unknown-table]")
+            && stdout.contains(
+                "map `customers`, `right.table`: system `dataverse` has no table `new_projects`"
+            )
+            && stdout.contains("  help: known tables: accounts,"),
+        "{stdout}"
+    );
+
+    let out = validate(&path, &["--no-catalogue"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warning[DW009 unresolved-lookup]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 maps valid, in order: legal-entities, customers"),
+        "{stdout}"
+    );
+}
