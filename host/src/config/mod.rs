@@ -10,6 +10,41 @@
 //! - [`validate_file`] reads, parses and builds, turning read and parse
 //!   failures into problems too, as `dualwrite map validate` prints them.
 //!
+//! ```
+//! use dualwrite::config::{BuildOptions, Config};
+//! use dualwrite::map::{Direction, EmulatorCatalogue};
+//!
+//! let text = r#"
+//! [systems.finops]
+//! kind = "finops"
+//! url = "http://127.0.0.1:8081"
+//!
+//! [systems.dataverse]
+//! kind = "dataverse"
+//! url = "http://127.0.0.1:8082"
+//!
+//! [[maps]]
+//! name = "currencies"
+//! left = { system = "finops", table = "Currencies" }
+//! right = { system = "dataverse", table = "transactioncurrencies" }
+//! key = ["CurrencyCode = isocurrencycode"]
+//! fields = ["Name = currencyname", "> exchangerate default 1.0"]
+//! "#;
+//! let config = Config::from_toml("maps.toml", text).unwrap();
+//! let catalogue = EmulatorCatalogue::builtin().unwrap();
+//! let plan = config
+//!     .build(&BuildOptions {
+//!         file: "maps.toml".into(),
+//!         base_dir: ".".into(),
+//!         catalogue: &catalogue,
+//!         env: &|name| std::env::var(name).ok(),
+//!     })
+//!     .unwrap();
+//! let currencies = plan.map("currencies").unwrap();
+//! assert_eq!(currencies.fields[0].direction, Direction::Both);
+//! assert_eq!(currencies.fields[1].left, None);
+//! ```
+//!
 //! Invariants:
 //! - A secret is never in the file: `auth.client_secret_env` names the
 //!   environment variable, read once in `build`, kept in a `Secret` whose
