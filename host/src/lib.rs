@@ -7,10 +7,16 @@
 //!   body, shared by the emulators and the sync engine.
 //! - [`emulator`]: emulated Dataverse Web API and Finance and Operations
 //!   OData services, started in-process or by `dualwrite emulate`.
+//! - [`config`]: the config file, parsed and built into a validated
+//!   [`map::Plan`] before any I/O.
+//! - [`map`]: the map model (plans, field mappings) and its validation
+//!   problems.
 //! - [`cli`]: the `dualwrite` command line, a thin shell over the library.
 
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod emulator;
+pub mod map;
 pub mod odata;
 pub mod plugin;

@@ -5,6 +5,7 @@
 
 mod demo;
 pub mod emulate;
+pub mod map;
 mod plugin;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run an emulated Dataverse or Finance and Operations service.
     Emulate(emulate::EmulateArgs),
+    /// Work with table maps: validate a config file.
+    #[command(subcommand)]
+    Map(map::MapCommand),
 }
 
 /// Runs the command line; the exit code is what `main` returns.
@@ -40,5 +44,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Plugin(command) => plugin::run(command),
         Command::Demo(args) => demo::run(args),
         Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Map(command) => map::run(command),
     }
 }

@@ -10,6 +10,7 @@ mod dataverse;
 mod dataverse_changes;
 mod emulator_ops;
 mod finops;
+mod map_validate;
 mod metadata;
 mod odata_filter;
 mod support;

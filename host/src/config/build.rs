@@ -1,0 +1,184 @@
+//! [`Config::build`]: from raw config to a validated [`Plan`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use super::{Config, SystemConfig};
+use crate::map::{
+    AuthPlan, Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
+};
+
+/// What `build` needs besides the config.
+pub struct BuildOptions<'a> {
+    /// The file name problems carry.
+    pub file: String,
+    /// The folder relative plugin paths start from.
+    pub base_dir: PathBuf,
+    /// Tables and fields of each system.
+    pub catalogue: &'a dyn Catalogue,
+    /// Reads an environment variable (secrets); tests pass their own.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl fmt::Debug for BuildOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("file", &self.file)
+            .field("base_dir", &self.base_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Collects problems, stamping each with the file.
+#[derive(Debug)]
+pub(super) struct Report {
+    file: String,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Report {
+    pub(super) fn push(&mut self, mut problem: Problem) {
+        problem.file = self.file.clone();
+        self.problems.push(problem);
+    }
+}
+
+impl Config {
+    /// Validates the config and builds the plan the sync engine runs.
+    /// Returns every error- and warning-level problem when there is at
+    /// least one error; otherwise the plan, with its warnings.
+    pub fn build(&self, options: &BuildOptions<'_>) -> Result<Plan, Vec<Problem>> {
+        let mut report = Report {
+            file: options.file.clone(),
+            problems: Vec::new(),
+        };
+        let systems: BTreeMap<String, SystemPlan> = self
+            .systems
+            .iter()
+            .map(|(name, system)| {
+                (
+                    name.clone(),
+                    build_system(name, system, options, &mut report),
+                )
+            })
+            .collect();
+
+        let mut seen = BTreeSet::new();
+        for map in &self.maps {
+            if !seen.insert(map.name.as_str()) {
+                report.push(
+                    Problem::new(
+                        ProblemCode::DuplicateMap,
+                        format!("more than one map is named `{}`", map.name),
+                        "give each map its own name",
+                    )
+                    .in_map(&map.name)
+                    .at_field("name"),
+                );
+            }
+        }
+
+        let mut maps: Vec<Option<MapPlan>> = self
+            .maps
+            .iter()
+            .map(|map| super::checks::build_map(map, self, &systems, options, &mut report))
+            .collect();
+
+        let order = self.dependency_order(&mut report);
+        report
+            .problems
+            .sort_by_key(|problem| std::cmp::Reverse(problem.severity));
+        if report.problems.iter().any(Problem::is_error) {
+            return Err(report.problems);
+        }
+        let maps = order
+            .into_iter()
+            .filter_map(|index| maps.get_mut(index).and_then(Option::take))
+            .collect();
+        Ok(Plan {
+            systems,
+            maps,
+            warnings: report.problems,
+        })
+    }
+
+    fn dependency_order(&self, report: &mut Report) -> Vec<usize> {
+        let names: Vec<&str> = self.maps.iter().map(|map| map.name.as_str()).collect();
+        let mut depends_on: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (index, map) in self.maps.iter().enumerate() {
+            for dependency in &map.depends_on {
+                match names.iter().position(|name| name == dependency) {
+                    Some(target) => depends_on.entry(index).or_default().push(target),
+                    None => report.push(
+                        Problem::new(
+                            ProblemCode::UnknownDependency,
+                            format!("`depends_on` names `{dependency}`, which is not a map"),
+                            format!("use one of: {}", names.join(", ")),
+                        )
+                        .in_map(&map.name)
+                        .at_field("depends_on"),
+                    ),
+                }
+            }
+        }
+        match dependency_order(&names, &depends_on) {
+            Ok(order) => order,
+            Err(cycle) => {
+                let first = cycle.first().cloned().unwrap_or_default();
+                report.push(
+                    Problem::new(
+                        ProblemCode::DependencyCycle,
+                        format!(
+                            "maps depend on each other in a cycle: {}",
+                            cycle.join(" → ")
+                        ),
+                        "remove one `depends_on` entry of the cycle",
+                    )
+                    .in_map(&first)
+                    .at_field("depends_on"),
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn build_system(
+    name: &str,
+    system: &SystemConfig,
+    options: &BuildOptions<'_>,
+    report: &mut Report,
+) -> SystemPlan {
+    let auth = system.auth.as_ref().map(|auth| {
+        let client_secret = (options.env)(&auth.client_secret_env).map(Secret::new);
+        if client_secret.is_none() {
+            report.push(
+                Problem::new(
+                    ProblemCode::SecretUnset,
+                    format!(
+                        "system `{name}`: the environment variable `{}` is not set",
+                        auth.client_secret_env
+                    ),
+                    format!(
+                        "set `{}` to the client secret before the host starts",
+                        auth.client_secret_env
+                    ),
+                )
+                .at_field(format!("systems.{name}.auth.client_secret_env")),
+            );
+        }
+        AuthPlan {
+            token_url: auth.token_url.clone(),
+            client_id: auth.client_id.clone(),
+            client_secret_env: auth.client_secret_env.clone(),
+            client_secret,
+        }
+    });
+    SystemPlan {
+        name: name.to_string(),
+        kind: system.kind,
+        url: system.url.clone(),
+        auth,
+    }
+}

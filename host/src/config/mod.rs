@@ -1,0 +1,245 @@
+//! The config file: TOML parsed into raw structs ([`Config`]), then built
+//! into a validated [`Plan`](crate::map::Plan) before any I/O.
+//!
+//! - [`Config`] mirrors the file: `[systems.NAME]` ([`SystemConfig`],
+//!   [`AuthConfig`]) and `[[maps]]` ([`MapConfig`], [`SideConfig`],
+//!   [`PluginConfig`]). Every struct denies unknown keys.
+//! - [`Config::build`] checks everything it can without a network (the
+//!   systems' tables come from a [`Catalogue`](crate::map::Catalogue)) and
+//!   returns the `Plan` or every [`Problem`](crate::map::Problem) it found.
+//! - [`validate_file`] reads, parses and builds, turning read and parse
+//!   failures into problems too, as `dualwrite map validate` prints them.
+//!
+//! ```
+//! use dualwrite::config::{BuildOptions, Config};
+//! use dualwrite::map::{Direction, EmulatorCatalogue};
+//!
+//! let text = r#"
+//! [systems.finops]
+//! kind = "finops"
+//! url = "http://127.0.0.1:8081"
+//!
+//! [systems.dataverse]
+//! kind = "dataverse"
+//! url = "http://127.0.0.1:8082"
+//!
+//! [[maps]]
+//! name = "currencies"
+//! left = { system = "finops", table = "Currencies" }
+//! right = { system = "dataverse", table = "transactioncurrencies" }
+//! key = ["CurrencyCode = isocurrencycode"]
+//! fields = ["Name = currencyname", "> exchangerate default 1.0"]
+//! "#;
+//! let config = Config::from_toml("maps.toml", text).unwrap();
+//! let catalogue = EmulatorCatalogue::builtin().unwrap();
+//! let plan = config
+//!     .build(&BuildOptions {
+//!         file: "maps.toml".into(),
+//!         base_dir: ".".into(),
+//!         catalogue: &catalogue,
+//!         env: &|name| std::env::var(name).ok(),
+//!     })
+//!     .unwrap();
+//! let currencies = plan.map("currencies").unwrap();
+//! assert_eq!(currencies.fields[0].direction, Direction::Both);
+//! assert_eq!(currencies.fields[1].left, None);
+//! ```
+//!
+//! Invariants:
+//! - A secret is never in the file: `auth.client_secret_env` names the
+//!   environment variable, read once in `build`, kept in a `Secret` whose
+//!   `Debug` is redacted.
+//! - `build` reports every problem, not the first.
+//!
+//! Boundary: no HTTP, no sled; the only files read are the config and the
+//! plugin components it names.
+
+mod build;
+mod checks;
+mod error;
+mod lookups;
+mod plugins;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::map::{
+    Catalogue, ConflictPolicy, Direction, FilterExit, Plan, PluginKind, Problem, ProblemCode,
+    SystemKind,
+};
+use crate::plugin::PluginLimits;
+
+pub use build::BuildOptions;
+pub use error::ConfigError;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Systems by name.
+    #[serde(default)]
+    pub systems: BTreeMap<String, SystemConfig>,
+    /// Table maps, in file order.
+    #[serde(default)]
+    pub maps: Vec<MapConfig>,
+}
+
+/// `[systems.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// `finops` or `dataverse`.
+    pub kind: SystemKind,
+    /// Base URL of the service.
+    pub url: String,
+    /// OAuth2 client credentials.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// `auth = { token_url, client_id, client_secret_env }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// The environment variable holding the client secret.
+    pub client_secret_env: String,
+}
+
+/// One `[[maps]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapConfig {
+    /// Unique name.
+    pub name: String,
+    /// Left side.
+    pub left: SideConfig,
+    /// Right side.
+    pub right: SideConfig,
+    /// Integration key pairs, `"LEFT = right"`.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Field mappings (see `map::field` for the grammar).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Maps that must run first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Company striping: the legal entities (`dataAreaId` values) this map
+    /// syncs; empty for all.
+    #[serde(default)]
+    pub companies: Vec<String>,
+    /// `left-wins`, `right-wins` or `last-writer-wins` (the default).
+    #[serde(default)]
+    pub conflict: ConflictPolicy,
+    /// `delete` (the default) or `keep`.
+    #[serde(default)]
+    pub on_filter_exit: FilterExit,
+    /// Whether the map starts with the host (default `true`).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Plugin chain.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// `left = { system, table, filter }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideConfig {
+    /// A name from `[systems]`.
+    pub system: String,
+    /// Entity set or data entity.
+    pub table: String,
+    /// OData `$filter` text; empty or absent for every row.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+/// One plugin step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The component file; relative paths are relative to the config file.
+    pub path: PathBuf,
+    /// `>` or `<` (or `=` for both pipelines).
+    pub direction: Direction,
+    /// Settings handed to the plugin.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// `filter` or `transform`; absent runs whatever it exports.
+    #[serde(default)]
+    pub kind: Option<PluginKind>,
+    /// Call budget; absent for the defaults.
+    #[serde(default)]
+    pub limits: Option<PluginLimits>,
+}
+
+impl Config {
+    /// Parses TOML text; `path` names the file in errors.
+    pub fn from_toml(path: &str, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| {
+            let (line, column) = error
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((0, 0));
+            ConfigError::Parse {
+                path: path.to_string(),
+                line,
+                column,
+                message: error.message().to_string(),
+            }
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&path.display().to_string(), &text)
+    }
+}
+
+/// Reads, parses and builds `path` against `catalogue`, with secrets from
+/// the process environment. Read and parse failures come back as
+/// `DW000 config-syntax` problems.
+pub fn validate_file(path: &Path, catalogue: &dyn Catalogue) -> Result<Plan, Vec<Problem>> {
+    let file = path.display().to_string();
+    let config = Config::load(path).map_err(|error| {
+        let mut problem = Problem::new(
+            ProblemCode::ConfigSyntax,
+            error.to_string(),
+            "fix the file; every key is listed in the config section of the README",
+        );
+        problem.file = file.clone();
+        vec![problem]
+    })?;
+    let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let env = |name: &str| std::env::var(name).ok();
+    config.build(&BuildOptions {
+        file,
+        base_dir,
+        catalogue,
+        env: &env,
+    })
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+    (line, column)
+}

@@ -1,0 +1,123 @@
+//! `Config::build` in process: what the plan holds for the sync engine.
+
+use std::path::PathBuf;
+
+use super::{BuildOptions, Config};
+use crate::map::{Direction, EmulatorCatalogue, Literal, NoCatalogue, Plan, Problem, ProblemCode};
+
+const STANDARD_MAPS: &str = include_str!("../../../config/standard-maps.toml");
+
+fn build(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Vec<Problem>> {
+    let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
+    let config = Config::from_toml("maps.toml", text).expect("the config parses");
+    config.build(&BuildOptions {
+        file: "maps.toml".into(),
+        base_dir: PathBuf::from("."),
+        catalogue: &catalogue,
+        env,
+    })
+}
+
+fn secrets(name: &str) -> Option<String> {
+    Some(format!("secret-of-{name}"))
+}
+
+#[test]
+fn the_standard_maps_build_a_plan_with_resolved_lookups() {
+    let plan = build(STANDARD_MAPS, &secrets).expect("the standard maps are valid");
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let customers = plan.map("customers").expect("a customers map");
+    assert_eq!(customers.key.len(), 2);
+    let group = customers
+        .fields
+        .iter()
+        .find(|field| field.left.as_deref() == Some("CustomerGroupId"))
+        .expect("the customer group field");
+    assert_eq!(group.direction, Direction::Both);
+    let lookup = group.lookup.as_ref().expect("a lookup");
+    assert_eq!(lookup.key_field, "msdyn_groupid");
+    assert_eq!(lookup.map.as_deref(), Some("customer-groups"));
+    let company = customers.key.get(1).and_then(|pair| pair.lookup.as_ref());
+    assert_eq!(
+        company.and_then(|lookup| lookup.map.as_deref()),
+        Some("legal-entities")
+    );
+    let party_type = customers
+        .fields
+        .iter()
+        .find(|field| field.left.as_deref() == Some("PartyType"))
+        .expect("the party type default");
+    assert_eq!(party_type.right, None);
+    assert_eq!(
+        party_type.default,
+        Some(Literal::Text("Organization".into()))
+    );
+    assert!(customers.left.filter.is_some() && customers.right.filter.is_some());
+    let company = customers
+        .company_pair()
+        .expect("customers are striped by company");
+    assert_eq!(company.right.as_deref(), Some("msdyn_company"));
+    let currencies = plan.map("currencies").expect("a currencies map");
+    assert!(currencies.company_pair().is_none());
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_never_show_in_debug() {
+    let plan = build(STANDARD_MAPS, &secrets).expect("valid");
+    let auth = plan
+        .systems
+        .get("finops")
+        .and_then(|system| system.auth.as_ref())
+        .expect("finops has credentials");
+    let secret = auth.client_secret.as_ref().expect("the secret was read");
+    assert_eq!(secret.expose(), "secret-of-FINOPS_SECRET");
+    let shown = format!("{plan:?}");
+    assert!(
+        !shown.contains("secret-of-"),
+        "the secret leaked into Debug"
+    );
+    assert!(shown.contains("<redacted>"));
+
+    let plan = build(STANDARD_MAPS, &|_| None).expect("an unset secret is only a warning");
+    let codes: Vec<ProblemCode> = plan.warnings.iter().map(|problem| problem.code).collect();
+    assert_eq!(codes, [ProblemCode::SecretUnset, ProblemCode::SecretUnset]);
+}
+
+#[test]
+fn without_a_catalogue_only_the_config_itself_is_checked() {
+    let text = STANDARD_MAPS.replace("\"CustomersV3\"", "\"NoSuchTable\"");
+    assert!(build(&text, &secrets).is_err());
+    let config = Config::from_toml("maps.toml", &text).expect("parses");
+    let plan = config
+        .build(&BuildOptions {
+            file: "maps.toml".into(),
+            base_dir: PathBuf::from("."),
+            catalogue: &NoCatalogue,
+            env: &secrets,
+        })
+        .expect("valid without a catalogue");
+    let lookups = plan
+        .maps
+        .iter()
+        .flat_map(|map| map.key.iter().chain(&map.fields))
+        .filter(|field| field.lookup.is_some())
+        .count();
+    let unresolved = plan
+        .warnings
+        .iter()
+        .filter(|problem| problem.code == ProblemCode::UnresolvedLookup)
+        .count();
+    assert_eq!(
+        unresolved,
+        lookups - 2,
+        "all but the two `via` lookups are unresolved"
+    );
+}
+
+#[test]
+fn parse_errors_name_line_and_column() {
+    let error = Config::from_toml("maps.toml", "[systems.x]\nkind = \"sap\"\n")
+        .expect_err("an unknown kind");
+    let text = error.to_string();
+    assert!(text.starts_with("maps.toml:2:8:"), "{text}");
+}

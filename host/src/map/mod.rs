@@ -1,0 +1,226 @@
+//! The map model: a validated [`Plan`] of systems and table maps, the field
+//! string grammar, and the problems validation reports.
+//!
+//! - [`Plan`] is what the sync engine runs: [`SystemPlan`]s (with the secret
+//!   read from the environment, redacted in `Debug`) and [`MapPlan`]s in
+//!   dependency order, each with typed [`FieldMapping`]s, parsed filters,
+//!   resolved lookups and checked plugin steps.
+//! - [`FieldMapping::parse`] reads `"LEFT = right"` strings (see [`field`]
+//!   for the grammar).
+//! - [`Problem`] carries a stable [`ProblemCode`] (`DW001 unknown-system`),
+//!   a [`Severity`], the file, map and field, and what to do.
+//! - [`Catalogue`] says which tables and fields each system has;
+//!   [`EmulatorCatalogue`] serves the emulators' built-in tables offline.
+//!
+//! A `Plan` is built by `config::Config::build`.
+//!
+//! Invariants:
+//! - A `Plan` exists only for a config without error-level problems: every
+//!   map's systems exist, its key is non-empty and flows the way its fields
+//!   do, every lookup names an existing map, `depends_on` has no cycle, and
+//!   `Plan::maps` lists each map after the maps it depends on.
+//! - Codes never change meaning; a new check gets a new code.
+//!
+//! Boundary: this module knows nothing of HTTP, sled or the sync engine;
+//! it reads plugin files only to inspect them.
+
+pub mod catalogue;
+mod error;
+pub mod field;
+mod order;
+mod problem;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::odata::Filter;
+use crate::plugin::{Inspection, PluginLimits};
+
+pub use catalogue::{Catalogue, EmulatorCatalogue, NoCatalogue, TableLookup};
+pub use error::FieldSyntaxError;
+pub use field::{Direction, FieldMapping, Literal, Lookup};
+pub(crate) use order::dependency_order;
+pub use problem::{Problem, ProblemCode, Severity};
+
+/// Which service a system is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemKind {
+    /// Finance and Operations apps (OData data entities).
+    Finops,
+    /// Dataverse (Web API).
+    Dataverse,
+}
+
+/// What wins when both sides changed one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// The left side's change wins.
+    LeftWins,
+    /// The right side's change wins.
+    RightWins,
+    /// The change captured last wins.
+    #[default]
+    LastWriterWins,
+}
+
+/// What happens on the other side when a row stops matching a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterExit {
+    /// Delete the row on the other side.
+    #[default]
+    Delete,
+    /// Leave it there, no longer synced.
+    Keep,
+}
+
+/// What a plugin step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// Keeps or skips rows.
+    Filter,
+    /// Changes rows.
+    Transform,
+}
+
+/// A secret read from the environment; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// OAuth2 client credentials of a system.
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// The environment variable the secret came from.
+    pub client_secret_env: String,
+    /// The secret, `None` when the variable was unset at build time.
+    pub client_secret: Option<Secret>,
+}
+
+/// One connected system.
+#[derive(Debug, Clone)]
+pub struct SystemPlan {
+    /// Its name in `[systems.NAME]`.
+    pub name: String,
+    /// Which service it is.
+    pub kind: SystemKind,
+    /// The service's base URL.
+    pub url: String,
+    /// Client credentials, if the service needs them.
+    pub auth: Option<AuthPlan>,
+}
+
+/// One side of a map.
+#[derive(Debug, Clone)]
+pub struct SidePlan {
+    /// The system's name.
+    pub system: String,
+    /// The system's kind.
+    pub kind: SystemKind,
+    /// Entity set or data entity.
+    pub table: String,
+    /// Only rows matching this filter sync.
+    pub filter: Option<Filter>,
+}
+
+/// One plugin in a map's chain.
+#[derive(Debug, Clone)]
+pub struct PluginStep {
+    /// The component file.
+    pub path: PathBuf,
+    /// Which direction's pipeline runs it.
+    pub direction: Direction,
+    /// Filter or transform; `None` runs whatever it exports.
+    pub kind: Option<PluginKind>,
+    /// The plugin's settings.
+    pub settings: BTreeMap<String, String>,
+    /// Its call budget.
+    pub limits: PluginLimits,
+    /// What the component is, as inspected.
+    pub inspection: Inspection,
+}
+
+/// One validated table map.
+#[derive(Debug, Clone)]
+pub struct MapPlan {
+    /// The map's name.
+    pub name: String,
+    /// Left side (usually finops).
+    pub left: SidePlan,
+    /// Right side (usually Dataverse).
+    pub right: SidePlan,
+    /// The integration key, in order.
+    pub key: Vec<FieldMapping>,
+    /// The field mappings, lookups resolved to maps where known.
+    pub fields: Vec<FieldMapping>,
+    /// Maps that must be running first.
+    pub depends_on: Vec<String>,
+    /// Legal entities this map syncs; empty for all.
+    pub companies: Vec<String>,
+    /// Conflict policy.
+    pub conflict: ConflictPolicy,
+    /// What a filter exit does.
+    pub on_filter_exit: FilterExit,
+    /// Whether the map starts with the host.
+    pub enabled: bool,
+    /// Plugin chain, in config order.
+    pub plugins: Vec<PluginStep>,
+}
+
+/// The company field of every company-specific finops data entity.
+pub const COMPANY_FIELD: &str = "dataAreaId";
+
+impl MapPlan {
+    /// The key pair that stripes the map by company (`dataAreaId = …`,
+    /// usually through the `msdyn_company` lookup), if the map has one.
+    pub fn company_pair(&self) -> Option<&FieldMapping> {
+        self.key
+            .iter()
+            .find(|pair| pair.left.as_deref() == Some(COMPANY_FIELD))
+    }
+}
+
+/// A validated config: what the sync engine runs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Systems by name.
+    pub systems: BTreeMap<String, SystemPlan>,
+    /// Maps, each after the maps it depends on.
+    pub maps: Vec<MapPlan>,
+    /// Warning-level problems found while building.
+    pub warnings: Vec<Problem>,
+}
+
+impl Plan {
+    /// The map named `name`.
+    pub fn map(&self, name: &str) -> Option<&MapPlan> {
+        self.maps.iter().find(|map| map.name == name)
+    }
+}
