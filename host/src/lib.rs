@@ -7,9 +7,13 @@
 //!   body, shared by the emulators and the sync engine.
 //! - [`emulator`]: emulated Dataverse Web API and Finance and Operations
 //!   OData services, started in-process or by `dualwrite emulate`.
+//! - [`connector`]: HTTP clients of the Dataverse Web API and the Finance
+//!   and Operations OData service (tokens, paging, change tracking, batches,
+//!   retries).
 //! - [`cli`]: the `dualwrite` command line, a thin shell over the library.
 
 pub mod cli;
+pub mod connector;
 pub mod emulator;
 pub mod odata;
 pub mod plugin;
