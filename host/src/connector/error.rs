@@ -168,7 +168,7 @@ impl ConnectorError {
             table: t, key: k, ..
         } = &mut self
         {
-            *t = Some(table.to_string());
+            *t = (!table.is_empty()).then(|| table.to_string());
             *k = key;
         }
         self
