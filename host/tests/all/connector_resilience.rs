@@ -259,3 +259,30 @@ async fn tokens_are_cached_refreshed_and_never_printed() {
     );
     emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_token_the_service_no_longer_knows_is_replaced_once() {
+    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let addr = emulator.addr();
+    let dv = dataverse(&emulator, fast_options());
+    dv.query_all("accounts", &Query::default())
+        .await
+        .expect("query");
+    assert_eq!(dv.stats().tokens, 1);
+    // A restarted service has forgotten the tokens it issued: the next
+    // request gets 401, and the connector fetches a new token and retries.
+    emulator.shutdown().await.expect("shutdown");
+    let restarted = start(
+        ServiceKind::Dataverse,
+        dualwrite::emulator::EmulatorConfig {
+            listen: addr,
+            ..empty_config()
+        },
+    )
+    .await;
+    dv.query_all("accounts", &Query::default())
+        .await
+        .expect("a fresh token after the 401");
+    assert_eq!(dv.stats().tokens, 2);
+    restarted.shutdown().await.expect("shutdown");
+}
