@@ -11,11 +11,17 @@
 //!   [`map::Plan`] before any I/O.
 //! - [`map`]: the map model (plans, field mappings) and its validation
 //!   problems.
+//! - [`checkpoint`]: what the sync engine remembers, in sled: cursors,
+//!   durable queues, parked keys, echo fingerprints, the activity log.
+//! - [`connector`]: HTTP clients of the Dataverse Web API and the Finance
+//!   and Operations OData service (tokens, paging, change tracking, batches,
+//!   retries).
 //! - [`cli`]: the `dualwrite` command line, a thin shell over the library.
 
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod connector;
 pub mod emulator;
 pub mod map;
 pub mod odata;

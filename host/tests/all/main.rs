@@ -6,6 +6,10 @@
 mod batch;
 mod checkpoint;
 mod cli_plugin;
+mod connector_dataverse;
+mod connector_finops;
+mod connector_resilience;
+mod connector_support;
 mod dataverse;
 mod dataverse_changes;
 mod emulator_ops;

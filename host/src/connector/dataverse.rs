@@ -1,0 +1,302 @@
+//! [`DataverseConnector`]: the Dataverse Web API (`/api/data/v9.2`).
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
+use super::error::{ConnectorError, SystemKind};
+use super::transport::{Call, ConnectorOptions, ConnectorStats, Reply, Transport};
+use super::{ChangePage, Credentials, Deleted, Key, Query, QueryPage, Row, Write};
+
+/// A Dataverse environment. Clones share the token, the cap on requests in
+/// flight and the counters.
+#[derive(Debug, Clone)]
+pub struct DataverseConnector {
+    transport: Arc<Transport>,
+}
+
+impl DataverseConnector {
+    /// A connector for `service_url` (`https://org.crm.dynamics.com/api/data/v9.2`).
+    /// Sends nothing until the first call.
+    pub fn new(service_url: &str, credentials: Credentials, options: ConnectorOptions) -> Self {
+        Self {
+            transport: Arc::new(Transport::new(
+                SystemKind::Dataverse,
+                service_url,
+                credentials,
+                options,
+            )),
+        }
+    }
+
+    /// Requests, retries, throttling and tokens so far.
+    pub fn stats(&self) -> ConnectorStats {
+        self.transport.stats()
+    }
+
+    /// One page of `table` matching `query`; pass the page's `next_link` to
+    /// read the next one.
+    pub async fn query_page(
+        &self,
+        table: &str,
+        query: &Query,
+        next_link: Option<&str>,
+    ) -> Result<QueryPage, ConnectorError> {
+        let url = match next_link {
+            Some(link) => self.own_link(link)?,
+            None => self
+                .transport
+                .url(&format!("{table}{}", query_string(query))),
+        };
+        let call = Call::new(Method::GET, url).header("Prefer", self.page_preference());
+        let reply = self.send(&call, table, None).await?;
+        let body = self.transport.json(&call, &reply)?;
+        Ok(QueryPage {
+            rows: rows_of(&body),
+            next_link: link(&body, "@odata.nextLink"),
+        })
+    }
+
+    /// Every row of `table` matching `query`, following `@odata.nextLink`.
+    pub async fn query_all(&self, table: &str, query: &Query) -> Result<Vec<Row>, ConnectorError> {
+        let mut rows = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self.query_page(table, query, next.as_deref()).await?;
+            rows.extend(page.rows);
+            match page.next_link {
+                Some(link) => next = Some(link),
+                None => return Ok(rows),
+            }
+        }
+    }
+
+    /// Starts change tracking on `table`: the first page of its rows (all
+    /// upserts) and a cursor; follow it with [`DataverseConnector::changes`]
+    /// until `more` is false, then poll it. Filters are not allowed with
+    /// change tracking; the engine filters captured rows itself.
+    pub async fn start_tracking(
+        &self,
+        table: &str,
+        select: &[String],
+    ) -> Result<ChangePage, ConnectorError> {
+        let query = Query {
+            select: select.to_vec(),
+            filter: None,
+        };
+        let url = self
+            .transport
+            .url(&format!("{table}{}", query_string(&query)));
+        self.change_page(url, table).await
+    }
+
+    /// The changes after `cursor` (a link from an earlier [`ChangePage`]).
+    /// An expired delta link is a [`ConnectorError::Rejected`] with status
+    /// 400: start tracking again.
+    pub async fn changes(&self, cursor: &str) -> Result<ChangePage, ConnectorError> {
+        let url = self.own_link(cursor)?;
+        self.change_page(url, "").await
+    }
+
+    async fn change_page(&self, url: String, table: &str) -> Result<ChangePage, ConnectorError> {
+        let call = Call::new(Method::GET, url).header(
+            "Prefer",
+            format!("odata.track-changes,{}", self.page_preference()),
+        );
+        let reply = self.send(&call, table, None).await?;
+        let body = self.transport.json(&call, &reply)?;
+        let mut page = ChangePage {
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+            next_cursor: String::new(),
+            more: false,
+        };
+        for row in rows_of(&body) {
+            let deleted = row
+                .get("@odata.context")
+                .and_then(Value::as_str)
+                .is_some_and(|c| c.ends_with("$deletedEntity"));
+            match (deleted, row.get("id").and_then(Value::as_str)) {
+                (true, Some(id)) => page.deletes.push(Deleted::Id(id.to_string())),
+                _ => page.upserts.push(row),
+            }
+        }
+        if let Some(next) = link(&body, "@odata.nextLink") {
+            page.next_cursor = next;
+            page.more = true;
+        } else if let Some(delta) = link(&body, "@odata.deltaLink") {
+            page.next_cursor = delta;
+        } else {
+            return Err(ConnectorError::Protocol {
+                system: SystemKind::Dataverse,
+                url: call.url,
+                detail: "a change tracking page has neither @odata.nextLink nor @odata.deltaLink"
+                    .into(),
+            });
+        }
+        Ok(page)
+    }
+
+    /// The row of `table` with `key`, or `None`.
+    pub async fn get(&self, table: &str, key: &Key) -> Result<Option<Row>, ConnectorError> {
+        let call = Call::new(Method::GET, self.transport.url(&format!("{table}{key}")));
+        let reply = self.transport.send(&call).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        let reply = self.check(&call, reply, table, Some(key))?;
+        self.transport.json(&call, &reply).map(Some)
+    }
+
+    /// Creates or updates the row of `table` with alternate key `key`
+    /// (`PATCH table(key='v')`); doing it twice leaves one row.
+    pub async fn upsert(&self, table: &str, key: &Key, row: &Row) -> Result<(), ConnectorError> {
+        let call = Call::new(Method::PATCH, self.transport.url(&format!("{table}{key}"))).json(row);
+        self.send(&call, table, Some(key)).await.map(drop)
+    }
+
+    /// Deletes the row of `table` with `key`; `false` when it was already gone.
+    pub async fn delete(&self, table: &str, key: &Key) -> Result<bool, ConnectorError> {
+        let call = Call::new(Method::DELETE, self.transport.url(&format!("{table}{key}")));
+        let reply = self.transport.send(&call).await?;
+        if reply.status == 404 {
+            return Ok(false);
+        }
+        self.check(&call, reply, table, Some(key)).map(|_| true)
+    }
+
+    /// Sets a lookup: `navigation@odata.bind = "/set(key)"`.
+    pub fn bind(row: &mut Row, navigation: &str, set: &str, key: &Key) {
+        row.insert(
+            format!("{navigation}@odata.bind"),
+            Value::String(format!("/{set}{key}")),
+        );
+    }
+
+    /// Sends up to [`super::MAX_BATCH`] writes in one `$batch`; an outcome
+    /// per write, in order. A delete of a row already gone is applied
+    /// (status 404).
+    pub async fn write_batch(
+        &self,
+        writes: &[Write],
+        mode: BatchMode,
+    ) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let parts: Vec<BatchPart> = writes
+            .iter()
+            .map(|w| {
+                let url = self.transport.url(&format!("{}{}", w.table(), w.key()));
+                match w {
+                    Write::Upsert { row, .. } => BatchPart {
+                        method: Method::PATCH,
+                        url,
+                        headers: Vec::new(),
+                        body: Some(row.clone()),
+                    },
+                    Write::Delete { .. } => BatchPart {
+                        method: Method::DELETE,
+                        url,
+                        headers: Vec::new(),
+                        body: None,
+                    },
+                }
+            })
+            .collect();
+        let mut outcomes = batch::send(&self.transport, &parts, mode).await?;
+        for (write, outcome) in writes.iter().zip(&mut outcomes) {
+            if let (Write::Delete { .. }, WriteOutcome::Failed { status: 404, .. }) =
+                (write, &outcome)
+            {
+                *outcome = WriteOutcome::Applied { status: 404 };
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn page_preference(&self) -> String {
+        format!(
+            "odata.maxpagesize={}",
+            self.transport.options.page_size.max(1)
+        )
+    }
+
+    /// A link the service gave, refused unless it points back at the
+    /// service (the bearer token goes with it).
+    fn own_link(&self, link: &str) -> Result<String, ConnectorError> {
+        own_link(&self.transport, link)
+    }
+
+    async fn send(
+        &self,
+        call: &Call,
+        table: &str,
+        key: Option<&Key>,
+    ) -> Result<Reply, ConnectorError> {
+        let reply = self.transport.send(call).await?;
+        self.check(call, reply, table, key)
+    }
+
+    fn check(
+        &self,
+        call: &Call,
+        reply: Reply,
+        table: &str,
+        key: Option<&Key>,
+    ) -> Result<Reply, ConnectorError> {
+        if (200..300).contains(&reply.status) {
+            Ok(reply)
+        } else {
+            Err(self
+                .transport
+                .rejected(call, &reply)
+                .with_target(table, key.map(Key::to_string)))
+        }
+    }
+}
+
+/// `?$select=…&$filter=…`, or nothing.
+pub(crate) fn query_string(query: &Query) -> String {
+    let mut options = Vec::new();
+    if !query.select.is_empty() {
+        options.push(format!("$select={}", encode(&query.select.join(","))));
+    }
+    if let Some(filter) = &query.filter {
+        options.push(format!("$filter={}", encode(filter)));
+    }
+    if options.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", options.join("&"))
+    }
+}
+
+fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+pub(crate) fn own_link(transport: &Transport, link: &str) -> Result<String, ConnectorError> {
+    let root = format!("{}/", transport.service_url);
+    if link.starts_with(&root) {
+        Ok(link.to_string())
+    } else {
+        Err(ConnectorError::Invalid {
+            system: transport.system,
+            detail: format!(
+                "the link {link} does not point into {}: pass a cursor this connector returned",
+                transport.service_url
+            ),
+        })
+    }
+}
+
+pub(crate) fn rows_of(body: &Row) -> Vec<Row> {
+    body.get("value")
+        .and_then(Value::as_array)
+        .map(|rows| rows.iter().filter_map(|r| r.as_object().cloned()).collect())
+        .unwrap_or_default()
+}
+
+pub(crate) fn link(body: &Row, name: &str) -> Option<String> {
+    body.get(name).and_then(Value::as_str).map(str::to_string)
+}

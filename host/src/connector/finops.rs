@@ -1,0 +1,312 @@
+//! [`FinopsConnector`]: the Finance and Operations OData service (`/data`).
+//! Every call carries `cross-company=true`, so rows of every legal entity
+//! are seen and keys always name their `dataAreaId`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
+use super::dataverse::{link, own_link, query_string, rows_of};
+use super::error::{ConnectorError, SystemKind};
+use super::transport::{Call, ConnectorOptions, ConnectorStats, Reply, Transport};
+use super::{ChangePage, Credentials, Deleted, Key, Query, QueryPage, Row, Write};
+
+/// Largest `$changes` page the service returns.
+const MAX_CHANGES_PAGE: u32 = 10_000;
+
+/// A Finance and Operations environment. Clones share the token, the cap
+/// on requests in flight and the counters.
+#[derive(Debug, Clone)]
+pub struct FinopsConnector {
+    transport: Arc<Transport>,
+}
+
+impl FinopsConnector {
+    /// A connector for `service_url` (`https://contoso.operations.dynamics.com/data`).
+    /// Sends nothing until the first call.
+    pub fn new(service_url: &str, credentials: Credentials, options: ConnectorOptions) -> Self {
+        Self {
+            transport: Arc::new(Transport::new(
+                SystemKind::Finops,
+                service_url,
+                credentials,
+                options,
+            )),
+        }
+    }
+
+    /// Requests, retries, throttling and tokens so far.
+    pub fn stats(&self) -> ConnectorStats {
+        self.transport.stats()
+    }
+
+    /// One page of `entity` across companies; pass `next_link` on.
+    pub async fn query_page(
+        &self,
+        entity: &str,
+        query: &Query,
+        next_link: Option<&str>,
+    ) -> Result<QueryPage, ConnectorError> {
+        let url = match next_link {
+            Some(link) => own_link(&self.transport, link)?,
+            None => {
+                let options = query_string(query).replacen('?', "&", 1);
+                self.transport
+                    .url(&format!("{entity}?cross-company=true{options}"))
+            }
+        };
+        let page_size = self.transport.options.page_size.max(1);
+        let call =
+            Call::new(Method::GET, url).header("Prefer", format!("odata.maxpagesize={page_size}"));
+        let reply = self.send(&call, entity, None).await?;
+        let body = self.transport.json(&call, &reply)?;
+        Ok(QueryPage {
+            rows: rows_of(&body),
+            next_link: link(&body, "@odata.nextLink"),
+        })
+    }
+
+    /// Every row of `entity` matching `query`, across companies.
+    pub async fn query_all(&self, entity: &str, query: &Query) -> Result<Vec<Row>, ConnectorError> {
+        let mut rows = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self.query_page(entity, query, next.as_deref()).await?;
+            rows.extend(page.rows);
+            match page.next_link {
+                Some(link) => next = Some(link),
+                None => return Ok(rows),
+            }
+        }
+    }
+
+    /// The row of `entity` with full key `key`, or `None`.
+    pub async fn get(&self, entity: &str, key: &Key) -> Result<Option<Row>, ConnectorError> {
+        let call = Call::new(Method::GET, self.by_key(entity, key));
+        let reply = self.transport.send(&call).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        let reply = self.check(&call, reply, entity, Some(key))?;
+        self.transport.json(&call, &reply).map(Some)
+    }
+
+    /// Updates the row with full key `key` (`PATCH`), or creates it with the
+    /// key's fields (`POST`) when there is none; doing it twice leaves one
+    /// row.
+    pub async fn upsert(&self, entity: &str, key: &Key, row: &Row) -> Result<(), ConnectorError> {
+        let update =
+            Call::new(Method::PATCH, self.by_key(entity, key)).json(&without_key(row, key));
+        let reply = self.transport.send(&update).await?;
+        if reply.status != 404 {
+            return self.check(&update, reply, entity, Some(key)).map(drop);
+        }
+        self.create(entity, key, row).await
+    }
+
+    /// Creates the row with full key `key`; an existing row is an error.
+    pub async fn create(&self, entity: &str, key: &Key, row: &Row) -> Result<(), ConnectorError> {
+        let call = Call::new(
+            Method::POST,
+            self.transport.url(&format!("{entity}?cross-company=true")),
+        )
+        .json(&with_key(row, key));
+        self.send(&call, entity, Some(key)).await.map(drop)
+    }
+
+    /// Deletes the row with full key `key`; `false` when it was already gone.
+    pub async fn delete(&self, entity: &str, key: &Key) -> Result<bool, ConnectorError> {
+        let call = Call::new(Method::DELETE, self.by_key(entity, key));
+        let reply = self.transport.send(&call).await?;
+        if reply.status == 404 {
+            return Ok(false);
+        }
+        self.check(&call, reply, entity, Some(key)).map(|_| true)
+    }
+
+    /// Changes of `entity` after row version `cursor` (`"0"` for all the
+    /// change log holds), through `GET /data/{Entity}/$changes?since=N`.
+    /// A cursor older than the retention is a [`ConnectorError::Rejected`]
+    /// with status 410: read the entity in full again.
+    pub async fn changes(&self, entity: &str, cursor: &str) -> Result<ChangePage, ConnectorError> {
+        let since: u64 = cursor.parse().map_err(|_| ConnectorError::Invalid {
+            system: SystemKind::Finops,
+            detail: format!(
+                "the finops cursor '{cursor}' is not a row version: pass the next_cursor of an earlier page, or \"0\""
+            ),
+        })?;
+        let top = self.transport.options.page_size.clamp(1, MAX_CHANGES_PAGE);
+        let call = Call::new(
+            Method::GET,
+            self.transport
+                .url(&format!("{entity}/$changes?since={since}&top={top}")),
+        );
+        let reply = self.send(&call, entity, None).await?;
+        let body = self.transport.json(&call, &reply)?;
+        let protocol = |detail: String| ConnectorError::Protocol {
+            system: SystemKind::Finops,
+            url: call.url.clone(),
+            detail,
+        };
+        let latest = body
+            .get("LatestRowVersion")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| protocol("LatestRowVersion is missing".into()))?;
+        let entries = body
+            .get("value")
+            .and_then(Value::as_array)
+            .ok_or_else(|| protocol("value is missing".into()))?;
+        // The log holds every version; keep each key's last operation.
+        let mut last: Vec<(Key, Option<Row>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for entry in entries {
+            let key = entry
+                .get("Key")
+                .and_then(Value::as_object)
+                .ok_or_else(|| protocol("a change has no Key".into()))
+                .and_then(|k| Key::from_json(k).map_err(protocol))?;
+            let row = match entry.get("Operation").and_then(Value::as_str) {
+                Some("Delete") => None,
+                Some("Upsert") => Some(
+                    entry
+                        .get("Row")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .ok_or_else(|| protocol("an upsert has no Row".into()))?,
+                ),
+                other => return Err(protocol(format!("unknown operation {other:?}"))),
+            };
+            let id = key.segment();
+            match index.get(&id) {
+                Some(&i) => last[i].1 = row,
+                None => {
+                    index.insert(id, last.len());
+                    last.push((key, row));
+                }
+            }
+        }
+        let mut page = ChangePage {
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+            next_cursor: latest.to_string(),
+            more: entries.len() >= top as usize,
+        };
+        for (key, row) in last {
+            match row {
+                Some(row) => page.upserts.push(row),
+                None => page.deletes.push(Deleted::Key(key)),
+            }
+        }
+        Ok(page)
+    }
+
+    /// Sends up to [`super::MAX_BATCH`] writes in one `$batch`; an outcome
+    /// per write, in order. An upsert is a `PATCH` by key; with
+    /// [`BatchMode::ContinueOnError`] the rows it did not find are created
+    /// in a second batch. In an atomic batch a missing row fails the change
+    /// set (status 404): create new rows apart. A delete of a row already
+    /// gone is applied (status 404).
+    pub async fn write_batch(
+        &self,
+        writes: &[Write],
+        mode: BatchMode,
+    ) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let parts: Vec<BatchPart> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Upsert { table, key, row } => BatchPart {
+                    method: Method::PATCH,
+                    url: self.by_key(table, key),
+                    headers: Vec::new(),
+                    body: Some(without_key(row, key)),
+                },
+                Write::Delete { table, key } => BatchPart {
+                    method: Method::DELETE,
+                    url: self.by_key(table, key),
+                    headers: Vec::new(),
+                    body: None,
+                },
+            })
+            .collect();
+        let mut outcomes = batch::send(&self.transport, &parts, mode).await?;
+        let mut creates = Vec::new();
+        let mut create_parts = Vec::new();
+        for (i, (write, outcome)) in writes.iter().zip(&mut outcomes).enumerate() {
+            let missing = matches!(outcome, WriteOutcome::Failed { status: 404, .. });
+            match write {
+                Write::Delete { .. } if missing => *outcome = WriteOutcome::Applied { status: 404 },
+                Write::Upsert { table, key, row }
+                    if missing && mode == BatchMode::ContinueOnError =>
+                {
+                    creates.push(i);
+                    create_parts.push(BatchPart {
+                        method: Method::POST,
+                        url: self.transport.url(&format!("{table}?cross-company=true")),
+                        headers: Vec::new(),
+                        body: Some(with_key(row, key)),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if !create_parts.is_empty() {
+            let created = batch::send(&self.transport, &create_parts, mode).await?;
+            for (i, outcome) in creates.into_iter().zip(created) {
+                outcomes[i] = outcome;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn by_key(&self, entity: &str, key: &Key) -> String {
+        self.transport
+            .url(&format!("{entity}{key}?cross-company=true"))
+    }
+
+    async fn send(
+        &self,
+        call: &Call,
+        entity: &str,
+        key: Option<&Key>,
+    ) -> Result<Reply, ConnectorError> {
+        let reply = self.transport.send(call).await?;
+        self.check(call, reply, entity, key)
+    }
+
+    fn check(
+        &self,
+        call: &Call,
+        reply: Reply,
+        entity: &str,
+        key: Option<&Key>,
+    ) -> Result<Reply, ConnectorError> {
+        if (200..300).contains(&reply.status) {
+            Ok(reply)
+        } else {
+            Err(self
+                .transport
+                .rejected(call, &reply)
+                .with_target(entity, key.map(Key::to_string)))
+        }
+    }
+}
+
+/// The row without the key's fields (an update may not send them changed).
+fn without_key(row: &Row, key: &Key) -> Row {
+    row.iter()
+        .filter(|(field, _)| !key.parts.iter().any(|(k, _)| k == *field))
+        .map(|(f, v)| (f.clone(), v.clone()))
+        .collect()
+}
+
+/// The row with the key's fields first.
+fn with_key(row: &Row, key: &Key) -> Row {
+    let mut out = key.to_json();
+    for (field, value) in row {
+        out.entry(field.clone()).or_insert_with(|| value.clone());
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! Connectors: HTTP clients of the Dataverse Web API and the Finance and
+//! Operations OData service, speaking rows as JSON objects.
+//!
+//! - [`DataverseConnector`]: queries with `$select`/`$filter` paged by
+//!   `@odata.nextLink`; change tracking ([`DataverseConnector::start_tracking`],
+//!   then [`DataverseConnector::changes`] on the delta link); upsert and
+//!   delete by alternate key; lookups with [`DataverseConnector::bind`].
+//! - [`FinopsConnector`]: queries with `cross-company=true`; upsert, create
+//!   and delete by the full compound key (`dataAreaId` included); row-version
+//!   polling ([`FinopsConnector::changes`]).
+//! - Both: [`write_batch`](DataverseConnector::write_batch) of up to
+//!   [`MAX_BATCH`] [`Write`]s in one `$batch`, atomic or continue-on-error,
+//!   with a [`WriteOutcome`] per write (an atomic change set that fails at
+//!   commit without naming the write at fault is one
+//!   [`ConnectorError::Rejected`]: nothing was applied; resend with
+//!   [`BatchMode::ContinueOnError`] to learn the row); both read changes as
+//!   a [`ChangePage`].
+//! - `transport`: the token ([`Credentials`], cached and refreshed before
+//!   expiry), a semaphore capping requests in flight
+//!   ([`ConnectorOptions::max_in_flight`]), a timeout per attempt, retries
+//!   with backoff and jitter on 429, 5xx and connection failures that honour
+//!   `Retry-After` within a budget ([`RetryPolicy`]).
+//! - `error`: [`ConnectorError`], with system, URL, table, key, status and
+//!   the service's OData error code and message.
+//!
+//! Invariants: a write is idempotent by its key (an upsert by key applied
+//! twice leaves one row; deleting a row already gone succeeds), so the
+//! engine may resend a batch after a crash. A cursor is only ever followed
+//! on the service it came from, so the token never leaves that service. The
+//! client secret and tokens are never logged or printed. Values pass through
+//! as the services send them; the connectors never convert a number through
+//! `f64` themselves. Note: serde_json parses a JSON number into an `f64`
+//! unless its `arbitrary_precision` feature is on (the workspace does not
+//! enable it yet), so trailing zeros and digits past ~15 significant ones
+//! are lost in parsing until it is.
+//!
+//! Boundary: connectors know HTTP, OData and rows; not sled, queues, maps,
+//! plugins or echo suppression (the sync engine's). Connector calls may be
+//! cancelled (dropped in a `select!`): a write is then applied or not, and
+//! is safe to send again.
+
+mod auth;
+mod batch;
+mod dataverse;
+mod error;
+mod finops;
+mod key;
+mod transport;
+
+pub use auth::Credentials;
+pub use batch::{BatchMode, MAX_BATCH, WriteOutcome};
+pub use dataverse::DataverseConnector;
+pub use error::{ConnectorError, ServiceError, SystemKind};
+pub use finops::FinopsConnector;
+pub use key::{Key, KeyValue};
+pub use transport::{ConnectorOptions, ConnectorStats, RetryPolicy};
+
+/// A row as the services send it: field name to JSON value, in order.
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// What to read: `$select` and `$filter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Fields to read; empty reads every field.
+    pub select: Vec<String>,
+    /// An OData `$filter` expression.
+    pub filter: Option<String>,
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryPage {
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// The `@odata.nextLink` to read the next page with, if any.
+    pub next_link: Option<String>,
+}
+
+/// A deleted row as a service reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// Dataverse: the primary id (GUID) of the deleted row.
+    Id(String),
+    /// Finance and Operations: the full key of the deleted row.
+    Key(Key),
+}
+
+/// One page of changes. Each row appears once, in its latest state: a row
+/// deleted and recreated within the page is an upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangePage {
+    /// Rows created or changed.
+    pub upserts: Vec<Row>,
+    /// Rows deleted.
+    pub deletes: Vec<Deleted>,
+    /// Where to read next: store it with these changes, then pass it to
+    /// `changes`. Opaque: a Dataverse next or delta link, a finops row
+    /// version.
+    pub next_cursor: String,
+    /// True when more changes are ready now (a next page): read again at
+    /// once rather than after the polling interval.
+    pub more: bool,
+}
+
+/// One write of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Create or update the row with this key.
+    Upsert {
+        /// Entity set (Dataverse) or entity (finops).
+        table: String,
+        /// The key.
+        key: Key,
+        /// The fields to write.
+        row: Row,
+    },
+    /// Delete the row with this key; a row already gone counts as deleted.
+    Delete {
+        /// Entity set or entity.
+        table: String,
+        /// The key.
+        key: Key,
+    },
+}
+
+impl Write {
+    /// The table written.
+    pub fn table(&self) -> &str {
+        match self {
+            Self::Upsert { table, .. } | Self::Delete { table, .. } => table,
+        }
+    }
+
+    /// The key written.
+    pub fn key(&self) -> &Key {
+        match self {
+            Self::Upsert { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+}

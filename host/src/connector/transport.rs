@@ -1,0 +1,372 @@
+//! [`Transport`]: one system's HTTP client: the bearer token, a cap on
+//! requests in flight, a timeout per request, and retries with exponential
+//! backoff and jitter that honour `Retry-After`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::Method;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use tokio::sync::Semaphore;
+
+use super::auth::{Credentials, TokenCache, transport_detail};
+use super::error::{ConnectorError, ServiceError, SystemKind};
+
+/// How hard to retry throttled, failing or unreachable requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles per attempt, with jitter.
+    pub base_delay: Duration,
+    /// Longest backoff between two attempts (a `Retry-After` may ask more).
+    pub max_delay: Duration,
+    /// Total time one request may spend; a `Retry-After` reaching past it
+    /// ends the retries at once.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+            budget: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Settings of one connector; every field has a sensible default.
+#[derive(Debug, Clone)]
+pub struct ConnectorOptions {
+    /// Requests in flight at once against this system.
+    pub max_in_flight: usize,
+    /// Time allowed per request attempt, response body included.
+    pub request_timeout: Duration,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Refresh a token this long before it expires.
+    pub token_refresh_margin: Duration,
+    /// Rows asked per page (`Prefer: odata.maxpagesize`, Dataverse).
+    pub page_size: u32,
+}
+
+impl Default for ConnectorOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 16,
+            request_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            token_refresh_margin: Duration::from_secs(300),
+            page_size: 5000,
+        }
+    }
+}
+
+/// Counters of one connector, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectorStats {
+    /// HTTP requests sent (attempts, token requests excluded).
+    pub requests: u64,
+    /// Attempts that were retries.
+    pub retries: u64,
+    /// 429 answers received.
+    pub throttled: u64,
+    /// Tokens fetched.
+    pub tokens: u64,
+}
+
+/// A request that can be sent again.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    /// Content type and body.
+    pub body: Option<(String, Bytes)>,
+}
+
+impl Call {
+    pub fn new(method: Method, url: String) -> Self {
+        Self {
+            method,
+            url,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn json(self, value: &serde_json::Map<String, serde_json::Value>) -> Self {
+        // A map of JSON values always serializes.
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        self.body("application/json", body)
+    }
+
+    pub fn body(mut self, content_type: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        self.body = Some((content_type.into(), body.into()));
+        self
+    }
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// The HTTP side of one system, shared by clones of its connector.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    pub system: SystemKind,
+    pub service_url: String,
+    pub options: ConnectorOptions,
+    http: reqwest::Client,
+    tokens: TokenCache,
+    permits: Arc<Semaphore>,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+}
+
+enum Failure {
+    Status(u16, ServiceError, Option<Duration>),
+    Transport(String),
+}
+
+impl Transport {
+    pub fn new(
+        system: SystemKind,
+        service_url: &str,
+        credentials: Credentials,
+        options: ConnectorOptions,
+    ) -> Self {
+        let tokens = TokenCache::new(system, credentials, options.token_refresh_margin);
+        Self {
+            system,
+            service_url: service_url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            tokens,
+            permits: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            options,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> ConnectorStats {
+        ConnectorStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            tokens: self.tokens.fetched(),
+        }
+    }
+
+    /// `service_url/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.service_url)
+    }
+
+    /// Sends `call`, retrying transient failures; answers any other status,
+    /// success or not. Cancelled, it stops between or during attempts; a
+    /// write may then have been applied or not, and is safe to send again
+    /// because writes are idempotent by key.
+    pub async fn send(&self, call: &Call) -> Result<Reply, ConnectorError> {
+        let retry = self.options.retry;
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut refreshed_after_401 = false;
+        loop {
+            attempts += 1;
+            if attempts > 1 {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let failure = match self.attempt(call).await? {
+                Ok(reply) if reply.status == 401 && !refreshed_after_401 => {
+                    // The token may have been revoked or expired early: once,
+                    // fetch a new one and try again at once.
+                    refreshed_after_401 = true;
+                    continue;
+                }
+                Ok(reply) if !matches!(reply.status, 429 | 500 | 502 | 503 | 504) => {
+                    return Ok(reply);
+                }
+                Ok(reply) => {
+                    if reply.status == 429 {
+                        self.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let after = retry_after(&reply.headers);
+                    Failure::Status(reply.status, ServiceError::from_body(&reply.body), after)
+                }
+                Err(detail) => Failure::Transport(detail),
+            };
+            let (status, last, asked) = match failure {
+                Failure::Status(s, e, after) => (Some(s), format!("status {s}: {e}"), after),
+                Failure::Transport(detail) => (None, detail, None),
+            };
+            let backoff = backoff(retry, attempts);
+            let wait = asked.unwrap_or(backoff);
+            let elapsed = started.elapsed();
+            if attempts >= retry.max_attempts || elapsed + wait > retry.budget {
+                return Err(ConnectorError::Unavailable {
+                    system: self.system,
+                    method: call.method.to_string(),
+                    url: call.url.clone(),
+                    attempts,
+                    elapsed,
+                    status,
+                    last,
+                    retry_after: asked,
+                });
+            }
+            tracing::debug!(system = %self.system, url = %call.url, attempts, ?wait, %last, "Retrying a request.");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt: `Ok(Ok(reply))` for any answer, `Ok(Err(detail))` for
+    /// a transport failure worth retrying, `Err` for a token failure.
+    async fn attempt(&self, call: &Call) -> Result<Result<Reply, String>, ConnectorError> {
+        let token = self.tokens.token(&self.http).await?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ConnectorError::Invalid {
+                system: self.system,
+                detail: "the connector was shut down".into(),
+            })?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .http
+            .request(call.method.clone(), &call.url)
+            .bearer_auth(&token)
+            .timeout(self.options.request_timeout)
+            .header("Accept", "application/json")
+            .header("OData-Version", "4.0")
+            .header("OData-MaxVersion", "4.0");
+        for (name, value) in &call.headers {
+            request = request.header(*name, value);
+        }
+        if let Some((content_type, body)) = &call.body {
+            request = request
+                .header("Content-Type", content_type)
+                .body(body.clone());
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(transport_detail(&e))),
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(transport_detail(&e))),
+        };
+        if status == 401 {
+            self.tokens.invalidate(&token).await;
+        }
+        Ok(Ok(Reply {
+            status,
+            headers,
+            body,
+        }))
+    }
+
+    /// Sends `call` and turns a non-2xx answer into [`ConnectorError::Rejected`].
+    pub async fn send_ok(&self, call: &Call) -> Result<Reply, ConnectorError> {
+        let reply = self.send(call).await?;
+        if (200..300).contains(&reply.status) {
+            Ok(reply)
+        } else {
+            Err(self.rejected(call, &reply))
+        }
+    }
+
+    pub fn rejected(&self, call: &Call, reply: &Reply) -> ConnectorError {
+        ConnectorError::Rejected {
+            system: self.system,
+            method: call.method.to_string(),
+            url: call.url.clone(),
+            table: None,
+            key: None,
+            status: reply.status,
+            service: Box::new(ServiceError::from_body(&reply.body)),
+        }
+    }
+
+    /// Parses a JSON object body.
+    pub fn json(
+        &self,
+        call: &Call,
+        reply: &Reply,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ConnectorError> {
+        serde_json::from_slice(&reply.body).map_err(|e| ConnectorError::Protocol {
+            system: self.system,
+            url: call.url.clone(),
+            detail: format!("the body is not a JSON object: {e}"),
+        })
+    }
+}
+
+/// `Retry-After` in seconds (the form both services use).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Exponential backoff with jitter: between half and all of
+/// `base * 2^(attempt-1)`, capped at `max_delay`.
+fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .base_delay
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(policy.max_delay);
+    let half = exp / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        for (attempt, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (30, 1000),
+        ] {
+            let d = backoff(policy, attempt);
+            assert!(d >= Duration::from_millis(full / 2), "{attempt}: {d:?}");
+            assert!(d <= Duration::from_millis(full), "{attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+}

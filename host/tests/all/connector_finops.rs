@@ -1,0 +1,211 @@
+//! The finops connector against the emulator: `cross-company=true` queries
+//! and paging, compound keys with `dataAreaId`, row-version polling,
+//! `$batch` upserts that create the rows they do not find.
+
+use dualwrite::connector::{
+    BatchMode, ConnectorOptions, Deleted, FinopsConnector, Key, Query, Write, WriteOutcome,
+};
+use dualwrite::emulator::ServiceKind;
+use serde_json::json;
+
+use crate::connector_support::{fast_options, finops, row, start};
+use crate::support::empty_config;
+
+fn group(company: &str, id: &str) -> Key {
+    Key::new()
+        .text("dataAreaId", company)
+        .text("CustomerGroupId", id)
+}
+
+async fn groups(fo: &FinopsConnector) -> usize {
+    fo.query_all("CustomerGroups", &Query::default())
+        .await
+        .expect("query")
+        .len()
+}
+
+#[tokio::test]
+async fn compound_keys_name_the_company_and_upserts_are_idempotent() {
+    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let fo = finops(&emulator, fast_options());
+    let usmf = group("usmf", "10");
+    let demf = group("demf", "10");
+    fo.upsert("CustomerGroups", &usmf, &row(json!({"Description": "US"})))
+        .await
+        .expect("create usmf");
+    fo.upsert("CustomerGroups", &demf, &row(json!({"Description": "DE"})))
+        .await
+        .expect("create demf");
+    fo.upsert(
+        "CustomerGroups",
+        &demf,
+        &row(json!({"Description": "DE, again"})),
+    )
+    .await
+    .expect("update demf");
+    assert_eq!(groups(&fo).await, 2, "one row per company and key");
+
+    let de = fo
+        .get("CustomerGroups", &demf)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(de["Description"], "DE, again");
+    assert_eq!(de["dataAreaId"], "demf");
+    let us = fo
+        .get("CustomerGroups", &usmf)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(us["Description"], "US");
+
+    let rows = fo
+        .query_all(
+            "CustomerGroups",
+            &Query {
+                select: vec!["dataAreaId".into(), "Description".into()],
+                filter: Some("dataAreaId eq 'demf'".into()),
+            },
+        )
+        .await
+        .expect("filtered");
+    assert_eq!(rows.len(), 1, "another company's rows are seen: {rows:?}");
+
+    assert!(fo.delete("CustomerGroups", &demf).await.expect("delete"));
+    assert!(!fo.delete("CustomerGroups", &demf).await.expect("again"));
+    assert_eq!(fo.get("CustomerGroups", &demf).await.expect("get"), None);
+    emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn queries_page_across_companies() {
+    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let options = ConnectorOptions {
+        page_size: 4,
+        ..fast_options()
+    };
+    let fo = finops(&emulator, options);
+    let writes: Vec<Write> = (0..10)
+        .map(|i| Write::Upsert {
+            table: "CustomerGroups".into(),
+            key: group(if i % 2 == 0 { "usmf" } else { "demf" }, &format!("G{i}")),
+            row: row(json!({"Description": "Paged"})),
+        })
+        .collect();
+    let outcomes = fo
+        .write_batch(&writes, BatchMode::ContinueOnError)
+        .await
+        .expect("batch");
+    assert!(
+        outcomes.iter().all(WriteOutcome::is_applied),
+        "{outcomes:?}"
+    );
+    let first = fo
+        .query_page("CustomerGroups", &Query::default(), None)
+        .await
+        .expect("page");
+    assert_eq!(first.rows.len(), 4);
+    assert!(first.next_link.is_some());
+    let rows = fo
+        .query_all("CustomerGroups", &Query::default())
+        .await
+        .expect("all");
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.iter().filter(|r| r["dataAreaId"] == "demf").count(), 5);
+    emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn row_version_polling_reports_each_key_once() {
+    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let fo = finops(&emulator, fast_options());
+    let start_page = fo.changes("CustomerGroups", "0").await.expect("changes");
+    assert!(start_page.upserts.is_empty() && !start_page.more);
+    let cursor = start_page.next_cursor;
+
+    let (a, b) = (group("usmf", "A"), group("demf", "B"));
+    fo.upsert("CustomerGroups", &a, &row(json!({"Description": "one"})))
+        .await
+        .expect("a");
+    fo.upsert("CustomerGroups", &a, &row(json!({"Description": "two"})))
+        .await
+        .expect("a again");
+    fo.upsert("CustomerGroups", &b, &row(json!({"Description": "b"})))
+        .await
+        .expect("b");
+    let page = fo
+        .changes("CustomerGroups", &cursor)
+        .await
+        .expect("changes");
+    assert_eq!(page.upserts.len(), 2, "{page:?}");
+    assert_eq!(page.upserts[0]["Description"], "two");
+    assert!(page.deletes.is_empty());
+    assert!(page.next_cursor.parse::<u64>().expect("version") > cursor.parse().expect("version"));
+
+    fo.delete("CustomerGroups", &b).await.expect("delete");
+    let after = fo
+        .changes("CustomerGroups", &page.next_cursor)
+        .await
+        .expect("changes");
+    assert!(after.upserts.is_empty());
+    assert_eq!(after.deletes, vec![Deleted::Key(b)]);
+
+    let error = fo
+        .changes("CustomerGroups", "not-a-version")
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("not-a-version"), "{error}");
+    emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_batch_of_1000_upserts_creates_updates_and_reports_the_bad_row() {
+    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let fo = finops(&emulator, fast_options());
+    fo.upsert(
+        "CustomerGroups",
+        &group("usmf", "K0000"),
+        &row(json!({"Description": "old"})),
+    )
+    .await
+    .expect("existing row");
+    let mut writes: Vec<Write> = (0..1000)
+        .map(|i| Write::Upsert {
+            table: "CustomerGroups".into(),
+            key: group("usmf", &format!("K{i:04}")),
+            row: row(json!({"Description": "batched"})),
+        })
+        .collect();
+    writes[700] = Write::Upsert {
+        table: "CustomerGroups".into(),
+        key: group("usmf", "K0700"),
+        row: row(json!({"NoSuchField": 1})),
+    };
+    let outcomes = fo
+        .write_batch(&writes, BatchMode::ContinueOnError)
+        .await
+        .expect("batch");
+    let failed: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.is_applied())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, vec![700], "{:?}", outcomes[700]);
+    assert!(
+        matches!(&outcomes[700], WriteOutcome::Failed { status: 400, service } if service.message.contains("NoSuchField")),
+        "{:?}",
+        outcomes[700]
+    );
+    assert_eq!(groups(&fo).await, 999);
+    let first = fo
+        .get("CustomerGroups", &group("usmf", "K0000"))
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        first["Description"], "batched",
+        "the existing row was updated"
+    );
+    emulator.shutdown().await.expect("shutdown");
+}
