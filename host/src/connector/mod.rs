@@ -29,10 +29,8 @@
 //! on the service it came from, so the token never leaves that service. The
 //! client secret and tokens are never logged or printed. Values pass through
 //! as the services send them; the connectors never convert a number through
-//! `f64` themselves. Note: serde_json parses a JSON number into an `f64`
-//! unless its `arbitrary_precision` feature is on (the workspace does not
-//! enable it yet), so trailing zeros and digits past ~15 significant ones
-//! are lost in parsing until it is.
+//! `f64`, and the workspace builds serde_json with `arbitrary_precision`, so
+//! a decimal keeps every digit and its scale from one service to the other.
 //!
 //! Boundary: connectors know HTTP, OData and rows; not sled, queues, maps,
 //! plugins or echo suppression (the sync engine's). Connector calls may be

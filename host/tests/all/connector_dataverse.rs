@@ -164,6 +164,29 @@ async fn change_tracking_reports_upserts_then_deletions() {
 }
 
 #[tokio::test]
+async fn money_keeps_every_digit_through_the_emulator_and_back() {
+    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let dv = dataverse(&emulator, fast_options());
+    let key = Key::single("accountnumber", "EXACT-1");
+    // 28 significant digits and 10 decimal places: more than an f64 holds.
+    let exact: serde_json::Value =
+        serde_json::from_str("123456789012345678.1234567890").expect("a JSON number");
+    dv.upsert(
+        "accounts",
+        &key,
+        &row(json!({"name": "Exact", "creditlimit": exact})),
+    )
+    .await
+    .expect("upsert");
+    let account = dv.get("accounts", &key).await.expect("get").expect("row");
+    assert_eq!(
+        account["creditlimit"].to_string(),
+        "123456789012345678.1234567890"
+    );
+    emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn upserts_by_alternate_key_are_idempotent_and_bind_lookups() {
     let emulator = start(ServiceKind::Dataverse, empty_config()).await;
     let dv = dataverse(&emulator, fast_options());
