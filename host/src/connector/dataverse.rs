@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
 use super::error::{ConnectorError, SystemKind};
-use super::transport::{Call, ConnectorOptions, ConnectorStats, Reply, Transport};
+use super::transport::{Call, ConnectorOptions, ConnectorStats, Transport};
 use super::{ChangePage, Credentials, Deleted, Key, Query, QueryPage, Row, Write};
 
 /// A Dataverse environment. Clones share the token, the cap on requests in
@@ -51,7 +51,7 @@ impl DataverseConnector {
                 .url(&format!("{table}{}", query_string(query))),
         };
         let call = Call::new(Method::GET, url).header("Prefer", self.page_preference());
-        let reply = self.send(&call, table, None).await?;
+        let reply = self.transport.send_to(&call, table, None).await?;
         let body = self.transport.json(&call, &reply)?;
         Ok(QueryPage {
             rows: rows_of(&body),
@@ -105,7 +105,7 @@ impl DataverseConnector {
             "Prefer",
             format!("odata.track-changes,{}", self.page_preference()),
         );
-        let reply = self.send(&call, table, None).await?;
+        let reply = self.transport.send_to(&call, table, None).await?;
         let body = self.transport.json(&call, &reply)?;
         let mut page = ChangePage {
             upserts: Vec::new(),
@@ -146,7 +146,7 @@ impl DataverseConnector {
         if reply.status == 404 {
             return Ok(None);
         }
-        let reply = self.check(&call, reply, table, Some(key))?;
+        let reply = self.transport.accept(&call, reply, table, Some(key))?;
         self.transport.json(&call, &reply).map(Some)
     }
 
@@ -154,7 +154,10 @@ impl DataverseConnector {
     /// (`PATCH table(key='v')`); doing it twice leaves one row.
     pub async fn upsert(&self, table: &str, key: &Key, row: &Row) -> Result<(), ConnectorError> {
         let call = Call::new(Method::PATCH, self.transport.url(&format!("{table}{key}"))).json(row);
-        self.send(&call, table, Some(key)).await.map(drop)
+        self.transport
+            .send_to(&call, table, Some(key))
+            .await
+            .map(drop)
     }
 
     /// Deletes the row of `table` with `key`; `false` when it was already gone.
@@ -164,7 +167,9 @@ impl DataverseConnector {
         if reply.status == 404 {
             return Ok(false);
         }
-        self.check(&call, reply, table, Some(key)).map(|_| true)
+        self.transport
+            .accept(&call, reply, table, Some(key))
+            .map(|_| true)
     }
 
     /// Sets a lookup: `navigation@odata.bind = "/set(key)"`.
@@ -225,33 +230,6 @@ impl DataverseConnector {
     /// service (the bearer token goes with it).
     fn own_link(&self, link: &str) -> Result<String, ConnectorError> {
         own_link(&self.transport, link)
-    }
-
-    async fn send(
-        &self,
-        call: &Call,
-        table: &str,
-        key: Option<&Key>,
-    ) -> Result<Reply, ConnectorError> {
-        let reply = self.transport.send(call).await?;
-        self.check(call, reply, table, key)
-    }
-
-    fn check(
-        &self,
-        call: &Call,
-        reply: Reply,
-        table: &str,
-        key: Option<&Key>,
-    ) -> Result<Reply, ConnectorError> {
-        if (200..300).contains(&reply.status) {
-            Ok(reply)
-        } else {
-            Err(self
-                .transport
-                .rejected(call, &reply)
-                .with_target(table, key.map(Key::to_string)))
-        }
     }
 }
 

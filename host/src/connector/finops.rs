@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
 use super::dataverse::{link, own_link, query_string, rows_of};
 use super::error::{ConnectorError, SystemKind};
-use super::transport::{Call, ConnectorOptions, ConnectorStats, Reply, Transport};
+use super::transport::{Call, ConnectorOptions, ConnectorStats, Transport};
 use super::{ChangePage, Credentials, Deleted, Key, Query, QueryPage, Row, Write};
 
 /// Largest `$changes` page the service returns.
@@ -61,7 +61,7 @@ impl FinopsConnector {
         let page_size = self.transport.options.page_size.max(1);
         let call =
             Call::new(Method::GET, url).header("Prefer", format!("odata.maxpagesize={page_size}"));
-        let reply = self.send(&call, entity, None).await?;
+        let reply = self.transport.send_to(&call, entity, None).await?;
         let body = self.transport.json(&call, &reply)?;
         Ok(QueryPage {
             rows: rows_of(&body),
@@ -90,7 +90,7 @@ impl FinopsConnector {
         if reply.status == 404 {
             return Ok(None);
         }
-        let reply = self.check(&call, reply, entity, Some(key))?;
+        let reply = self.transport.accept(&call, reply, entity, Some(key))?;
         self.transport.json(&call, &reply).map(Some)
     }
 
@@ -102,7 +102,10 @@ impl FinopsConnector {
             Call::new(Method::PATCH, self.by_key(entity, key)).json(&without_key(row, key));
         let reply = self.transport.send(&update).await?;
         if reply.status != 404 {
-            return self.check(&update, reply, entity, Some(key)).map(drop);
+            return self
+                .transport
+                .accept(&update, reply, entity, Some(key))
+                .map(drop);
         }
         self.create(entity, key, row).await
     }
@@ -114,7 +117,10 @@ impl FinopsConnector {
             self.transport.url(&format!("{entity}?cross-company=true")),
         )
         .json(&with_key(row, key));
-        self.send(&call, entity, Some(key)).await.map(drop)
+        self.transport
+            .send_to(&call, entity, Some(key))
+            .await
+            .map(drop)
     }
 
     /// Deletes the row with full key `key`; `false` when it was already gone.
@@ -124,7 +130,9 @@ impl FinopsConnector {
         if reply.status == 404 {
             return Ok(false);
         }
-        self.check(&call, reply, entity, Some(key)).map(|_| true)
+        self.transport
+            .accept(&call, reply, entity, Some(key))
+            .map(|_| true)
     }
 
     /// Changes of `entity` after row version `cursor` (`"0"` for all the
@@ -144,7 +152,7 @@ impl FinopsConnector {
             self.transport
                 .url(&format!("{entity}/$changes?since={since}&top={top}")),
         );
-        let reply = self.send(&call, entity, None).await?;
+        let reply = self.transport.send_to(&call, entity, None).await?;
         let body = self.transport.json(&call, &reply)?;
         let protocol = |detail: String| ConnectorError::Protocol {
             system: SystemKind::Finops,
@@ -264,33 +272,6 @@ impl FinopsConnector {
     fn by_key(&self, entity: &str, key: &Key) -> String {
         self.transport
             .url(&format!("{entity}{key}?cross-company=true"))
-    }
-
-    async fn send(
-        &self,
-        call: &Call,
-        entity: &str,
-        key: Option<&Key>,
-    ) -> Result<Reply, ConnectorError> {
-        let reply = self.transport.send(call).await?;
-        self.check(call, reply, entity, key)
-    }
-
-    fn check(
-        &self,
-        call: &Call,
-        reply: Reply,
-        entity: &str,
-        key: Option<&Key>,
-    ) -> Result<Reply, ConnectorError> {
-        if (200..300).contains(&reply.status) {
-            Ok(reply)
-        } else {
-            Err(self
-                .transport
-                .rejected(call, &reply)
-                .with_target(entity, key.map(Key::to_string)))
-        }
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::{Credentials, TokenCache, transport_detail};
 use super::error::{ConnectorError, ServiceError, SystemKind};
+use super::key::Key;
 
 /// How hard to retry throttled, failing or unreachable requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +304,35 @@ impl Transport {
             key: None,
             status: reply.status,
             service: Box::new(ServiceError::from_body(&reply.body)),
+        }
+    }
+
+    /// Sends `call` and accepts its reply (see [`Transport::accept`]).
+    pub async fn send_to(
+        &self,
+        call: &Call,
+        table: &str,
+        key: Option<&Key>,
+    ) -> Result<Reply, ConnectorError> {
+        let reply = self.send(call).await?;
+        self.accept(call, reply, table, key)
+    }
+
+    /// A 2xx reply as it is; any other as a `Rejected` error naming the
+    /// table and key the call was about.
+    pub fn accept(
+        &self,
+        call: &Call,
+        reply: Reply,
+        table: &str,
+        key: Option<&Key>,
+    ) -> Result<Reply, ConnectorError> {
+        if (200..300).contains(&reply.status) {
+            Ok(reply)
+        } else {
+            Err(self
+                .rejected(call, &reply)
+                .with_target(table, key.map(Key::to_string)))
         }
     }
 
