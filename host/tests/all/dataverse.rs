@@ -6,7 +6,7 @@ use dualwrite::emulator::{DataverseEmulator, EmulatorConfig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, empty_config, error_message};
+use crate::support::{Harness, empty_config, error_message, send_json};
 
 fn entity_id(response: &reqwest::Response) -> String {
     let header = response
@@ -117,15 +117,13 @@ async fn create_retrieve_update_delete() {
     );
 
     // Prefer: return=representation → 201 with the row.
-    let response = h
-        .request(Method::POST, "accounts")
-        .header("Prefer", "return=representation")
-        .json(&json!({"name": "Represented"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = send_json(
+        h.request(Method::POST, "accounts")
+            .header("Prefer", "return=representation")
+            .json(&json!({"name": "Represented"})),
+    )
+    .await;
+    assert_eq!(status, 201);
     assert_eq!(body["name"], "Represented");
     assert!(body["versionnumber"].as_u64().is_some());
     assert!(body["createdon"].as_str().is_some());
@@ -203,15 +201,13 @@ async fn create_retrieve_update_delete() {
 async fn upsert_by_alternate_key_with_conditions() {
     let h = Harness::dataverse().await;
     // If-Match: * forbids create.
-    let response = h
-        .request(Method::PATCH, "accounts(accountnumber='A-9')")
-        .header("If-Match", "*")
-        .json(&json!({"name": "Nope"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 404);
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = send_json(
+        h.request(Method::PATCH, "accounts(accountnumber='A-9')")
+            .header("If-Match", "*")
+            .json(&json!({"name": "Nope"})),
+    )
+    .await;
+    assert_eq!(status, 404);
     error_message(&body, "0x80040217");
 
     // Plain PATCH creates, taking the key value from the URL.
@@ -229,27 +225,23 @@ async fn upsert_by_alternate_key_with_conditions() {
     let etag = body["@odata.etag"].as_str().expect("etag").to_string();
 
     // If-None-Match: * forbids update.
-    let response = h
-        .request(Method::PATCH, "accounts(accountnumber='A-9')")
-        .header("If-None-Match", "*")
-        .json(&json!({"name": "Again"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 412);
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = send_json(
+        h.request(Method::PATCH, "accounts(accountnumber='A-9')")
+            .header("If-None-Match", "*")
+            .json(&json!({"name": "Again"})),
+    )
+    .await;
+    assert_eq!(status, 412);
     error_message(&body, "0x80040237");
 
     // If-Match with a stale etag: 412; with the current one: 204.
-    let response = h
-        .request(Method::PATCH, "accounts(accountnumber='A-9')")
-        .header("If-Match", "W/\"999999\"")
-        .json(&json!({"name": "Stale"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 412);
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = send_json(
+        h.request(Method::PATCH, "accounts(accountnumber='A-9')")
+            .header("If-Match", "W/\"999999\"")
+            .json(&json!({"name": "Stale"})),
+    )
+    .await;
+    assert_eq!(status, 412);
     error_message(&body, "0x80060882");
     let response = h
         .request(Method::PATCH, "accounts(accountnumber='A-9')")
@@ -613,14 +605,12 @@ async fn pre_commit_hook_failures_fail_the_write() {
         .await
         .expect("sent");
     assert_eq!(response.status(), 204);
-    let response = h
-        .request(Method::PATCH, "accounts(accountnumber='H-1')")
-        .json(&json!({"name": "Hooked"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = send_json(
+        h.request(Method::PATCH, "accounts(accountnumber='H-1')")
+            .json(&json!({"name": "Hooked"})),
+    )
+    .await;
+    assert_eq!(status, 400);
     assert!(error_message(&body, "0x80040265").contains("could not be reached"));
     let (status, _) = h.get_json("accounts(accountnumber='H-1')").await;
     assert_eq!(status, 404);

@@ -11,7 +11,7 @@ use dualwrite::emulator::{EmulatorConfig, Seed, ServiceKind};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, empty_config, error_message};
+use crate::support::{Harness, empty_config, error_message, send_json};
 
 fn demo() -> EmulatorConfig {
     EmulatorConfig {
@@ -435,14 +435,12 @@ async fn pre_commit_hooks_can_refuse_writes() {
             .send()
     };
     assert_eq!(set(hook).await.expect("sent").status(), 204);
-    let response = h
-        .request(Method::POST, "CustomersV3")
-        .json(&json!({"CustomerAccount": "HK-1", "CreditLimit": 5000}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = send_json(
+        h.request(Method::POST, "CustomersV3")
+            .json(&json!({"CustomerAccount": "HK-1", "CreditLimit": 5000})),
+    )
+    .await;
+    assert_eq!(status, 400);
     assert!(
         error_message(&body, "BadRequest").contains("credit limit too high"),
         "{body}"
@@ -469,14 +467,12 @@ async fn pre_commit_hooks_can_refuse_writes() {
             .status(),
         204
     );
-    let response = h
-        .request(Method::POST, "CustomersV3")
-        .json(&json!({"CustomerAccount": "HK-3"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = send_json(
+        h.request(Method::POST, "CustomersV3")
+            .json(&json!({"CustomerAccount": "HK-3"})),
+    )
+    .await;
+    assert_eq!(status, 400);
     assert!(error_message(&body, "BadRequest").contains("could not be reached"));
     h.emulator.shutdown().await.expect("shutdown");
 }

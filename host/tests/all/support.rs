@@ -42,13 +42,7 @@ impl Harness {
     }
 
     pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, Value) {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status();
-        (status, response.json().await.expect("json body"))
+        send_json(self.request(reqwest::Method::GET, path)).await
     }
 }
 
@@ -89,4 +83,11 @@ pub fn error_message(body: &Value, code: &str) -> String {
         .as_str()
         .expect("error message")
         .to_string()
+}
+
+/// Sends `request` and reads the reply: its status and JSON body.
+pub async fn send_json(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, Value) {
+    let response = request.send().await.expect("request sent");
+    let status = response.status();
+    (status, response.json().await.expect("json body"))
 }
