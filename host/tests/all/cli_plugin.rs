@@ -28,6 +28,16 @@ fn dualwrite(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `dualwrite plugin run <plugin> --input <rows> <extra>…`
+fn run_plugin(plugin: &str, rows: &tempfile::NamedTempFile, extra: &[&str]) -> Output {
+    let input = rows.path().display().to_string();
+    let mut args = vec!["plugin", "run"];
+    let component = component(plugin);
+    args.extend([component.as_str(), "--input", input.as_str()]);
+    args.extend_from_slice(extra);
+    dualwrite(&args)
+}
+
 fn rows_file(json: &str) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), json).expect("write rows");
@@ -43,17 +53,11 @@ fn run_prints_outcomes_as_json_then_what_the_call_used() {
     let rows = rows_file(
         r#"[{"CREDITLIMIT": {"decimal": "10.26"}, "name": "a"}, {"CREDITLIMIT": "x", "name": "b"}]"#,
     );
-    let out = dualwrite(&[
-        "plugin",
-        "run",
-        &component("currency-precision"),
-        "--input",
-        &rows.path().display().to_string(),
-        "--set",
-        "fields=CREDITLIMIT",
-        "--set",
-        "places=1",
-    ]);
+    let out = run_plugin(
+        "currency-precision",
+        &rows,
+        &["--set", "fields=CREDITLIMIT", "--set", "places=1"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let outcomes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(outcomes[0]["outcome"], "keep");
@@ -76,15 +80,7 @@ fn run_prints_outcomes_as_json_then_what_the_call_used() {
 #[test]
 fn run_reports_a_hostile_plugin_contained() {
     let rows = rows_file(r#"[{"n": 1}]"#);
-    let out = dualwrite(&[
-        "plugin",
-        "run",
-        &component("hostile-loop"),
-        "--input",
-        &rows.path().display().to_string(),
-        "--timeout",
-        "200ms",
-    ]);
+    let out = run_plugin("hostile-loop", &rows, &["--timeout", "200ms"]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);
     assert!(
@@ -92,15 +88,7 @@ fn run_reports_a_hostile_plugin_contained() {
         "{stderr}"
     );
 
-    let out = dualwrite(&[
-        "plugin",
-        "run",
-        &component("hostile-loop"),
-        "--input",
-        &rows.path().display().to_string(),
-        "--fuel",
-        "1000000",
-    ]);
+    let out = run_plugin("hostile-loop", &rows, &["--fuel", "1000000"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains("used up its fuel"),
@@ -112,13 +100,7 @@ fn run_reports_a_hostile_plugin_contained() {
 #[test]
 fn run_refuses_a_plugin_the_host_would_not_load() {
     let rows = rows_file("[]");
-    let out = dualwrite(&[
-        "plugin",
-        "run",
-        &component("hostile-wasi"),
-        "--input",
-        &rows.path().display().to_string(),
-    ]);
+    let out = run_plugin("hostile-wasi", &rows, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("imports `wasi:clocks/wall-clock@0.2.0`"),
@@ -130,13 +112,7 @@ fn run_refuses_a_plugin_the_host_would_not_load() {
 #[test]
 fn run_names_the_row_and_field_of_bad_input() {
     let rows = rows_file(r#"[{"a": 1}, {"a": {"date": "2026-13-01"}}]"#);
-    let out = dualwrite(&[
-        "plugin",
-        "run",
-        &component("value-map"),
-        "--input",
-        &rows.path().display().to_string(),
-    ]);
+    let out = run_plugin("value-map", &rows, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
