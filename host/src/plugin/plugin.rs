@@ -226,7 +226,7 @@ impl Plugin {
     /// first batch does not wait for instantiation.
     pub fn prewarm(&self) -> Result<(), PluginError> {
         self.check_quarantine()?;
-        let warm = self.instantiate(&self.id)?;
+        let warm = self.instantiate("(none: prewarming)")?;
         self.put_warm(warm);
         Ok(())
     }

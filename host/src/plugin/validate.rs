@@ -42,13 +42,16 @@ pub fn transformed(
         return Err(format!("the result's schema names field `{twice}` twice"));
     }
     let mut bytes: usize = result.fields.iter().map(String::len).sum();
+    // For each field, the last row (counted from 1) that changed it: one
+    // buffer for the whole batch, so a duplicate change is caught without an
+    // allocation per row.
+    let mut changed_in_row = vec![0usize; result.fields.len()];
     for (index, outcome) in result.outcomes.iter().enumerate() {
         bytes += match outcome {
             Outcome::Unchanged => 1,
             Outcome::Skip(text) | Outcome::Fail(text) => text.len(),
             Outcome::Changed(changes) => {
                 let mut row_bytes = 0;
-                let mut seen = vec![false; result.fields.len()];
                 for change in changes {
                     let Some(field) = result.fields.get(change.field as usize) else {
                         return Err(format!(
@@ -57,7 +60,9 @@ pub fn transformed(
                             result.fields.len()
                         ));
                     };
-                    if std::mem::replace(&mut seen[change.field as usize], true) {
+                    if std::mem::replace(&mut changed_in_row[change.field as usize], index + 1)
+                        == index + 1
+                    {
                         return Err(format!("row {index} changes field `{field}` twice"));
                     }
                     if let Some(value) = &change.value {
@@ -122,4 +127,59 @@ fn value_bytes(value: &Value) -> Result<usize, String> {
         }
         _ => 8,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::FieldChange;
+
+    fn batch() -> Batch {
+        Batch {
+            fields: vec!["a".into()],
+            rows: vec![vec![Value::Integer(1)], vec![Value::Integer(2)]],
+        }
+    }
+
+    fn result(rows: [Vec<FieldChange>; 2]) -> Transformed {
+        Transformed {
+            fields: vec!["a".into(), "b".into()],
+            outcomes: rows.into_iter().map(Outcome::Changed).collect(),
+        }
+    }
+
+    fn set(field: u32) -> FieldChange {
+        FieldChange {
+            field,
+            value: Some(Value::Integer(0)),
+        }
+    }
+
+    #[test]
+    fn each_row_may_change_a_field_once() {
+        let limits = PluginLimits::default();
+        let fine = result([vec![set(0), set(1)], vec![set(1), set(0)]]);
+        assert_eq!(transformed(&batch(), &fine, &limits), Ok(()));
+        let twice = result([vec![set(1)], vec![set(0), set(0)]]);
+        assert_eq!(
+            transformed(&batch(), &twice, &limits),
+            Err("row 1 changes field `a` twice".into())
+        );
+        let outside = result([vec![set(2)], vec![]]);
+        assert_eq!(
+            transformed(&batch(), &outside, &limits),
+            Err("row 0 changes field 2 of a schema of 2 fields".into())
+        );
+    }
+
+    #[test]
+    fn the_schema_starts_with_the_batch_fields() {
+        let mut renamed = result([vec![], vec![]]);
+        renamed.fields[0] = "z".into();
+        let error = transformed(&batch(), &renamed, &PluginLimits::default()).expect_err("refused");
+        assert!(
+            error.contains("does not start with the batch's fields"),
+            "{error}"
+        );
+    }
 }
