@@ -26,3 +26,4 @@ pub mod emulator;
 pub mod map;
 pub mod odata;
 pub mod plugin;
+pub mod sync;

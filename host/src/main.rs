@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    let cli = dualwrite::cli::Cli::parse();
+    let default = cli.command.default_log_filter();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("DUALWRITE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("DUALWRITE_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = dualwrite::cli::Cli::parse();
     match dualwrite::cli::run(cli) {
         Ok(code) => code,
         Err(error) => {

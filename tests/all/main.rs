@@ -5,3 +5,4 @@ mod examples;
 mod hostile;
 mod loading;
 mod support;
+mod sync;

@@ -33,20 +33,32 @@
 //! - tree `cursor`: `<flow>` → the source cursor
 //! - tree `parked`: `<flow>\0<key>` → [`Parked`] as JSON (kept, marked
 //!   resubmitted, until a write of the key succeeds)
-//! - tree `echo`: `<map>\0<side>\0<key>` → fingerprint (32 bytes)
+//! - tree `echo`: `<map>\0<side>\0<key>` → the fingerprints (32 bytes
+//!   each, oldest first, at most [`ECHO_HISTORY`]) of the host's writes
+//!   there not echoed yet
 //! - tree `activity`: `<id u64 BE>` → [`Activity`] as JSON
+//! - tree `latest`: `<flow>\0<key>` → the latest source version captured
+//!   (an older version read again, say from polling after a webhook
+//!   delivered it, is not queued twice)
+//! - tree `by_key`: `<flow>\0<key>\0<seq u64 BE>` → nothing (the queued
+//!   changes of one key, for conflict checks)
+//! - tree `ids`: `<map>\0<side>\0<row id>` → key (a Dataverse delete names
+//!   the row id only)
+//! - tree `images`: `<map>\0<side>\0<key>` → the mapped fields last seen or
+//!   written there, as JSON (the expected echo of the next write)
 //!
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
 
 mod fingerprint;
 mod ops;
+mod state;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use fingerprint::fingerprint;
-pub use ops::Checkpoints;
+pub use ops::{Checkpoints, ECHO_HISTORY};
 
 /// The storage layout this build reads and writes.
 pub const LAYOUT: &str = "1";
@@ -134,6 +146,28 @@ pub struct Change {
     pub operation: Operation,
     /// The row's fields as the source reported them (empty for a delete).
     pub row: Map<String, Value>,
+    /// When the source says the row changed (RFC 3339), for last-writer-wins
+    /// conflicts; the capture time when the source does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+}
+
+/// What [`Checkpoints::finish`] records for a batch the target confirmed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Finish<'a> {
+    /// The changes done (written, skipped, or dropped as echoes).
+    pub done: &'a [QueuedChange],
+    /// `(side, key, fingerprint)` of each row written: added to the key's
+    /// echo history.
+    pub echoes: &'a [(&'a str, &'a str, [u8; 32])],
+    /// `(side, key, fingerprint)` of each echo recognised: that write and
+    /// the ones before it leave the history.
+    pub consumed: &'a [(&'a str, &'a str, [u8; 32])],
+    /// `(side, key, image)`: the mapped fields now on that side; `None`
+    /// forgets the key (deleted).
+    pub images: &'a [(&'a str, &'a str, Option<Map<String, Value>>)],
+    /// Activity lines.
+    pub activity: &'a [Activity],
 }
 
 /// A change waiting in a queue.

@@ -1,6 +1,6 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
-use super::{Activity, Change, CheckpointError, Direction, LAYOUT, Parked, QueuedChange};
+use super::{Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
@@ -18,6 +18,10 @@ pub struct Checkpoints {
     parked: sled::Tree,
     echo: sled::Tree,
     activity: sled::Tree,
+    pub(super) latest: sled::Tree,
+    pub(super) by_key: sled::Tree,
+    pub(super) ids: sled::Tree,
+    pub(super) images: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -45,13 +49,18 @@ impl Checkpoints {
             parked: db.open_tree("parked")?,
             echo: db.open_tree("echo")?,
             activity: db.open_tree("activity")?,
+            latest: db.open_tree("latest")?,
+            by_key: db.open_tree("by_key")?,
+            ids: db.open_tree("ids")?,
+            images: db.open_tree("images")?,
             db,
         })
     }
 
     /// Step 2: queues `changes` and stores `cursor`, atomically, then
-    /// flushes. A change already queued (same key and source version) is not
-    /// queued again. Returns how many were new.
+    /// flushes. A change already queued (same key and source version), or
+    /// older than the latest version captured for its key (both versions
+    /// whole numbers), is not queued again. Returns how many were new.
     pub fn capture(
         &self,
         map: &str,
@@ -59,32 +68,75 @@ impl Checkpoints {
         changes: &[Change],
         cursor: &str,
     ) -> Result<usize, CheckpointError> {
+        self.capture_page(map, direction, changes, Some(cursor), &[])
+    }
+
+    /// [`Checkpoints::capture`], also remembering which integration key each
+    /// of `ids` (`(side, id, key)`: a Dataverse row id) belongs to, so that a
+    /// later delete reported by id can be queued by key. A `cursor` of
+    /// `None` leaves the stored one (changes pushed by a webhook).
+    pub fn capture_page(
+        &self,
+        map: &str,
+        direction: Direction,
+        changes: &[Change],
+        cursor: Option<&str>,
+        ids: &[(&str, &str, &str)],
+    ) -> Result<usize, CheckpointError> {
         let flow = flow(map, direction);
         let encoded = changes
             .iter()
             .map(|change| Ok((change, json(change)?)))
             .collect::<Result<Vec<_>, CheckpointError>>()?;
-        let added = (&self.queue, &self.dedupe, &self.cursor)
-            .transaction(|(queue, dedupe, cursors)| -> TxResult<usize> {
-                let mut added = 0;
-                for (change, _) in &encoded {
-                    let mark = join(&[&flow, change.key.as_bytes(), change.version.as_bytes()]);
-                    if dedupe.get(&mark)?.is_some() {
-                        continue;
+        let added = (
+            &self.queue,
+            &self.dedupe,
+            &self.cursor,
+            &self.latest,
+            &self.by_key,
+            &self.ids,
+        )
+            .transaction(
+                |(queue, dedupe, cursors, latest, by_key, id_tree)| -> TxResult<usize> {
+                    let mut added = 0;
+                    for (change, _) in &encoded {
+                        let mark = join(&[&flow, change.key.as_bytes(), change.version.as_bytes()]);
+                        if dedupe.get(&mark)?.is_some() {
+                            continue;
+                        }
+                        let slot = join(&[&flow, change.key.as_bytes()]);
+                        if let Some(seen) = latest.get(&slot)?
+                            && !newer(&change.version, &seen)
+                        {
+                            continue;
+                        }
+                        let seq = queue.generate_id()?;
+                        let entry = QueuedChange {
+                            seq,
+                            change: (*change).clone(),
+                        };
+                        let value = json(&entry).map_err(ConflictableTransactionError::Abort)?;
+                        queue.insert(join(&[&flow, &seq.to_be_bytes()]), value)?;
+                        dedupe.insert(mark, &seq.to_be_bytes())?;
+                        latest.insert(slot, change.version.as_bytes())?;
+                        by_key.insert(
+                            join(&[&flow, change.key.as_bytes(), &seq.to_be_bytes()]),
+                            &[][..],
+                        )?;
+                        added += 1;
                     }
-                    let seq = queue.generate_id()?;
-                    let entry = QueuedChange {
-                        seq,
-                        change: (*change).clone(),
-                    };
-                    let value = json(&entry).map_err(ConflictableTransactionError::Abort)?;
-                    queue.insert(join(&[&flow, &seq.to_be_bytes()]), value)?;
-                    dedupe.insert(mark, &seq.to_be_bytes())?;
-                    added += 1;
-                }
-                cursors.insert(flow.as_slice(), cursor.as_bytes())?;
-                Ok(added)
-            })
+                    for (side, id, key) in ids {
+                        id_tree.insert(
+                            join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
+                            key.as_bytes(),
+                        )?;
+                    }
+                    if let Some(cursor) = cursor {
+                        cursors.insert(flow.as_slice(), cursor.as_bytes())?;
+                    }
+                    Ok(added)
+                },
+            )
             .map_err(unwrap_tx)?;
         self.db.flush()?;
         Ok(added)
@@ -110,6 +162,18 @@ impl Checkpoints {
         direction: Direction,
         max: usize,
     ) -> Result<Vec<QueuedChange>, CheckpointError> {
+        self.next_batch_except(map, direction, max, &|_| false)
+    }
+
+    /// [`Checkpoints::next_batch`] without the keys `hold` is true for (rows
+    /// waiting for a lookup): their changes and those behind them wait.
+    pub fn next_batch_except(
+        &self,
+        map: &str,
+        direction: Direction,
+        max: usize,
+        hold: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<QueuedChange>, CheckpointError> {
         let flow = flow(map, direction);
         let mut seen = HashSet::new();
         let mut batch = Vec::new();
@@ -120,7 +184,10 @@ impl Checkpoints {
             let (key, value) = entry?;
             let queued: QueuedChange = parse(&key, &value)?;
             let first_of_key = seen.insert(queued.change.key.clone());
-            if !first_of_key || self.is_parked(&flow, &queued.change.key)? {
+            if !first_of_key
+                || hold(&queued.change.key)
+                || self.is_parked(&flow, &queued.change.key)?
+            {
                 continue;
             }
             batch.push(queued);
@@ -139,44 +206,102 @@ impl Checkpoints {
         echoes: &[(&str, &str, [u8; 32])],
         activity: &[Activity],
     ) -> Result<(), CheckpointError> {
+        self.finish(
+            map,
+            direction,
+            &Finish {
+                done,
+                echoes,
+                activity,
+                ..Finish::default()
+            },
+        )
+    }
+
+    /// Step 4 with everything the engine records: [`Checkpoints::complete`]
+    /// plus the images of each side's mapped fields (`None` forgets one).
+    pub fn finish(
+        &self,
+        map: &str,
+        direction: Direction,
+        finish: &Finish<'_>,
+    ) -> Result<(), CheckpointError> {
         let flow = flow(map, direction);
-        let lines = activity.iter().map(json).collect::<Result<Vec<_>, _>>()?;
+        let lines = finish
+            .activity
+            .iter()
+            .map(json)
+            .collect::<Result<Vec<_>, _>>()?;
+        let images = finish
+            .images
+            .iter()
+            .map(|(side, key, image)| {
+                let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+                Ok((slot, image.as_ref().map(json).transpose()?))
+            })
+            .collect::<Result<Vec<_>, CheckpointError>>()?;
         (
             &self.queue,
             &self.dedupe,
             &self.echo,
             &self.activity,
             &self.parked,
+            &self.by_key,
+            &self.images,
         )
-            .transaction(|(queue, dedupe, echo, log, parked)| -> TxResult<()> {
-                for queued in done {
-                    queue.remove(join(&[&flow, &queued.seq.to_be_bytes()]))?;
-                    let change = &queued.change;
-                    parked.remove(join(&[&flow, change.key.as_bytes()]))?;
-                    dedupe.remove(join(&[
-                        &flow,
-                        change.key.as_bytes(),
-                        change.version.as_bytes(),
-                    ]))?;
-                }
-                for (side, key, fingerprint) in echoes {
-                    echo.insert(
-                        join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]),
-                        &fingerprint[..],
-                    )?;
-                }
-                for line in &lines {
-                    log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
-                }
-                Ok(())
-            })
+            .transaction(
+                |(queue, dedupe, echo, log, parked, by_key, image_tree)| -> TxResult<()> {
+                    for queued in finish.done {
+                        queue.remove(join(&[&flow, &queued.seq.to_be_bytes()]))?;
+                        let change = &queued.change;
+                        parked.remove(join(&[&flow, change.key.as_bytes()]))?;
+                        dedupe.remove(join(&[
+                            &flow,
+                            change.key.as_bytes(),
+                            change.version.as_bytes(),
+                        ]))?;
+                        by_key.remove(join(&[
+                            &flow,
+                            change.key.as_bytes(),
+                            &queued.seq.to_be_bytes(),
+                        ]))?;
+                    }
+                    for (side, key, fingerprint) in finish.consumed {
+                        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+                        if let Some(stored) = echo.get(&slot)? {
+                            let kept = consume(&stored, fingerprint);
+                            if kept.is_empty() {
+                                echo.remove(slot)?;
+                            } else {
+                                echo.insert(slot, kept)?;
+                            }
+                        }
+                    }
+                    for (side, key, fingerprint) in finish.echoes {
+                        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+                        let stored = echo.get(&slot)?;
+                        echo.insert(slot, remember(stored.as_deref(), fingerprint))?;
+                    }
+                    for (slot, image) in &images {
+                        match image {
+                            Some(image) => image_tree.insert(slot.as_slice(), image.as_slice())?,
+                            None => image_tree.remove(slot.as_slice())?,
+                        };
+                    }
+                    for line in &lines {
+                        log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
+                    }
+                    Ok(())
+                },
+            )
             .map_err(unwrap_tx)?;
         self.db.flush()?;
         Ok(())
     }
 
     /// Whether a change reported by `side` for `key` hashing to
-    /// `fingerprint` is the echo of the host's own last write there.
+    /// `fingerprint` is the echo of one of the host's recent writes there
+    /// not echoed yet.
     pub fn is_echo(
         &self,
         map: &str,
@@ -184,10 +309,7 @@ impl Checkpoints {
         key: &str,
         fingerprint: &[u8; 32],
     ) -> Result<bool, CheckpointError> {
-        Ok(self
-            .echo
-            .get(join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]))?
-            .is_some_and(|stored| &*stored == fingerprint))
+        Ok(self.echo(map, side, key)?.contains(fingerprint))
     }
 
     /// Parks the key of `failed`: its later changes wait behind it. Flushes.
@@ -273,21 +395,34 @@ impl Checkpoints {
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;
-        (&self.queue, &self.dedupe, &self.parked, &self.activity)
-            .transaction(|(queue, dedupe, parked_tree, log)| -> TxResult<()> {
-                if let Some(queued) = &queued {
-                    queue.remove(entry.as_slice())?;
-                    let change = &queued.change;
-                    dedupe.remove(join(&[
-                        &flow,
-                        change.key.as_bytes(),
-                        change.version.as_bytes(),
-                    ]))?;
-                }
-                parked_tree.remove(slot.as_slice())?;
-                log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
-                Ok(())
-            })
+        (
+            &self.queue,
+            &self.dedupe,
+            &self.parked,
+            &self.activity,
+            &self.by_key,
+        )
+            .transaction(
+                |(queue, dedupe, parked_tree, log, by_key)| -> TxResult<()> {
+                    if let Some(queued) = &queued {
+                        queue.remove(entry.as_slice())?;
+                        let change = &queued.change;
+                        dedupe.remove(join(&[
+                            &flow,
+                            change.key.as_bytes(),
+                            change.version.as_bytes(),
+                        ]))?;
+                        by_key.remove(join(&[
+                            &flow,
+                            change.key.as_bytes(),
+                            &queued.seq.to_be_bytes(),
+                        ]))?;
+                    }
+                    parked_tree.remove(slot.as_slice())?;
+                    log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
+                    Ok(())
+                },
+            )
             .map_err(unwrap_tx)?;
         self.db.flush()?;
         Ok(())
@@ -298,6 +433,12 @@ impl Checkpoints {
         self.queue
             .scan_prefix(prefix(&flow(map, direction)))
             .count()
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<(), CheckpointError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     /// The activity log, oldest first.
@@ -333,6 +474,14 @@ impl Checkpoints {
         }
     }
 
+    pub(super) fn echo_tree(&self) -> &sled::Tree {
+        &self.echo
+    }
+
+    pub(super) fn queue_tree(&self) -> &sled::Tree {
+        &self.queue
+    }
+
     fn is_parked(&self, flow: &[u8], key: &str) -> Result<bool, CheckpointError> {
         let slot = join(&[flow, key.as_bytes()]);
         match self.parked.get(&slot)? {
@@ -342,11 +491,11 @@ impl Checkpoints {
     }
 }
 
-fn flow(map: &str, direction: Direction) -> Vec<u8> {
+pub(super) fn flow(map: &str, direction: Direction) -> Vec<u8> {
     join(&[map.as_bytes(), direction.code().as_bytes()])
 }
 
-fn prefix(flow: &[u8]) -> Vec<u8> {
+pub(super) fn prefix(flow: &[u8]) -> Vec<u8> {
     let mut prefix = flow.to_vec();
     prefix.push(0);
     prefix
@@ -354,7 +503,7 @@ fn prefix(flow: &[u8]) -> Vec<u8> {
 
 /// Parts joined by NUL bytes (no part of a key holds a NUL byte: map names,
 /// keys and versions are text from configuration and OData).
-fn join(parts: &[&[u8]]) -> Vec<u8> {
+pub(super) fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (index, part) in parts.iter().enumerate() {
         if index > 0 {
@@ -372,11 +521,46 @@ fn json(value: &impl Serialize) -> Result<Vec<u8>, CheckpointError> {
     })
 }
 
-fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, CheckpointError> {
+pub(super) fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, CheckpointError> {
     serde_json::from_slice(value).map_err(|error| CheckpointError::Corrupt {
         key: String::from_utf8_lossy(key).replace('\0', "/"),
         detail: error.to_string(),
     })
+}
+
+/// How many fingerprints of recent writes are kept per key: a side may
+/// report an older write after the host wrote a newer one.
+pub const ECHO_HISTORY: usize = 8;
+
+/// The history `stored` with `fingerprint` appended (oldest dropped).
+fn remember(stored: Option<&[u8]>, fingerprint: &[u8; 32]) -> Vec<u8> {
+    let mut list: Vec<u8> = stored.unwrap_or_default().to_vec();
+    list.truncate(list.len() / 32 * 32);
+    list.extend_from_slice(fingerprint);
+    let excess = (list.len() / 32).saturating_sub(ECHO_HISTORY);
+    list.split_off(excess * 32)
+}
+
+/// The history `stored` without `fingerprint` and every older entry: once
+/// a write echoed, the writes before it will not echo any more.
+fn consume(stored: &[u8], fingerprint: &[u8; 32]) -> Vec<u8> {
+    match stored
+        .chunks_exact(32)
+        .position(|entry| entry == fingerprint)
+    {
+        Some(at) => stored[(at + 1) * 32..].to_vec(),
+        None => stored.to_vec(),
+    }
+}
+
+/// Whether source version `new` comes after `seen`: by number when both are
+/// whole numbers (row versions, `versionnumber`), else whenever they differ.
+fn newer(new: &str, seen: &[u8]) -> bool {
+    let seen = String::from_utf8_lossy(seen);
+    match (new.parse::<u64>(), seen.parse::<u64>()) {
+        (Ok(new), Ok(seen)) => new > seen,
+        _ => new != seen || new.is_empty(),
+    }
 }
 
 fn not_parked(map: &str, direction: Direction, key: &str) -> CheckpointError {

@@ -7,6 +7,7 @@ mod demo;
 pub mod emulate;
 pub mod map;
 mod plugin;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,20 @@ pub enum Command {
     /// Work with table maps: validate a config file.
     #[command(subcommand)]
     Map(map::MapCommand),
+    /// Run the sync engine on every enabled map of a config file, until
+    /// Ctrl-C.
+    Run(run::RunArgs),
+}
+
+impl Command {
+    /// The log filter used when `DUALWRITE_LOG` is unset: `run` logs
+    /// activity, the other commands only warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "warn,dualwrite=info",
+            _ => "warn",
+        }
+    }
 }
 
 /// Runs the command line; the exit code is what `main` returns.
@@ -45,5 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Map(command) => map::run(command),
+        Command::Run(args) => run::run(args),
     }
 }

@@ -96,9 +96,15 @@ impl Config {
             .into_iter()
             .filter_map(|index| maps.get_mut(index).and_then(Option::take))
             .collect();
+        let mut engine = self.engine.clone();
+        if engine.data.is_relative() {
+            engine.data = options.base_dir.join(&engine.data);
+        }
+        engine.batch_size = engine.batch_size.clamp(1, crate::connector::MAX_BATCH);
         Ok(Plan {
             systems,
             maps,
+            engine,
             warnings: report.problems,
         })
     }
@@ -175,10 +181,27 @@ fn build_system(
             client_secret,
         }
     });
+    let events_secret = system.events_secret_env.as_ref().map(|variable| {
+        let secret = (options.env)(variable).map(Secret::new);
+        if secret.is_none() {
+            report.push(
+                Problem::new(
+                    ProblemCode::SecretUnset,
+                    format!("system `{name}`: the environment variable `{variable}` is not set"),
+                    format!(
+                        "set `{variable}` to the shared secret of the data event webhook before the host starts"
+                    ),
+                )
+                .at_field(format!("systems.{name}.events_secret_env")),
+            );
+        }
+        (variable.clone(), secret)
+    });
     SystemPlan {
         name: name.to_string(),
         kind: system.kind,
         url: system.url.clone(),
         auth,
+        events_secret,
     }
 }

@@ -86,6 +86,69 @@ pub struct Config {
     /// Table maps, in file order.
     #[serde(default)]
     pub maps: Vec<MapConfig>,
+    /// How the sync engine runs; every key has a default.
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// `[engine]`: where the host keeps its checkpoints and how often it looks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The sled directory; relative paths are relative to the config file.
+    #[serde(default = "default_data")]
+    pub data: PathBuf,
+    /// How often change tracking and row versions are polled (`1s`).
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: std::time::Duration,
+    /// How often finops is polled when data events arrive by webhook: the
+    /// catch-all for an event lost on the way (`30s`).
+    #[serde(default = "default_catch_all", with = "humantime_serde")]
+    pub catch_all_interval: std::time::Duration,
+    /// Most changes one write batch carries (at most 1,000).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// How long a row waits for the row its lookup points at before it is
+    /// parked (`5m`).
+    #[serde(default = "default_lookup_wait", with = "humantime_serde")]
+    pub lookup_wait: std::time::Duration,
+    /// Address of the webhook receiver for finops data events
+    /// (`POST /events/{system}`); absent for none.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            data: default_data(),
+            poll_interval: default_poll(),
+            catch_all_interval: default_catch_all(),
+            batch_size: default_batch(),
+            lookup_wait: default_lookup_wait(),
+            listen: None,
+        }
+    }
+}
+
+fn default_data() -> PathBuf {
+    PathBuf::from("dualwrite-data")
+}
+
+fn default_poll() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
+}
+
+fn default_catch_all() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+fn default_batch() -> usize {
+    500
+}
+
+fn default_lookup_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
 }
 
 /// `[systems.NAME]`.
@@ -99,6 +162,12 @@ pub struct SystemConfig {
     /// OAuth2 client credentials.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// finops: the environment variable holding the shared secret data
+    /// event webhooks must present (`X-Dualwrite-Secret` header or `code`
+    /// query parameter). Set, finops changes arrive by webhook and row
+    /// versions are polled at `engine.catch_all_interval`.
+    #[serde(default)]
+    pub events_secret_env: Option<String>,
 }
 
 /// `auth = { token_url, client_id, client_secret_env }`.

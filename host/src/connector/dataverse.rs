@@ -109,7 +109,9 @@ impl DataverseConnector {
         let body = self.transport.json(&call, &reply)?;
         let mut page = ChangePage {
             upserts: Vec::new(),
+            upsert_versions: Vec::new(),
             deletes: Vec::new(),
+            delete_versions: Vec::new(),
             next_cursor: String::new(),
             more: false,
         };
@@ -119,8 +121,19 @@ impl DataverseConnector {
                 .and_then(Value::as_str)
                 .is_some_and(|c| c.ends_with("$deletedEntity"));
             match (deleted, row.get("id").and_then(Value::as_str)) {
-                (true, Some(id)) => page.deletes.push(Deleted::Id(id.to_string())),
-                _ => page.upserts.push(row),
+                (true, Some(id)) => {
+                    page.deletes.push(Deleted::Id(id.to_string()));
+                    page.delete_versions.push(String::new());
+                }
+                _ => {
+                    let version = match row.get("versionnumber") {
+                        Some(Value::Number(n)) => n.to_string(),
+                        Some(Value::String(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    page.upserts.push(row);
+                    page.upsert_versions.push(version);
+                }
             }
         }
         if let Some(next) = link(&body, "@odata.nextLink") {
@@ -147,6 +160,21 @@ impl DataverseConnector {
             return Ok(None);
         }
         let reply = self.transport.accept(&call, reply, table, Some(key))?;
+        self.transport.json(&call, &reply).map(Some)
+    }
+
+    /// The row of `table` with primary id `id`, or `None`.
+    pub async fn get_by_id(
+        &self,
+        table: &str,
+        id: uuid::Uuid,
+    ) -> Result<Option<Row>, ConnectorError> {
+        let call = Call::new(Method::GET, self.transport.url(&format!("{table}({id})")));
+        let reply = self.transport.send(&call).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        let reply = self.transport.accept(&call, reply, table, None)?;
         self.transport.json(&call, &reply).map(Some)
     }
 

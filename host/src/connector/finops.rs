@@ -168,7 +168,7 @@ impl FinopsConnector {
             .and_then(Value::as_array)
             .ok_or_else(|| protocol("value is missing".into()))?;
         // The log holds every version; keep each key's last operation.
-        let mut last: Vec<(Key, Option<Row>)> = Vec::new();
+        let mut last: Vec<(Key, Option<Row>, String)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for entry in entries {
             let key = entry
@@ -187,25 +187,40 @@ impl FinopsConnector {
                 ),
                 other => return Err(protocol(format!("unknown operation {other:?}"))),
             };
+            let version = entry
+                .get("RowVersion")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
             let id = key.segment();
             match index.get(&id) {
-                Some(&i) => last[i].1 = row,
+                Some(&i) => {
+                    last[i].1 = row;
+                    last[i].2 = version;
+                }
                 None => {
                     index.insert(id, last.len());
-                    last.push((key, row));
+                    last.push((key, row, version));
                 }
             }
         }
         let mut page = ChangePage {
             upserts: Vec::new(),
+            upsert_versions: Vec::new(),
             deletes: Vec::new(),
+            delete_versions: Vec::new(),
             next_cursor: latest.to_string(),
             more: entries.len() >= top as usize,
         };
-        for (key, row) in last {
+        for (key, row, version) in last {
             match row {
-                Some(row) => page.upserts.push(row),
-                None => page.deletes.push(Deleted::Key(key)),
+                Some(row) => {
+                    page.upserts.push(row);
+                    page.upsert_versions.push(version);
+                }
+                None => {
+                    page.deletes.push(Deleted::Key(key));
+                    page.delete_versions.push(version);
+                }
             }
         }
         Ok(page)

@@ -89,8 +89,14 @@ pub enum Deleted {
 pub struct ChangePage {
     /// Rows created or changed.
     pub upserts: Vec<Row>,
+    /// The source version of each upsert, in order (finops: the row
+    /// version of the change; Dataverse: `versionnumber`), or empty.
+    pub upsert_versions: Vec<String>,
     /// Rows deleted.
     pub deletes: Vec<Deleted>,
+    /// The source version of each delete, in order, or empty when the
+    /// service does not say (Dataverse).
+    pub delete_versions: Vec<String>,
     /// Where to read next: store it with these changes, then pass it to
     /// `changes`. Opaque: a Dataverse next or delta link, a finops row
     /// version.

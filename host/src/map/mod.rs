@@ -135,6 +135,9 @@ pub struct SystemPlan {
     pub url: String,
     /// Client credentials, if the service needs them.
     pub auth: Option<AuthPlan>,
+    /// finops data events: the variable named and the shared secret
+    /// webhooks must present (`None` when unset at build time).
+    pub events_secret: Option<(String, Option<Secret>)>,
 }
 
 /// One side of a map.
@@ -214,6 +217,8 @@ pub struct Plan {
     pub systems: BTreeMap<String, SystemPlan>,
     /// Maps, each after the maps it depends on.
     pub maps: Vec<MapPlan>,
+    /// How the engine runs (`data` made absolute against the config file).
+    pub engine: crate::config::EngineConfig,
     /// Warning-level problems found while building.
     pub warnings: Vec<Problem>,
 }

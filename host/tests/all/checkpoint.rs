@@ -18,6 +18,7 @@ fn change(key: &str, version: &str) -> Change {
             .as_object()
             .cloned()
             .unwrap_or_default(),
+        modified: None,
     }
 }
 

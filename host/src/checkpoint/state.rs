@@ -1,0 +1,83 @@
+//! Per-key sync state the engine reads between the protocol's steps: the
+//! echo fingerprint and image of each side, the key behind a Dataverse row
+//! id, and the changes of one key still queued in a flow.
+
+use serde_json::{Map, Value};
+
+use super::ops::{flow, join, parse, prefix};
+use super::{CheckpointError, Checkpoints, Direction, QueuedChange};
+
+impl Checkpoints {
+    /// The fingerprints of the host's recent writes of `key` on `side` not
+    /// echoed yet, oldest first.
+    pub fn echo(&self, map: &str, side: &str, key: &str) -> Result<Vec<[u8; 32]>, CheckpointError> {
+        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+        Ok(self
+            .echo_tree()
+            .get(slot)?
+            .map(|stored| {
+                stored
+                    .chunks_exact(32)
+                    .map(|entry| {
+                        let mut fingerprint = [0u8; 32];
+                        fingerprint.copy_from_slice(entry);
+                        fingerprint
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The last known image of `key`'s mapped fields on `side`: what the
+    /// side last reported, with what the host wrote there since.
+    pub fn image(
+        &self,
+        map: &str,
+        side: &str,
+        key: &str,
+    ) -> Result<Option<Map<String, Value>>, CheckpointError> {
+        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+        match self.images.get(&slot)? {
+            Some(bytes) => Ok(Some(parse(&slot, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The integration key of the row with id `id` on `side`, remembered at
+    /// capture.
+    pub fn key_of_id(
+        &self,
+        map: &str,
+        side: &str,
+        id: &str,
+    ) -> Result<Option<String>, CheckpointError> {
+        let slot = join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]);
+        Ok(self
+            .ids
+            .get(slot)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// The changes of `key` queued in a map's direction, oldest first.
+    pub fn pending(
+        &self,
+        map: &str,
+        direction: Direction,
+        key: &str,
+    ) -> Result<Vec<QueuedChange>, CheckpointError> {
+        let flow = flow(map, direction);
+        let start = join(&[&flow, key.as_bytes()]);
+        let mut changes = Vec::new();
+        for entry in self.by_key.scan_prefix(prefix(&start)) {
+            let (index, _) = entry?;
+            let Some(seq) = index.get(index.len().saturating_sub(8)..) else {
+                continue;
+            };
+            let slot = join(&[&flow, seq]);
+            if let Some(bytes) = self.queue_tree().get(&slot)? {
+                changes.push(parse(&slot, &bytes)?);
+            }
+        }
+        Ok(changes)
+    }
+}

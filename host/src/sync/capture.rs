@@ -1,0 +1,212 @@
+//! Capture: one task per map side reads the source's changes (Dataverse
+//! delta links, finops row versions) and queues them with the new cursor
+//! in one flushed transaction before reading on. The first read of a side
+//! with no cursor is the initial copy: every row.
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::checkpoint::{Change, Operation};
+use crate::connector::{ChangePage, ConnectorError, Deleted, Key, KeyValue};
+use crate::map::MapPlan;
+
+use super::Shared;
+use super::refs;
+use super::shape::{self, Row, Side};
+use super::system::primary_id;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Runs the capture of `map`'s `side` until shutdown.
+pub(super) async fn run(shared: Arc<Shared>, map: String, side: Side, webhook: bool) {
+    let mut shutdown = shared.shutdown.clone();
+    let Some(plan) = shared.plan.map(&map) else {
+        return;
+    };
+    let system_name = match side {
+        Side::Left => &plan.left.system,
+        Side::Right => &plan.right.system,
+    };
+    let pushed = webhook
+        && side == Side::Left
+        && shared
+            .plan
+            .systems
+            .get(system_name)
+            .is_some_and(|s| s.events_secret.is_some());
+    let interval = if pushed {
+        shared.plan.engine.catch_all_interval
+    } else {
+        shared.plan.engine.poll_interval
+    };
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if shared.stopping() {
+            return;
+        }
+        let wait = match read_once(&shared, plan, side).await {
+            Ok(more) => {
+                backoff = Duration::from_millis(500);
+                if more { Duration::ZERO } else { interval }
+            }
+            Err(error) => {
+                tracing::warn!(map = %map, side = side.name(), %error, "Capture failed; retrying.");
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff
+            }
+        };
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Reads one page and queues it; true when more is ready now.
+async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, String> {
+    let direction = side.direction();
+    let (system_name, table) = match side {
+        Side::Left => (&plan.left.system, &plan.left.table),
+        Side::Right => (&plan.right.system, &plan.right.table),
+    };
+    let system = shared
+        .systems
+        .get(system_name)
+        .ok_or_else(|| format!("system `{system_name}` is not connected"))?;
+    let cursor = shared
+        .store
+        .cursor(&plan.name, direction)
+        .map_err(|e| e.to_string())?;
+    let page = match system.changes(table, &[], cursor.as_deref()).await {
+        Ok(page) => page,
+        // An expired delta link or row version: read everything again; the
+        // queue skips versions already captured.
+        Err(ConnectorError::Rejected {
+            status: 400 | 410, ..
+        }) if cursor.is_some() => {
+            tracing::warn!(map = %plan.name, side = side.name(), "The change cursor expired; reading the table again.");
+            system
+                .changes(table, &[], None)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let more = page.more;
+    let cursor = page.next_cursor.clone();
+    let (changes, ids) = changes_of(shared, plan, side, page).await?;
+    let ids: Vec<(&str, &str, &str)> = ids
+        .iter()
+        .map(|(id, key)| (side.name(), id.as_str(), key.as_str()))
+        .collect();
+    let added = shared
+        .store
+        .capture_page(&plan.name, direction, &changes, Some(&cursor), &ids)
+        .map_err(|e| e.to_string())?;
+    if added > 0 {
+        shared
+            .counters(&plan.name, direction)
+            .captured
+            .fetch_add(added as u64, Ordering::Relaxed);
+        if let Some(wake) = shared.wake.get(&plan.name) {
+            wake.notify_one();
+        }
+    }
+    if !more {
+        shared.mark_captured(&plan.name, side);
+    }
+    Ok(more)
+}
+
+/// A page as queued changes, with the ids of the Dataverse rows in it.
+async fn changes_of(
+    shared: &Shared,
+    plan: &MapPlan,
+    side: Side,
+    page: ChangePage,
+) -> Result<(Vec<Change>, Vec<(String, String)>), String> {
+    let system = match side {
+        Side::Left => &shared.systems[&plan.left.system],
+        Side::Right => &shared.systems[&plan.right.system],
+    };
+    let table = match side {
+        Side::Left => &plan.left.table,
+        Side::Right => &plan.right.table,
+    };
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut changes = Vec::new();
+    let mut ids = Vec::new();
+    let id_field = primary_id(table);
+    for (raw, version) in page.upserts.into_iter().zip(page.upsert_versions) {
+        let modified = raw
+            .get("modifiedon")
+            .and_then(Value::as_str)
+            .map_or_else(|| now.clone(), str::to_owned);
+        let id = raw
+            .get(&id_field)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let row = refs::to_logical(&shared.plan, plan, side, system, raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = match shape::key_text(plan, side, &row) {
+            Ok(key) => key,
+            Err(problem) => {
+                tracing::warn!(map = %plan.name, side = side.name(), %problem, "A captured row has no key; it is not synced.");
+                continue;
+            }
+        };
+        if let (Some(id), Side::Right) = (id, side) {
+            ids.push((id, key.clone()));
+        }
+        changes.push(Change {
+            key,
+            version,
+            operation: Operation::Upsert,
+            row,
+            modified: Some(modified),
+        });
+    }
+    for (deleted, version) in page.deletes.into_iter().zip(page.delete_versions) {
+        let key = match deleted {
+            Deleted::Id(id) => shared
+                .store
+                .key_of_id(&plan.name, side.name(), &id)
+                .map_err(|e| e.to_string())?,
+            Deleted::Key(key) => key_text_of(plan, side, &key),
+        };
+        let Some(key) = key else {
+            continue;
+        };
+        changes.push(Change {
+            key,
+            version,
+            operation: Operation::Delete,
+            row: Row::new(),
+            modified: Some(now.clone()),
+        });
+    }
+    Ok((changes, ids))
+}
+
+/// The key text of a finops key as reported in a delete.
+pub(super) fn key_text_of(plan: &MapPlan, side: Side, key: &Key) -> Option<String> {
+    let row: Row = key
+        .parts
+        .iter()
+        .map(|(field, value)| {
+            let value = match value {
+                KeyValue::Text(s) => Value::String(s.clone()),
+                KeyValue::Guid(g) => Value::String(g.to_string()),
+                KeyValue::Number(n) => Value::from(*n),
+            };
+            (field.clone(), value)
+        })
+        .collect();
+    shape::key_text(plan, side, &row).ok()
+}

@@ -1,0 +1,594 @@
+//! One batch of one map's direction, from the queue to the target and back
+//! into the checkpoint store: echo check, conflict policy, filter and
+//! filter exit, mapping, plugins, lookups, the write, and the one
+//! transaction that records the outcome.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+
+use crate::checkpoint::{Activity, Direction, Finish, Operation, QueuedChange, fingerprint};
+use crate::connector::{Write, WriteOutcome};
+use crate::map::{ConflictPolicy, FilterExit, MapPlan};
+
+use super::Shared;
+use super::plugins::Fate;
+use super::refs::{self, Prepared};
+use super::shape::{self, Row, Side};
+
+/// A key waiting for the row its lookup points at.
+#[derive(Debug, Clone)]
+pub(super) struct Waiting {
+    pub since: Instant,
+    pub retry_at: Instant,
+}
+
+/// The fingerprint recorded for a row the host deleted.
+pub(super) fn deleted_mark() -> [u8; 32] {
+    fingerprint(&Row::new(), ["\0deleted"])
+}
+
+/// A change that passed the checks, on its way to the target.
+struct Planned {
+    queued: QueuedChange,
+    /// The target's row (logical); `None` deletes.
+    row: Option<Row>,
+    /// What this write does, for the log.
+    what: &'static str,
+}
+
+/// What one batch records.
+#[derive(Default)]
+struct Outcome {
+    done: Vec<QueuedChange>,
+    echoes: Vec<(&'static str, String, [u8; 32])>,
+    consumed: Vec<(&'static str, String, [u8; 32])>,
+    images: Vec<(&'static str, String, Option<Row>)>,
+    activity: Vec<Activity>,
+}
+
+impl Outcome {
+    fn log(&mut self, map: &str, direction: Direction, key: &str, what: &str, detail: String) {
+        self.activity.push(Activity {
+            map: map.to_owned(),
+            direction,
+            key: key.to_owned(),
+            what: what.to_owned(),
+            detail,
+        });
+    }
+}
+
+/// Processes one batch of `map`'s `direction`; returns how many changes
+/// it took from the queue (0: nothing to do). A connector error leaves the
+/// whole batch queued.
+pub(super) async fn process(
+    shared: &Shared,
+    map: &MapPlan,
+    direction: Direction,
+    waiting: &mut HashMap<String, Waiting>,
+) -> Result<usize, String> {
+    let store = &shared.store;
+    let source = Side::source_of(direction);
+    let target = source.other();
+    let now = Instant::now();
+    let batch = store
+        .next_batch_except(
+            &map.name,
+            direction,
+            shared.plan.engine.batch_size,
+            &|key| waiting.get(key).is_some_and(|w| w.retry_at > now),
+        )
+        .map_err(|e| e.to_string())?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let taken = batch.len();
+    let source_fields = shape::side_fields(map, source);
+    let target_fields = shape::side_fields(map, target);
+    let counters = shared.counters(&map.name, direction);
+    let mut out = Outcome::default();
+    let mut planned = Vec::new();
+    let mut parked: Vec<(QueuedChange, String)> = Vec::new();
+
+    for queued in batch {
+        let key = queued.change.key.clone();
+        let upsert = queued.change.operation == Operation::Upsert;
+        let mark = if upsert {
+            fingerprint(&queued.change.row, source_fields.iter().map(String::as_str))
+        } else {
+            deleted_mark()
+        };
+        let source_image = upsert.then(|| shape::restrict(&queued.change.row, &source_fields));
+        if store
+            .echo(&map.name, source.name(), &key)
+            .map_err(|e| e.to_string())?
+            .contains(&mark)
+        {
+            out.consumed.push((source.name(), key.clone(), mark));
+            out.log(
+                &map.name,
+                direction,
+                &key,
+                "echo",
+                format!("version {}", queued.change.version),
+            );
+            out.images.push((source.name(), key, source_image));
+            out.done.push(queued);
+            counters.echoes.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if !settle_conflict(shared, map, direction, &queued, &mut out)? {
+            counters.conflicts.fetch_add(1, Ordering::Relaxed);
+            out.done.push(queued);
+            continue;
+        }
+        let synced = store
+            .image(&map.name, target.name(), &key)
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !upsert {
+            if synced {
+                planned.push(Planned {
+                    queued,
+                    row: None,
+                    what: "deleted",
+                });
+            } else {
+                out.log(
+                    &map.name,
+                    direction,
+                    &key,
+                    "skipped",
+                    "deleted, and never synced to the other side".into(),
+                );
+                out.images.push((source.name(), key, None));
+                out.done.push(queued);
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let filter = match source {
+            Side::Left => map.left.filter.as_ref(),
+            Side::Right => map.right.filter.as_ref(),
+        };
+        if let Some(filter) = filter
+            && !filter.matches(&queued.change.row)
+        {
+            if synced && map.on_filter_exit == FilterExit::Delete {
+                planned.push(Planned {
+                    queued,
+                    row: None,
+                    what: "filter-exit",
+                });
+            } else {
+                let detail = if synced {
+                    format!(
+                        "left the filter `{}`; the other side keeps it (on_filter_exit = keep)",
+                        filter.as_str()
+                    )
+                } else {
+                    format!("does not match the filter `{}`", filter.as_str())
+                };
+                out.log(&map.name, direction, &key, "filtered", detail);
+                out.images.push((source.name(), key, source_image));
+                out.done.push(queued);
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        match shape::map_row(map, source, &queued.change.row) {
+            Ok(row) => planned.push(Planned {
+                queued,
+                row: Some(row),
+                what: "written",
+            }),
+            Err(problem) => parked.push((queued, problem)),
+        }
+    }
+
+    run_plugins(
+        shared,
+        map,
+        direction,
+        target,
+        &mut planned,
+        &mut out,
+        &mut parked,
+    );
+
+    let system = &shared.systems[match target {
+        Side::Left => &map.left.system,
+        Side::Right => &map.right.system,
+    }];
+    let mut writes = Vec::new();
+    let mut sent = Vec::new();
+    for plan in planned {
+        let key = plan.queued.change.key.clone();
+        match refs::prepare(&shared.plan, map, target, system, &key, plan.row.as_ref())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Prepared::Ready(write) => {
+                writes.push(write);
+                sent.push(plan);
+            }
+            Prepared::Wait(reason) => {
+                let entry = waiting.entry(key.clone()).or_insert(Waiting {
+                    since: now,
+                    retry_at: now,
+                });
+                if entry.since.elapsed() >= shared.plan.engine.lookup_wait {
+                    waiting.remove(&key);
+                    let waited = humantime::format_duration(shared.plan.engine.lookup_wait);
+                    parked.push((
+                        plan.queued,
+                        format!("{reason} (gave up after {waited}: sync that row, then resubmit)"),
+                    ));
+                } else {
+                    let first = entry.retry_at == entry.since;
+                    let pause = entry
+                        .since
+                        .elapsed()
+                        .clamp(Duration::from_millis(200), Duration::from_secs(5));
+                    entry.retry_at = Instant::now() + pause;
+                    if first {
+                        shared.emit(&map.name, direction, &key, "waiting", reason);
+                    }
+                }
+            }
+        }
+    }
+
+    if !writes.is_empty() {
+        let outcomes = system
+            .write_batch(&writes)
+            .await
+            .map_err(|e| e.to_string())?;
+        for ((plan, write), outcome) in sent.into_iter().zip(&writes).zip(outcomes) {
+            let key = plan.queued.change.key.clone();
+            match outcome {
+                WriteOutcome::Applied { .. } => {
+                    waiting.remove(&key);
+                    record_write(
+                        shared,
+                        map,
+                        direction,
+                        &target_fields,
+                        &source_fields,
+                        plan,
+                        write,
+                        &mut out,
+                    )?;
+                }
+                WriteOutcome::Failed { status, service } => {
+                    parked.push((
+                        plan.queued,
+                        format!(
+                            "the {} write was refused ({status}): {}",
+                            target.name(),
+                            service.message
+                        ),
+                    ));
+                }
+                WriteOutcome::NotApplied => {}
+            }
+        }
+    }
+
+    for (queued, reason) in &parked {
+        store
+            .park(&map.name, direction, queued, reason)
+            .map_err(|e| e.to_string())?;
+        out.log(
+            &map.name,
+            direction,
+            &queued.change.key,
+            "parked",
+            reason.clone(),
+        );
+        counters.parked.fetch_add(1, Ordering::Relaxed);
+    }
+    let echoes: Vec<(&str, &str, [u8; 32])> = out
+        .echoes
+        .iter()
+        .map(|(s, k, f)| (*s, k.as_str(), *f))
+        .collect();
+    let consumed: Vec<(&str, &str, [u8; 32])> = out
+        .consumed
+        .iter()
+        .map(|(s, k, f)| (*s, k.as_str(), *f))
+        .collect();
+    let images: Vec<(&str, &str, Option<Row>)> = out
+        .images
+        .iter()
+        .map(|(s, k, i)| (*s, k.as_str(), i.clone()))
+        .collect();
+    store
+        .finish(
+            &map.name,
+            direction,
+            &Finish {
+                done: &out.done,
+                echoes: &echoes,
+                consumed: &consumed,
+                images: &images,
+                activity: &out.activity,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    for line in out.activity {
+        tracing::info!(map = %line.map, direction = %line.direction, key = %line.key, what = %line.what, "{}", line.detail);
+        let what = match line.what.as_str() {
+            "written" => "written",
+            "deleted" => "deleted",
+            "echo" => "echo",
+            "filtered" => "filtered",
+            "skipped" => "skipped",
+            "conflict-lost" => "conflict-lost",
+            "parked" => "parked",
+            _ => "other",
+        };
+        shared.emit(&line.map, line.direction, &line.key, what, line.detail);
+    }
+    Ok(taken)
+}
+
+/// Records a confirmed write: the echo fingerprint and image of the target
+/// (its last image with what was written), the source's image, the log.
+#[allow(clippy::too_many_arguments)]
+fn record_write(
+    shared: &Shared,
+    map: &MapPlan,
+    direction: Direction,
+    target_fields: &[String],
+    source_fields: &[String],
+    plan: Planned,
+    write: &Write,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    let source = Side::source_of(direction);
+    let target = source.other();
+    let key = plan.queued.change.key.clone();
+    let counters = shared.counters(&map.name, direction);
+    match &plan.row {
+        Some(row) => {
+            let mut image = shared
+                .store
+                .image(&map.name, target.name(), &key)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            for field in target_fields {
+                if let Some(value) = row.get(field) {
+                    image.insert(field.clone(), value.clone());
+                }
+            }
+            let image = shape::restrict(&image, target_fields);
+            let mark = fingerprint(&image, target_fields.iter().map(String::as_str));
+            out.echoes.push((target.name(), key.clone(), mark));
+            out.images.push((target.name(), key.clone(), Some(image)));
+            out.images.push((
+                source.name(),
+                key.clone(),
+                Some(shape::restrict(&plan.queued.change.row, source_fields)),
+            ));
+            counters.written.fetch_add(1, Ordering::Relaxed);
+            out.log(
+                &map.name,
+                direction,
+                &key,
+                "written",
+                format!("{} {}", write.table(), write.key()),
+            );
+        }
+        None => {
+            out.echoes
+                .push((target.name(), key.clone(), deleted_mark()));
+            out.images.push((target.name(), key.clone(), None));
+            let source_image = (plan.what == "filter-exit")
+                .then(|| shape::restrict(&plan.queued.change.row, source_fields));
+            out.images.push((source.name(), key.clone(), source_image));
+            counters.deleted.fetch_add(1, Ordering::Relaxed);
+            let detail = if plan.what == "filter-exit" {
+                format!("left the filter; deleted {} {}", write.table(), write.key())
+            } else {
+                format!("{} {}", write.table(), write.key())
+            };
+            out.log(&map.name, direction, &key, "deleted", detail);
+        }
+    }
+    out.done.push(plan.queued);
+    Ok(())
+}
+
+/// Runs the map's plugins over the planned upserts: skipped rows are done,
+/// failed rows parked.
+fn run_plugins(
+    shared: &Shared,
+    map: &MapPlan,
+    direction: Direction,
+    target: Side,
+    planned: &mut Vec<Planned>,
+    out: &mut Outcome,
+    parked: &mut Vec<(QueuedChange, String)>,
+) {
+    let Some(chain) = shared.chains.get(&map.name) else {
+        return;
+    };
+    if chain.is_empty_for(direction) {
+        return;
+    }
+    let company_field = map
+        .company_pair()
+        .and_then(|pair| shape::field_on(pair, target))
+        .map(str::to_owned);
+    let upserts: Vec<usize> = (0..planned.len())
+        .filter(|&i| planned[i].row.is_some())
+        .collect();
+    if upserts.is_empty() {
+        return;
+    }
+    let mut rows: Vec<(Option<String>, Row)> = upserts
+        .iter()
+        .map(|&i| {
+            let row = planned[i].row.clone().unwrap_or_default();
+            let company = company_field
+                .as_ref()
+                .and_then(|f| row.get(f))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            (company, row)
+        })
+        .collect();
+    let fates = chain.run(&map.name, direction, &mut rows);
+    let mut gone: Vec<(usize, Result<String, String>)> = Vec::new();
+    for ((index, (_, row)), fate) in upserts.into_iter().zip(rows).zip(fates) {
+        match fate {
+            Fate::Keep => planned[index].row = Some(row),
+            Fate::Skip(reason) => gone.push((index, Ok(reason))),
+            Fate::Fail(message) => gone.push((index, Err(message))),
+        }
+    }
+    let counters = shared.counters(&map.name, direction);
+    for (index, fate) in gone.into_iter().rev() {
+        let plan = planned.remove(index);
+        let key = plan.queued.change.key.clone();
+        match fate {
+            Ok(reason) => {
+                out.log(&map.name, direction, &key, "skipped", reason);
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                out.done.push(plan.queued);
+            }
+            Err(message) => parked.push((plan.queued, message)),
+        }
+    }
+}
+
+/// Settles a conflict of `queued` with the other direction's queued
+/// changes of its key: true when `queued` goes on (the other side's
+/// changes, if any, lost and are done), false when it lost.
+fn settle_conflict(
+    shared: &Shared,
+    map: &MapPlan,
+    direction: Direction,
+    queued: &QueuedChange,
+    out: &mut Outcome,
+) -> Result<bool, String> {
+    let store = &shared.store;
+    let key = &queued.change.key;
+    let other_direction = match direction {
+        Direction::LeftToRight => Direction::RightToLeft,
+        Direction::RightToLeft => Direction::LeftToRight,
+    };
+    let other_side = Side::source_of(other_direction);
+    let other_fields = shape::side_fields(map, other_side);
+    let stored = store
+        .echo(&map.name, other_side.name(), key)
+        .map_err(|e| e.to_string())?;
+    let others: Vec<QueuedChange> = store
+        .pending(&map.name, other_direction, key)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|other| {
+            let mark = match other.change.operation {
+                Operation::Upsert => {
+                    fingerprint(&other.change.row, other_fields.iter().map(String::as_str))
+                }
+                Operation::Delete => deleted_mark(),
+            };
+            !stored.contains(&mark)
+        })
+        .collect();
+    let Some(latest) = others.last() else {
+        return Ok(true);
+    };
+    let source = Side::source_of(direction);
+    let wins = match map.conflict {
+        ConflictPolicy::LeftWins => source == Side::Left,
+        ConflictPolicy::RightWins => source == Side::Right,
+        ConflictPolicy::LastWriterWins => {
+            let ours = when(&queued.change.modified);
+            let theirs = when(&latest.change.modified);
+            ours > theirs || (ours == theirs && source == Side::Left)
+        }
+    };
+    let policy = match map.conflict {
+        ConflictPolicy::LeftWins => "left-wins",
+        ConflictPolicy::RightWins => "right-wins",
+        ConflictPolicy::LastWriterWins => "last-writer-wins",
+    };
+    let describe = |q: &QueuedChange, side: Side| {
+        format!(
+            "{} version {} (modified {}): {}",
+            side.name(),
+            q.change.version,
+            q.change.modified.as_deref().unwrap_or("?"),
+            serde_json::Value::Object(shape::restrict(
+                &q.change.row,
+                &shape::side_fields(map, side)
+            ))
+        )
+    };
+    if wins {
+        let mut lost = Vec::new();
+        for other in &others {
+            lost.push(Activity {
+                map: map.name.clone(),
+                direction: other_direction,
+                key: key.clone(),
+                what: "conflict-lost".into(),
+                detail: format!(
+                    "{policy}: {} lost to {}",
+                    describe(other, other_side),
+                    describe(queued, source)
+                ),
+            });
+        }
+        store
+            .finish(
+                &map.name,
+                other_direction,
+                &Finish {
+                    done: &others,
+                    activity: &lost,
+                    ..Finish::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        shared
+            .counters(&map.name, other_direction)
+            .conflicts
+            .fetch_add(others.len() as u64, Ordering::Relaxed);
+        for line in lost {
+            shared.emit(
+                &line.map,
+                line.direction,
+                &line.key,
+                "conflict-lost",
+                line.detail,
+            );
+        }
+        Ok(true)
+    } else {
+        out.log(
+            &map.name,
+            direction,
+            key,
+            "conflict-lost",
+            format!(
+                "{policy}: {} lost to {}",
+                describe(queued, source),
+                describe(latest, other_side)
+            ),
+        );
+        Ok(false)
+    }
+}
+
+fn when(text: &Option<String>) -> i64 {
+    text.as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or(i64::MIN, |t| t.timestamp_micros())
+}

@@ -1,0 +1,187 @@
+//! Lookups between the logical form and Dataverse: a captured Dataverse
+//! row's `_column_value` ids read back as the referenced row's key value,
+//! and a logical row turned into a write, its lookups bound by id, waiting
+//! when the referenced row is not there yet.
+
+use serde_json::Value;
+
+use crate::connector::{ConnectorError, Key, Write};
+use crate::map::{FieldMapping, MapPlan, Plan, SystemKind};
+
+use super::shape::{self, Row, Side, key_values};
+use super::system::System;
+
+/// A write ready to send, or why the row must wait.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// Send this.
+    Ready(Write),
+    /// A referenced row is missing; try again later.
+    Wait(String),
+}
+
+/// The table a lookup points at: the right table of the map it goes
+/// through.
+fn target<'p>(plan: &'p Plan, mapping: &FieldMapping) -> Option<(&'p MapPlan, &'p str)> {
+    let lookup = mapping.lookup.as_ref()?;
+    let map = plan.map(lookup.map.as_deref()?)?;
+    Some((map, map.right.table.as_str()))
+}
+
+/// The lookup mapping behind right column `column`.
+fn lookup_of<'m>(map: &'m MapPlan, column: &str) -> Option<&'m FieldMapping> {
+    shape::mappings(map).find(|m| m.lookup.is_some() && m.right.as_deref() == Some(column))
+}
+
+/// `raw` as reported by `side`, in logical form: for Dataverse, each lookup
+/// column the map uses holds the referenced row's key value.
+pub async fn to_logical(
+    plan: &Plan,
+    map: &MapPlan,
+    side: Side,
+    system: &System,
+    mut raw: Row,
+) -> Result<Row, ConnectorError> {
+    if side_kind(map, side) != SystemKind::Dataverse {
+        return Ok(raw);
+    }
+    for mapping in shape::mappings(map) {
+        let (Some(column), Some(lookup)) = (shape::field_on(mapping, side), &mapping.lookup) else {
+            continue;
+        };
+        let id = raw
+            .get(&format!("_{column}_value"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let value = match (id, target(plan, mapping)) {
+            (Some(id), Some((_, table))) => system.value_of(table, &id, &lookup.key_field).await?,
+            _ => Value::Null,
+        };
+        raw.insert(column.to_owned(), value);
+    }
+    Ok(raw)
+}
+
+fn side_kind(map: &MapPlan, side: Side) -> SystemKind {
+    match side {
+        Side::Left => map.left.kind,
+        Side::Right => map.right.kind,
+    }
+}
+
+fn table_of(map: &MapPlan, side: Side) -> &str {
+    match side {
+        Side::Left => &map.left.table,
+        Side::Right => &map.right.table,
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The write of `key` to side `to`: an upsert of `row` (logical, `to`'s
+/// names), or a delete when `row` is `None`.
+pub async fn prepare(
+    plan: &Plan,
+    map: &MapPlan,
+    to: Side,
+    system: &System,
+    key: &str,
+    row: Option<&Row>,
+) -> Result<Prepared, ConnectorError> {
+    let table = table_of(map, to).to_owned();
+    let values = key_values(key);
+    if side_kind(map, to) == SystemKind::Finops {
+        let mut write_key = Key::new();
+        for (pair, value) in map.key.iter().zip(&values) {
+            write_key = write_key.text(shape::field_on(pair, to).unwrap_or_default(), value);
+        }
+        return Ok(Prepared::Ready(match row {
+            Some(row) => Write::Upsert {
+                table,
+                key: write_key,
+                row: row.clone(),
+            },
+            None => Write::Delete {
+                table,
+                key: write_key,
+            },
+        }));
+    }
+    // Dataverse: lookups in the key are `_column_value=<id>`.
+    let mut write_key = Key::new();
+    let mut company: Option<uuid::Uuid> = None;
+    for (pair, value) in map.key.iter().zip(&values) {
+        let column = shape::field_on(pair, to).unwrap_or_default();
+        match (&pair.lookup, target(plan, pair)) {
+            (Some(lookup), Some((_, target_table))) => {
+                let lookup_key = Key::single(&lookup.key_field, value);
+                let Some(id) = system.id_of(target_table, &lookup_key).await? else {
+                    return Ok(Prepared::Wait(missing(target_table, &lookup_key, pair)));
+                };
+                let guid = uuid::Uuid::parse_str(&id).unwrap_or_default();
+                if map.company_pair().is_some_and(|c| std::ptr::eq(c, pair)) {
+                    company = Some(guid);
+                }
+                write_key = write_key.guid(&format!("_{column}_value"), guid);
+            }
+            _ => write_key = write_key.text(column, value),
+        }
+    }
+    let Some(row) = row else {
+        return Ok(Prepared::Ready(Write::Delete {
+            table,
+            key: write_key,
+        }));
+    };
+    let mut body = Row::new();
+    for (field, value) in row {
+        let Some(mapping) = lookup_of(map, field) else {
+            body.insert(field.clone(), value.clone());
+            continue;
+        };
+        let (Some(lookup), Some((target_map, target_table))) =
+            (&mapping.lookup, target(plan, mapping))
+        else {
+            continue;
+        };
+        let Some(value) = text(value) else {
+            continue;
+        };
+        let mut lookup_key = Key::single(&lookup.key_field, &value);
+        if let (Some(pair), Some(company)) = (target_map.company_pair(), company) {
+            let column = pair.right.as_deref().unwrap_or_default();
+            lookup_key = lookup_key.guid(&format!("_{column}_value"), company);
+        }
+        let Some(id) = system.id_of(target_table, &lookup_key).await? else {
+            return Ok(Prepared::Wait(missing(target_table, &lookup_key, mapping)));
+        };
+        body.insert(
+            format!("{field}@odata.bind"),
+            Value::String(format!("/{target_table}({id})")),
+        );
+    }
+    Ok(Prepared::Ready(Write::Upsert {
+        table,
+        key: write_key,
+        row: body,
+    }))
+}
+
+fn missing(table: &str, key: &Key, mapping: &FieldMapping) -> String {
+    let via = mapping
+        .lookup
+        .as_ref()
+        .and_then(|l| l.map.as_deref())
+        .unwrap_or("?");
+    format!(
+        "lookup `{}`: {table}{key} does not exist yet; waiting for map `{via}` to deliver it",
+        mapping.right.as_deref().unwrap_or_default()
+    )
+}

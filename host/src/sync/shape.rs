@@ -1,0 +1,239 @@
+//! How a map shapes rows, without I/O: which fields each side maps, the
+//! canonical key text, and a source row turned into the target's row
+//! (directions, defaults, value maps). Lookup columns hold the referenced
+//! row's key value here (the *logical* form); `refs` turns them into binds.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde_json::{Map, Number, Value};
+
+use crate::checkpoint::Direction;
+use crate::map::{FieldMapping, Literal, MapPlan};
+
+/// A row as JSON fields.
+pub type Row = Map<String, Value>;
+
+/// One side of a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The left table (usually finops).
+    Left,
+    /// The right table (usually Dataverse).
+    Right,
+}
+
+impl Side {
+    /// `left` or `right`, as the checkpoint store names sides.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+
+    /// The side a direction reads from.
+    pub fn source_of(direction: Direction) -> Side {
+        match direction {
+            Direction::LeftToRight => Side::Left,
+            Direction::RightToLeft => Side::Right,
+        }
+    }
+
+    /// The direction that reads from this side.
+    pub fn direction(self) -> Direction {
+        match self {
+            Side::Left => Direction::LeftToRight,
+            Side::Right => Direction::RightToLeft,
+        }
+    }
+}
+
+/// The field a mapping names on `side`.
+pub fn field_on(mapping: &FieldMapping, side: Side) -> Option<&str> {
+    match side {
+        Side::Left => mapping.left.as_deref(),
+        Side::Right => mapping.right.as_deref(),
+    }
+}
+
+/// Every mapping of a map: key pairs first, then fields.
+pub fn mappings(map: &MapPlan) -> impl Iterator<Item = &FieldMapping> {
+    map.key.iter().chain(map.fields.iter())
+}
+
+/// Whether a mapping copies values toward `to`.
+pub fn writes_to(mapping: &FieldMapping, to: Side) -> bool {
+    match to {
+        Side::Right => mapping.direction.writes_right(),
+        Side::Left => mapping.direction.writes_left(),
+    }
+}
+
+/// The fields `side` maps, in any direction: what an echo fingerprint and
+/// an image cover.
+pub fn side_fields(map: &MapPlan, side: Side) -> Vec<String> {
+    let mut fields: Vec<String> = mappings(map)
+        .filter_map(|m| field_on(m, side).map(str::to_owned))
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
+/// Whether any mapping writes toward `to` (else that direction is idle).
+pub fn flows_to(map: &MapPlan, to: Side) -> bool {
+    map.fields.iter().any(|m| writes_to(m, to))
+}
+
+/// The canonical key text of a logical row of `side`: the key values in
+/// key order, joined by `|` (`\|` and `\\` inside a value).
+pub fn key_text(map: &MapPlan, side: Side, row: &Row) -> Result<String, String> {
+    let mut parts = Vec::with_capacity(map.key.len());
+    for pair in &map.key {
+        let field = field_on(pair, side).unwrap_or_default();
+        let text = match row.get(field) {
+            Some(Value::String(text)) if !text.is_empty() => text.clone(),
+            Some(Value::Number(number)) => number.to_string(),
+            Some(Value::Bool(flag)) => flag.to_string(),
+            _ => {
+                return Err(format!(
+                    "key field `{field}` is empty: every key field must have a value"
+                ));
+            }
+        };
+        parts.push(text.replace('\\', "\\\\").replace('|', "\\|"));
+    }
+    Ok(parts.join("|"))
+}
+
+/// The values of a key text, in key order.
+pub fn key_values(text: &str) -> Vec<String> {
+    let mut values = vec![String::new()];
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    values.last_mut().map(|v| v.push(next));
+                }
+            }
+            '|' => values.push(String::new()),
+            c => {
+                values.last_mut().map(|v| v.push(c));
+            }
+        }
+    }
+    values
+}
+
+/// The source row `row` (logical, `from`'s field names) as the other side's
+/// logical row: every mapping that writes that way, with its default and
+/// value map. A value the value map has no entry for fails the row.
+pub fn map_row(map: &MapPlan, from: Side, row: &Row) -> Result<Row, String> {
+    let to = from.other();
+    let mut out = Row::new();
+    for mapping in mappings(map) {
+        if !writes_to(mapping, to) {
+            continue;
+        }
+        let Some(target) = field_on(mapping, to) else {
+            continue;
+        };
+        let value = field_on(mapping, from)
+            .and_then(|field| row.get(field))
+            .filter(|value| !value.is_null())
+            .cloned();
+        let value = match value {
+            Some(value) if !mapping.value_map.is_empty() => {
+                translate(mapping, from, &value).ok_or_else(|| {
+                    format!(
+                        "field `{}`: the value {value} has no entry in the value map of `{target}`; add it to the map",
+                        field_on(mapping, from).unwrap_or_default()
+                    )
+                })?
+            }
+            Some(value) => value,
+            None => match &mapping.default {
+                Some(default) => literal_json(default),
+                None => Value::Null,
+            },
+        };
+        out.insert(target.to_owned(), value);
+    }
+    Ok(out)
+}
+
+/// The value map entry for `value`, read forwards from the left, backwards
+/// from the right.
+fn translate(mapping: &FieldMapping, from: Side, value: &Value) -> Option<Value> {
+    mapping.value_map.iter().find_map(|(left, right)| {
+        let (matched, result) = match from {
+            Side::Left => (left, right),
+            Side::Right => (right, left),
+        };
+        literal_matches(matched, value).then(|| literal_json(result))
+    })
+}
+
+/// A literal as JSON; decimals stay exact.
+pub fn literal_json(literal: &Literal) -> Value {
+    match literal {
+        Literal::Text(text) => Value::String(text.clone()),
+        Literal::Boolean(flag) => Value::Bool(*flag),
+        Literal::Integer(number) => Value::from(*number),
+        Literal::Decimal(decimal) => decimal_json(*decimal),
+    }
+}
+
+/// A decimal as an exact JSON number.
+pub fn decimal_json(decimal: Decimal) -> Value {
+    Number::from_str(&decimal.to_string())
+        .map(Value::Number)
+        .unwrap_or_else(|_| Value::String(decimal.to_string()))
+}
+
+fn literal_matches(literal: &Literal, value: &Value) -> bool {
+    match (literal, value) {
+        (Literal::Text(text), Value::String(s)) => {
+            // finops enums may come qualified: `Microsoft.Dynamics.DataEntities.NoYes'Yes'`.
+            s == text
+                || s.strip_suffix('\'')
+                    .and_then(|s| s.rsplit_once('\''))
+                    .is_some_and(|(_, m)| m == text)
+        }
+        (Literal::Boolean(flag), Value::Bool(b)) => flag == b,
+        (Literal::Integer(_) | Literal::Decimal(_), Value::Number(number)) => {
+            let expected = match literal {
+                Literal::Integer(i) => Decimal::from(*i),
+                Literal::Decimal(d) => *d,
+                _ => return false,
+            };
+            Decimal::from_str(&number.to_string()).is_ok_and(|d| d == expected)
+        }
+        (Literal::Boolean(flag), Value::String(s)) => s.eq_ignore_ascii_case(&flag.to_string()),
+        (Literal::Integer(i), Value::String(s)) => s == &i.to_string(),
+        _ => false,
+    }
+}
+
+/// `row` restricted to `fields` (a missing field as `null`).
+pub fn restrict(row: &Row, fields: &[String]) -> Row {
+    fields
+        .iter()
+        .map(|field| {
+            (
+                field.clone(),
+                row.get(field).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}

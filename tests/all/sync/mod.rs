@@ -1,0 +1,297 @@
+//! End-to-end sync: both emulators on `127.0.0.1:0`, the engine between
+//! them over real HTTP, checkpoints in real sled on disk, plugins built
+//! from `plugins/`.
+
+mod basics;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use dualwrite::config::{BuildOptions, Config};
+use dualwrite::connector::{
+    ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row,
+};
+use dualwrite::emulator::{
+    self, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind,
+};
+use dualwrite::map::{EmulatorCatalogue, Plan};
+use dualwrite::sync::{Engine, EngineOptions, RunningEngine};
+use serde_json::{Value, json};
+
+/// The maps most tests run: legal entities, customer groups, customers.
+pub const MAPS: &str = r#"
+[[maps]]
+name = "legal-entities"
+left = { system = "finops", table = "LegalEntities" }
+right = { system = "dataverse", table = "cdm_companies" }
+key = ["LegalEntityId > cdm_companycode"]
+fields = ["Name > cdm_name"]
+
+[[maps]]
+name = "customer-groups"
+left = { system = "finops", table = "CustomerGroups" }
+right = { system = "dataverse", table = "msdyn_customergroups" }
+key = ["CustomerGroupId = msdyn_groupid", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities"]
+fields = ["Description = msdyn_description"]
+
+[[maps]]
+name = "customers"
+left = { system = "finops", table = "CustomersV3", filter = "PartyType eq 'Organization'" }
+right = { system = "dataverse", table = "accounts", filter = "customertypecode eq 3" }
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities", "customer-groups"]
+fields = [
+  "OrganizationName = name",
+  "CreditLimit = creditlimit",
+  "CustomerGroupId = msdyn_customergroupid.msdyn_groupid",
+  "PrimaryContactPhone = telephone1",
+  "> customertypecode default 3",
+  "PartyType < default Organization",
+]
+"#;
+
+/// Two emulators, connectors to poke them, and an engine between them.
+pub struct Sync {
+    pub finops: RunningEmulator,
+    pub dataverse: RunningEmulator,
+    pub fo: FinopsConnector,
+    pub dv: DataverseConnector,
+    pub dir: tempfile::TempDir,
+    pub engine: Option<RunningEngine>,
+    maps: String,
+    engine_extra: String,
+}
+
+fn emulator_config() -> EmulatorConfig {
+    EmulatorConfig {
+        seed: Seed::None,
+        limits: ProtectionLimits::UNLIMITED,
+        ..EmulatorConfig::default()
+    }
+}
+
+fn credentials(emulator: &RunningEmulator) -> Credentials {
+    Credentials {
+        token_url: emulator.token_url(),
+        client_id: "dualwrite".into(),
+        client_secret: "dualwrite-secret".into(),
+        scope: format!("{}/.default", emulator.url()),
+    }
+}
+
+impl Sync {
+    /// Starts both emulators with the legal entity `usmf` in finops, and
+    /// the engine on `maps` (plus `engine` lines in `[engine]`).
+    pub async fn start(maps: &str, engine: &str) -> Sync {
+        let finops = emulator::start(ServiceKind::Finops, emulator_config())
+            .await
+            .expect("finops emulator starts");
+        let dataverse = emulator::start(ServiceKind::Dataverse, emulator_config())
+            .await
+            .expect("dataverse emulator starts");
+        let options = ConnectorOptions::default();
+        let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), options.clone());
+        let dv =
+            DataverseConnector::new(&dataverse.service_url(), credentials(&dataverse), options);
+        let mut sync = Sync {
+            finops,
+            dataverse,
+            fo,
+            dv,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            engine: None,
+            maps: maps.to_owned(),
+            engine_extra: engine.to_owned(),
+        };
+        sync.fo_upsert(
+            "LegalEntities",
+            &[("LegalEntityId", "usmf")],
+            json!({"Name": "Contoso USA"}),
+        )
+        .await;
+        sync.start_engine().await;
+        sync
+    }
+
+    /// The config file's text.
+    pub fn config_text(&self) -> String {
+        format!(
+            r#"
+[engine]
+data = "data"
+poll_interval = "100ms"
+catch_all_interval = "3s"
+lookup_wait = "30s"
+{extra}
+
+[systems.finops]
+kind = "finops"
+url = "{fo}"
+auth = {{ token_url = "{fo_token}", client_id = "dualwrite", client_secret_env = "FINOPS_SECRET" }}
+events_secret_env = "EVENTS_SECRET"
+
+[systems.dataverse]
+kind = "dataverse"
+url = "{dv}"
+auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env = "DATAVERSE_SECRET" }}
+{maps}"#,
+            extra = self.engine_extra,
+            fo = self.finops.service_url(),
+            fo_token = self.finops.token_url(),
+            dv = self.dataverse.service_url(),
+            dv_token = self.dataverse.token_url(),
+            maps = self.maps,
+        )
+    }
+
+    /// The validated plan of [`Sync::config_text`].
+    pub fn plan(&self) -> Plan {
+        let text = self.config_text();
+        let config = Config::from_toml("sync.toml", &text).expect("the test config parses");
+        let catalogue = EmulatorCatalogue::builtin().expect("catalogue");
+        let env = |name: &str| match name {
+            "FINOPS_SECRET" | "DATAVERSE_SECRET" => Some("dualwrite-secret".to_owned()),
+            "EVENTS_SECRET" => Some("hook-secret".to_owned()),
+            _ => None,
+        };
+        config
+            .build(&BuildOptions {
+                file: "sync.toml".into(),
+                base_dir: self.dir.path().to_path_buf(),
+                catalogue: &catalogue,
+                env: &env,
+            })
+            .unwrap_or_else(|problems| panic!("the test config is valid: {problems:#?}"))
+    }
+
+    pub async fn start_engine(&mut self) {
+        let engine = Engine::start(self.plan(), EngineOptions::default())
+            .await
+            .expect("the engine starts");
+        self.engine = Some(engine);
+    }
+
+    pub async fn stop_engine(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown().await.expect("the engine stops cleanly");
+        }
+    }
+
+    pub fn engine(&self) -> &RunningEngine {
+        self.engine.as_ref().expect("the engine runs")
+    }
+
+    /// Creates or updates a finops row.
+    pub async fn fo_upsert(&self, entity: &str, key: &[(&str, &str)], row: Value) {
+        let key = key.iter().fold(Key::new(), |k, (f, v)| k.text(f, v));
+        self.fo
+            .upsert(entity, &key, &object(row))
+            .await
+            .unwrap_or_else(|e| panic!("finops upsert of {entity}{key}: {e}"));
+    }
+
+    pub async fn fo_get(&self, entity: &str, key: &[(&str, &str)]) -> Option<Row> {
+        let key = key.iter().fold(Key::new(), |k, (f, v)| k.text(f, v));
+        self.fo.get(entity, &key).await.expect("finops get")
+    }
+
+    pub async fn fo_delete(&self, entity: &str, key: &[(&str, &str)]) {
+        let key = key.iter().fold(Key::new(), |k, (f, v)| k.text(f, v));
+        self.fo.delete(entity, &key).await.expect("finops delete");
+    }
+
+    /// Creates or updates a Dataverse row by alternate key.
+    pub async fn dv_upsert(&self, table: &str, key: Key, row: Value) {
+        self.dv
+            .upsert(table, &key, &object(row))
+            .await
+            .unwrap_or_else(|e| panic!("dataverse upsert of {table}{key}: {e}"));
+    }
+
+    pub async fn dv_get(&self, table: &str, key: Key) -> Option<Row> {
+        self.dv.get(table, &key).await.expect("dataverse get")
+    }
+
+    pub async fn dv_delete(&self, table: &str, key: Key) {
+        self.dv.delete(table, &key).await.expect("dataverse delete");
+    }
+
+    /// The id of company `code` in Dataverse, once legal entities synced.
+    pub async fn company_id(&self, code: &str) -> String {
+        eventually(&format!("company {code} in Dataverse"), || async {
+            self.dv_get("cdm_companies", Key::single("cdm_companycode", code))
+                .await
+                .is_some()
+        })
+        .await;
+        self.dv_get("cdm_companies", Key::single("cdm_companycode", code))
+            .await
+            .and_then(|row| {
+                row.get("cdm_companyid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .expect("company id")
+    }
+
+    /// The activity lines of `map` whose `what` is `what`.
+    pub fn activity(&self, map: &str, what: &str) -> Vec<dualwrite::checkpoint::Activity> {
+        self.engine()
+            .checkpoints()
+            .activity()
+            .expect("activity log")
+            .into_iter()
+            .filter(|a| a.map == map && a.what == what)
+            .collect()
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_engine().await;
+        self.finops.shutdown().await.expect("finops stops");
+        self.dataverse.shutdown().await.expect("dataverse stops");
+    }
+}
+
+pub fn object(value: Value) -> Row {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// Waits until `check` holds, up to 30 s; panics naming `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the engine has nothing queued and `quiet` has passed with
+/// no new capture.
+pub async fn settle(sync: &Sync) {
+    eventually("the queues to drain", || async {
+        sync.engine().queued() == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    eventually("the queues to drain again", || async {
+        sync.engine().queued() == 0
+    })
+    .await;
+}
+
+/// A field of a row as text.
+pub fn text(row: &Row, field: &str) -> String {
+    match row.get(field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "<missing>".into(),
+    }
+}
