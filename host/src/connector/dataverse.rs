@@ -110,8 +110,10 @@ impl DataverseConnector {
         let mut page = ChangePage {
             upserts: Vec::new(),
             upsert_versions: Vec::new(),
+            upsert_times: Vec::new(),
             deletes: Vec::new(),
             delete_versions: Vec::new(),
+            delete_times: Vec::new(),
             next_cursor: String::new(),
             more: false,
         };
@@ -124,6 +126,7 @@ impl DataverseConnector {
                 (true, Some(id)) => {
                     page.deletes.push(Deleted::Id(id.to_string()));
                     page.delete_versions.push(String::new());
+                    page.delete_times.push(String::new());
                 }
                 _ => {
                     let version = match row.get("versionnumber") {
@@ -131,8 +134,14 @@ impl DataverseConnector {
                         Some(Value::String(s)) => s.clone(),
                         _ => String::new(),
                     };
+                    let time = row
+                        .get("modifiedon")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
                     page.upserts.push(row);
                     page.upsert_versions.push(version);
+                    page.upsert_times.push(time);
                 }
             }
         }

@@ -168,7 +168,7 @@ impl FinopsConnector {
             .and_then(Value::as_array)
             .ok_or_else(|| protocol("value is missing".into()))?;
         // The log holds every version; keep each key's last operation.
-        let mut last: Vec<(Key, Option<Row>, String)> = Vec::new();
+        let mut last: Vec<(Key, Option<Row>, String, String)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for entry in entries {
             let key = entry
@@ -191,35 +191,45 @@ impl FinopsConnector {
                 .get("RowVersion")
                 .map(|v| v.to_string())
                 .unwrap_or_default();
+            let time = entry
+                .get("ChangedAt")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let id = key.segment();
             match index.get(&id) {
                 Some(&i) => {
                     last[i].1 = row;
                     last[i].2 = version;
+                    last[i].3 = time;
                 }
                 None => {
                     index.insert(id, last.len());
-                    last.push((key, row, version));
+                    last.push((key, row, version, time));
                 }
             }
         }
         let mut page = ChangePage {
             upserts: Vec::new(),
             upsert_versions: Vec::new(),
+            upsert_times: Vec::new(),
             deletes: Vec::new(),
             delete_versions: Vec::new(),
+            delete_times: Vec::new(),
             next_cursor: latest.to_string(),
             more: entries.len() >= top as usize,
         };
-        for (key, row, version) in last {
+        for (key, row, version, time) in last {
             match row {
                 Some(row) => {
                     page.upserts.push(row);
                     page.upsert_versions.push(version);
+                    page.upsert_times.push(time);
                 }
                 None => {
                     page.deletes.push(Deleted::Key(key));
                     page.delete_versions.push(version);
+                    page.delete_times.push(time);
                 }
             }
         }

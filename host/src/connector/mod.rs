@@ -92,11 +92,17 @@ pub struct ChangePage {
     /// The source version of each upsert, in order (finops: the row
     /// version of the change; Dataverse: `versionnumber`), or empty.
     pub upsert_versions: Vec<String>,
+    /// When each upsert was committed (RFC 3339), in order, or empty when
+    /// the service does not say (Dataverse: `modifiedon`; finops:
+    /// `ChangedAt`).
+    pub upsert_times: Vec<String>,
     /// Rows deleted.
     pub deletes: Vec<Deleted>,
     /// The source version of each delete, in order, or empty when the
     /// service does not say (Dataverse).
     pub delete_versions: Vec<String>,
+    /// When each delete was committed, in order, or empty.
+    pub delete_times: Vec<String>,
     /// Where to read next: store it with these changes, then pass it to
     /// `changes`. Opaque: a Dataverse next or delta link, a finops row
     /// version.

@@ -80,6 +80,13 @@ pub struct ChangeEntry {
     /// For tombstones: the key fields of the deleted row.
     #[serde(default)]
     pub key: Map<String, Value>,
+    /// When the change was committed (RFC 3339, milliseconds).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+fn now() -> Option<String> {
+    Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// The sled database of one emulator.
@@ -460,6 +467,7 @@ impl Tx<'_> {
             pk: pk.to_string(),
             deleted: false,
             key: Map::new(),
+            at: now(),
         };
         self.tree.insert(change_key(table, version), json(&entry))?;
         self.tree.insert(row_key(table, pk), json(&stored))?;
@@ -485,6 +493,7 @@ impl Tx<'_> {
             pk: pk.to_string(),
             deleted: true,
             key,
+            at: now(),
         };
         self.tree.insert(change_key(table, version), json(&entry))?;
         self.tree

@@ -142,11 +142,13 @@ async fn changes_of(
     let mut changes = Vec::new();
     let mut ids = Vec::new();
     let id_field = primary_id(table);
+    let known = |time: Option<String>| {
+        time.filter(|t| !t.is_empty())
+            .unwrap_or_else(|| now.clone())
+    };
+    let mut times = page.upsert_times.into_iter();
     for (raw, version) in page.upserts.into_iter().zip(page.upsert_versions) {
-        let modified = raw
-            .get("modifiedon")
-            .and_then(Value::as_str)
-            .map_or_else(|| now.clone(), str::to_owned);
+        let modified = known(times.next());
         let id = raw
             .get(&id_field)
             .and_then(Value::as_str)
@@ -172,7 +174,9 @@ async fn changes_of(
             modified: Some(modified),
         });
     }
+    let mut times = page.delete_times.into_iter();
     for (deleted, version) in page.deletes.into_iter().zip(page.delete_versions) {
+        let modified = known(times.next());
         let key = match deleted {
             Deleted::Id(id) => shared
                 .store
@@ -188,7 +192,7 @@ async fn changes_of(
             version,
             operation: Operation::Delete,
             row: Row::new(),
-            modified: Some(now.clone()),
+            modified: Some(modified),
         });
     }
     Ok((changes, ids))

@@ -587,8 +587,10 @@ fn settle_conflict(
     }
 }
 
+/// A modification time in whole seconds: Dataverse's `modifiedon` has no
+/// finer grain, so finer times would not compare fairly. A tie goes left.
 fn when(text: &Option<String>) -> i64 {
     text.as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or(i64::MIN, |t| t.timestamp_micros())
+        .map_or(i64::MIN, |t| t.timestamp())
 }

@@ -98,9 +98,6 @@ async fn creates_updates_and_deletes_flow_both_ways() {
     .await;
 
     settle(&sync).await;
-    for line in sync.engine().checkpoints().activity().expect("log") {
-        eprintln!("{line:?}");
-    }
     let ltr = sync.engine().stats("customers", Direction::LeftToRight);
     let rtl = sync.engine().stats("customers", Direction::RightToLeft);
     assert_eq!(

@@ -3,6 +3,13 @@
 //! from `plugins/`.
 
 mod basics;
+mod conflicts;
+mod echoes;
+mod filters;
+mod lookups;
+mod plugins;
+mod restart;
+mod webhook;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -121,7 +128,6 @@ impl Sync {
 [engine]
 data = "data"
 poll_interval = "100ms"
-catch_all_interval = "3s"
 lookup_wait = "30s"
 {extra}
 

@@ -10,7 +10,7 @@
 //! - Row-version change tracking (an emulator extension standing in for a
 //!   deployment's change tracking):
 //!   `GET /data/{Entity}/$changes?since=N[&top=M]` answers
-//!   `{"value":[{"RowVersion":…,"Operation":"Upsert"|"Delete","Key":{…},"Row":{…}}],"LatestRowVersion":…}`
+//!   `{"value":[{"RowVersion":…,"Operation":"Upsert"|"Delete","ChangedAt":…,"Key":{…},"Row":{…}}],"LatestRowVersion":…}`
 //!   for rows changed after version `N`, deletions included.
 
 pub(crate) mod ops;
@@ -316,9 +316,9 @@ fn changes(
     {
         latest = version;
         if entry.deleted {
-            value.push(json!({"RowVersion": version, "Operation": "Delete", "Key": entry.key}));
+            value.push(json!({"RowVersion": version, "Operation": "Delete", "ChangedAt": entry.at, "Key": entry.key}));
         } else if let Some(row) = state.store.get(&table.name, &entry.pk).map_err(storage)? {
-            value.push(json!({"RowVersion": version, "Operation": "Upsert", "Key": key_of(table, &row.row), "Row": row.row}));
+            value.push(json!({"RowVersion": version, "Operation": "Upsert", "ChangedAt": entry.at, "Key": key_of(table, &row.row), "Row": row.row}));
         }
     }
     if value.is_empty() {

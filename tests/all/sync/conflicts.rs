@@ -1,0 +1,91 @@
+//! Concurrent edits of one row on both sides, settled by the map's policy:
+//! the loser is logged with both versions and nothing flips afterwards.
+
+use dualwrite::connector::Key;
+use serde_json::json;
+
+use super::{MAPS, Sync, eventually, settle, text};
+
+const KEY: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "K-1")];
+
+fn account() -> Key {
+    Key::single("accountnumber", "K-1")
+}
+
+/// Syncs K-1, stops the engine, edits it on both sides (finops first),
+/// restarts, and waits until both sides agree; returns the agreed name.
+async fn edit_both_sides_while_stopped(sync: &mut Sync) -> String {
+    sync.fo_upsert(
+        "CustomersV3",
+        KEY,
+        json!({"OrganizationName": "Start", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("K-1 in Dataverse", || async {
+        sync.dv_get("accounts", account()).await.is_some()
+    })
+    .await;
+    settle(sync).await;
+    sync.stop_engine().await;
+    sync.fo_upsert("CustomersV3", KEY, json!({"OrganizationName": "Left edit"}))
+        .await;
+    // Modification times compare in whole seconds (Dataverse's grain).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sync.dv_upsert("accounts", account(), json!({"name": "Right edit"}))
+        .await;
+    sync.start_engine().await;
+    settle(sync).await;
+    let left = sync.fo_get("CustomersV3", KEY).await.unwrap_or_default();
+    let right = sync.dv_get("accounts", account()).await.unwrap_or_default();
+    assert_eq!(
+        text(&left, "OrganizationName"),
+        text(&right, "name"),
+        "both sides agree"
+    );
+    text(&left, "OrganizationName")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn left_wins_and_right_wins_settle_as_configured() {
+    for (policy, winner) in [("left-wins", "Left edit"), ("right-wins", "Right edit")] {
+        let maps = MAPS.replace(
+            "depends_on = [\"legal-entities\", \"customer-groups\"]",
+            &format!(
+                "depends_on = [\"legal-entities\", \"customer-groups\"]\nconflict = \"{policy}\""
+            ),
+        );
+        let mut sync = Sync::start(&maps, "").await;
+        sync.company_id("usmf").await;
+        assert_eq!(
+            edit_both_sides_while_stopped(&mut sync).await,
+            winner,
+            "{policy}"
+        );
+        let lost = sync.activity("customers", "conflict-lost");
+        assert_eq!(lost.len(), 1, "{policy}: {lost:?}");
+        assert!(
+            lost[0].detail.contains("Left edit") && lost[0].detail.contains("Right edit"),
+            "both versions logged: {}",
+            lost[0].detail
+        );
+        assert!(lost[0].detail.starts_with(policy), "{}", lost[0].detail);
+        sync.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_writer_wins_by_modification_time() {
+    // finops reports each change's commit time, Dataverse each row's
+    // modifiedon; the Dataverse edit is the later one.
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    assert_eq!(edit_both_sides_while_stopped(&mut sync).await, "Right edit");
+    let lost = sync.activity("customers", "conflict-lost");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(
+        lost[0].detail.starts_with("last-writer-wins: left"),
+        "{}",
+        lost[0].detail
+    );
+    sync.shutdown().await;
+}

@@ -1,0 +1,131 @@
+//! Filters on both sides, and rows leaving a filter: deleted on the other
+//! side by default, left there with `on_filter_exit = "keep"`.
+
+use dualwrite::checkpoint::Direction;
+use dualwrite::connector::{DataverseConnector, Key};
+use serde_json::json;
+
+use super::{MAPS, Sync, eventually, settle, text};
+
+const C: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "F-1")];
+const P: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "F-2")];
+
+fn account(number: &str) -> Key {
+    Key::single("accountnumber", number)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_exclude_rows_and_a_row_leaving_the_filter_is_deleted() {
+    let sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    sync.fo_upsert(
+        "CustomersV3",
+        C,
+        json!({"OrganizationName": "Org", "PartyType": "Organization"}),
+    )
+    .await;
+    sync.fo_upsert(
+        "CustomersV3",
+        P,
+        json!({"OrganizationName": "Someone", "PartyType": "Person"}),
+    )
+    .await;
+    eventually("F-1 in Dataverse", || async {
+        sync.dv_get("accounts", account("F-1")).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    assert!(
+        sync.dv_get("accounts", account("F-2")).await.is_none(),
+        "a Person customer does not match the left filter"
+    );
+
+    // Leaving the filter on the left deletes the row on the right.
+    sync.fo_upsert("CustomersV3", C, json!({"PartyType": "Person"}))
+        .await;
+    eventually("F-1 deleted from Dataverse", || async {
+        sync.dv_get("accounts", account("F-1")).await.is_none()
+    })
+    .await;
+    // Coming back into the filter creates it again.
+    sync.fo_upsert("CustomersV3", C, json!({"PartyType": "Organization"}))
+        .await;
+    eventually("F-1 back in Dataverse", || async {
+        sync.dv_get("accounts", account("F-1")).await.is_some()
+    })
+    .await;
+
+    // The right filter: an account that is not a customer stays in Dataverse.
+    let mut row = serde_json::Map::new();
+    row.insert("name".into(), json!("A supplier"));
+    row.insert("customertypecode".into(), json!(1));
+    DataverseConnector::bind(
+        &mut row,
+        "msdyn_company",
+        "cdm_companies",
+        &Key::single("cdm_companycode", "usmf"),
+    );
+    sync.dv_upsert("accounts", account("F-3"), serde_json::Value::Object(row))
+        .await;
+    settle(&sync).await;
+    assert!(
+        sync.fo_get(
+            "CustomersV3",
+            &[("dataAreaId", "usmf"), ("CustomerAccount", "F-3")]
+        )
+        .await
+        .is_none(),
+        "customertypecode 1 does not match the right filter"
+    );
+    let ltr = sync.engine().stats("customers", Direction::LeftToRight);
+    assert_eq!((ltr.written, ltr.deleted), (2, 1), "{ltr:?}");
+    assert_eq!(
+        sync.activity("customers", "filtered").len(),
+        2,
+        "F-2 and F-3 are filtered"
+    );
+    sync.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_filter_exit_keep_the_other_side_keeps_the_row() {
+    let maps = MAPS.replace(
+        "depends_on = [\"legal-entities\", \"customer-groups\"]",
+        "depends_on = [\"legal-entities\", \"customer-groups\"]\non_filter_exit = \"keep\"",
+    );
+    let sync = Sync::start(&maps, "").await;
+    sync.company_id("usmf").await;
+    sync.fo_upsert(
+        "CustomersV3",
+        C,
+        json!({"OrganizationName": "Org", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("F-1 in Dataverse", || async {
+        sync.dv_get("accounts", account("F-1")).await.is_some()
+    })
+    .await;
+    sync.fo_upsert(
+        "CustomersV3",
+        C,
+        json!({"OrganizationName": "Renamed", "PartyType": "Person"}),
+    )
+    .await;
+    eventually("the exit logged", || async {
+        !sync.activity("customers", "filtered").is_empty()
+    })
+    .await;
+    settle(&sync).await;
+    let row = sync.dv_get("accounts", account("F-1")).await.expect("kept");
+    assert_eq!(
+        text(&row, "name"),
+        "Org",
+        "a row out of the filter no longer syncs"
+    );
+    let exits = sync.activity("customers", "filtered");
+    assert!(
+        exits[0].detail.contains("on_filter_exit = keep"),
+        "{exits:?}"
+    );
+    sync.shutdown().await;
+}

@@ -1,0 +1,113 @@
+//! Restarts: the host resumes from its cursors; changes made while it was
+//! down arrive once, none lost, none doubled.
+
+use dualwrite::checkpoint::Direction;
+use dualwrite::connector::Key;
+use serde_json::json;
+
+use super::{MAPS, Sync, eventually, settle, text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_host_resumes_from_its_cursors() {
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    for n in 0..5 {
+        let account = format!("R-{n}");
+        sync.fo_upsert(
+            "CustomersV3",
+            &[("dataAreaId", "usmf"), ("CustomerAccount", &account)],
+            json!({"OrganizationName": format!("Before {n}"), "PartyType": "Organization"}),
+        )
+        .await;
+    }
+    eventually("five accounts", || async {
+        sync.dv
+            .query_all("accounts", &Default::default())
+            .await
+            .map(|r| r.len())
+            .unwrap_or(0)
+            == 5
+    })
+    .await;
+    settle(&sync).await;
+    let before_ltr = sync
+        .engine()
+        .stats("customers", Direction::LeftToRight)
+        .written;
+    assert_eq!(before_ltr, 5);
+    sync.stop_engine().await;
+
+    // While the host is down: edits and a delete on finops, a new account
+    // in Dataverse.
+    for n in 0..3 {
+        let account = format!("R-{n}");
+        sync.fo_upsert(
+            "CustomersV3",
+            &[("dataAreaId", "usmf"), ("CustomerAccount", &account)],
+            json!({"OrganizationName": format!("After {n}")}),
+        )
+        .await;
+    }
+    sync.fo_delete(
+        "CustomersV3",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "R-4")],
+    )
+    .await;
+    let mut row = serde_json::Map::new();
+    row.insert("name".into(), json!("Made while down"));
+    row.insert("customertypecode".into(), json!(3));
+    dualwrite::connector::DataverseConnector::bind(
+        &mut row,
+        "msdyn_company",
+        "cdm_companies",
+        &Key::single("cdm_companycode", "usmf"),
+    );
+    sync.dv_upsert(
+        "accounts",
+        Key::single("accountnumber", "R-9"),
+        serde_json::Value::Object(row),
+    )
+    .await;
+
+    sync.start_engine().await;
+    eventually("the edits in Dataverse", || async {
+        let mut all = true;
+        for n in 0..3 {
+            all &= sync
+                .dv_get("accounts", Key::single("accountnumber", &format!("R-{n}")))
+                .await
+                .is_some_and(|row| text(&row, "name") == format!("After {n}"));
+        }
+        all
+    })
+    .await;
+    eventually("R-4 deleted", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "R-4"))
+            .await
+            .is_none()
+    })
+    .await;
+    eventually("R-9 in finops", || async {
+        sync.fo_get(
+            "CustomersV3",
+            &[("dataAreaId", "usmf"), ("CustomerAccount", "R-9")],
+        )
+        .await
+        .is_some()
+    })
+    .await;
+    settle(&sync).await;
+    // The counters start again at zero with the new engine: exactly the
+    // changes made while down, nothing of before replayed.
+    let ltr = sync.engine().stats("customers", Direction::LeftToRight);
+    let rtl = sync.engine().stats("customers", Direction::RightToLeft);
+    assert_eq!((ltr.written, ltr.deleted), (3, 1), "{ltr:?}");
+    assert_eq!((rtl.written, rtl.deleted), (1, 0), "{rtl:?}");
+    let rows = sync
+        .dv
+        .query_all("accounts", &Default::default())
+        .await
+        .expect("accounts");
+    assert_eq!(rows.len(), 5, "R-0..R-3 and R-9, no duplicates");
+    sync.shutdown().await;
+}

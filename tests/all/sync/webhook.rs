@@ -1,0 +1,72 @@
+//! finops data events: pushed to the host's receiver, authenticated by the
+//! shared secret, queued and flushed before the 2xx.
+
+use dualwrite::connector::Key;
+use serde_json::json;
+
+use super::{MAPS, Sync, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_events_arrive_by_webhook_and_need_the_secret() {
+    // Row-version polling only every hour: a change must come by webhook.
+    let sync = Sync::start(
+        MAPS,
+        "listen = \"127.0.0.1:0\"\ncatch_all_interval = \"1h\"",
+    )
+    .await;
+    sync.company_id("usmf").await;
+    let url = sync
+        .engine()
+        .webhook_url("finops")
+        .expect("webhook receiver");
+    let client = reqwest::Client::new();
+    let event = json!({
+        "BusinessEventId": "CustomersV3_Create", "EntityName": "CustomersV3", "EventType": "Create",
+        "ControlNumber": 1, "Key": {"dataAreaId": "usmf", "CustomerAccount": "W-0"},
+        "Row": {"dataAreaId": "usmf", "CustomerAccount": "W-0"}
+    });
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let unsigned = client.post(&url).json(&event).send().await.expect("sent");
+    assert_eq!(status(unsigned), 401);
+    let wrong = client
+        .post(&url)
+        .header("X-Dualwrite-Secret", "nope")
+        .json(&event)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(status(wrong), 401);
+    let garbage = client
+        .post(&url)
+        .header("X-Dualwrite-Secret", "hook-secret")
+        .body("{")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(status(garbage), 400);
+    let unknown = client
+        .post(url.replace("/finops", "/nowhere"))
+        .json(&event)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(status(unknown), 404);
+
+    sync.finops.subscribe(dualwrite::emulator::Subscription {
+        url: format!("{url}?code=hook-secret"),
+        entities: vec!["CustomersV3".into()],
+    });
+    sync.fo_upsert(
+        "CustomersV3",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "W-1")],
+        json!({"OrganizationName": "Pushed", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("W-1 in Dataverse by webhook", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "W-1"))
+            .await
+            .is_some()
+    })
+    .await;
+    sync.shutdown().await;
+}
