@@ -79,7 +79,7 @@ pub(super) async fn run(shared: Arc<Shared>, map: String) {
                 .iter()
                 .all(|d| shared.store.queued(&map, *d) == 0)
         {
-            let _ = ready.send(true);
+            ready.send_replace(true);
             tracing::info!(map = %map, "Initial copy done.");
         }
         if progressed && !failed {

@@ -18,3 +18,4 @@ mod map_validate;
 mod metadata;
 mod odata_filter;
 mod support;
+mod sync_process;

@@ -176,6 +176,7 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
             .await
             .expect("the engine starts");
         self.engine = Some(engine);
+        eventually("the initial copy", || async { self.engine().initialized() }).await;
     }
 
     pub async fn stop_engine(&mut self) {

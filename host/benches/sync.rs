@@ -1,0 +1,370 @@
+//! The sync engine end to end, in-process over real HTTP and real sled:
+//!
+//! - sustained changes per second, each direction: a burst of rows written
+//!   to one emulator, timed until the engine has written them all to the
+//!   other, against the baseline of the same emulators' raw `$batch`
+//!   throughput in the same run;
+//! - latency from a commit on one side to the engine's confirmed write on
+//!   the other (p50/p95/p99), at a steady pace: finops by data-event
+//!   webhook and by row-version polling, Dataverse by change tracking.
+//!
+//! Run with `cargo bench -p dualwrite --bench sync`; prints tables.
+//! `SYNC_BENCH_ROWS` (default 5000) sets the burst size.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use dualwrite::checkpoint::Direction;
+use dualwrite::config::{BuildOptions, Config};
+use dualwrite::connector::{
+    BatchMode, ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row, Write,
+};
+use dualwrite::emulator::{
+    self, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind, Subscription,
+};
+use dualwrite::map::EmulatorCatalogue;
+use dualwrite::sync::{Engine, EngineOptions, RunningEngine};
+use serde_json::{Value, json};
+
+/// Changes per second of the latency runs.
+const PACE: u32 = 20;
+/// Length of each latency run.
+const LATENCY_RUN: Duration = Duration::from_secs(15);
+
+struct World {
+    finops: RunningEmulator,
+    dataverse: RunningEmulator,
+    fo: FinopsConnector,
+    dv: DataverseConnector,
+    engine: Option<RunningEngine>,
+    _dir: tempfile::TempDir,
+}
+
+fn credentials(emulator: &RunningEmulator) -> Credentials {
+    Credentials {
+        token_url: emulator.token_url(),
+        client_id: "dualwrite".into(),
+        client_secret: "dualwrite-secret".into(),
+        scope: format!("{}/.default", emulator.url()),
+    }
+}
+
+fn object(value: Value) -> Row {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+async fn emulators() -> (RunningEmulator, RunningEmulator) {
+    let config = || EmulatorConfig {
+        seed: Seed::None,
+        limits: ProtectionLimits::UNLIMITED,
+        ..EmulatorConfig::default()
+    };
+    let finops = emulator::start(ServiceKind::Finops, config())
+        .await
+        .expect("finops emulator starts");
+    let dataverse = emulator::start(ServiceKind::Dataverse, config())
+        .await
+        .expect("dataverse emulator starts");
+    (finops, dataverse)
+}
+
+/// Both emulators with the legal entity `usmf`, and (when `engine` is
+/// given: the `[engine]` lines) the engine on the customers map.
+async fn world(engine: Option<&str>) -> World {
+    let (finops, dataverse) = emulators().await;
+    let options = ConnectorOptions::default();
+    let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), options.clone());
+    let dv = DataverseConnector::new(&dataverse.service_url(), credentials(&dataverse), options);
+    fo.upsert(
+        "LegalEntities",
+        &Key::single("LegalEntityId", "usmf"),
+        &object(json!({"Name": "Contoso"})),
+    )
+    .await
+    .expect("legal entity");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut world = World {
+        finops,
+        dataverse,
+        fo,
+        dv,
+        engine: None,
+        _dir: dir,
+    };
+    if let Some(lines) = engine {
+        let text = format!(
+            r#"
+[engine]
+data = "data"
+{lines}
+
+[systems.finops]
+kind = "finops"
+url = "{fo}"
+auth = {{ token_url = "{fo_token}", client_id = "dualwrite", client_secret_env = "SECRET" }}
+events_secret_env = "EVENTS"
+
+[systems.dataverse]
+kind = "dataverse"
+url = "{dv}"
+auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env = "SECRET" }}
+
+[[maps]]
+name = "legal-entities"
+left = {{ system = "finops", table = "LegalEntities" }}
+right = {{ system = "dataverse", table = "cdm_companies" }}
+key = ["LegalEntityId > cdm_companycode"]
+fields = ["Name > cdm_name"]
+
+[[maps]]
+name = "customers"
+left = {{ system = "finops", table = "CustomersV3" }}
+right = {{ system = "dataverse", table = "accounts" }}
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities"]
+fields = ["OrganizationName = name", "CreditLimit = creditlimit", "PrimaryContactPhone = telephone1"]
+"#,
+            fo = world.finops.service_url(),
+            fo_token = world.finops.token_url(),
+            dv = world.dataverse.service_url(),
+            dv_token = world.dataverse.token_url(),
+        );
+        let config = Config::from_toml("bench.toml", &text).expect("config parses");
+        let catalogue = EmulatorCatalogue::builtin().expect("catalogue");
+        let env = |name: &str| match name {
+            "SECRET" => Some("dualwrite-secret".to_owned()),
+            "EVENTS" => Some("bench-secret".to_owned()),
+            _ => None,
+        };
+        let plan = config
+            .build(&BuildOptions {
+                file: "bench.toml".into(),
+                base_dir: world._dir.path().to_path_buf(),
+                catalogue: &catalogue,
+                env: &env,
+            })
+            .expect("config is valid");
+        let engine = Engine::start(plan, EngineOptions::default())
+            .await
+            .expect("engine starts");
+        wait(Duration::from_secs(60), || engine.initialized()).await;
+        world.engine = Some(engine);
+    }
+    world
+}
+
+async fn wait(limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "the benchmark stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn customer(n: usize) -> Write {
+    Write::Upsert {
+        table: "CustomersV3".into(),
+        key: Key::new()
+            .text("dataAreaId", "usmf")
+            .text("CustomerAccount", &format!("C{n:06}")),
+        row: object(json!({"OrganizationName": format!("Customer {n}"), "CreditLimit": n})),
+    }
+}
+
+fn account(n: usize) -> Write {
+    let mut row = object(json!({"name": format!("Account {n}"), "creditlimit": n}));
+    DataverseConnector::bind(
+        &mut row,
+        "msdyn_company",
+        "cdm_companies",
+        &Key::single("cdm_companycode", "usmf"),
+    );
+    Write::Upsert {
+        table: "accounts".into(),
+        key: Key::single("accountnumber", &format!("A{n:06}")),
+        row,
+    }
+}
+
+/// Writes `writes` in `$batch`es of 1,000; returns the time taken.
+async fn burst(world: &World, to_finops: bool, writes: &[Write]) -> Duration {
+    let started = Instant::now();
+    for chunk in writes.chunks(1000) {
+        let outcomes = if to_finops {
+            world
+                .fo
+                .write_batch(chunk, BatchMode::ContinueOnError)
+                .await
+        } else {
+            world
+                .dv
+                .write_batch(chunk, BatchMode::ContinueOnError)
+                .await
+        }
+        .expect("batch");
+        assert!(
+            outcomes.iter().all(|o| o.is_applied()),
+            "a batch write failed"
+        );
+    }
+    started.elapsed()
+}
+
+fn rate(rows: usize, elapsed: Duration) -> f64 {
+    rows as f64 / elapsed.as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(at).copied().unwrap_or_default()
+}
+
+/// Paced single writes on one side, timed to the engine's write on the
+/// other; returns the sorted latencies.
+async fn latency(world: &World, to_finops: bool) -> Vec<Duration> {
+    let engine = world.engine.as_ref().expect("engine");
+    let mut events = engine.subscribe();
+    let direction = if to_finops {
+        Direction::RightToLeft
+    } else {
+        Direction::LeftToRight
+    };
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut took = Vec::new();
+    let total = (PACE as u64 * LATENCY_RUN.as_secs()) as usize;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / PACE);
+    let mut n = 0;
+    let deadline = Instant::now() + LATENCY_RUN + Duration::from_secs(30);
+    while took.len() < total && Instant::now() < deadline {
+        tokio::select! {
+            _ = tick.tick(), if n < total => {
+                let (key, write) = if to_finops {
+                    (format!("A{n:06}|usmf"), account(n))
+                } else {
+                    (format!("C{n:06}|usmf"), customer(n))
+                };
+                let Write::Upsert { table, key: row_key, row } = write else { continue };
+                if to_finops {
+                    world.dv.upsert(&table, &row_key, &row).await.expect("upsert");
+                } else {
+                    world.fo.upsert(&table, &row_key, &row).await.expect("upsert");
+                }
+                sent.insert(key, Instant::now());
+                n += 1;
+            }
+            event = events.recv() => {
+                let Ok(event) = event else { continue };
+                if event.what == "written" && event.direction == direction
+                    && let Some(at) = sent.remove(&event.key)
+                {
+                    took.push(at.elapsed());
+                }
+            }
+        }
+    }
+    took.sort();
+    took
+}
+
+fn print_latency(label: &str, took: &[Duration]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "| {label} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+        took.len(),
+        ms(percentile(took, 0.50)),
+        ms(percentile(took, 0.95)),
+        ms(percentile(took, 0.99)),
+        ms(took.last().copied().unwrap_or_default()),
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let rows: usize = std::env::var("SYNC_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let customers: Vec<Write> = (0..rows).map(customer).collect();
+    let accounts: Vec<Write> = (0..rows).map(account).collect();
+
+    println!("## Sustained throughput ({rows} rows, one run)\n");
+    println!("| what | rows/s | ratio to raw `$batch` into the target |");
+    println!("|---|---|---|");
+    let raw = world(None).await;
+    // The accounts need their company.
+    raw.dv
+        .upsert(
+            "cdm_companies",
+            &Key::single("cdm_companycode", "usmf"),
+            &object(json!({"cdm_name": "Contoso"})),
+        )
+        .await
+        .expect("company");
+    let raw_dv = rate(rows, burst(&raw, false, &accounts).await);
+    let raw_fo = rate(rows, burst(&raw, true, &customers).await);
+    println!("| raw `$batch` of 1,000 into Dataverse | {raw_dv:.0} | 1.00 |");
+    println!("| raw `$batch` of 1,000 into finops | {raw_fo:.0} | 1.00 |");
+
+    let synced = world(Some("poll_interval = \"100ms\"")).await;
+    let engine = synced.engine.as_ref().expect("engine");
+    let started = Instant::now();
+    burst(&synced, true, &customers).await;
+    wait(Duration::from_secs(600), || {
+        engine.stats("customers", Direction::LeftToRight).written as usize >= rows
+    })
+    .await;
+    let ltr = rate(rows, started.elapsed());
+    println!(
+        "| sync finops → Dataverse (commit to confirmed write) | {ltr:.0} | {:.2} |",
+        ltr / raw_dv
+    );
+    let started = Instant::now();
+    burst(&synced, false, &accounts).await;
+    wait(Duration::from_secs(600), || {
+        engine.stats("customers", Direction::RightToLeft).written as usize >= rows
+    })
+    .await;
+    let rtl = rate(rows, started.elapsed());
+    println!(
+        "| sync Dataverse → finops (commit to confirmed write) | {rtl:.0} | {:.2} |",
+        rtl / raw_fo
+    );
+
+    println!(
+        "\n## Latency, commit to confirmed write on the other side ({PACE} changes/s for {}s)\n",
+        LATENCY_RUN.as_secs()
+    );
+    println!("| path | samples | p50 ms | p95 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|");
+    let pushed = world(Some("listen = \"127.0.0.1:0\"")).await;
+    let url = pushed
+        .engine
+        .as_ref()
+        .and_then(|e| e.webhook_url("finops"))
+        .expect("webhook receiver");
+    pushed.finops.subscribe(Subscription {
+        url: format!("{url}?code=bench-secret"),
+        entities: vec!["CustomersV3".into()],
+    });
+    print_latency(
+        "finops → Dataverse, data events (webhook)",
+        &latency(&pushed, false).await,
+    );
+    print_latency(
+        "Dataverse → finops, change tracking polled every 1 s",
+        &latency(&pushed, true).await,
+    );
+    let polled = world(Some("")).await;
+    print_latency(
+        "finops → Dataverse, row versions polled every 1 s",
+        &latency(&polled, false).await,
+    );
+
+    for world in [raw, synced, pushed, polled] {
+        if let Some(engine) = world.engine {
+            engine.shutdown().await.expect("engine stops");
+        }
+        world.finops.shutdown().await.expect("finops stops");
+        world.dataverse.shutdown().await.expect("dataverse stops");
+    }
+}
