@@ -166,6 +166,9 @@ pub struct Finish<'a> {
     /// `(side, key, image)`: the mapped fields now on that side; `None`
     /// forgets the key (deleted).
     pub images: &'a [(&'a str, &'a str, Option<Map<String, Value>>)],
+    /// `(side, row id, key)` of rows written whose id the target named, so
+    /// that a delete reported by id finds its key.
+    pub ids: &'a [(&'a str, &'a str, &'a str)],
     /// Activity lines.
     pub activity: &'a [Activity],
 }

@@ -248,9 +248,16 @@ impl Checkpoints {
             &self.parked,
             &self.by_key,
             &self.images,
+            &self.ids,
         )
             .transaction(
-                |(queue, dedupe, echo, log, parked, by_key, image_tree)| -> TxResult<()> {
+                |(queue, dedupe, echo, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
+                    for (side, id, key) in finish.ids {
+                        id_tree.insert(
+                            join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
+                            key.as_bytes(),
+                        )?;
+                    }
                     for queued in finish.done {
                         queue.remove(join(&[&flow, &queued.seq.to_be_bytes()]))?;
                         let change = &queued.change;

@@ -29,6 +29,9 @@ pub enum WriteOutcome {
     Applied {
         /// Its status (204, 201, …).
         status: u16,
+        /// The written row's URL when the service says it (Dataverse's
+        /// `OData-EntityId`: `…/accounts(<guid>)`).
+        entity_id: Option<String>,
     },
     /// The service refused it: fix the row and resubmit it.
     Failed {
@@ -182,7 +185,7 @@ pub(crate) fn parse(
     let mut responses = Vec::new();
     collect(body, &boundary, &mut responses).map_err(Malformed)?;
     let mut any_failed = false;
-    for (content_id, status, error_body) in responses {
+    for (content_id, status, error_body, entity_id) in responses {
         let index = content_id
             .and_then(|id| id.parse::<usize>().ok())
             .and_then(|id| id.checked_sub(1))
@@ -201,7 +204,7 @@ pub(crate) fn parse(
             ));
         };
         outcomes[index] = if status < 400 {
-            WriteOutcome::Applied { status }
+            WriteOutcome::Applied { status, entity_id }
         } else {
             any_failed = true;
             WriteOutcome::Failed {
@@ -229,7 +232,8 @@ fn boundary_of(content_type: &str) -> Option<String> {
     })
 }
 
-type Response<'a> = (Option<String>, u16, &'a str);
+/// Content-ID, status, body and `OData-EntityId` of one response.
+type Response<'a> = (Option<String>, u16, &'a str, Option<String>);
 
 /// Walks the parts under `boundary`, descending into change sets.
 fn collect<'a>(body: &'a str, boundary: &str, out: &mut Vec<Response<'a>>) -> Result<(), String> {
@@ -264,12 +268,22 @@ fn collect<'a>(body: &'a str, boundary: &str, out: &mut Vec<Response<'a>>) -> Re
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or_else(|| format!("not an HTTP status line: {status_line}"))?;
         // Headers, a blank line, the body; no headers leaves the blank line first.
-        let response_body = match after.strip_prefix("\r\n") {
-            Some(body) => body,
-            None => after.split_once("\r\n\r\n").map_or("", |(_, b)| b),
-        }
-        .trim_end();
-        out.push((header("content-id"), status, response_body));
+        let (response_head, response_body) = match after.strip_prefix("\r\n") {
+            Some(body) => ("", body),
+            None => after.split_once("\r\n\r\n").unwrap_or((after, "")),
+        };
+        let entity_id = response_head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case("odata-entityid")
+                .then(|| v.trim().to_string())
+        });
+        out.push((
+            header("content-id"),
+            status,
+            response_body.trim_end(),
+            entity_id,
+        ));
     }
     Ok(())
 }

@@ -250,7 +250,10 @@ impl DataverseConnector {
             if let (Write::Delete { .. }, WriteOutcome::Failed { status: 404, .. }) =
                 (write, &outcome)
             {
-                *outcome = WriteOutcome::Applied { status: 404 };
+                *outcome = WriteOutcome::Applied {
+                    status: 404,
+                    entity_id: None,
+                };
             }
         }
         Ok(outcomes)

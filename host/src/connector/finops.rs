@@ -270,7 +270,12 @@ impl FinopsConnector {
         for (i, (write, outcome)) in writes.iter().zip(&mut outcomes).enumerate() {
             let missing = matches!(outcome, WriteOutcome::Failed { status: 404, .. });
             match write {
-                Write::Delete { .. } if missing => *outcome = WriteOutcome::Applied { status: 404 },
+                Write::Delete { .. } if missing => {
+                    *outcome = WriteOutcome::Applied {
+                        status: 404,
+                        entity_id: None,
+                    }
+                }
                 Write::Upsert { table, key, row }
                     if missing && mode == BatchMode::ContinueOnError =>
                 {

@@ -46,6 +46,7 @@ struct Outcome {
     echoes: Vec<(&'static str, String, [u8; 32])>,
     consumed: Vec<(&'static str, String, [u8; 32])>,
     images: Vec<(&'static str, String, Option<Row>)>,
+    ids: Vec<(&'static str, String, String)>,
     activity: Vec<Activity>,
 }
 
@@ -150,27 +151,14 @@ pub(super) async fn process(
             }
             continue;
         }
-        let filter = match source {
-            Side::Left => map.left.filter.as_ref(),
-            Side::Right => map.right.filter.as_ref(),
-        };
-        if let Some(filter) = filter
-            && !filter.matches(&queued.change.row)
-        {
+        if let Some(reason) = excluded(map, source, &queued.change.row) {
             if synced && map.on_filter_exit == FilterExit::Delete {
-                planned.push(Planned {
-                    queued,
-                    row: None,
-                    what: "filter-exit",
-                });
+                planned.push(Planned { queued, row: None, what: "filter-exit" });
             } else {
                 let detail = if synced {
-                    format!(
-                        "left the filter `{}`; the other side keeps it (on_filter_exit = keep)",
-                        filter.as_str()
-                    )
+                    format!("{reason}; the other side keeps it (on_filter_exit = keep)")
                 } else {
-                    format!("does not match the filter `{}`", filter.as_str())
+                    reason
                 };
                 out.log(&map.name, direction, &key, "filtered", detail);
                 out.images.push((source.name(), key, source_image));
@@ -250,8 +238,11 @@ pub(super) async fn process(
         for ((plan, write), outcome) in sent.into_iter().zip(&writes).zip(outcomes) {
             let key = plan.queued.change.key.clone();
             match outcome {
-                WriteOutcome::Applied { .. } => {
+                WriteOutcome::Applied { entity_id, .. } => {
                     waiting.remove(&key);
+                    if let Some(id) = entity_id.as_deref().and_then(id_in) {
+                        out.ids.push((target.name(), id.to_owned(), key.clone()));
+                    }
                     record_write(
                         shared,
                         map,
@@ -301,6 +292,11 @@ pub(super) async fn process(
         .iter()
         .map(|(s, k, f)| (*s, k.as_str(), *f))
         .collect();
+    let ids: Vec<(&str, &str, &str)> = out
+        .ids
+        .iter()
+        .map(|(s, i, k)| (*s, i.as_str(), k.as_str()))
+        .collect();
     let images: Vec<(&str, &str, Option<Row>)> = out
         .images
         .iter()
@@ -315,6 +311,7 @@ pub(super) async fn process(
                 echoes: &echoes,
                 consumed: &consumed,
                 images: &images,
+                ids: &ids,
                 activity: &out.activity,
             },
         )
@@ -334,6 +331,35 @@ pub(super) async fn process(
         shared.emit(&line.map, line.direction, &line.key, what, line.detail);
     }
     Ok(taken)
+}
+
+/// Why a row of `side` is outside the map: its side's filter, or a company
+/// the map does not stripe; `None` when it syncs.
+fn excluded(map: &MapPlan, side: Side, row: &Row) -> Option<String> {
+    let filter = match side {
+        Side::Left => map.left.filter.as_ref(),
+        Side::Right => map.right.filter.as_ref(),
+    };
+    if let Some(filter) = filter
+        && !filter.matches(row)
+    {
+        return Some(format!("does not match the filter `{}`", filter.as_str()));
+    }
+    if map.companies.is_empty() {
+        return None;
+    }
+    let company = map
+        .company_pair()
+        .and_then(|pair| shape::field_on(pair, side))
+        .and_then(|field| row.get(field))
+        .and_then(|value| value.as_str())
+        .unwrap_or_default();
+    (!map.companies.iter().any(|c| c.eq_ignore_ascii_case(company))).then(|| {
+        format!(
+            "company `{company}` is not one of the map's companies ({})",
+            map.companies.join(", ")
+        )
+    })
 }
 
 /// Records a confirmed write: the echo fingerprint and image of the target
@@ -585,6 +611,13 @@ fn settle_conflict(
         );
         Ok(false)
     }
+}
+
+/// The id in an entity URL: `…/accounts(<guid>)` → `<guid>`.
+fn id_in(url: &str) -> Option<&str> {
+    let inner = url.strip_suffix(')')?;
+    let id = &inner[inner.rfind('(')? + 1..];
+    uuid::Uuid::parse_str(id).is_ok().then_some(id)
 }
 
 /// A modification time in whole seconds: Dataverse's `modifiedon` has no

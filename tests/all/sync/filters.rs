@@ -129,3 +129,45 @@ async fn with_on_filter_exit_keep_the_other_side_keeps_the_row() {
     );
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn company_striping_syncs_only_the_listed_legal_entities() {
+    let maps = MAPS.replace(
+        "depends_on = [\"legal-entities\", \"customer-groups\"]",
+        "depends_on = [\"legal-entities\", \"customer-groups\"]\ncompanies = [\"USMF\"]",
+    );
+    let sync = Sync::start(&maps, "").await;
+    sync.fo_upsert(
+        "LegalEntities",
+        &[("LegalEntityId", "demf")],
+        json!({"Name": "Contoso Germany"}),
+    )
+    .await;
+    sync.company_id("usmf").await;
+    sync.company_id("demf").await;
+    for (company, number) in [("usmf", "S-1"), ("demf", "S-2")] {
+        sync.fo_upsert(
+            "CustomersV3",
+            &[("dataAreaId", company), ("CustomerAccount", number)],
+            json!({"OrganizationName": number, "PartyType": "Organization"}),
+        )
+        .await;
+    }
+    eventually("S-1 in Dataverse", || async {
+        sync.dv_get("accounts", account("S-1")).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    assert!(
+        sync.dv_get("accounts", account("S-2")).await.is_none(),
+        "demf is not striped"
+    );
+    let filtered = sync.activity("customers", "filtered");
+    assert!(
+        filtered
+            .iter()
+            .any(|a| a.key == "S-2|demf" && a.detail.contains("company `demf`")),
+        "{filtered:?}"
+    );
+    sync.shutdown().await;
+}

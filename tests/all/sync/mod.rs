@@ -123,12 +123,19 @@ impl Sync {
 
     /// The config file's text.
     pub fn config_text(&self) -> String {
+        // Defaults for the tests, unless the test sets the key itself.
+        let mut engine = self.engine_extra.clone();
+        for line in ["poll_interval = \"100ms\"", "lookup_wait = \"30s\""] {
+            let name = line.split(' ').next().unwrap_or_default();
+            if !engine.lines().any(|l| l.starts_with(name)) {
+                engine.push('\n');
+                engine.push_str(line);
+            }
+        }
         format!(
             r#"
 [engine]
 data = "data"
-poll_interval = "100ms"
-lookup_wait = "30s"
 {extra}
 
 [systems.finops]
@@ -142,7 +149,7 @@ kind = "dataverse"
 url = "{dv}"
 auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env = "DATAVERSE_SECRET" }}
 {maps}"#,
-            extra = self.engine_extra,
+            extra = engine,
             fo = self.finops.service_url(),
             fo_token = self.finops.token_url(),
             dv = self.dataverse.service_url(),

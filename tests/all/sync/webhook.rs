@@ -70,3 +70,51 @@ async fn data_events_arrive_by_webhook_and_need_the_secret() {
     .await;
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_of_a_row_the_host_created_is_traced_by_the_id_the_write_returned() {
+    // Dataverse is read once at start, then only every hour: the account
+    // the host creates is deleted before change tracking ever reports it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut sync = Sync::start(
+        MAPS,
+        &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
+    )
+    .await;
+    sync.company_id("usmf").await;
+    let url = sync
+        .engine()
+        .webhook_url("finops")
+        .expect("webhook receiver");
+    sync.finops.subscribe(dualwrite::emulator::Subscription {
+        url: format!("{url}?code=hook-secret"),
+        entities: vec!["CustomersV3".into()],
+    });
+    let key = [("dataAreaId", "usmf"), ("CustomerAccount", "W-2")];
+    sync.fo_upsert(
+        "CustomersV3",
+        &key,
+        json!({"OrganizationName": "Short-lived", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("W-2 in Dataverse", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "W-2"))
+            .await
+            .is_some()
+    })
+    .await;
+    sync.dv_delete("accounts", Key::single("accountnumber", "W-2"))
+        .await;
+    // A restart reads change tracking at once: the delete names only the
+    // row's id.
+    sync.stop_engine().await;
+    sync.start_engine().await;
+    eventually("W-2 deleted in finops", || async {
+        sync.fo_get("CustomersV3", &key).await.is_none()
+    })
+    .await;
+    sync.shutdown().await;
+}

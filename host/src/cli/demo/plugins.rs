@@ -1,25 +1,16 @@
-//! `dualwrite demo`: the example plugins over sample Customers V3 and
-//! contact rows, as a table map would run them, then a hostile plugin shown
-//! contained while the others keep working.
+//! `dualwrite demo --plugins-only`: the example plugins over sample
+//! Customers V3 and contact rows, as a table map would run them, without
+//! the engine or the emulators; then a hostile plugin shown contained while
+//! the others keep working.
 
 use crate::plugin::json::{parse_rows, value_to_json};
 use crate::plugin::{
     Context, Direction, Outcome, Plugin, PluginLimits, Runtime, RuntimeConfig, Verdict,
 };
 use anyhow::Context as _;
-use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// `dualwrite demo`
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Where the plugin components are (`cargo xtask plugins` builds them
-    /// into `target/plugins`).
-    #[arg(long, default_value = "target/plugins")]
-    pub plugins: PathBuf,
-}
 
 const CUSTOMERS: &str = r#"[
   {"CUSTOMERACCOUNT": "US-001", "ORGANIZATIONNAME": "Contoso Retail San Diego", "dataAreaId": "usmf",
@@ -92,20 +83,15 @@ const STEPS: &[Step] = &[
     },
 ];
 
-/// Runs the demo.
-pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+/// Runs the plugin walkthrough over the components in `plugins_dir`.
+pub fn run(plugins_dir: &Path) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(args.plugins.join(".compiled")),
+        cache_dir: Some(plugins_dir.join(".compiled")),
         ..RuntimeConfig::default()
     })?;
     println!("dualwrite demo: the example plugins, run by the sandboxed host over sample rows\n");
     for step in STEPS {
-        let plugin = load(
-            &runtime,
-            &args.plugins,
-            step.plugin,
-            PluginLimits::default(),
-        )?;
+        let plugin = load(&runtime, plugins_dir, step.plugin, PluginLimits::default())?;
         let batch = parse_rows(step.rows).context("the demo's sample rows")?;
         let context = Context {
             table_map: step.map.into(),
@@ -185,7 +171,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    contain_hostile(&runtime, &args.plugins)?;
+    contain_hostile(&runtime, plugins_dir)?;
     Ok(ExitCode::SUCCESS)
 }
 
