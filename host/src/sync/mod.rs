@@ -244,6 +244,22 @@ impl Engine {
     /// Opens the checkpoint store at `plan.engine.data`, connects the
     /// systems, loads the plugins and starts every enabled map.
     pub async fn start(plan: Plan, options: EngineOptions) -> Result<RunningEngine, SyncError> {
+        for map in plan.maps.iter().filter(|m| m.enabled) {
+            for mapping in shape::mappings(map) {
+                if let Some(lookup) = &mapping.lookup
+                    && lookup.map.as_deref().and_then(|name| plan.map(name)).is_none()
+                {
+                    return Err(SyncError::Setup {
+                        detail: format!(
+                            "map `{}`: the lookup `{}.{}` does not say which map syncs its table; write `… via MAP`",
+                            map.name,
+                            mapping.right.as_deref().unwrap_or_default(),
+                            lookup.key_field
+                        ),
+                    });
+                }
+            }
+        }
         let store = Checkpoints::open(&plan.engine.data)?;
         let mut systems = HashMap::new();
         for (name, system) in &plan.systems {

@@ -255,6 +255,7 @@ pub(super) async fn process(
                     )?;
                 }
                 WriteOutcome::Failed { status, service } => {
+                    system.forget_ids();
                     parked.push((
                         plan.queued,
                         format!(

@@ -144,6 +144,12 @@ impl System {
         Ok(id)
     }
 
+    /// Forgets the cached ids: a write was refused, perhaps because a
+    /// referenced row was deleted and made again under a new id.
+    pub fn forget_ids(&self) {
+        lock(&self.ids).clear();
+    }
+
     /// Dataverse: `field` of the row of `table` with id `id` (`Null` when
     /// the row is gone). Cached: a referenced row's key rarely changes.
     pub async fn value_of(

@@ -14,6 +14,9 @@ use super::Shared;
 use super::pipeline::{self, Waiting};
 use super::shape::{self, Side};
 
+/// How long a batch in flight may take to finish after shutdown is asked.
+const GRACE: Duration = Duration::from_secs(10);
+
 /// Runs `map`'s worker until shutdown.
 pub(super) async fn run(shared: Arc<Shared>, map: String) {
     let Some(plan) = shared.plan.map(&map) else {
@@ -60,7 +63,24 @@ pub(super) async fn run(shared: Arc<Shared>, map: String) {
         let mut progressed = false;
         let mut failed = false;
         for &direction in &directions {
-            match pipeline::process(&shared, plan, direction, &mut waiting).await {
+            let run = pipeline::process(&shared, plan, direction, &mut waiting);
+            tokio::pin!(run);
+            let result = tokio::select! {
+                result = &mut run => result,
+                _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
+                    // Give the batch in flight a moment to finish; past
+                    // that, drop it: it stays queued and is written again
+                    // at the next start, with the same effect.
+                    match tokio::time::timeout(GRACE, &mut run).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::warn!(map = %map, %direction, "Abandoned the batch in flight at shutdown; it is written again at the next start.");
+                            return;
+                        }
+                    }
+                }
+            };
+            match result {
                 Ok(taken) => progressed |= taken > 0,
                 Err(error) => {
                     failed = true;
