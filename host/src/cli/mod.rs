@@ -30,7 +30,9 @@ pub enum Command {
     /// Work with plugin components: run one over sample rows, or check it.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
-    /// Run the demo: the example plugins over sample rows.
+    /// Run the live demo: both emulators, the standard maps with the
+    /// example plugins, changes on both sides arriving on the other, until
+    /// `--for` elapses or Ctrl-C (`--plugins-only`: the plugins alone).
     Demo(demo::DemoArgs),
     /// Run an emulated Dataverse or Finance and Operations service.
     Emulate(emulate::EmulateArgs),
