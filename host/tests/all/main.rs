@@ -5,6 +5,7 @@
 
 mod batch;
 mod checkpoint;
+mod cli_demo;
 mod cli_plugin;
 mod connector_dataverse;
 mod connector_finops;
