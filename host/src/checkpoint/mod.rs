@@ -152,6 +152,9 @@ pub struct Change {
     pub modified: Option<String>,
 }
 
+/// `(side, key, image)`: the mapped fields on one side, `None` for none.
+pub type Image<'a> = (&'a str, &'a str, Option<Map<String, Value>>);
+
 /// What [`Checkpoints::finish`] records for a batch the target confirmed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Finish<'a> {
@@ -165,7 +168,7 @@ pub struct Finish<'a> {
     pub consumed: &'a [(&'a str, &'a str, [u8; 32])],
     /// `(side, key, image)`: the mapped fields now on that side; `None`
     /// forgets the key (deleted).
-    pub images: &'a [(&'a str, &'a str, Option<Map<String, Value>>)],
+    pub images: &'a [Image<'a>],
     /// `(side, row id, key)` of rows written whose id the target named, so
     /// that a delete reported by id finds its key.
     pub ids: &'a [(&'a str, &'a str, &'a str)],

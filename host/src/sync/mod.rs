@@ -210,21 +210,12 @@ impl Shared {
 }
 
 /// Settings of [`Engine::start`] beyond the plan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     /// Connector settings for every system.
     pub connector: ConnectorOptions,
     /// The plugin runtime's settings.
     pub runtime: RuntimeConfig,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            connector: ConnectorOptions::default(),
-            runtime: RuntimeConfig::default(),
-        }
-    }
 }
 
 /// The sync engine.
@@ -247,7 +238,11 @@ impl Engine {
         for map in plan.maps.iter().filter(|m| m.enabled) {
             for mapping in shape::mappings(map) {
                 if let Some(lookup) = &mapping.lookup
-                    && lookup.map.as_deref().and_then(|name| plan.map(name)).is_none()
+                    && lookup
+                        .map
+                        .as_deref()
+                        .and_then(|name| plan.map(name))
+                        .is_none()
                 {
                     return Err(SyncError::Setup {
                         detail: format!(

@@ -153,7 +153,11 @@ pub(super) async fn process(
         }
         if let Some(reason) = excluded(map, source, &queued.change.row) {
             if synced && map.on_filter_exit == FilterExit::Delete {
-                planned.push(Planned { queued, row: None, what: "filter-exit" });
+                planned.push(Planned {
+                    queued,
+                    row: None,
+                    what: "filter-exit",
+                });
             } else {
                 let detail = if synced {
                     format!("{reason}; the other side keeps it (on_filter_exit = keep)")
@@ -355,7 +359,11 @@ fn excluded(map: &MapPlan, side: Side, row: &Row) -> Option<String> {
         .and_then(|field| row.get(field))
         .and_then(|value| value.as_str())
         .unwrap_or_default();
-    (!map.companies.iter().any(|c| c.eq_ignore_ascii_case(company))).then(|| {
+    (!map
+        .companies
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(company)))
+    .then(|| {
         format!(
             "company `{company}` is not one of the map's companies ({})",
             map.companies.join(", ")

@@ -117,21 +117,17 @@ pub fn key_text(map: &MapPlan, side: Side, row: &Row) -> Result<String, String> 
 
 /// The values of a key text, in key order.
 pub fn key_values(text: &str) -> Vec<String> {
-    let mut values = vec![String::new()];
+    let mut values = Vec::new();
+    let mut current = String::new();
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if let Some(next) = chars.next() {
-                    values.last_mut().map(|v| v.push(next));
-                }
-            }
-            '|' => values.push(String::new()),
-            c => {
-                values.last_mut().map(|v| v.push(c));
-            }
+            '\\' => current.extend(chars.next()),
+            '|' => values.push(std::mem::take(&mut current)),
+            c => current.push(c),
         }
     }
+    values.push(current);
     values
 }
 
@@ -236,4 +232,112 @@ pub fn restrict(row: &Row, fields: &[String]) -> Row {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BuildOptions, Config};
+    use crate::map::NoCatalogue;
+    use serde_json::json;
+
+    fn map() -> MapPlan {
+        let text = r#"
+[systems.fo]
+kind = "finops"
+url = "http://127.0.0.1:1"
+[systems.dv]
+kind = "dataverse"
+url = "http://127.0.0.1:2"
+[[maps]]
+name = "m"
+left = { system = "fo", table = "T" }
+right = { system = "dv", table = "t" }
+key = ["Code = code", "dataAreaId = msdyn_company.cdm_companycode via m"]
+fields = [
+  "Name = name",
+  "Limit > limit",
+  "Kind < kind default 'x'",
+  "> typecode default 3",
+  "Flag = flag map { No: false, Yes: true }",
+]
+"#;
+        let config = Config::from_toml("m.toml", text).expect("parses");
+        let plan = config
+            .build(&BuildOptions {
+                file: "m.toml".into(),
+                base_dir: ".".into(),
+                catalogue: &NoCatalogue,
+                env: &|_| None,
+            })
+            .expect("valid");
+        plan.maps[0].clone()
+    }
+
+    fn row(value: serde_json::Value) -> Row {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn key_text_escapes_and_reads_back() {
+        let map = map();
+        let left = row(json!({"Code": "A|B\\C", "dataAreaId": "usmf"}));
+        let text = key_text(&map, Side::Left, &left).expect("key");
+        assert_eq!(text, "A\\|B\\\\C|usmf");
+        assert_eq!(key_values(&text), vec!["A|B\\C", "usmf"]);
+        let right = row(json!({"code": "A|B\\C", "msdyn_company": "usmf"}));
+        assert_eq!(key_text(&map, Side::Right, &right).expect("key"), text);
+        let error = key_text(&map, Side::Left, &row(json!({"Code": ""}))).expect_err("empty");
+        assert!(error.contains("`Code`"), "{error}");
+    }
+
+    #[test]
+    fn rows_map_by_direction_with_defaults_and_value_maps() {
+        let map = map();
+        let left = row(
+            json!({"Code": "A", "dataAreaId": "usmf", "Name": "N", "Limit": 10.50, "Kind": "k", "Flag": "Yes"}),
+        );
+        let right = map_row(&map, Side::Left, &left).expect("maps");
+        assert_eq!(
+            serde_json::Value::Object(right),
+            json!({"code": "A", "msdyn_company": "usmf", "name": "N", "limit": 10.50, "typecode": 3, "flag": true})
+        );
+        let back = map_row(
+            &map,
+            Side::Right,
+            &row(json!({"code": "A", "msdyn_company": "usmf", "name": "N", "flag": false})),
+        )
+        .expect("maps");
+        assert_eq!(
+            serde_json::Value::Object(back),
+            json!({"Code": "A", "dataAreaId": "usmf", "Name": "N", "Kind": "x", "Flag": "No"})
+        );
+        let error =
+            map_row(&map, Side::Left, &row(json!({"Flag": "Maybe"}))).expect_err("unmapped");
+        assert!(
+            error.contains("\"Maybe\"") && error.contains("`flag`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn side_fields_cover_every_direction() {
+        let map = map();
+        assert_eq!(
+            side_fields(&map, Side::Left),
+            vec!["Code", "Flag", "Kind", "Limit", "Name", "dataAreaId"]
+        );
+        assert_eq!(
+            side_fields(&map, Side::Right),
+            vec![
+                "code",
+                "flag",
+                "kind",
+                "limit",
+                "msdyn_company",
+                "name",
+                "typecode"
+            ]
+        );
+    }
 }
