@@ -13,6 +13,8 @@
 //!   so the two directions of one key never run at once; `pipeline` turns
 //!   a batch into writes (echo check, conflict policy, filter and filter
 //!   exit, mapping, plugins, lookups) and records the outcome.
+//! - `conflict`: the map's policy between the two directions' changes of
+//!   one key.
 //! - `shape`: the map's field logic without I/O; `refs`: lookups;
 //!   `system`: the connector of each system; `plugins`: the chain.
 //!
@@ -36,6 +38,7 @@
 //! plugin runtime; it speaks no HTTP itself except the webhook receiver.
 
 mod capture;
+mod conflict;
 mod pipeline;
 pub mod plugins;
 pub mod refs;

@@ -7,16 +7,26 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::DateTime;
-
 use crate::checkpoint::{Activity, Direction, Finish, Operation, QueuedChange, fingerprint};
 use crate::connector::{Write, WriteOutcome};
-use crate::map::{ConflictPolicy, FilterExit, MapPlan};
+use crate::map::{FilterExit, MapPlan};
 
 use super::Shared;
+use super::conflict;
 use super::plugins::Fate;
 use super::refs::{self, Prepared};
 use super::shape::{self, Row, Side};
+
+/// What a batch logs of a change.
+const KINDS: [&str; 7] = [
+    "written",
+    "deleted",
+    "echo",
+    "filtered",
+    "skipped",
+    "conflict-lost",
+    "parked",
+];
 
 /// A key waiting for the row its lookup points at.
 #[derive(Debug, Clone)]
@@ -41,7 +51,7 @@ struct Planned {
 
 /// What one batch records.
 #[derive(Default)]
-struct Outcome {
+pub(super) struct Outcome {
     done: Vec<QueuedChange>,
     echoes: Vec<(&'static str, String, [u8; 32])>,
     consumed: Vec<(&'static str, String, [u8; 32])>,
@@ -51,7 +61,14 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn log(&mut self, map: &str, direction: Direction, key: &str, what: &str, detail: String) {
+    pub(super) fn log(
+        &mut self,
+        map: &str,
+        direction: Direction,
+        key: &str,
+        what: &str,
+        detail: String,
+    ) {
         self.activity.push(Activity {
             map: map.to_owned(),
             direction,
@@ -121,7 +138,7 @@ pub(super) async fn process(
             counters.echoes.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if !settle_conflict(shared, map, direction, &queued, &mut out)? {
+        if !conflict::settle_conflict(shared, map, direction, &queued, &mut out)? {
             counters.conflicts.fetch_add(1, Ordering::Relaxed);
             out.done.push(queued);
             continue;
@@ -323,16 +340,10 @@ pub(super) async fn process(
         .map_err(|e| e.to_string())?;
     for line in out.activity {
         tracing::info!(map = %line.map, direction = %line.direction, key = %line.key, what = %line.what, "{}", line.detail);
-        let what = match line.what.as_str() {
-            "written" => "written",
-            "deleted" => "deleted",
-            "echo" => "echo",
-            "filtered" => "filtered",
-            "skipped" => "skipped",
-            "conflict-lost" => "conflict-lost",
-            "parked" => "parked",
-            _ => "other",
-        };
+        let what = KINDS
+            .into_iter()
+            .find(|kind| *kind == line.what)
+            .unwrap_or("other");
         shared.emit(&line.map, line.direction, &line.key, what, line.detail);
     }
     Ok(taken)
@@ -501,138 +512,9 @@ fn run_plugins(
     }
 }
 
-/// Settles a conflict of `queued` with the other direction's queued
-/// changes of its key: true when `queued` goes on (the other side's
-/// changes, if any, lost and are done), false when it lost.
-fn settle_conflict(
-    shared: &Shared,
-    map: &MapPlan,
-    direction: Direction,
-    queued: &QueuedChange,
-    out: &mut Outcome,
-) -> Result<bool, String> {
-    let store = &shared.store;
-    let key = &queued.change.key;
-    let other_direction = match direction {
-        Direction::LeftToRight => Direction::RightToLeft,
-        Direction::RightToLeft => Direction::LeftToRight,
-    };
-    let other_side = Side::source_of(other_direction);
-    let other_fields = shape::side_fields(map, other_side);
-    let stored = store
-        .echo(&map.name, other_side.name(), key)
-        .map_err(|e| e.to_string())?;
-    let others: Vec<QueuedChange> = store
-        .pending(&map.name, other_direction, key)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|other| {
-            let mark = match other.change.operation {
-                Operation::Upsert => {
-                    fingerprint(&other.change.row, other_fields.iter().map(String::as_str))
-                }
-                Operation::Delete => deleted_mark(),
-            };
-            !stored.contains(&mark)
-        })
-        .collect();
-    let Some(latest) = others.last() else {
-        return Ok(true);
-    };
-    let source = Side::source_of(direction);
-    let wins = match map.conflict {
-        ConflictPolicy::LeftWins => source == Side::Left,
-        ConflictPolicy::RightWins => source == Side::Right,
-        ConflictPolicy::LastWriterWins => {
-            let ours = when(&queued.change.modified);
-            let theirs = when(&latest.change.modified);
-            ours > theirs || (ours == theirs && source == Side::Left)
-        }
-    };
-    let policy = match map.conflict {
-        ConflictPolicy::LeftWins => "left-wins",
-        ConflictPolicy::RightWins => "right-wins",
-        ConflictPolicy::LastWriterWins => "last-writer-wins",
-    };
-    let describe = |q: &QueuedChange, side: Side| {
-        format!(
-            "{} version {} (modified {}): {}",
-            side.name(),
-            q.change.version,
-            q.change.modified.as_deref().unwrap_or("?"),
-            serde_json::Value::Object(shape::restrict(
-                &q.change.row,
-                &shape::side_fields(map, side)
-            ))
-        )
-    };
-    if wins {
-        let mut lost = Vec::new();
-        for other in &others {
-            lost.push(Activity {
-                map: map.name.clone(),
-                direction: other_direction,
-                key: key.clone(),
-                what: "conflict-lost".into(),
-                detail: format!(
-                    "{policy}: {} lost to {}",
-                    describe(other, other_side),
-                    describe(queued, source)
-                ),
-            });
-        }
-        store
-            .finish(
-                &map.name,
-                other_direction,
-                &Finish {
-                    done: &others,
-                    activity: &lost,
-                    ..Finish::default()
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        shared
-            .counters(&map.name, other_direction)
-            .conflicts
-            .fetch_add(others.len() as u64, Ordering::Relaxed);
-        for line in lost {
-            shared.emit(
-                &line.map,
-                line.direction,
-                &line.key,
-                "conflict-lost",
-                line.detail,
-            );
-        }
-        Ok(true)
-    } else {
-        out.log(
-            &map.name,
-            direction,
-            key,
-            "conflict-lost",
-            format!(
-                "{policy}: {} lost to {}",
-                describe(queued, source),
-                describe(latest, other_side)
-            ),
-        );
-        Ok(false)
-    }
-}
-
 /// The id in an entity URL: `…/accounts(<guid>)` → `<guid>`.
 fn id_in(url: &str) -> Option<&str> {
     let inner = url.strip_suffix(')')?;
     let id = &inner[inner.rfind('(')? + 1..];
     uuid::Uuid::parse_str(id).is_ok().then_some(id)
-}
-
-/// A modification time in whole seconds: Dataverse's `modifiedon` has no
-/// finer grain, so finer times would not compare fairly. A tie goes left.
-fn when(text: &Option<String>) -> i64 {
-    text.as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or(i64::MIN, |t| t.timestamp())
 }

@@ -274,7 +274,7 @@ fields = [
         plan.maps[0].clone()
     }
 
-    fn row(value: serde_json::Value) -> Row {
+    fn row(value: Value) -> Row {
         value.as_object().cloned().unwrap_or_default()
     }
 
@@ -299,7 +299,7 @@ fields = [
         );
         let right = map_row(&map, Side::Left, &left).expect("maps");
         assert_eq!(
-            serde_json::Value::Object(right),
+            Value::Object(right),
             json!({"code": "A", "msdyn_company": "usmf", "name": "N", "limit": 10.50, "typecode": 3, "flag": true})
         );
         let back = map_row(
@@ -309,7 +309,7 @@ fields = [
         )
         .expect("maps");
         assert_eq!(
-            serde_json::Value::Object(back),
+            Value::Object(back),
             json!({"Code": "A", "dataAreaId": "usmf", "Name": "N", "Kind": "x", "Flag": "No"})
         );
         let error =
