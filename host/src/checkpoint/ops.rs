@@ -4,7 +4,7 @@ use super::{Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -259,19 +259,8 @@ impl Checkpoints {
                         )?;
                     }
                     for queued in finish.done {
-                        queue.remove(join(&[&flow, &queued.seq.to_be_bytes()]))?;
-                        let change = &queued.change;
-                        parked.remove(join(&[&flow, change.key.as_bytes()]))?;
-                        dedupe.remove(join(&[
-                            &flow,
-                            change.key.as_bytes(),
-                            change.version.as_bytes(),
-                        ]))?;
-                        by_key.remove(join(&[
-                            &flow,
-                            change.key.as_bytes(),
-                            &queued.seq.to_be_bytes(),
-                        ]))?;
+                        dequeue(&flow, queued, queue, dedupe, by_key)?;
+                        parked.remove(join(&[&flow, queued.change.key.as_bytes()]))?;
                     }
                     for (side, key, fingerprint) in finish.consumed {
                         let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
@@ -412,18 +401,7 @@ impl Checkpoints {
             .transaction(
                 |(queue, dedupe, parked_tree, log, by_key)| -> TxResult<()> {
                     if let Some(queued) = &queued {
-                        queue.remove(entry.as_slice())?;
-                        let change = &queued.change;
-                        dedupe.remove(join(&[
-                            &flow,
-                            change.key.as_bytes(),
-                            change.version.as_bytes(),
-                        ]))?;
-                        by_key.remove(join(&[
-                            &flow,
-                            change.key.as_bytes(),
-                            &queued.seq.to_be_bytes(),
-                        ]))?;
+                        dequeue(&flow, queued, queue, dedupe, by_key)?;
                     }
                     parked_tree.remove(slot.as_slice())?;
                     log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
@@ -533,6 +511,26 @@ pub(super) fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, 
         key: String::from_utf8_lossy(key).replace('\0', "/"),
         detail: error.to_string(),
     })
+}
+
+/// Removes `queued` from its queue and the queue's two indexes.
+fn dequeue(
+    flow: &[u8],
+    queued: &QueuedChange,
+    queue: &TransactionalTree,
+    dedupe: &TransactionalTree,
+    by_key: &TransactionalTree,
+) -> TxResult<()> {
+    let change = &queued.change;
+    let seq = queued.seq.to_be_bytes();
+    queue.remove(join(&[flow, &seq]))?;
+    dedupe.remove(join(&[
+        flow,
+        change.key.as_bytes(),
+        change.version.as_bytes(),
+    ]))?;
+    by_key.remove(join(&[flow, change.key.as_bytes(), &seq]))?;
+    Ok(())
 }
 
 /// How many fingerprints of recent writes are kept per key: a side may

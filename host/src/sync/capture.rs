@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::checkpoint::{Change, Operation};
-use crate::connector::{ChangePage, ConnectorError, Deleted, Key, KeyValue};
+use crate::connector::{ChangePage, ConnectorError, Deleted, Key};
 use crate::map::MapPlan;
 
 use super::Shared;
@@ -200,17 +200,5 @@ async fn changes_of(
 
 /// The key text of a finops key as reported in a delete.
 pub(super) fn key_text_of(plan: &MapPlan, side: Side, key: &Key) -> Option<String> {
-    let row: Row = key
-        .parts
-        .iter()
-        .map(|(field, value)| {
-            let value = match value {
-                KeyValue::Text(s) => Value::String(s.clone()),
-                KeyValue::Guid(g) => Value::String(g.to_string()),
-                KeyValue::Number(n) => Value::from(*n),
-            };
-            (field.clone(), value)
-        })
-        .collect();
-    shape::key_text(plan, side, &row).ok()
+    shape::key_text(plan, side, &key.to_json()).ok()
 }
