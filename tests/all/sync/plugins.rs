@@ -110,3 +110,66 @@ async fn plugins_transform_rows_and_failures_park_only_their_key() {
     assert_eq!(text(&row, "telephone1"), "+12125550142");
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_plugin_parks_only_the_rows_it_traps_on() {
+    // hostile-panic panics on every row with a name; the host finds the
+    // rows at fault by calling again row by row.
+    let maps = MAPS.replace(
+        "  \"PartyType < default Organization\",\n]",
+        &format!(
+            "  \"PartyType < default Organization\",\n]\nplugins = [{{ path = {:?}, direction = \">\" }}]",
+            dualwrite_tests::HOSTILE_PANIC
+        ),
+    );
+    let sync = Sync::start(&maps, "").await;
+    sync.company_id("usmf").await;
+    let store = sync.engine().checkpoints();
+    for (number, name) in [("H-1", "Boom"), ("H-2", ""), ("H-3", "Bang")] {
+        sync.fo_upsert(
+            "CustomersV3",
+            &key(number),
+            json!({"OrganizationName": name, "PartyType": "Organization"}),
+        )
+        .await;
+    }
+    eventually("H-2 in Dataverse", || async {
+        sync.dv_get("accounts", account("H-2")).await.is_some()
+    })
+    .await;
+    eventually("H-1 and H-3 parked", || async {
+        store
+            .parked("customers", Direction::LeftToRight)
+            .unwrap_or_default()
+            .len()
+            == 2
+    })
+    .await;
+    let parked = store
+        .parked("customers", Direction::LeftToRight)
+        .expect("parked");
+    assert!(
+        parked
+            .iter()
+            .all(|(_, p)| p.reason.contains("hostile plugin gave up on")
+                || p.reason.contains("quarantined")),
+        "{parked:?}"
+    );
+    // The other maps keep flowing.
+    sync.fo_upsert(
+        "CustomerGroups",
+        &[("dataAreaId", "usmf"), ("CustomerGroupId", "10")],
+        json!({"Description": "Still flowing"}),
+    )
+    .await;
+    eventually("the group in Dataverse", || async {
+        sync.dv
+            .query_all("msdyn_customergroups", &Default::default())
+            .await
+            .map(|rows| rows.len())
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    sync.shutdown().await;
+}
