@@ -17,6 +17,9 @@ use super::view::{self, StatsRow};
 /// before the initial copy counts as done.
 const QUIET: Duration = Duration::from_millis(1500);
 
+/// The longest the summary waits for the changes in flight.
+const SETTLE_LIMIT: Duration = Duration::from_secs(15);
+
 /// The longest the demo waits for the initial copy before going on.
 const INITIAL_COPY_LIMIT: Duration = Duration::from_secs(120);
 
@@ -79,24 +82,18 @@ pub async fn initial_copy(world: &World, feed: &mut Feed, start: Instant) {
     view::heading("Initial copy: each side's rows go to the other, through the maps");
     let began = Instant::now();
     let mut copied: Option<Duration> = None;
-    let mut last = (usize::MAX, u64::MAX);
-    let mut quiet_since = Instant::now();
+    let mut quiet = Quiet::new();
     loop {
         feed.skip_pending();
         if copied.is_none() && world.engine.initialized() {
             copied = Some(began.elapsed());
         }
-        let now = (world.engine.queued(), captured(world));
-        if now != last || now.0 > 0 {
-            last = now;
-            quiet_since = Instant::now();
-        }
-        // Done when every map has copied and then nothing was captured for
+        // Done when every map has copied and then the engine was idle for
         // a while: the other side has reported the host's writes back (the
         // echoes) by then. A long quiet counts too, should the engine not
         // say.
-        let quiet = quiet_since.elapsed();
-        if (copied.is_some() && quiet >= QUIET) || quiet >= QUIET * 4 {
+        let idle = quiet.observe(world);
+        if (copied.is_some() && idle >= QUIET) || idle >= QUIET * 4 {
             break;
         }
         if began.elapsed() > INITIAL_COPY_LIMIT {
@@ -120,8 +117,31 @@ pub async fn initial_copy(world: &World, feed: &mut Feed, start: Instant) {
     );
 }
 
-fn captured(world: &World) -> u64 {
-    stats(world).iter().map(|row| row.stats.captured).sum()
+/// Tells how long the engine has been idle: nothing queued, nothing newly
+/// captured.
+struct Quiet {
+    last: (usize, u64),
+    since: Instant,
+}
+
+impl Quiet {
+    fn new() -> Quiet {
+        Quiet {
+            last: (usize::MAX, u64::MAX),
+            since: Instant::now(),
+        }
+    }
+
+    /// Looks at the engine now; returns how long it has been idle.
+    fn observe(&mut self, world: &World) -> Duration {
+        let captured = stats(world).iter().map(|row| row.stats.captured).sum();
+        let now = (world.engine.queued(), captured);
+        if now != self.last || now.0 > 0 {
+            self.last = now;
+            self.since = Instant::now();
+        }
+        self.since.elapsed()
+    }
 }
 
 fn stats(world: &World) -> Vec<StatsRow> {
@@ -142,11 +162,13 @@ fn stats(world: &World) -> Vec<StatsRow> {
 /// whether anything was lost; `Ok(false)` when something was.
 pub async fn close(world: &World, feed: &mut Feed, ended: &str) -> anyhow::Result<bool> {
     view::heading(&format!("Summary ({ended})"));
+    // The changes in flight land first: a Dataverse change is only seen at
+    // the next poll, so an empty queue alone does not mean done.
     let settle = Instant::now();
-    while world.engine.queued() > 0 && settle.elapsed() < Duration::from_secs(10) {
-        feed.idle(Duration::from_millis(200)).await;
+    let mut quiet = Quiet::new();
+    while quiet.observe(world) < QUIET && settle.elapsed() < SETTLE_LIMIT {
+        feed.idle(Duration::from_millis(100)).await;
     }
-    feed.idle(Duration::from_millis(600)).await;
     println!(
         "  after {:.1} s, counted since the start:",
         feed.start.elapsed().as_secs_f64()
