@@ -68,7 +68,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 async fn live(args: DemoArgs) -> anyhow::Result<ExitCode> {
     setup::check_plugins(&args.plugins)?;
     let start = Instant::now();
-    let deadline = args.run_for.map(|d| start + Duration::from(d));
+    // A span too long to add to a clock reading is as good as none.
+    let deadline = args
+        .run_for
+        .and_then(|span| start.checked_add(Duration::from(span)));
     println!("dualwrite demo: Finance and Operations and Dataverse kept in sync, live\n");
     println!("starting both emulators, then the sync engine…");
     let world = setup::start(&args.plugins).await?;
@@ -106,8 +109,10 @@ async fn live(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The initial copy, the script, then a repeated change every [`TICK`].
-/// Cancelled by the deadline or Ctrl-C between any two steps.
+/// The initial copy, the script, then a repeated change every [`TICK`],
+/// for ever: it returns only on an error. Cancelled by the deadline or
+/// Ctrl-C at any await; a change already sent is still synced, and the
+/// summary waits for it.
 async fn show(world: &setup::World, feed: &mut Feed, start: Instant) -> anyhow::Result<()> {
     summary::initial_copy(world, feed, start).await;
     Script::new(world, feed).run().await?;
