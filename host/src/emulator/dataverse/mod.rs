@@ -11,6 +11,7 @@
 //! global version), `createdon`, `modifiedon`, and `@odata.etag` =
 //! `W/"<versionnumber>"` when read.
 
+mod definitions;
 pub(crate) mod ops;
 mod read;
 pub(crate) mod write;
@@ -45,6 +46,9 @@ pub(crate) fn unknown_property(table: &TableDef, name: &str) -> ApiError {
 pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiResponse {
     if request.path == "$batch" {
         return super::batch::handle(state, request).await;
+    }
+    if definitions::handles(&request.path) {
+        return definitions::handle(state, &request);
     }
     match route(state, request).await {
         Ok(r) => r,

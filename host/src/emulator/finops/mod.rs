@@ -13,6 +13,7 @@
 //!   `{"value":[{"RowVersion":…,"Operation":"Upsert"|"Delete","ChangedAt":…,"Key":{…},"Row":{…}}],"LatestRowVersion":…}`
 //!   for rows changed after version `N`, deletions included.
 
+mod csdl;
 pub(crate) mod ops;
 
 use ops::key_of;
@@ -53,6 +54,9 @@ pub(crate) fn storage(e: StoreError) -> ApiError {
 pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiResponse {
     if request.path == "$batch" {
         return super::batch::handle(state, request).await;
+    }
+    if request.path == "$metadata" {
+        return csdl::handle(state, &request);
     }
     match route(state, &request).await {
         Ok(r) => r,
