@@ -39,10 +39,12 @@
 
 mod auth;
 mod batch;
+mod csdl;
 mod dataverse;
 mod error;
 mod finops;
 mod key;
+mod metadata;
 mod transport;
 
 pub use auth::Credentials;
@@ -51,6 +53,7 @@ pub use dataverse::DataverseConnector;
 pub use error::{ConnectorError, ServiceError, SystemKind};
 pub use finops::FinopsConnector;
 pub use key::{Key, KeyValue};
+pub use metadata::{ENTITY_DEFINITIONS, MetadataReader};
 pub use transport::{ConnectorOptions, ConnectorStats, RetryPolicy};
 
 /// A row as the services send it: field name to JSON value, in order.
