@@ -27,6 +27,7 @@
 pub mod catalogue;
 mod error;
 pub mod field;
+mod live;
 mod order;
 mod problem;
 
@@ -42,6 +43,7 @@ use crate::plugin::{Inspection, PluginLimits};
 pub use catalogue::{Catalogue, EmulatorCatalogue, NoCatalogue, TableLookup};
 pub use error::FieldSyntaxError;
 pub use field::{Direction, FieldMapping, Literal, Lookup};
+pub use live::LiveCatalogue;
 pub(crate) use order::dependency_order;
 pub use problem::{Problem, ProblemCode, Severity};
 

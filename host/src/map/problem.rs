@@ -69,6 +69,7 @@ problem_codes! {
     DuplicateTarget = "DW018" "duplicate-target" Error, "Two mappings write the same field in the same direction.";
     ValueMapNotReversible = "DW019" "value-map-not-reversible" Error, "A both-ways value map sends two values to one.";
     CompanyNotStriped = "DW020" "company-not-striped" Error, "`companies` is set but the left table has no company field.";
+    MetadataUnreachable = "DW021" "metadata-unreachable" Warning, "`--live`: a system's metadata could not be read; its tables were checked against the built-in catalogue.";
 }
 
 impl fmt::Display for ProblemCode {

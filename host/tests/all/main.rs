@@ -15,6 +15,7 @@ mod dataverse;
 mod dataverse_changes;
 mod emulator_ops;
 mod finops;
+mod map_live;
 mod map_validate;
 mod metadata;
 mod odata_filter;
