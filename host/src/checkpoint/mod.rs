@@ -198,6 +198,10 @@ pub struct Parked {
     /// until a write of the key succeeds.
     #[serde(default)]
     pub resubmitted: bool,
+    /// The key as the source wrote it (the store indexes keys in lower
+    /// case).
+    #[serde(default)]
+    pub key: String,
 }
 
 /// One line of the activity log.

@@ -100,11 +100,11 @@ impl Checkpoints {
                 |(queue, dedupe, cursors, latest, by_key, id_tree)| -> TxResult<usize> {
                     let mut added = 0;
                     for (change, _) in &encoded {
-                        let mark = join(&[&flow, change.key.as_bytes(), change.version.as_bytes()]);
+                        let mark = join(&[&flow, &canon(&change.key), change.version.as_bytes()]);
                         if dedupe.get(&mark)?.is_some() {
                             continue;
                         }
-                        let slot = join(&[&flow, change.key.as_bytes()]);
+                        let slot = join(&[&flow, &canon(&change.key)]);
                         if let Some(seen) = latest.get(&slot)?
                             && !newer(&change.version, &seen)
                         {
@@ -120,7 +120,7 @@ impl Checkpoints {
                         dedupe.insert(mark, &seq.to_be_bytes())?;
                         latest.insert(slot, change.version.as_bytes())?;
                         by_key.insert(
-                            join(&[&flow, change.key.as_bytes(), &seq.to_be_bytes()]),
+                            join(&[&flow, &canon(&change.key), &seq.to_be_bytes()]),
                             &[][..],
                         )?;
                         added += 1;
@@ -183,7 +183,7 @@ impl Checkpoints {
             }
             let (key, value) = entry?;
             let queued: QueuedChange = parse(&key, &value)?;
-            let first_of_key = seen.insert(queued.change.key.clone());
+            let first_of_key = seen.insert(queued.change.key.to_lowercase());
             if !first_of_key
                 || hold(&queued.change.key)
                 || self.is_parked(&flow, &queued.change.key)?
@@ -236,7 +236,7 @@ impl Checkpoints {
             .images
             .iter()
             .map(|(side, key, image)| {
-                let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+                let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
                 Ok((slot, image.as_ref().map(json).transpose()?))
             })
             .collect::<Result<Vec<_>, CheckpointError>>()?;
@@ -260,10 +260,10 @@ impl Checkpoints {
                     }
                     for queued in finish.done {
                         dequeue(&flow, queued, queue, dedupe, by_key)?;
-                        parked.remove(join(&[&flow, queued.change.key.as_bytes()]))?;
+                        parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
                     }
                     for (side, key, fingerprint) in finish.consumed {
-                        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+                        let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
                         if let Some(stored) = echo.get(&slot)? {
                             let kept = consume(&stored, fingerprint);
                             if kept.is_empty() {
@@ -274,7 +274,7 @@ impl Checkpoints {
                         }
                     }
                     for (side, key, fingerprint) in finish.echoes {
-                        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+                        let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
                         let stored = echo.get(&slot)?;
                         echo.insert(slot, remember(stored.as_deref(), fingerprint))?;
                     }
@@ -317,7 +317,7 @@ impl Checkpoints {
         reason: &str,
     ) -> Result<(), CheckpointError> {
         let flow = flow(map, direction);
-        let slot = join(&[&flow, failed.change.key.as_bytes()]);
+        let slot = join(&[&flow, &canon(&failed.change.key)]);
         let attempts = match self.parked.get(&slot)? {
             Some(bytes) => parse::<Parked>(&slot, &bytes)?.attempts + 1,
             None => 1,
@@ -327,6 +327,7 @@ impl Checkpoints {
             reason: reason.to_owned(),
             attempts,
             resubmitted: false,
+            key: failed.change.key.clone(),
         };
         self.parked.insert(slot, json(&parked)?)?;
         self.db.flush()?;
@@ -346,7 +347,11 @@ impl Checkpoints {
             let (key, value) = entry?;
             let entry: Parked = parse(&key, &value)?;
             if !entry.resubmitted {
-                parked.push((String::from_utf8_lossy(&key[start..]).into_owned(), entry));
+                let key = match entry.key.is_empty() {
+                    true => String::from_utf8_lossy(&key[start..]).into_owned(),
+                    false => entry.key.clone(),
+                };
+                parked.push((key, entry));
             }
         }
         Ok(parked)
@@ -359,7 +364,7 @@ impl Checkpoints {
         direction: Direction,
         key: &str,
     ) -> Result<(), CheckpointError> {
-        let slot = join(&[&flow(map, direction), key.as_bytes()]);
+        let slot = join(&[&flow(map, direction), &canon(key)]);
         let mut parked = self.still_parked(&slot, map, direction, key)?;
         parked.resubmitted = true;
         self.parked.insert(slot, json(&parked)?)?;
@@ -376,7 +381,7 @@ impl Checkpoints {
         key: &str,
     ) -> Result<(), CheckpointError> {
         let flow = flow(map, direction);
-        let slot = join(&[&flow, key.as_bytes()]);
+        let slot = join(&[&flow, &canon(key)]);
         let parked = self.still_parked(&slot, map, direction, key)?;
         let entry = join(&[&flow, &parked.seq.to_be_bytes()]);
         let queued = match self.queue.get(&entry)? {
@@ -468,7 +473,7 @@ impl Checkpoints {
     }
 
     fn is_parked(&self, flow: &[u8], key: &str) -> Result<bool, CheckpointError> {
-        let slot = join(&[flow, key.as_bytes()]);
+        let slot = join(&[flow, &canon(key)]);
         match self.parked.get(&slot)? {
             Some(bytes) => Ok(!parse::<Parked>(&slot, &bytes)?.resubmitted),
             None => Ok(false),
@@ -484,6 +489,12 @@ pub(super) fn prefix(flow: &[u8]) -> Vec<u8> {
     let mut prefix = flow.to_vec();
     prefix.push(0);
     prefix
+}
+
+/// A key as the store indexes it: in lower case, since both services
+/// compare keys without case (`usmf` and `USMF` are one company).
+pub(super) fn canon(key: &str) -> Vec<u8> {
+    key.to_lowercase().into_bytes()
 }
 
 /// Parts joined by NUL bytes (no part of a key holds a NUL byte: map names,
@@ -526,10 +537,10 @@ fn dequeue(
     queue.remove(join(&[flow, &seq]))?;
     dedupe.remove(join(&[
         flow,
-        change.key.as_bytes(),
+        &canon(&change.key),
         change.version.as_bytes(),
     ]))?;
-    by_key.remove(join(&[flow, change.key.as_bytes(), &seq]))?;
+    by_key.remove(join(&[flow, &canon(&change.key), &seq]))?;
     Ok(())
 }
 

@@ -4,14 +4,14 @@
 
 use serde_json::{Map, Value};
 
-use super::ops::{flow, join, parse, prefix};
+use super::ops::{canon, flow, join, parse, prefix};
 use super::{CheckpointError, Checkpoints, Direction, QueuedChange};
 
 impl Checkpoints {
     /// The fingerprints of the host's recent writes of `key` on `side` not
     /// echoed yet, oldest first.
     pub fn echo(&self, map: &str, side: &str, key: &str) -> Result<Vec<[u8; 32]>, CheckpointError> {
-        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+        let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
         Ok(self
             .echo_tree()
             .get(slot)?
@@ -36,7 +36,7 @@ impl Checkpoints {
         side: &str,
         key: &str,
     ) -> Result<Option<Map<String, Value>>, CheckpointError> {
-        let slot = join(&[map.as_bytes(), side.as_bytes(), key.as_bytes()]);
+        let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
         match self.images.get(&slot)? {
             Some(bytes) => Ok(Some(parse(&slot, &bytes)?)),
             None => Ok(None),
@@ -66,7 +66,7 @@ impl Checkpoints {
         key: &str,
     ) -> Result<Vec<QueuedChange>, CheckpointError> {
         let flow = flow(map, direction);
-        let start = join(&[&flow, key.as_bytes()]);
+        let start = join(&[&flow, &canon(key)]);
         let mut changes = Vec::new();
         for entry in self.by_key.scan_prefix(prefix(&start)) {
             let (index, _) = entry?;

@@ -31,7 +31,7 @@ pub(super) fn settle_conflict(
         Direction::RightToLeft => Direction::LeftToRight,
     };
     let other_side = Side::source_of(other_direction);
-    let other_fields = shape::side_fields(map, other_side);
+    let other_fields = shape::echo_fields(map, other_side);
     let stored = store
         .echo(&map.name, other_side.name(), key)
         .map_err(|e| e.to_string())?;

@@ -47,6 +47,9 @@ struct Planned {
     row: Option<Row>,
     /// What this write does, for the log.
     what: &'static str,
+    /// The target's last image (its key values in their own case, for a
+    /// delete).
+    known: Option<Row>,
 }
 
 /// What one batch records.
@@ -106,6 +109,7 @@ pub(super) async fn process(
     let taken = batch.len();
     let source_fields = shape::side_fields(map, source);
     let target_fields = shape::side_fields(map, target);
+    let source_echo = shape::echo_fields(map, source);
     let counters = shared.counters(&map.name, direction);
     let mut out = Outcome::default();
     let mut planned = Vec::new();
@@ -115,7 +119,7 @@ pub(super) async fn process(
         let key = queued.change.key.clone();
         let upsert = queued.change.operation == Operation::Upsert;
         let mark = if upsert {
-            fingerprint(&queued.change.row, source_fields.iter().map(String::as_str))
+            fingerprint(&queued.change.row, source_echo.iter().map(String::as_str))
         } else {
             deleted_mark()
         };
@@ -143,16 +147,17 @@ pub(super) async fn process(
             out.done.push(queued);
             continue;
         }
-        let synced = store
+        let known = store
             .image(&map.name, target.name(), &key)
-            .map_err(|e| e.to_string())?
-            .is_some();
+            .map_err(|e| e.to_string())?;
+        let synced = known.is_some();
         if !upsert {
             if synced {
                 planned.push(Planned {
                     queued,
                     row: None,
                     what: "deleted",
+                    known,
                 });
             } else {
                 out.log(
@@ -174,6 +179,7 @@ pub(super) async fn process(
                     queued,
                     row: None,
                     what: "filter-exit",
+                    known,
                 });
             } else {
                 let detail = if synced {
@@ -193,6 +199,7 @@ pub(super) async fn process(
                 queued,
                 row: Some(row),
                 what: "written",
+                known,
             }),
             Err(problem) => parked.push((queued, problem)),
         }
@@ -216,9 +223,18 @@ pub(super) async fn process(
     let mut sent = Vec::new();
     for plan in planned {
         let key = plan.queued.change.key.clone();
-        match refs::prepare(&shared.plan, map, target, system, &key, plan.row.as_ref())
-            .await
-            .map_err(|e| e.to_string())?
+        let known = plan.row.as_ref().or(plan.known.as_ref());
+        match refs::prepare(
+            &shared.plan,
+            map,
+            target,
+            system,
+            &key,
+            plan.row.as_ref(),
+            known,
+        )
+        .await
+        .map_err(|e| e.to_string())?
         {
             Prepared::Ready(write) => {
                 writes.push(write);
@@ -412,7 +428,8 @@ fn record_write(
                 }
             }
             let image = shape::restrict(&image, target_fields);
-            let mark = fingerprint(&image, target_fields.iter().map(String::as_str));
+            let echo_fields = shape::echo_fields(map, target);
+            let mark = fingerprint(&image, echo_fields.iter().map(String::as_str));
             out.echoes.push((target.name(), key.clone(), mark));
             out.images.push((target.name(), key.clone(), Some(image)));
             out.images.push((

@@ -86,7 +86,9 @@ fn text(value: &Value) -> Option<String> {
 }
 
 /// The write of `key` to side `to`: an upsert of `row` (logical, `to`'s
-/// names), or a delete when `row` is `None`.
+/// names), or a delete when `row` is `None`. The key's values come from
+/// `known` (the row, or the side's last image) in that side's own case,
+/// else from the key text.
 pub async fn prepare(
     plan: &Plan,
     map: &MapPlan,
@@ -94,9 +96,21 @@ pub async fn prepare(
     system: &System,
     key: &str,
     row: Option<&Row>,
+    known: Option<&Row>,
 ) -> Result<Prepared, ConnectorError> {
     let table = table_of(map, to).to_owned();
-    let values = key_values(key);
+    let values: Vec<String> = map
+        .key
+        .iter()
+        .zip(key_values(key))
+        .map(|(pair, from_key)| {
+            shape::field_on(pair, to)
+                .and_then(|field| known?.get(field))
+                .and_then(text)
+                .filter(|value| value.to_lowercase() == from_key.to_lowercase())
+                .unwrap_or(from_key)
+        })
+        .collect();
     if side_kind(map, to) == SystemKind::Finops {
         let mut write_key = Key::new();
         for (pair, value) in map.key.iter().zip(&values) {

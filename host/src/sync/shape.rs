@@ -89,13 +89,31 @@ pub fn side_fields(map: &MapPlan, side: Side) -> Vec<String> {
     fields
 }
 
+/// The fields an echo fingerprint covers on `side`: the mapped fields
+/// without the key's. The key is the row's identity (compared without
+/// case, as both services compare keys); a key value that comes back in
+/// another case is the same row, not an edit.
+pub fn echo_fields(map: &MapPlan, side: Side) -> Vec<String> {
+    let key: Vec<&str> = map
+        .key
+        .iter()
+        .filter_map(|pair| field_on(pair, side))
+        .collect();
+    side_fields(map, side)
+        .into_iter()
+        .filter(|field| !key.contains(&field.as_str()))
+        .collect()
+}
+
 /// Whether any mapping writes toward `to` (else that direction is idle).
 pub fn flows_to(map: &MapPlan, to: Side) -> bool {
     map.fields.iter().any(|m| writes_to(m, to))
 }
 
-/// The canonical key text of a logical row of `side`: the key values in
-/// key order, joined by `|` (`\|` and `\\` inside a value).
+/// The key text of a logical row of `side`: the key values in key order,
+/// joined by `|` (`\|` and `\\` inside a value). Both services compare
+/// keys without case (finops `dataAreaId` is `usmf` where Dataverse's
+/// company code is `USMF`), and so does the checkpoint store.
 pub fn key_text(map: &MapPlan, side: Side, row: &Row) -> Result<String, String> {
     let mut parts = Vec::with_capacity(map.key.len());
     for pair in &map.key {

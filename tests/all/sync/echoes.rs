@@ -94,3 +94,48 @@ async fn writes_are_not_echoed_back_and_the_systems_go_quiet() {
     );
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_code_in_another_case_is_the_same_company() {
+    // finops writes dataAreaId in lower case; the legal entity and so the
+    // Dataverse company code are upper case. Both services compare keys
+    // without case, and so must the engine, or every row loops.
+    let sync = Sync::start(MAPS, "").await;
+    sync.fo_upsert(
+        "LegalEntities",
+        &[("LegalEntityId", "DEMF")],
+        json!({"Name": "Contoso Germany"}),
+    )
+    .await;
+    sync.company_id("DEMF").await;
+    sync.fo_upsert(
+        "CustomerGroups",
+        &[("dataAreaId", "demf"), ("CustomerGroupId", "20")],
+        json!({"Description": "Wholesale"}),
+    )
+    .await;
+    eventually("the group in Dataverse", || async {
+        sync.dv
+            .query_all("msdyn_customergroups", &Default::default())
+            .await
+            .map(|rows| rows.len())
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    settle(&sync).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ltr = sync
+        .engine()
+        .stats("customer-groups", Direction::LeftToRight);
+    let rtl = sync
+        .engine()
+        .stats("customer-groups", Direction::RightToLeft);
+    assert_eq!(ltr.written, 1, "{ltr:?}");
+    assert_eq!(
+        rtl.written, 0,
+        "the echo of `20|DEMF` is the write of `20|demf`: {rtl:?}"
+    );
+    assert_eq!(rtl.echoes, 1, "{rtl:?}");
+    sync.shutdown().await;
+}

@@ -10,9 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::config::{AuthConfig, BuildOptions, Config, PluginConfig, SystemConfig};
-use crate::connector::{
-    ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Query, Row,
-};
+use crate::connector::{ConnectorOptions, Credentials, DataverseConnector, FinopsConnector};
 use crate::emulator::{
     self, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind, Subscription,
 };
@@ -145,7 +143,6 @@ pub async fn start(plugins: &Path) -> anyhow::Result<World> {
     let options = ConnectorOptions::default();
     let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), options.clone());
     let dv = DataverseConnector::new(&dataverse.service_url(), credentials(&dataverse), options);
-    align_company_codes(&fo, &dv).await?;
     let plan = plan(&finops, &dataverse, &plugins, data.path())?;
     let maps = plan.maps.iter().map(|m| m.name.clone()).collect();
     let options = EngineOptions {
@@ -174,52 +171,6 @@ pub async fn start(plugins: &Path) -> anyhow::Result<World> {
         maps,
         data,
     })
-}
-
-/// Writes the seeded companies' codes in lower case on both sides, as
-/// finops writes `dataAreaId`: `LegalEntities('USMF')` becomes `'usmf'`,
-/// and so does `cdm_companies(cdm_companycode='USMF')`.
-///
-/// A stopgap for an engine defect: the engine compares integration keys
-/// case-sensitively, while both services compare company codes without
-/// regard to case. `10|usmf` captured from finops and `10|USMF` read back
-/// from Dataverse are then two keys, no echo is ever recognised, and every
-/// map keyed by company writes the same rows back and forth for ever.
-/// Remove this once the engine folds the company part of a key to one case.
-async fn align_company_codes(fo: &FinopsConnector, dv: &DataverseConnector) -> anyhow::Result<()> {
-    let entities = fo
-        .query_all("LegalEntities", &Query::default())
-        .await
-        .context("reading the seeded legal entities")?;
-    for mut row in entities {
-        let Some(code) = row
-            .get("LegalEntityId")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        let lower = code.to_lowercase();
-        if lower == code {
-            continue;
-        }
-        let context = || format!("writing legal entity {code} as {lower}");
-        fo.delete("LegalEntities", &Key::single("LegalEntityId", &code))
-            .await
-            .with_context(context)?;
-        row.remove("LegalEntityId");
-        row.retain(|k, _| !k.starts_with('@'));
-        fo.create("LegalEntities", &Key::single("LegalEntityId", &lower), &row)
-            .await
-            .with_context(context)?;
-        let mut patch = Row::new();
-        patch.insert("cdm_companycode".into(), lower.clone().into());
-        let company = Key::single("cdm_companycode", &code);
-        dv.upsert("cdm_companies", &company, &patch)
-            .await
-            .with_context(context)?;
-    }
-    Ok(())
 }
 
 fn credentials(emulator: &RunningEmulator) -> Credentials {
