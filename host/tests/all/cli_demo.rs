@@ -35,16 +35,20 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Whether one line of `output` holds every part, in order.
+/// Whether a line holds `parts` in order; keys and names compare without
+/// case (a company code reads `usmf` from finops, `USMF` from Dataverse).
 fn has_line(output: &str, parts: &[&str]) -> bool {
-    output.lines().any(|line| {
+    output.to_lowercase().lines().any(|line| {
         let mut rest = line;
-        parts.iter().all(|part| match rest.find(part) {
-            Some(at) => {
-                rest = &rest[at + part.len()..];
-                true
-            }
-            None => false,
-        })
+        parts
+            .iter()
+            .all(|part| match rest.find(&part.to_lowercase()) {
+                Some(at) => {
+                    rest = &rest[at + part.len()..];
+                    true
+                }
+                None => false,
+            })
     })
 }
 

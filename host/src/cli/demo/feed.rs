@@ -100,7 +100,12 @@ impl Feed {
                 return false;
             };
             let latency = self.print(at, &event);
-            if event.map == map && event.key == key && whats.contains(&event.what) {
+            // Keys compare without case, as the engine compares them (a company
+            // code may be `usmf` on one side and `USMF` on the other).
+            if event.map == map
+                && event.key.eq_ignore_ascii_case(key)
+                && whats.contains(&event.what)
+            {
                 match event.what {
                     "written" | "deleted" => self.latencies.push(latency.unwrap_or_default()),
                     "waiting" => {}
