@@ -9,7 +9,8 @@
 //!   webhook and by row-version polling, Dataverse by change tracking.
 //!
 //! Run with `cargo bench -p dualwrite --bench sync`; prints tables.
-//! `SYNC_BENCH_ROWS` (default 5000) sets the burst size.
+//! `SYNC_BENCH_ROWS` (default 5000) sets the burst size;
+//! `SYNC_BENCH_THROUGHPUT_ONLY=1` skips the latency runs.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -330,6 +331,9 @@ async fn main() {
         rtl / raw_fo
     );
 
+    if std::env::var_os("SYNC_BENCH_THROUGHPUT_ONLY").is_some() {
+        return;
+    }
     println!(
         "\n## Latency, commit to confirmed write on the other side ({PACE} changes/s for {}s)\n",
         LATENCY_RUN.as_secs()
