@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::checkpoint::{Change, Operation};
+use crate::checkpoint::{Activity, Change, Finish, Operation};
 use crate::connector::{ChangePage, ConnectorError, Deleted, Key};
 use crate::map::MapPlan;
 
@@ -99,7 +99,11 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
     };
     let more = page.more;
     let cursor = page.next_cursor.clone();
-    let (changes, ids) = changes_of(shared, plan, side, page).await?;
+    let Captured {
+        changes,
+        ids,
+        keyless,
+    } = changes_of(shared, plan, side, page).await?;
     let ids: Vec<(&str, &str, &str)> = ids
         .iter()
         .map(|(id, key)| (side.name(), id.as_str(), key.as_str()))
@@ -117,6 +121,37 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
             wake.notify_one();
         }
     }
+    if !keyless.is_empty() {
+        let lines: Vec<Activity> = keyless
+            .into_iter()
+            .map(|detail| Activity {
+                map: plan.name.clone(),
+                direction,
+                key: String::new(),
+                what: "skipped".into(),
+                detail,
+            })
+            .collect();
+        shared
+            .store
+            .finish(
+                &plan.name,
+                direction,
+                &Finish {
+                    activity: &lines,
+                    ..Finish::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        shared
+            .counters(&plan.name, direction)
+            .skipped
+            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        for line in lines {
+            tracing::warn!(map = %line.map, direction = %line.direction, "{}", line.detail);
+            shared.emit(&line.map, direction, "", "skipped", line.detail);
+        }
+    }
     if !more {
         shared.mark_captured(&plan.name, side);
     }
@@ -129,7 +164,7 @@ async fn changes_of(
     plan: &MapPlan,
     side: Side,
     page: ChangePage,
-) -> Result<(Vec<Change>, Vec<(String, String)>), String> {
+) -> Result<Captured, String> {
     let system = match side {
         Side::Left => &shared.systems[&plan.left.system],
         Side::Right => &shared.systems[&plan.right.system],
@@ -141,6 +176,7 @@ async fn changes_of(
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut changes = Vec::new();
     let mut ids = Vec::new();
+    let mut keyless = Vec::new();
     let id_field = primary_id(table);
     let known = |time: Option<String>| {
         time.filter(|t| !t.is_empty())
@@ -159,7 +195,13 @@ async fn changes_of(
         let key = match shape::key_text(plan, side, &row) {
             Ok(key) => key,
             Err(problem) => {
-                tracing::warn!(map = %plan.name, side = side.name(), %problem, "A captured row has no key; it is not synced.");
+                let which = id
+                    .as_deref()
+                    .map_or_else(String::new, |id| format!(" ({id})"));
+                keyless.push(format!(
+                    "a row of {table}{which} is not synced: {problem}; give it a key on the {} side",
+                    side.name()
+                ));
                 continue;
             }
         };
@@ -195,7 +237,20 @@ async fn changes_of(
             modified: Some(modified),
         });
     }
-    Ok((changes, ids))
+    Ok(Captured {
+        changes,
+        ids,
+        keyless,
+    })
+}
+
+/// A page as the queue takes it.
+struct Captured {
+    changes: Vec<Change>,
+    /// `(row id, key)` of the Dataverse rows.
+    ids: Vec<(String, String)>,
+    /// Why each row without a key was left out.
+    keyless: Vec<String>,
 }
 
 /// The key text of a finops key as reported in a delete.

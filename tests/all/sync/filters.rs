@@ -171,3 +171,30 @@ async fn company_striping_syncs_only_the_listed_legal_entities() {
     );
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_without_a_key_is_logged_not_lost_silently() {
+    let sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    // An account with no company: its key (account number and company) is
+    // incomplete.
+    sync.dv_upsert(
+        "accounts",
+        account("NK-1"),
+        json!({"name": "No company", "customertypecode": 3}),
+    )
+    .await;
+    eventually("the row logged", || async {
+        !sync.activity("customers", "skipped").is_empty()
+    })
+    .await;
+    let skipped = sync.activity("customers", "skipped");
+    assert!(
+        skipped[0].detail.contains("a row of accounts (")
+            && skipped[0]
+                .detail
+                .contains("key field `msdyn_company` is empty"),
+        "{skipped:?}"
+    );
+    sync.shutdown().await;
+}
