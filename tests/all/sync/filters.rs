@@ -198,3 +198,35 @@ async fn a_row_without_a_key_is_logged_not_lost_silently() {
     );
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataverse_row_leaving_the_right_filter_is_deleted_in_finops() {
+    let sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    let mut row = serde_json::Map::new();
+    row.insert("name".into(), json!("Customer for now"));
+    row.insert("customertypecode".into(), json!(3));
+    DataverseConnector::bind(
+        &mut row,
+        "msdyn_company",
+        "cdm_companies",
+        &Key::single("cdm_companycode", "usmf"),
+    );
+    sync.dv_upsert("accounts", account("F-9"), serde_json::Value::Object(row))
+        .await;
+    let key = [("dataAreaId", "usmf"), ("CustomerAccount", "F-9")];
+    eventually("F-9 in finops", || async {
+        sync.fo_get("CustomersV3", &key).await.is_some()
+    })
+    .await;
+    sync.dv_upsert("accounts", account("F-9"), json!({"customertypecode": 1}))
+        .await;
+    eventually("F-9 deleted from finops", || async {
+        sync.fo_get("CustomersV3", &key).await.is_none()
+    })
+    .await;
+    settle(&sync).await;
+    let rtl = sync.engine().stats("customers", Direction::RightToLeft);
+    assert_eq!((rtl.written, rtl.deleted), (1, 1), "{rtl:?}");
+    sync.shutdown().await;
+}

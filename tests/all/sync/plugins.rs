@@ -173,3 +173,53 @@ async fn a_trapping_plugin_parks_only_the_rows_it_traps_on() {
     .await;
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_run_right_to_left_too() {
+    let maps = MAPS.replace(
+        "  \"PartyType < default Organization\",\n]",
+        &format!(
+            "  \"PartyType < default Organization\",\n]\nplugins = [{{ path = {PHONE_NORMALIZE:?}, direction = \"<\", settings = {{ fields = \"PrimaryContactPhone\", region = \"DE\" }} }}]"
+        ),
+    );
+    let sync = Sync::start(&maps, "").await;
+    sync.company_id("usmf").await;
+    for (number, phone) in [("R-1", "030 901820"), ("R-2", "not a number")] {
+        let mut row = serde_json::Map::new();
+        row.insert("name".into(), json!(number));
+        row.insert("customertypecode".into(), json!(3));
+        row.insert("telephone1".into(), json!(phone));
+        dualwrite::connector::DataverseConnector::bind(
+            &mut row,
+            "msdyn_company",
+            "cdm_companies",
+            &Key::single("cdm_companycode", "usmf"),
+        );
+        sync.dv_upsert("accounts", account(number), serde_json::Value::Object(row))
+            .await;
+    }
+    eventually("R-1 in finops", || async {
+        sync.fo_get("CustomersV3", &key("R-1")).await.is_some()
+    })
+    .await;
+    let row = sync
+        .fo_get("CustomersV3", &key("R-1"))
+        .await
+        .unwrap_or_default();
+    assert_eq!(text(&row, "PrimaryContactPhone"), "+4930901820");
+    let store = sync.engine().checkpoints();
+    eventually("R-2 parked", || async {
+        store
+            .parked("customers", Direction::RightToLeft)
+            .unwrap_or_default()
+            .len()
+            == 1
+    })
+    .await;
+    let parked = store
+        .parked("customers", Direction::RightToLeft)
+        .expect("parked");
+    assert_eq!(parked[0].0, "R-2|usmf");
+    assert!(sync.fo_get("CustomersV3", &key("R-2")).await.is_none());
+    sync.shutdown().await;
+}
