@@ -139,7 +139,11 @@ pub async fn prepare(
                 let Some(id) = system.id_of(target_table, &lookup_key).await? else {
                     return Ok(Prepared::Wait(missing(target_table, &lookup_key, pair)));
                 };
-                let guid = uuid::Uuid::parse_str(&id).unwrap_or_default();
+                let guid = uuid::Uuid::parse_str(&id).map_err(|_| ConnectorError::Protocol {
+                    system: crate::connector::SystemKind::Dataverse,
+                    url: format!("{target_table}{lookup_key}"),
+                    detail: format!("the row's id `{id}` is not a GUID"),
+                })?;
                 if map.company_pair().is_some_and(|c| std::ptr::eq(c, pair)) {
                     company = Some(guid);
                 }
@@ -166,6 +170,8 @@ pub async fn prepare(
             continue;
         };
         let Some(value) = text(value) else {
+            // The source has no value: clear the lookup.
+            body.insert(format!("{field}@odata.bind"), Value::Null);
             continue;
         };
         let mut lookup_key = Key::single(&lookup.key_field, &value);

@@ -112,5 +112,18 @@ async fn a_child_arriving_before_its_parent_waits_then_binds() {
         })
     })
     .await;
+    // Clearing the group in finops clears the lookup in Dataverse.
+    sync.fo_upsert(
+        "CustomersV3",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "L-1")],
+        json!({"CustomerGroupId": null}),
+    )
+    .await;
+    eventually("the lookup cleared", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "L-1"))
+            .await
+            .is_some_and(|row| row.get("_msdyn_customergroupid_value") == Some(&Value::Null))
+    })
+    .await;
     sync.shutdown().await;
 }
