@@ -2,6 +2,7 @@
 //! [`dualwrite::cli`].
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +14,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("DUALWRITE_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match dualwrite::cli::run(cli) {
         Ok(code) => code,
