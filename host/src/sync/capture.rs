@@ -82,7 +82,8 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
         .store
         .cursor(&plan.name, direction)
         .map_err(|e| e.to_string())?;
-    let page = match system.changes(table, &[], cursor.as_deref()).await {
+    let select = select(plan, side, table);
+    let page = match system.changes(table, &select, cursor.as_deref()).await {
         Ok(page) => page,
         // An expired delta link or row version: read everything again; the
         // queue skips versions already captured.
@@ -91,7 +92,7 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
         }) if cursor.is_some() => {
             tracing::warn!(map = %plan.name, side = side.name(), "The change cursor expired; reading the table again.");
             system
-                .changes(table, &[], None)
+                .changes(table, &select, None)
                 .await
                 .map_err(|e| e.to_string())?
         }
@@ -242,6 +243,37 @@ async fn changes_of(
         ids,
         keyless,
     })
+}
+
+/// What to read of a Dataverse table (`$select`, kept by its delta links):
+/// the columns the map and its filter use, lookups as `_column_value`, the
+/// row id, `versionnumber` and `modifiedon`. Empty (every field) for finops.
+fn select(plan: &MapPlan, side: Side, table: &str) -> Vec<String> {
+    let kind = match side {
+        Side::Left => plan.left.kind,
+        Side::Right => plan.right.kind,
+    };
+    if kind != crate::map::SystemKind::Dataverse {
+        return Vec::new();
+    }
+    let filter = match side {
+        Side::Left => plan.left.filter.as_ref(),
+        Side::Right => plan.right.filter.as_ref(),
+    };
+    let mut fields: Vec<String> = shape::mappings(plan)
+        .filter_map(|mapping| {
+            let field = shape::field_on(mapping, side)?;
+            Some(match mapping.lookup {
+                Some(_) => format!("_{field}_value"),
+                None => field.to_owned(),
+            })
+        })
+        .chain(filter.into_iter().flat_map(|f| f.field_names()).map(str::to_owned))
+        .chain([primary_id(table), "versionnumber".into(), "modifiedon".into()])
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
 }
 
 /// A page as the queue takes it.
