@@ -27,6 +27,8 @@ use dualwrite::map::EmulatorCatalogue;
 use dualwrite::sync::{Engine, EngineOptions, RunningEngine};
 use serde_json::{Value, json};
 
+/// Throughput rounds; the median is reported.
+const ROUNDS: usize = 3;
 /// Changes per second of the latency runs.
 const PACE: u32 = 20;
 /// Length of each latency run.
@@ -152,6 +154,33 @@ fields = ["OrganizationName = name", "CreditLimit = creditlimit", "PrimaryContac
         world.engine = Some(engine);
     }
     world
+}
+
+/// Waits until the engine has written `target` rows in `direction`;
+/// panics with what it did when a minute passes without progress.
+async fn written(engine: &RunningEngine, direction: Direction, target: usize) {
+    let mut last = (0, Instant::now());
+    loop {
+        let stats = engine.stats("customers", direction);
+        if stats.written as usize >= target {
+            return;
+        }
+        if stats.written != last.0 {
+            last = (stats.written, Instant::now());
+        }
+        if last.1.elapsed() > Duration::from_secs(60) {
+            let parked = engine
+                .checkpoints()
+                .parked("customers", direction)
+                .unwrap_or_default();
+            panic!(
+                "the engine stalled at {stats:?} of {target}: {} queued, parked {:?}",
+                engine.queued(),
+                parked.first()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait(limit: Duration, mut done: impl FnMut() -> bool) {
@@ -285,12 +314,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
-    let customers: Vec<Write> = (0..rows).map(customer).collect();
-    let accounts: Vec<Write> = (0..rows).map(account).collect();
-
-    println!("## Sustained throughput ({rows} rows, one run)\n");
-    println!("| what | rows/s | ratio to raw `$batch` into the target |");
-    println!("|---|---|---|");
+    println!("## Sustained throughput ({rows} rows a burst, {ROUNDS} rounds, median)\n");
     let raw = world(None).await;
     // The accounts need their company.
     raw.dv
@@ -301,35 +325,73 @@ async fn main() {
         )
         .await
         .expect("company");
-    let raw_dv = rate(rows, burst(&raw, false, &accounts).await);
-    let raw_fo = rate(rows, burst(&raw, true, &customers).await);
-    println!("| raw `$batch` of 1,000 into Dataverse | {raw_dv:.0} | 1.00 |");
-    println!("| raw `$batch` of 1,000 into finops | {raw_fo:.0} | 1.00 |");
-
     let synced = world(Some("poll_interval = \"100ms\"")).await;
     let engine = synced.engine.as_ref().expect("engine");
-    let started = Instant::now();
-    burst(&synced, true, &customers).await;
-    wait(Duration::from_secs(600), || {
-        engine.stats("customers", Direction::LeftToRight).written as usize >= rows
-    })
-    .await;
-    let ltr = rate(rows, started.elapsed());
+    // Rounds alternate raw and synced bursts, so that both see the same
+    // machine; each round writes new keys.
+    let mut measured: [Vec<f64>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        let keys = round * rows..(round + 1) * rows;
+        let customers: Vec<Write> = keys.clone().map(customer).collect();
+        let accounts: Vec<Write> = keys.map(account).collect();
+        measured[0].push(rate(rows, burst(&raw, false, &accounts).await));
+        measured[1].push(rate(rows, burst(&raw, true, &customers).await));
+        for (index, to_finops, writes, direction) in [
+            (2, true, &customers, Direction::LeftToRight),
+            (3, false, &accounts, Direction::RightToLeft),
+        ] {
+            let before = engine.stats("customers", direction).written as usize;
+            let started = Instant::now();
+            burst(&synced, to_finops, writes).await;
+            written(engine, direction, before + rows).await;
+            measured[index].push(rate(rows, started.elapsed()));
+        }
+    }
+    // Each round's sync rate against the same round's raw rate.
+    let ratios = |sync: &[f64], raw: &[f64]| {
+        let mut ratios: Vec<f64> = sync.iter().zip(raw).map(|(s, r)| s / r).collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios
+    };
+    let ltr_ratios = ratios(&measured[2], &measured[0]);
+    let rtl_ratios = ratios(&measured[3], &measured[1]);
+    let [raw_dv, raw_fo, ltr, rtl] = measured.map(|mut rates| {
+        rates.sort_by(f64::total_cmp);
+        rates
+    });
+    let median = |rates: &[f64]| rates[rates.len() / 2];
     println!(
-        "| sync finops → Dataverse (commit to confirmed write) | {ltr:.0} | {:.2} |",
-        ltr / raw_dv
+        "| what | rows/s (median) | ratio to raw `$batch` into the target (median; lowest–highest) |"
     );
-    let started = Instant::now();
-    burst(&synced, false, &accounts).await;
-    wait(Duration::from_secs(600), || {
-        engine.stats("customers", Direction::RightToLeft).written as usize >= rows
-    })
-    .await;
-    let rtl = rate(rows, started.elapsed());
+    println!("|---|---|---|");
     println!(
-        "| sync Dataverse → finops (commit to confirmed write) | {rtl:.0} | {:.2} |",
-        rtl / raw_fo
+        "| raw `$batch` of 1,000 into Dataverse | {:.0} | 1.00 |",
+        median(&raw_dv)
     );
+    println!(
+        "| raw `$batch` of 1,000 into finops | {:.0} | 1.00 |",
+        median(&raw_fo)
+    );
+    for (label, sync, r) in [
+        (
+            "sync finops → Dataverse (commit to confirmed write)",
+            &ltr,
+            &ltr_ratios,
+        ),
+        (
+            "sync Dataverse → finops (commit to confirmed write)",
+            &rtl,
+            &rtl_ratios,
+        ),
+    ] {
+        println!(
+            "| {label} | {:.0} | {:.2} ({:.2}–{:.2}) |",
+            median(sync),
+            median(r),
+            r[0],
+            r[r.len() - 1]
+        );
+    }
 
     if std::env::var_os("SYNC_BENCH_THROUGHPUT_ONLY").is_some() {
         return;

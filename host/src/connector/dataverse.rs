@@ -230,7 +230,7 @@ impl DataverseConnector {
             .map(|w| {
                 let url = self.transport.url(&format!("{}{}", w.table(), w.key()));
                 match w {
-                    Write::Upsert { row, .. } => BatchPart {
+                    Write::Upsert { row, .. } | Write::Insert { row, .. } => BatchPart {
                         method: Method::PATCH,
                         url,
                         headers: Vec::new(),

@@ -237,11 +237,13 @@ impl FinopsConnector {
     }
 
     /// Sends up to [`super::MAX_BATCH`] writes in one `$batch`; an outcome
-    /// per write, in order. An upsert is a `PATCH` by key; with
-    /// [`BatchMode::ContinueOnError`] the rows it did not find are created
-    /// in a second batch. In an atomic batch a missing row fails the change
-    /// set (status 404): create new rows apart. A delete of a row already
-    /// gone is applied (status 404).
+    /// per write, in order. An upsert is a `PATCH` by key and an insert a
+    /// `POST`; with [`BatchMode::ContinueOnError`] the upserts that found no
+    /// row are created, and the inserts the service refused are sent as
+    /// updates, in a second batch (an insert whose update finds no row keeps
+    /// the create's error). In an atomic batch a missing row fails the
+    /// change set (status 404): create new rows apart. A delete of a row
+    /// already gone is applied (status 404).
     pub async fn write_batch(
         &self,
         writes: &[Write],
@@ -250,12 +252,8 @@ impl FinopsConnector {
         let parts: Vec<BatchPart> = writes
             .iter()
             .map(|w| match w {
-                Write::Upsert { table, key, row } => BatchPart {
-                    method: Method::PATCH,
-                    url: self.by_key(table, key),
-                    headers: Vec::new(),
-                    body: Some(without_key(row, key)),
-                },
+                Write::Upsert { table, key, row } => self.update(table, key, row),
+                Write::Insert { table, key, row } => self.create_part(table, key, row),
                 Write::Delete { table, key } => BatchPart {
                     method: Method::DELETE,
                     url: self.by_key(table, key),
@@ -265,38 +263,65 @@ impl FinopsConnector {
             })
             .collect();
         let mut outcomes = batch::send(&self.transport, &parts, mode).await?;
-        let mut creates = Vec::new();
-        let mut create_parts = Vec::new();
+        let again = mode == BatchMode::ContinueOnError;
+        let mut retried = Vec::new();
+        let mut retry_parts = Vec::new();
         for (i, (write, outcome)) in writes.iter().zip(&mut outcomes).enumerate() {
-            let missing = matches!(outcome, WriteOutcome::Failed { status: 404, .. });
+            let failed = match outcome {
+                WriteOutcome::Failed { status, .. } => Some(*status),
+                _ => None,
+            };
             match write {
-                Write::Delete { .. } if missing => {
+                Write::Delete { .. } if failed == Some(404) => {
                     *outcome = WriteOutcome::Applied {
                         status: 404,
                         entity_id: None,
                     }
                 }
-                Write::Upsert { table, key, row }
-                    if missing && mode == BatchMode::ContinueOnError =>
+                Write::Upsert { table, key, row } if failed == Some(404) && again => {
+                    retried.push(i);
+                    retry_parts.push(self.create_part(table, key, row));
+                }
+                Write::Insert { table, key, row }
+                    if matches!(failed, Some(400 | 409 | 412)) && again =>
                 {
-                    creates.push(i);
-                    create_parts.push(BatchPart {
-                        method: Method::POST,
-                        url: self.transport.url(&format!("{table}?cross-company=true")),
-                        headers: Vec::new(),
-                        body: Some(with_key(row, key)),
-                    });
+                    retried.push(i);
+                    retry_parts.push(self.update(table, key, row));
                 }
                 _ => {}
             }
         }
-        if !create_parts.is_empty() {
-            let created = batch::send(&self.transport, &create_parts, mode).await?;
-            for (i, outcome) in creates.into_iter().zip(created) {
-                outcomes[i] = outcome;
+        if !retry_parts.is_empty() {
+            let second = batch::send(&self.transport, &retry_parts, mode).await?;
+            for (i, outcome) in retried.into_iter().zip(second) {
+                let insert_found_nothing = matches!(writes[i], Write::Insert { .. })
+                    && matches!(outcome, WriteOutcome::Failed { status: 404, .. });
+                if !insert_found_nothing {
+                    outcomes[i] = outcome;
+                }
             }
         }
         Ok(outcomes)
+    }
+
+    /// `PATCH` of the row with `key` (the key's fields left out).
+    fn update(&self, entity: &str, key: &Key, row: &Row) -> BatchPart {
+        BatchPart {
+            method: Method::PATCH,
+            url: self.by_key(entity, key),
+            headers: Vec::new(),
+            body: Some(without_key(row, key)),
+        }
+    }
+
+    /// `POST` of a new row with `key`.
+    fn create_part(&self, entity: &str, key: &Key, row: &Row) -> BatchPart {
+        BatchPart {
+            method: Method::POST,
+            url: self.transport.url(&format!("{entity}?cross-company=true")),
+            headers: Vec::new(),
+            body: Some(with_key(row, key)),
+        }
     }
 
     fn by_key(&self, entity: &str, key: &Key) -> String {

@@ -127,6 +127,17 @@ pub enum Write {
         /// The fields to write.
         row: Row,
     },
+    /// Create the row with this key, which the caller believes is new
+    /// (an upsert that tries the create first: finops then needs one request
+    /// rather than two); a row that exists after all is updated.
+    Insert {
+        /// Entity set (Dataverse) or entity (finops).
+        table: String,
+        /// The key.
+        key: Key,
+        /// The fields to write.
+        row: Row,
+    },
     /// Delete the row with this key; a row already gone counts as deleted.
     Delete {
         /// Entity set or entity.
@@ -140,14 +151,16 @@ impl Write {
     /// The table written.
     pub fn table(&self) -> &str {
         match self {
-            Self::Upsert { table, .. } | Self::Delete { table, .. } => table,
+            Self::Upsert { table, .. }
+            | Self::Insert { table, .. }
+            | Self::Delete { table, .. } => table,
         }
     }
 
     /// The key written.
     pub fn key(&self) -> &Key {
         match self {
-            Self::Upsert { key, .. } | Self::Delete { key, .. } => key,
+            Self::Upsert { key, .. } | Self::Insert { key, .. } | Self::Delete { key, .. } => key,
         }
     }
 }

@@ -268,8 +268,17 @@ fn select(plan: &MapPlan, side: Side, table: &str) -> Vec<String> {
                 None => field.to_owned(),
             })
         })
-        .chain(filter.into_iter().flat_map(|f| f.field_names()).map(str::to_owned))
-        .chain([primary_id(table), "versionnumber".into(), "modifiedon".into()])
+        .chain(
+            filter
+                .into_iter()
+                .flat_map(|f| f.field_names())
+                .map(str::to_owned),
+        )
+        .chain([
+            primary_id(table),
+            "versionnumber".into(),
+            "modifiedon".into(),
+        ])
         .collect();
     fields.sort();
     fields.dedup();

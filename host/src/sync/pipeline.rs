@@ -223,7 +223,6 @@ pub(super) async fn process(
     let mut sent = Vec::new();
     for plan in planned {
         let key = plan.queued.change.key.clone();
-        let known = plan.row.as_ref().or(plan.known.as_ref());
         match refs::prepare(
             &shared.plan,
             map,
@@ -231,7 +230,7 @@ pub(super) async fn process(
             system,
             &key,
             plan.row.as_ref(),
-            known,
+            plan.known.as_ref(),
         )
         .await
         .map_err(|e| e.to_string())?

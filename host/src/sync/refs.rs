@@ -86,9 +86,11 @@ fn text(value: &Value) -> Option<String> {
 }
 
 /// The write of `key` to side `to`: an upsert of `row` (logical, `to`'s
-/// names), or a delete when `row` is `None`. The key's values come from
-/// `known` (the row, or the side's last image) in that side's own case,
-/// else from the key text.
+/// names), or a delete when `row` is `None`; `image` is the side's last
+/// image of the row. The key's values come from the row or the image, in
+/// that side's own case, else from the key text. A row the side has no
+/// image of is most likely new: it is written as an insert (one request to
+/// finops instead of two).
 pub async fn prepare(
     plan: &Plan,
     map: &MapPlan,
@@ -96,9 +98,11 @@ pub async fn prepare(
     system: &System,
     key: &str,
     row: Option<&Row>,
-    known: Option<&Row>,
+    image: Option<&Row>,
 ) -> Result<Prepared, ConnectorError> {
     let table = table_of(map, to).to_owned();
+    let seen = image.is_some();
+    let known = row.or(image);
     let values: Vec<String> = map
         .key
         .iter()
@@ -117,6 +121,12 @@ pub async fn prepare(
             write_key = write_key.text(shape::field_on(pair, to).unwrap_or_default(), value);
         }
         return Ok(Prepared::Ready(match row {
+            // No image of the row on this side: it is most likely new.
+            Some(row) if !seen => Write::Insert {
+                table,
+                key: write_key,
+                row: row.clone(),
+            },
             Some(row) => Write::Upsert {
                 table,
                 key: write_key,

@@ -209,3 +209,62 @@ async fn a_batch_of_1000_upserts_creates_updates_and_reports_the_bad_row() {
     );
     emulator.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn inserts_create_in_one_request_and_update_a_row_that_exists() {
+    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let fo = finops(&emulator, fast_options());
+    fo.upsert(
+        "CustomerGroups",
+        &group("usmf", "20"),
+        &row(json!({"Description": "Old"})),
+    )
+    .await
+    .expect("existing row");
+    let insert = |id: &str, description: &str| Write::Insert {
+        table: "CustomerGroups".into(),
+        key: group("usmf", id),
+        row: row(json!({"Description": description})),
+    };
+    let writes = vec![
+        insert("21", "New"),
+        insert("20", "Updated"),
+        insert("22", &"x".repeat(100)),
+    ];
+    let before = fo.stats().requests;
+    let outcomes = fo
+        .write_batch(&writes, BatchMode::ContinueOnError)
+        .await
+        .expect("batch");
+    assert!(outcomes[0].is_applied(), "{outcomes:?}");
+    assert!(
+        outcomes[1].is_applied(),
+        "an existing row is updated: {outcomes:?}"
+    );
+    match &outcomes[2] {
+        WriteOutcome::Failed {
+            status: 400,
+            service,
+        } => {
+            assert!(service.message.contains("Description"), "{service:?}")
+        }
+        other => panic!("the create's own error is kept: {other:?}"),
+    }
+    assert_eq!(
+        fo.stats().requests - before,
+        2,
+        "one batch, then one for the two refused"
+    );
+    let stored = fo
+        .get("CustomerGroups", &group("usmf", "20"))
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(stored["Description"], "Updated");
+    assert!(
+        fo.get("CustomerGroups", &group("usmf", "22"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
