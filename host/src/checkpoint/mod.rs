@@ -33,9 +33,9 @@
 //! - tree `cursor`: `<flow>` → the source cursor
 //! - tree `parked`: `<flow>\0<key>` → [`Parked`] as JSON (kept, marked
 //!   resubmitted, until a write of the key succeeds)
-//! - tree `echo`: `<map>\0<side>\0<key>` → the fingerprints (32 bytes
-//!   each, oldest first, at most [`ECHO_HISTORY`]) of the host's writes
-//!   there not echoed yet
+//! - tree `echo`: `<map>\0<side>\0<key>` → the host's writes there not
+//!   echoed yet, oldest first, at most [`ECHO_HISTORY`]: each a fingerprint
+//!   (32 bytes) and the store id it was recorded under (u64 BE)
 //! - tree `activity`: `<id u64 BE>` → [`Activity`] as JSON
 //! - tree `latest`: `<flow>\0<key>` → the latest source version captured
 //!   (an older version read again, say from polling after a webhook
@@ -50,6 +50,7 @@
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
 
+mod echo;
 mod fingerprint;
 mod ops;
 mod state;
@@ -57,8 +58,9 @@ mod state;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
-pub use ops::{Checkpoints, ECHO_HISTORY};
+pub use ops::Checkpoints;
 
 /// The storage layout this build reads and writes.
 pub const LAYOUT: &str = "1";
@@ -166,6 +168,9 @@ pub struct Finish<'a> {
     /// `(side, key, fingerprint)` of each echo recognised: that write and
     /// the ones before it leave the history.
     pub consumed: &'a [(&'a str, &'a str, [u8; 32])],
+    /// `(side, key, seq)` of each change a side reported that was not an
+    /// echo: the writes recorded before its capture leave the history.
+    pub superseded: &'a [(&'a str, &'a str, u64)],
     /// `(side, key, image)`: the mapped fields now on that side; `None`
     /// forgets the key (deleted).
     pub images: &'a [Image<'a>],

@@ -1,5 +1,6 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
+use super::echo;
 use super::{Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -251,7 +252,7 @@ impl Checkpoints {
             &self.ids,
         )
             .transaction(
-                |(queue, dedupe, echo, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
+                |(queue, dedupe, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
                     for (side, id, key) in finish.ids {
                         id_tree.insert(
                             join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
@@ -262,21 +263,37 @@ impl Checkpoints {
                         dequeue(&flow, queued, queue, dedupe, by_key)?;
                         parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
                     }
+                    let slot = |side: &str, key: &str| {
+                        join(&[map.as_bytes(), side.as_bytes(), &canon(key)])
+                    };
+                    let rewrite = |slot: Vec<u8>, kept: Vec<u8>| -> TxResult<()> {
+                        if kept.is_empty() {
+                            echoes.remove(slot)?;
+                        } else {
+                            echoes.insert(slot, kept)?;
+                        }
+                        Ok(())
+                    };
                     for (side, key, fingerprint) in finish.consumed {
-                        let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
-                        if let Some(stored) = echo.get(&slot)? {
-                            let kept = consume(&stored, fingerprint);
-                            if kept.is_empty() {
-                                echo.remove(slot)?;
-                            } else {
-                                echo.insert(slot, kept)?;
-                            }
+                        let slot = slot(side, key);
+                        if let Some(stored) = echoes.get(&slot)? {
+                            rewrite(slot, echo::consume(&stored, fingerprint))?;
+                        }
+                    }
+                    for (side, key, seq) in finish.superseded {
+                        let slot = slot(side, key);
+                        if let Some(stored) = echoes.get(&slot)? {
+                            rewrite(slot, echo::supersede(&stored, *seq))?;
                         }
                     }
                     for (side, key, fingerprint) in finish.echoes {
-                        let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
-                        let stored = echo.get(&slot)?;
-                        echo.insert(slot, remember(stored.as_deref(), fingerprint))?;
+                        let slot = slot(side, key);
+                        let stored = echoes.get(&slot)?;
+                        let written = echo::Written {
+                            fingerprint: *fingerprint,
+                            id: echoes.generate_id()?,
+                        };
+                        echoes.insert(slot, echo::remember(stored.as_deref(), written))?;
                     }
                     for (slot, image) in &images {
                         match image {
@@ -542,31 +559,6 @@ fn dequeue(
     ]))?;
     by_key.remove(join(&[flow, &canon(&change.key), &seq]))?;
     Ok(())
-}
-
-/// How many fingerprints of recent writes are kept per key: a side may
-/// report an older write after the host wrote a newer one.
-pub const ECHO_HISTORY: usize = 8;
-
-/// The history `stored` with `fingerprint` appended (oldest dropped).
-fn remember(stored: Option<&[u8]>, fingerprint: &[u8; 32]) -> Vec<u8> {
-    let mut list: Vec<u8> = stored.unwrap_or_default().to_vec();
-    list.truncate(list.len() / 32 * 32);
-    list.extend_from_slice(fingerprint);
-    let excess = (list.len() / 32).saturating_sub(ECHO_HISTORY);
-    list.split_off(excess * 32)
-}
-
-/// The history `stored` without `fingerprint` and every older entry: once
-/// a write echoed, the writes before it will not echo any more.
-fn consume(stored: &[u8], fingerprint: &[u8; 32]) -> Vec<u8> {
-    match stored
-        .chunks_exact(32)
-        .position(|entry| entry == fingerprint)
-    {
-        Some(at) => stored[(at + 1) * 32..].to_vec(),
-        None => stored.to_vec(),
-    }
 }
 
 /// Whether source version `new` comes after `seen`: by number when both are

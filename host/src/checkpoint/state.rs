@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::echo::{self, Written};
 use super::ops::{canon, flow, join, parse, prefix};
 use super::{CheckpointError, Checkpoints, Direction, QueuedChange};
 
@@ -11,20 +12,26 @@ impl Checkpoints {
     /// The fingerprints of the host's recent writes of `key` on `side` not
     /// echoed yet, oldest first.
     pub fn echo(&self, map: &str, side: &str, key: &str) -> Result<Vec<[u8; 32]>, CheckpointError> {
+        Ok(self
+            .writes(map, side, key)?
+            .into_iter()
+            .map(|w| w.fingerprint)
+            .collect())
+    }
+
+    /// The host's recent writes of `key` on `side` not echoed yet, with
+    /// the store id each was recorded under.
+    pub fn writes(
+        &self,
+        map: &str,
+        side: &str,
+        key: &str,
+    ) -> Result<Vec<Written>, CheckpointError> {
         let slot = join(&[map.as_bytes(), side.as_bytes(), &canon(key)]);
         Ok(self
             .echo_tree()
             .get(slot)?
-            .map(|stored| {
-                stored
-                    .chunks_exact(32)
-                    .map(|entry| {
-                        let mut fingerprint = [0u8; 32];
-                        fingerprint.copy_from_slice(entry);
-                        fingerprint
-                    })
-                    .collect()
-            })
+            .map(|stored| echo::entries(&stored))
             .unwrap_or_default())
     }
 

@@ -125,7 +125,7 @@ impl DataverseConnector {
             match (deleted, row.get("id").and_then(Value::as_str)) {
                 (true, Some(id)) => {
                     page.deletes.push(Deleted::Id(id.to_string()));
-                    page.delete_versions.push(String::new());
+                    page.delete_versions.push(format!("deleted:{id}"));
                     page.delete_times.push(String::new());
                 }
                 _ => {

@@ -101,8 +101,9 @@ pub struct ChangePage {
     pub upsert_times: Vec<String>,
     /// Rows deleted.
     pub deletes: Vec<Deleted>,
-    /// The source version of each delete, in order, or empty when the
-    /// service does not say (Dataverse).
+    /// The source version of each delete, in order (Dataverse, which gives
+    /// none: `deleted:<row id>`, so that a key deleted, made again and
+    /// deleted again is two changes).
     pub delete_versions: Vec<String>,
     /// When each delete was committed, in order, or empty.
     pub delete_times: Vec<String>,

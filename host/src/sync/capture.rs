@@ -46,7 +46,13 @@ pub(super) async fn run(shared: Arc<Shared>, map: String, side: Side, webhook: b
         if shared.stopping() {
             return;
         }
-        let wait = match read_once(&shared, plan, side).await {
+        // A read stuck in retries (throttling, an outage) must not hold up
+        // shutdown; dropping it is safe: nothing was queued yet.
+        let read = tokio::select! {
+            read = read_once(&shared, plan, side) => read,
+            _ = shutdown.changed() => return,
+        };
+        let wait = match read {
             Ok(more) => {
                 backoff = Duration::from_millis(500);
                 if more { Duration::ZERO } else { interval }
@@ -183,6 +189,30 @@ async fn changes_of(
         time.filter(|t| !t.is_empty())
             .unwrap_or_else(|| now.clone())
     };
+    // Deletes first: a page reports each row once, in its last state, so a
+    // key deleted and made again under a new id is a delete of the old row
+    // and an upsert of the new one, in that order.
+    let mut times = page.delete_times.into_iter();
+    for (deleted, version) in page.deletes.into_iter().zip(page.delete_versions) {
+        let modified = known(times.next());
+        let key = match deleted {
+            Deleted::Id(id) => shared
+                .store
+                .key_of_id(&plan.name, side.name(), &id)
+                .map_err(|e| e.to_string())?,
+            Deleted::Key(key) => key_text_of(plan, side, &key),
+        };
+        let Some(key) = key else {
+            continue;
+        };
+        changes.push(Change {
+            key,
+            version,
+            operation: Operation::Delete,
+            row: Row::new(),
+            modified: Some(modified),
+        });
+    }
     let mut times = page.upsert_times.into_iter();
     for (raw, version) in page.upserts.into_iter().zip(page.upsert_versions) {
         let modified = known(times.next());
@@ -214,27 +244,6 @@ async fn changes_of(
             version,
             operation: Operation::Upsert,
             row,
-            modified: Some(modified),
-        });
-    }
-    let mut times = page.delete_times.into_iter();
-    for (deleted, version) in page.deletes.into_iter().zip(page.delete_versions) {
-        let modified = known(times.next());
-        let key = match deleted {
-            Deleted::Id(id) => shared
-                .store
-                .key_of_id(&plan.name, side.name(), &id)
-                .map_err(|e| e.to_string())?,
-            Deleted::Key(key) => key_text_of(plan, side, &key),
-        };
-        let Some(key) = key else {
-            continue;
-        };
-        changes.push(Change {
-            key,
-            version,
-            operation: Operation::Delete,
-            row: Row::new(),
             modified: Some(modified),
         });
     }

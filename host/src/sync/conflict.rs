@@ -94,6 +94,10 @@ pub(super) fn settle_conflict(
                 ),
             });
         }
+        let superseded: Vec<(&str, &str, u64)> = others
+            .iter()
+            .map(|q| (other_side.name(), q.change.key.as_str(), q.seq))
+            .collect();
         store
             .finish(
                 &map.name,
@@ -101,6 +105,7 @@ pub(super) fn settle_conflict(
                 &Finish {
                     done: &others,
                     activity: &lost,
+                    superseded: &superseded,
                     ..Finish::default()
                 },
             )

@@ -51,6 +51,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, watch};
@@ -389,6 +390,13 @@ impl RunningEngine {
             let _ = task.await;
         }
         self.shared.store.flush()?;
+        // The webhook server's connection tasks let go of the engine's state
+        // a moment after the server stops; wait for them, so that the
+        // checkpoint store is closed (and its lock released) on return.
+        let started = std::time::Instant::now();
+        while Arc::strong_count(&self.shared) > 1 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Ok(())
     }
 }

@@ -35,6 +35,15 @@ pub(super) struct Waiting {
     pub retry_at: Instant,
 }
 
+/// The echo fingerprint of a change: its row over the echo fields, or the
+/// deleted mark.
+fn mark_of(operation: &Operation, row: &Row, echo_fields: &[String]) -> [u8; 32] {
+    match operation {
+        Operation::Upsert => fingerprint(row, echo_fields.iter().map(String::as_str)),
+        Operation::Delete => deleted_mark(),
+    }
+}
+
 /// The fingerprint recorded for a row the host deleted.
 pub(super) fn deleted_mark() -> [u8; 32] {
     fingerprint(&Row::new(), ["\0deleted"])
@@ -114,21 +123,20 @@ pub(super) async fn process(
     let mut out = Outcome::default();
     let mut planned = Vec::new();
     let mut parked: Vec<(QueuedChange, String)> = Vec::new();
+    let mut echoed: Vec<u64> = Vec::new();
+    let mut refreshed: Vec<u64> = Vec::new();
 
-    for queued in batch {
+    let source_system = &shared.systems[match source {
+        Side::Left => &map.left.system,
+        Side::Right => &map.right.system,
+    }];
+    for mut queued in batch {
         let key = queued.change.key.clone();
-        let upsert = queued.change.operation == Operation::Upsert;
-        let mark = if upsert {
-            fingerprint(&queued.change.row, source_echo.iter().map(String::as_str))
-        } else {
-            deleted_mark()
-        };
-        let source_image = upsert.then(|| shape::restrict(&queued.change.row, &source_fields));
-        if store
-            .echo(&map.name, source.name(), &key)
-            .map_err(|e| e.to_string())?
-            .contains(&mark)
-        {
+        let writes = store
+            .writes(&map.name, source.name(), &key)
+            .map_err(|e| e.to_string())?;
+        let mark = mark_of(&queued.change.operation, &queued.change.row, &source_echo);
+        if writes.iter().any(|w| w.fingerprint == mark) {
             out.consumed.push((source.name(), key.clone(), mark));
             out.log(
                 &map.name,
@@ -137,11 +145,54 @@ pub(super) async fn process(
                 "echo",
                 format!("version {}", queued.change.version),
             );
-            out.images.push((source.name(), key, source_image));
+            let image = (queued.change.operation == Operation::Upsert)
+                .then(|| shape::restrict(&queued.change.row, &source_fields));
+            out.images.push((source.name(), key, image));
+            echoed.push(queued.seq);
             out.done.push(queued);
             counters.echoes.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        // Captured before a write of the host to this side landed: the side
+        // may hold the host's write by now, so what it holds decides.
+        if writes.iter().any(|w| w.id > queued.seq) {
+            let now_there = refs::current(&shared.plan, map, source, source_system, &queued.change)
+                .await
+                .map_err(|e| e.to_string())?;
+            let now_mark = now_there.as_ref().map_or_else(deleted_mark, |row| {
+                mark_of(&Operation::Upsert, row, &source_echo)
+            });
+            if writes.iter().any(|w| w.fingerprint == now_mark) {
+                out.log(
+                    &map.name,
+                    direction,
+                    &key,
+                    "conflict-lost",
+                    format!(
+                        "superseded: version {} was read before the host's write to the {} side landed, and that side now holds the host's write",
+                        queued.change.version,
+                        source.name()
+                    ),
+                );
+                out.done.push(queued);
+                counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // Read now, after every write the history holds had landed.
+            refreshed.push(queued.seq);
+            match now_there {
+                Some(row) => {
+                    queued.change.row = row;
+                    queued.change.operation = Operation::Upsert;
+                }
+                None => {
+                    queued.change.row = Row::new();
+                    queued.change.operation = Operation::Delete;
+                }
+            }
+        }
+        let upsert = queued.change.operation == Operation::Upsert;
+        let source_image = upsert.then(|| shape::restrict(&queued.change.row, &source_fields));
         if !conflict::settle_conflict(shared, map, direction, &queued, &mut out)? {
             counters.conflicts.fetch_add(1, Ordering::Relaxed);
             out.done.push(queued);
@@ -221,6 +272,7 @@ pub(super) async fn process(
     }];
     let mut writes = Vec::new();
     let mut sent = Vec::new();
+    let mut not_applied: Vec<String> = Vec::new();
     for plan in planned {
         let key = plan.queued.change.key.clone();
         match refs::prepare(
@@ -290,6 +342,13 @@ pub(super) async fn process(
                         &mut out,
                     )?;
                 }
+                // Throttled or a service fault on this part: not the row's
+                // fault; it stays queued and the batch is tried again.
+                WriteOutcome::Failed { status, service }
+                    if status == 408 || status == 429 || status >= 500 =>
+                {
+                    not_applied.push(format!("{key}: {status} {}", service.message));
+                }
                 WriteOutcome::Failed { status, service } => {
                     system.forget_ids();
                     parked.push((
@@ -301,11 +360,15 @@ pub(super) async fn process(
                         ),
                     ));
                 }
-                WriteOutcome::NotApplied => {}
+                WriteOutcome::NotApplied => not_applied.push(format!("{key}: not applied")),
             }
         }
     }
 
+    // A key whose change is done or parked waits for no lookup any more.
+    for queued in out.done.iter().chain(parked.iter().map(|(q, _)| q)) {
+        waiting.remove(&queued.change.key);
+    }
     for (queued, reason) in &parked {
         store
             .park(&map.name, direction, queued, reason)
@@ -334,6 +397,21 @@ pub(super) async fn process(
         .iter()
         .map(|(s, i, k)| (*s, i.as_str(), k.as_str()))
         .collect();
+    // Every change the side reported that was not an echo was read after
+    // the host's earlier writes there landed: those will not echo again.
+    let superseded: Vec<(&str, &str, u64)> = out
+        .done
+        .iter()
+        .filter(|q| !echoed.contains(&q.seq))
+        .map(|q| {
+            let read_at = if refreshed.contains(&q.seq) {
+                u64::MAX
+            } else {
+                q.seq
+            };
+            (source.name(), q.change.key.as_str(), read_at)
+        })
+        .collect();
     let images: Vec<(&str, &str, Option<Row>)> = out
         .images
         .iter()
@@ -347,6 +425,7 @@ pub(super) async fn process(
                 done: &out.done,
                 echoes: &echoes,
                 consumed: &consumed,
+                superseded: &superseded,
                 images: &images,
                 ids: &ids,
                 activity: &out.activity,
@@ -360,6 +439,13 @@ pub(super) async fn process(
             .find(|kind| *kind == line.what)
             .unwrap_or("other");
         shared.emit(&line.map, line.direction, &line.key, what, line.detail);
+    }
+    if let Some(first) = not_applied.first() {
+        return Err(format!(
+            "{} of {} writes were not applied (first: {first}); they stay queued and are tried again",
+            not_applied.len(),
+            writes.len()
+        ));
     }
     Ok(taken)
 }

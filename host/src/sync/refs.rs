@@ -62,6 +62,41 @@ pub async fn to_logical(
     Ok(raw)
 }
 
+/// What `side` holds now for the key of `change`, in logical form (`None`:
+/// no row). Used for a change captured before a write of the host to that
+/// side landed.
+pub async fn current(
+    plan: &Plan,
+    map: &MapPlan,
+    side: Side,
+    system: &System,
+    change: &crate::checkpoint::Change,
+) -> Result<Option<Row>, ConnectorError> {
+    let table = table_of(map, side);
+    let raw = if side_kind(map, side) == SystemKind::Dataverse {
+        let id = change
+            .row
+            .get(&super::system::primary_id(table))
+            .and_then(Value::as_str)
+            .or_else(|| change.version.strip_prefix("deleted:"));
+        match id {
+            Some(id) => system.row_by_id(table, id).await?,
+            // No id to read by: what was captured is all there is.
+            None => return Ok((!change.row.is_empty()).then(|| change.row.clone())),
+        }
+    } else {
+        let mut key = Key::new();
+        for (pair, value) in map.key.iter().zip(key_values(&change.key)) {
+            key = key.text(shape::field_on(pair, side).unwrap_or_default(), &value);
+        }
+        system.get(table, &key).await?
+    };
+    match raw {
+        Some(raw) => to_logical(plan, map, side, system, raw).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 fn side_kind(map: &MapPlan, side: Side) -> SystemKind {
     match side {
         Side::Left => map.left.kind,

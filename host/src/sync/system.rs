@@ -144,6 +144,14 @@ impl System {
         Ok(id)
     }
 
+    /// Dataverse: the row of `table` with id `id`, or `None`.
+    pub async fn row_by_id(&self, table: &str, id: &str) -> Result<Option<Row>, ConnectorError> {
+        match (&self.connector, uuid::Uuid::parse_str(id)) {
+            (Connector::Dataverse(c), Ok(guid)) => c.get_by_id(table, guid).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Forgets the cached ids: a write was refused, perhaps because a
     /// referenced row was deleted and made again under a new id.
     pub fn forget_ids(&self) {

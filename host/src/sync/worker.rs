@@ -63,6 +63,9 @@ pub(super) async fn run(shared: Arc<Shared>, map: String) {
         let mut progressed = false;
         let mut failed = false;
         for &direction in &directions {
+            if shared.stopping() {
+                return;
+            }
             let run = pipeline::process(&shared, plan, direction, &mut waiting);
             tokio::pin!(run);
             let result = tokio::select! {

@@ -8,6 +8,7 @@ mod echoes;
 mod filters;
 mod lookups;
 mod plugins;
+mod races;
 mod restart;
 mod webhook;
 

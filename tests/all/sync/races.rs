@@ -1,0 +1,195 @@
+//! Races between the two sides and the host: an edit that lands while the
+//! host's write to the same row is in flight, a value set back to what the
+//! host once wrote, a row deleted and made again between two reads, and a
+//! shutdown during an outage.
+
+use std::time::{Duration, Instant};
+
+use dualwrite::connector::{DataverseConnector, Key};
+use dualwrite::emulator::{FaultConfig, Subscription};
+use serde_json::{Value, json};
+
+use super::{MAPS, Sync, eventually, settle, text};
+
+const KEY: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "Q-1")];
+
+fn account() -> Key {
+    Key::single("accountnumber", "Q-1")
+}
+
+/// A pre-commit hook for Dataverse that holds every write of a row named
+/// `X` for `hold` before letting it commit.
+async fn slow_hook(hold: Duration) -> String {
+    use axum::{Json, Router, http::StatusCode, routing::post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("hook listens");
+    let addr = listener.local_addr().expect("hook address");
+    let app = Router::new().route(
+        "/",
+        post(move |Json(change): Json<Value>| async move {
+            if change["row"]["name"] == "X" {
+                tokio::time::sleep(hold).await;
+            }
+            StatusCode::NO_CONTENT
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_landing_while_the_host_writes_the_row_does_not_split_the_sides() {
+    let sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    sync.fo_upsert(
+        "CustomersV3",
+        KEY,
+        json!({"OrganizationName": "A", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("Q-1 in Dataverse", || async {
+        sync.dv_get("accounts", account()).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    // finops says X; the host's write of X to Dataverse is held 1.5 s
+    // before it commits, and meanwhile a user's Y commits in Dataverse and
+    // is read by change tracking.
+    sync.dataverse.set_hook(
+        "accounts",
+        Some(slow_hook(Duration::from_millis(1500)).await),
+    );
+    sync.fo_upsert("CustomersV3", KEY, json!({"OrganizationName": "X"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sync.dv_upsert("accounts", account(), json!({"name": "Y"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    settle(&sync).await;
+    let left = sync.fo_get("CustomersV3", KEY).await.unwrap_or_default();
+    let right = sync.dv_get("accounts", account()).await.unwrap_or_default();
+    assert_eq!(
+        text(&left, "OrganizationName"),
+        text(&right, "name"),
+        "both sides hold the same name: {:?}",
+        sync.activity("customers", "conflict-lost")
+    );
+    sync.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_set_back_to_an_old_write_of_the_host_is_an_edit_not_an_echo() {
+    // Dataverse is read at start only; finops arrives by webhook.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut sync = Sync::start(
+        MAPS,
+        &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
+    )
+    .await;
+    sync.company_id("usmf").await;
+    let url = sync.engine().webhook_url("finops").expect("webhook");
+    sync.finops.subscribe(Subscription {
+        url: format!("{url}?code=hook-secret"),
+        entities: vec!["CustomersV3".into()],
+    });
+    // The host writes A to Dataverse; a user makes it B before the host
+    // ever reads the row back, so A never echoes.
+    sync.fo_upsert(
+        "CustomersV3",
+        KEY,
+        json!({"OrganizationName": "A", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("A in Dataverse", || async {
+        sync.dv_get("accounts", account())
+            .await
+            .is_some_and(|row| text(&row, "name") == "A")
+    })
+    .await;
+    sync.dv_upsert("accounts", account(), json!({"name": "B"}))
+        .await;
+    sync.stop_engine().await;
+    sync.start_engine().await;
+    eventually("B in finops", || async {
+        sync.fo_get("CustomersV3", KEY)
+            .await
+            .is_some_and(|row| text(&row, "OrganizationName") == "B")
+    })
+    .await;
+    // The user sets it back to A: an edit, to sync like any other.
+    sync.dv_upsert("accounts", account(), json!({"name": "A"}))
+        .await;
+    sync.stop_engine().await;
+    sync.start_engine().await;
+    eventually("A back in finops", || async {
+        sync.fo_get("CustomersV3", KEY)
+            .await
+            .is_some_and(|row| text(&row, "OrganizationName") == "A")
+    })
+    .await;
+    sync.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_deleted_and_made_again_between_two_reads_is_made_again() {
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    sync.fo_upsert(
+        "CustomersV3",
+        KEY,
+        json!({"OrganizationName": "Original", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("Q-1 in Dataverse", || async {
+        sync.dv_get("accounts", account()).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    sync.stop_engine().await;
+    sync.dv_delete("accounts", account()).await;
+    let mut row = serde_json::Map::new();
+    row.insert("name".into(), json!("Made again"));
+    row.insert("customertypecode".into(), json!(3));
+    DataverseConnector::bind(
+        &mut row,
+        "msdyn_company",
+        "cdm_companies",
+        &Key::single("cdm_companycode", "usmf"),
+    );
+    sync.dv_upsert("accounts", account(), Value::Object(row))
+        .await;
+    sync.start_engine().await;
+    settle(&sync).await;
+    let left = sync.fo_get("CustomersV3", KEY).await;
+    assert_eq!(
+        left.map(|row| text(&row, "OrganizationName")),
+        Some("Made again".to_owned()),
+        "the delete of the old row comes before the new row"
+    );
+    sync.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_outage_does_not_wait_for_the_retries() {
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    settle(&sync).await;
+    sync.dataverse.set_faults(FaultConfig {
+        error_share: 1.0,
+        ..FaultConfig::default()
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    sync.stop_engine().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    sync.dataverse.set_faults(FaultConfig::default());
+    sync.shutdown().await;
+}
