@@ -114,6 +114,7 @@ impl DataverseConnector {
             deletes: Vec::new(),
             delete_versions: Vec::new(),
             delete_times: Vec::new(),
+            reset: false,
             next_cursor: String::new(),
             more: false,
         };

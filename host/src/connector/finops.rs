@@ -137,8 +137,9 @@ impl FinopsConnector {
 
     /// Changes of `entity` after row version `cursor` (`"0"` for all the
     /// change log holds), through `GET /data/{Entity}/$changes?since=N`.
-    /// A cursor older than the retention is a [`ConnectorError::Rejected`]
-    /// with status 410: read the entity in full again.
+    /// A cursor older than the retention (410) gives an empty page with
+    /// `reset` set and the service's latest row version as `next_cursor`:
+    /// read the entity in full, then poll from there.
     pub async fn changes(&self, entity: &str, cursor: &str) -> Result<ChangePage, ConnectorError> {
         let since: u64 = cursor.parse().map_err(|_| ConnectorError::Invalid {
             system: SystemKind::Finops,
@@ -152,7 +153,28 @@ impl FinopsConnector {
             self.transport
                 .url(&format!("{entity}/$changes?since={since}&top={top}")),
         );
-        let reply = self.transport.send_to(&call, entity, None).await?;
+        let reply = self.transport.send(&call).await?;
+        if reply.status == 410 {
+            let gone = self.transport.json(&call, &reply).ok();
+            let latest = gone
+                .as_ref()
+                .and_then(|body| body.get("LatestRowVersion"))
+                .and_then(Value::as_u64);
+            if let Some(latest) = latest {
+                return Ok(ChangePage {
+                    upserts: Vec::new(),
+                    upsert_versions: Vec::new(),
+                    upsert_times: Vec::new(),
+                    deletes: Vec::new(),
+                    delete_versions: Vec::new(),
+                    delete_times: Vec::new(),
+                    reset: true,
+                    next_cursor: latest.to_string(),
+                    more: false,
+                });
+            }
+        }
+        let reply = self.transport.accept(&call, reply, entity, None)?;
         let body = self.transport.json(&call, &reply)?;
         let protocol = |detail: String| ConnectorError::Protocol {
             system: SystemKind::Finops,
@@ -216,6 +238,7 @@ impl FinopsConnector {
             deletes: Vec::new(),
             delete_versions: Vec::new(),
             delete_times: Vec::new(),
+            reset: false,
             next_cursor: latest.to_string(),
             more: entries.len() >= top as usize,
         };

@@ -114,6 +114,10 @@ pub struct ChangePage {
     /// True when more changes are ready now (a next page): read again at
     /// once rather than after the polling interval.
     pub more: bool,
+    /// The cursor was too old (the service no longer keeps the changes
+    /// after it): the page is empty; read the table in full, then poll from
+    /// `next_cursor`. Deletes made meanwhile are not reported.
+    pub reset: bool,
 }
 
 /// One write of a batch.

@@ -91,11 +91,9 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
     let select = select(plan, side, table);
     let page = match system.changes(table, &select, cursor.as_deref()).await {
         Ok(page) => page,
-        // An expired delta link or row version: read everything again; the
-        // queue skips versions already captured.
-        Err(ConnectorError::Rejected {
-            status: 400 | 410, ..
-        }) if cursor.is_some() => {
+        // An expired delta link: start tracking again, every row; the queue
+        // skips versions already captured.
+        Err(ConnectorError::Rejected { status: 400, .. }) if cursor.is_some() => {
             tracing::warn!(map = %plan.name, side = side.name(), "The change cursor expired; reading the table again.");
             system
                 .changes(table, &select, None)
@@ -103,6 +101,30 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
                 .map_err(|e| e.to_string())?
         }
         Err(error) => return Err(error.to_string()),
+    };
+    let page = if page.reset {
+        // The source no longer keeps the changes after our cursor: read the
+        // table in full (each row queued again, dropped as an echo where the
+        // other side has it already) and poll on from the cursor it gave.
+        tracing::warn!(map = %plan.name, side = side.name(), "The change cursor is older than the source keeps; reading the table in full.");
+        let rows = system
+            .query_all(table, &crate::connector::Query::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let count = rows.len();
+        ChangePage {
+            upserts: rows,
+            upsert_versions: vec![String::new(); count],
+            upsert_times: Vec::new(),
+            deletes: Vec::new(),
+            delete_versions: Vec::new(),
+            delete_times: Vec::new(),
+            reset: false,
+            next_cursor: page.next_cursor,
+            more: false,
+        }
+    } else {
+        page
     };
     let more = page.more;
     let cursor = page.next_cursor.clone();

@@ -193,15 +193,42 @@ pub(super) async fn process(
         }
         let upsert = queued.change.operation == Operation::Upsert;
         let source_image = upsert.then(|| shape::restrict(&queued.change.row, &source_fields));
+        let known = store
+            .image(&map.name, target.name(), &key)
+            .map_err(|e| e.to_string())?;
+        let synced = known.is_some();
+        let outside = if upsert {
+            excluded(map, source, &queued.change.row)
+        } else {
+            None
+        };
+        // A change of fields the map does not carry (Dataverse reports a row
+        // whatever column changed, and a full read reports every row): the
+        // other side has it all already.
+        if synced
+            && outside.is_none()
+            && source_image.is_some()
+            && store
+                .image(&map.name, source.name(), &key)
+                .map_err(|e| e.to_string())?
+                == source_image
+        {
+            out.log(
+                &map.name,
+                direction,
+                &key,
+                "skipped",
+                format!("version {}: no mapped field changed", queued.change.version),
+            );
+            out.done.push(queued);
+            counters.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         if !conflict::settle_conflict(shared, map, direction, &queued, &mut out)? {
             counters.conflicts.fetch_add(1, Ordering::Relaxed);
             out.done.push(queued);
             continue;
         }
-        let known = store
-            .image(&map.name, target.name(), &key)
-            .map_err(|e| e.to_string())?;
-        let synced = known.is_some();
         if !upsert {
             if synced {
                 planned.push(Planned {
@@ -224,7 +251,7 @@ pub(super) async fn process(
             }
             continue;
         }
-        if let Some(reason) = excluded(map, source, &queued.change.row) {
+        if let Some(reason) = outside {
             if synced && map.on_filter_exit == FilterExit::Delete {
                 planned.push(Planned {
                     queued,
@@ -239,7 +266,9 @@ pub(super) async fn process(
                     reason
                 };
                 out.log(&map.name, direction, &key, "filtered", detail);
-                out.images.push((source.name(), key, source_image));
+                // No image: the row's values did not reach the other side,
+                // so its next change must not look unchanged.
+                out.images.push((source.name(), key, None));
                 out.done.push(queued);
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
             }

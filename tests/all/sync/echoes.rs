@@ -139,3 +139,51 @@ async fn a_company_code_in_another_case_is_the_same_company() {
     assert_eq!(rtl.echoes, 1, "{rtl:?}");
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_an_unmapped_column_writes_nothing() {
+    let sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    let key = [("dataAreaId", "usmf"), ("CustomerAccount", "U-1")];
+    let account = || Key::single("accountnumber", "U-1");
+    sync.fo_upsert(
+        "CustomersV3",
+        &key,
+        json!({"OrganizationName": "Unmapped", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("U-1 in Dataverse", || async {
+        sync.dv_get("accounts", account()).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    let finops_cursor = sync
+        .fo
+        .changes("CustomersV3", "0")
+        .await
+        .expect("changes")
+        .next_cursor;
+    // address1_city is not in the map: Dataverse still reports the row.
+    sync.dv_upsert("accounts", account(), json!({"address1_city": "Redmond"}))
+        .await;
+    eventually("the change seen and skipped", || async {
+        sync.activity("customers", "skipped")
+            .iter()
+            .any(|a| a.detail.contains("no mapped field changed"))
+    })
+    .await;
+    settle(&sync).await;
+    let after = sync
+        .fo
+        .changes("CustomersV3", &finops_cursor)
+        .await
+        .expect("changes");
+    assert!(after.upserts.is_empty(), "nothing written to finops");
+    assert_eq!(
+        sync.engine()
+            .stats("customers", Direction::RightToLeft)
+            .written,
+        0
+    );
+    sync.shutdown().await;
+}

@@ -111,3 +111,59 @@ async fn after_a_restart_the_host_resumes_from_its_cursors() {
     assert_eq!(rows.len(), 5, "R-0..R-3 and R-9, no duplicates");
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_older_than_the_finops_change_log_reads_the_entity_in_full() {
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    let key = |n: &'static str| [("dataAreaId", "usmf"), ("CustomerAccount", n)];
+    sync.fo_upsert(
+        "CustomersV3",
+        &key("G-1"),
+        json!({"OrganizationName": "One", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("G-1 in Dataverse", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "G-1"))
+            .await
+            .is_some()
+    })
+    .await;
+    settle(&sync).await;
+    sync.stop_engine().await;
+    // While the host is down: a new customer, then the change log purged.
+    sync.fo_upsert(
+        "CustomersV3",
+        &key("G-2"),
+        json!({"OrganizationName": "Two", "PartyType": "Organization"}),
+    )
+    .await;
+    let purged = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/purge-changes/CustomersV3",
+            sync.finops.url()
+        ))
+        .send()
+        .await
+        .expect("purge sent");
+    assert!(purged.status().is_success(), "{}", purged.status());
+    sync.start_engine().await;
+    sync.fo_upsert(
+        "CustomersV3",
+        &key("G-3"),
+        json!({"OrganizationName": "Three", "PartyType": "Organization"}),
+    )
+    .await;
+    for number in ["G-2", "G-3"] {
+        eventually(number, || async {
+            sync.dv_get("accounts", Key::single("accountnumber", number))
+                .await
+                .is_some()
+        })
+        .await;
+    }
+    settle(&sync).await;
+    let ltr = sync.engine().stats("customers", Direction::LeftToRight);
+    assert_eq!(ltr.written, 2, "G-1, read again, is unchanged: {ltr:?}");
+    sync.shutdown().await;
+}

@@ -302,11 +302,20 @@ fn changes(
     }
     let purged = state.store.purged_version(&table.name).map_err(storage)?;
     if since < purged {
-        return Err(error(
+        // The error says where to start again once the entity was read in
+        // full: the latest row version now.
+        let current = state.store.current_version().map_err(storage)?;
+        return Ok(ApiResponse::json(
             StatusCode::GONE,
-            format!(
-                "row version {since} is older than the change tracking retention ({purged}): read the entity in full again"
-            ),
+            json!({
+                "error": {
+                    "code": "Gone",
+                    "message": format!(
+                        "row version {since} is older than the change tracking retention ({purged}): read the entity in full again, then poll from LatestRowVersion"
+                    ),
+                },
+                "LatestRowVersion": current,
+            }),
         ));
     }
     let mut value = Vec::new();
