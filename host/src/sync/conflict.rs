@@ -1,29 +1,43 @@
 //! Conflicts: a change of a key while a change of the other side for the
 //! same key is still queued (and is not the echo of the host's own write).
-//! The map's policy picks the winner; the loser is done, logged with both
-//! versions, and never written.
+//! Two changes that leave both sides holding the same mapped values agree:
+//! both are done, nothing is written. Otherwise the map's policy picks the
+//! winner; the loser is done, logged with both versions, and never written.
 
 use std::sync::atomic::Ordering;
 
 use chrono::DateTime;
 
-use crate::checkpoint::{Activity, Direction, Finish, Operation, QueuedChange, fingerprint};
+use crate::checkpoint::{
+    Activity, Change, Direction, Finish, Operation, QueuedChange, fingerprint,
+};
 use crate::map::{ConflictPolicy, MapPlan};
 
 use super::Shared;
 use super::pipeline::{Outcome, deleted_mark};
-use super::shape::{self, Side};
+use super::shape::{self, Row, Side};
+
+/// How a change came out of [`settle_conflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// No rival, or the change won (its rivals are done): it goes on.
+    Goes,
+    /// It lost to the other side's change.
+    Lost,
+    /// Both sides hold the same mapped values already: the rivals are
+    /// done and so is the change; nothing is written.
+    Agree,
+}
 
 /// Settles a conflict of `queued` with the other direction's queued
-/// changes of its key: true when `queued` goes on (the other side's
-/// changes, if any, lost and are done), false when it lost.
+/// changes of its key.
 pub(super) fn settle_conflict(
     shared: &Shared,
     map: &MapPlan,
     direction: Direction,
     queued: &QueuedChange,
     out: &mut Outcome,
-) -> Result<bool, String> {
+) -> Result<Settled, String> {
     let store = &shared.store;
     let key = &queued.change.key;
     let other_direction = match direction {
@@ -50,9 +64,50 @@ pub(super) fn settle_conflict(
         })
         .collect();
     let Some(latest) = others.last() else {
-        return Ok(true);
+        return Ok(Settled::Goes);
     };
     let source = Side::source_of(direction);
+    if agree(map, source, &queued.change, &latest.change) {
+        let lines: Vec<Activity> = others
+            .iter()
+            .map(|other| Activity {
+                map: map.name.clone(),
+                direction: other_direction,
+                key: key.clone(),
+                what: "skipped".into(),
+                detail: format!(
+                    "version {}: both sides already hold the same values",
+                    other.change.version
+                ),
+            })
+            .collect();
+        let image = shape::restrict(&latest.change.row, &shape::side_fields(map, other_side));
+        let superseded: Vec<(&str, &str, u64)> = others
+            .iter()
+            .map(|q| (other_side.name(), q.change.key.as_str(), q.seq))
+            .collect();
+        store
+            .finish(
+                &map.name,
+                other_direction,
+                &Finish {
+                    done: &others,
+                    images: &[(other_side.name(), key.as_str(), Some(image))],
+                    activity: &lines,
+                    superseded: &superseded,
+                    ..Finish::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        shared
+            .counters(&map.name, other_direction)
+            .skipped
+            .fetch_add(others.len() as u64, Ordering::Relaxed);
+        for line in lines {
+            shared.emit(&line.map, line.direction, &line.key, "skipped", line.detail);
+        }
+        return Ok(Settled::Agree);
+    }
     let wins = match map.conflict {
         ConflictPolicy::LeftWins => source == Side::Left,
         ConflictPolicy::RightWins => source == Side::Right,
@@ -123,7 +178,7 @@ pub(super) fn settle_conflict(
                 line.detail,
             );
         }
-        Ok(true)
+        Ok(Settled::Goes)
     } else {
         out.log(
             &map.name,
@@ -136,7 +191,34 @@ pub(super) fn settle_conflict(
                 describe(latest, other_side)
             ),
         );
-        Ok(false)
+        Ok(Settled::Lost)
+    }
+}
+
+/// Whether two upserts of one key, one from each side, leave both sides
+/// with the same mapped values: each, mapped to the other side, matches
+/// the other's row on the fields it writes there.
+fn agree(map: &MapPlan, source: Side, ours: &Change, theirs: &Change) -> bool {
+    if ours.operation != Operation::Upsert || theirs.operation != Operation::Upsert {
+        return false;
+    }
+    let target = source.other();
+    let same = |mapped: &Row, actual: &Row, side: Side| {
+        let fields: Vec<String> = shape::echo_fields(map, side)
+            .into_iter()
+            .filter(|field| mapped.contains_key(field))
+            .collect();
+        fingerprint(mapped, fields.iter().map(String::as_str))
+            == fingerprint(actual, fields.iter().map(String::as_str))
+    };
+    match (
+        shape::map_row(map, source, &ours.row),
+        shape::map_row(map, target, &theirs.row),
+    ) {
+        (Ok(to_them), Ok(to_us)) => {
+            same(&to_them, &theirs.row, target) && same(&to_us, &ours.row, source)
+        }
+        _ => false,
     }
 }
 

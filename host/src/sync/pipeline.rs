@@ -12,7 +12,7 @@ use crate::connector::{Write, WriteOutcome};
 use crate::map::{FilterExit, MapPlan};
 
 use super::Shared;
-use super::conflict;
+use super::conflict::{self, Settled};
 use super::plugins::Fate;
 use super::refs::{self, Prepared};
 use super::shape::{self, Row, Side};
@@ -224,10 +224,29 @@ pub(super) async fn process(
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if !conflict::settle_conflict(shared, map, direction, &queued, &mut out)? {
-            counters.conflicts.fetch_add(1, Ordering::Relaxed);
-            out.done.push(queued);
-            continue;
+        match conflict::settle_conflict(shared, map, direction, &queued, &mut out)? {
+            Settled::Goes => {}
+            Settled::Lost => {
+                counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                out.done.push(queued);
+                continue;
+            }
+            Settled::Agree => {
+                out.log(
+                    &map.name,
+                    direction,
+                    &key,
+                    "skipped",
+                    format!(
+                        "version {}: both sides already hold the same values",
+                        queued.change.version
+                    ),
+                );
+                out.images.push((source.name(), key, source_image));
+                out.done.push(queued);
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
         }
         if !upsert {
             if synced {

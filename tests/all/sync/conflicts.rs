@@ -1,6 +1,7 @@
 //! Concurrent edits of one row on both sides, settled by the map's policy:
 //! the loser is logged with both versions and nothing flips afterwards.
 
+use dualwrite::checkpoint::Direction;
 use dualwrite::connector::Key;
 use serde_json::json;
 
@@ -87,5 +88,58 @@ async fn last_writer_wins_by_modification_time() {
         "{}",
         lost[0].detail
     );
+    sync.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_both_sides_already_hold_alike_are_matched_not_written() {
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    settle(&sync).await;
+    sync.stop_engine().await;
+    // The same customer made on both sides while the host was down, as an
+    // initial sync meets data both systems already share.
+    sync.fo_upsert(
+        "CustomersV3",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "M-1")],
+        json!({"OrganizationName": "Shared", "PartyType": "Organization", "CreditLimit": 250.5}),
+    )
+    .await;
+    let mut row = serde_json::Map::new();
+    row.insert("name".into(), json!("Shared"));
+    row.insert("customertypecode".into(), json!(3));
+    row.insert("creditlimit".into(), json!(250.50));
+    dualwrite::connector::DataverseConnector::bind(
+        &mut row,
+        "msdyn_company",
+        "cdm_companies",
+        &Key::single("cdm_companycode", "usmf"),
+    );
+    sync.dv_upsert(
+        "accounts",
+        Key::single("accountnumber", "M-1"),
+        serde_json::Value::Object(row),
+    )
+    .await;
+    sync.start_engine().await;
+    settle(&sync).await;
+    let ltr = sync.engine().stats("customers", Direction::LeftToRight);
+    let rtl = sync.engine().stats("customers", Direction::RightToLeft);
+    assert_eq!((ltr.written, rtl.written), (0, 0), "{ltr:?} {rtl:?}");
+    assert_eq!(ltr.skipped + rtl.skipped, 2, "{ltr:?} {rtl:?}");
+    assert!(sync.activity("customers", "conflict-lost").is_empty());
+    // Matched, the row then syncs like any other.
+    sync.fo_upsert(
+        "CustomersV3",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "M-1")],
+        json!({"OrganizationName": "Shared, renamed"}),
+    )
+    .await;
+    eventually("the rename in Dataverse", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "M-1"))
+            .await
+            .is_some_and(|row| text(&row, "name") == "Shared, renamed")
+    })
+    .await;
     sync.shutdown().await;
 }
