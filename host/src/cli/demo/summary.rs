@@ -113,7 +113,7 @@ pub async fn initial_copy(world: &World, feed: &mut Feed, start: Instant) {
     );
     view::stats_table(&stats(world));
     println!(
-        "  (echoes: the host's own writes, reported back by the other side and dropped;\n   conflicts: rows both sides had, settled by the map's policy, here the newer change wins;\n   skipped: rows a filter or plugin keeps on their side)"
+        "  (echoes: the host's own writes, reported back by the other side and dropped;\n   conflicts: rows both sides had with different values, settled by the map's policy, here the newer change wins;\n   skipped: rows a filter or plugin keeps on their side, and rows both sides already hold alike)"
     );
 }
 
