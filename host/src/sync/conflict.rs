@@ -68,44 +68,21 @@ pub(super) fn settle_conflict(
     };
     let source = Side::source_of(direction);
     if agree(map, source, &queued.change, &latest.change) {
-        let lines: Vec<Activity> = others
-            .iter()
-            .map(|other| Activity {
-                map: map.name.clone(),
-                direction: other_direction,
-                key: key.clone(),
-                what: "skipped".into(),
-                detail: format!(
+        let image = shape::restrict(&latest.change.row, &shape::side_fields(map, other_side));
+        close_rivals(
+            shared,
+            map,
+            other_direction,
+            &others,
+            "skipped",
+            |other| {
+                format!(
                     "version {}: both sides already hold the same values",
                     other.change.version
-                ),
-            })
-            .collect();
-        let image = shape::restrict(&latest.change.row, &shape::side_fields(map, other_side));
-        let superseded: Vec<(&str, &str, u64)> = others
-            .iter()
-            .map(|q| (other_side.name(), q.change.key.as_str(), q.seq))
-            .collect();
-        store
-            .finish(
-                &map.name,
-                other_direction,
-                &Finish {
-                    done: &others,
-                    images: &[(other_side.name(), key.as_str(), Some(image))],
-                    activity: &lines,
-                    superseded: &superseded,
-                    ..Finish::default()
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        shared
-            .counters(&map.name, other_direction)
-            .skipped
-            .fetch_add(others.len() as u64, Ordering::Relaxed);
-        for line in lines {
-            shared.emit(&line.map, line.direction, &line.key, "skipped", line.detail);
-        }
+                )
+            },
+            Some(image),
+        )?;
         return Ok(Settled::Agree);
     }
     let wins = match map.conflict {
@@ -135,49 +112,21 @@ pub(super) fn settle_conflict(
         )
     };
     if wins {
-        let mut lost = Vec::new();
-        for other in &others {
-            lost.push(Activity {
-                map: map.name.clone(),
-                direction: other_direction,
-                key: key.clone(),
-                what: "conflict-lost".into(),
-                detail: format!(
+        close_rivals(
+            shared,
+            map,
+            other_direction,
+            &others,
+            "conflict-lost",
+            |other| {
+                format!(
                     "{policy}: {} lost to {}",
                     describe(other, other_side),
                     describe(queued, source)
-                ),
-            });
-        }
-        let superseded: Vec<(&str, &str, u64)> = others
-            .iter()
-            .map(|q| (other_side.name(), q.change.key.as_str(), q.seq))
-            .collect();
-        store
-            .finish(
-                &map.name,
-                other_direction,
-                &Finish {
-                    done: &others,
-                    activity: &lost,
-                    superseded: &superseded,
-                    ..Finish::default()
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        shared
-            .counters(&map.name, other_direction)
-            .conflicts
-            .fetch_add(others.len() as u64, Ordering::Relaxed);
-        for line in lost {
-            shared.emit(
-                &line.map,
-                line.direction,
-                &line.key,
-                "conflict-lost",
-                line.detail,
-            );
-        }
+                )
+            },
+            None,
+        )?;
         Ok(Settled::Goes)
     } else {
         out.log(
@@ -193,6 +142,62 @@ pub(super) fn settle_conflict(
         );
         Ok(Settled::Lost)
     }
+}
+
+/// Finishes the other direction's rival changes of one key: done, logged
+/// as `what`, and (when the rivals agreed) their side's image recorded.
+fn close_rivals(
+    shared: &Shared,
+    map: &MapPlan,
+    direction: Direction,
+    rivals: &[QueuedChange],
+    what: &'static str,
+    detail: impl Fn(&QueuedChange) -> String,
+    image: Option<Row>,
+) -> Result<(), String> {
+    let side = Side::source_of(direction);
+    let lines: Vec<Activity> = rivals
+        .iter()
+        .map(|rival| Activity {
+            map: map.name.clone(),
+            direction,
+            key: rival.change.key.clone(),
+            what: what.into(),
+            detail: detail(rival),
+        })
+        .collect();
+    let superseded: Vec<(&str, &str, u64)> = rivals
+        .iter()
+        .map(|q| (side.name(), q.change.key.as_str(), q.seq))
+        .collect();
+    let images: Vec<crate::checkpoint::Image<'_>> = match (image, rivals.last()) {
+        (Some(image), Some(last)) => vec![(side.name(), last.change.key.as_str(), Some(image))],
+        _ => Vec::new(),
+    };
+    shared
+        .store
+        .finish(
+            &map.name,
+            direction,
+            &Finish {
+                done: rivals,
+                images: &images,
+                activity: &lines,
+                superseded: &superseded,
+                ..Finish::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let counters = shared.counters(&map.name, direction);
+    let counter = match what {
+        "skipped" => &counters.skipped,
+        _ => &counters.conflicts,
+    };
+    counter.fetch_add(rivals.len() as u64, Ordering::Relaxed);
+    for line in lines {
+        shared.emit(&line.map, line.direction, &line.key, what, line.detail);
+    }
+    Ok(())
 }
 
 /// Whether two upserts of one key, one from each side, leave both sides

@@ -4,7 +4,7 @@ use dualwrite::checkpoint::Direction;
 use dualwrite::connector::Key;
 use serde_json::json;
 
-use super::{MAPS, Sync, eventually, settle, text};
+use super::{MAPS, Sync, eventually, in_usmf, settle, text};
 
 fn account(number: &str) -> Key {
     Key::single("accountnumber", number)
@@ -59,19 +59,12 @@ async fn creates_updates_and_deletes_flow_both_ways() {
     .await;
 
     // Dataverse → finops
-    let company = Key::single("cdm_companycode", "usmf");
-    let mut bound = serde_json::Map::new();
-    bound.insert("name".into(), json!("Fabrikam"));
-    bound.insert("customertypecode".into(), json!(3));
-    bound.insert("creditlimit".into(), json!(50));
-    dualwrite::connector::DataverseConnector::bind(
-        &mut bound,
-        "msdyn_company",
-        "cdm_companies",
-        &company,
-    );
-    sync.dv_upsert("accounts", account("D-1"), serde_json::Value::Object(bound))
-        .await;
+    sync.dv_upsert(
+        "accounts",
+        account("D-1"),
+        in_usmf(json!({"name": "Fabrikam", "customertypecode": 3, "creditlimit": 50})),
+    )
+    .await;
     let key = [("dataAreaId", "usmf"), ("CustomerAccount", "D-1")];
     eventually("D-1 in finops", || async {
         sync.fo_get("CustomersV3", &key).await.is_some()

@@ -5,7 +5,7 @@ use dualwrite::checkpoint::Direction;
 use dualwrite::connector::Key;
 use serde_json::json;
 
-use super::{MAPS, Sync, eventually, settle, text};
+use super::{MAPS, Sync, eventually, in_usmf, settle, text};
 
 const KEY: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "K-1")];
 
@@ -105,20 +105,10 @@ async fn rows_both_sides_already_hold_alike_are_matched_not_written() {
         json!({"OrganizationName": "Shared", "PartyType": "Organization", "CreditLimit": 250.5}),
     )
     .await;
-    let mut row = serde_json::Map::new();
-    row.insert("name".into(), json!("Shared"));
-    row.insert("customertypecode".into(), json!(3));
-    row.insert("creditlimit".into(), json!(250.50));
-    dualwrite::connector::DataverseConnector::bind(
-        &mut row,
-        "msdyn_company",
-        "cdm_companies",
-        &Key::single("cdm_companycode", "usmf"),
-    );
     sync.dv_upsert(
         "accounts",
         Key::single("accountnumber", "M-1"),
-        serde_json::Value::Object(row),
+        in_usmf(json!({"name": "Shared", "customertypecode": 3, "creditlimit": 250.50})),
     )
     .await;
     sync.start_engine().await;

@@ -2,10 +2,10 @@
 //! side by default, left there with `on_filter_exit = "keep"`.
 
 use dualwrite::checkpoint::Direction;
-use dualwrite::connector::{DataverseConnector, Key};
+use dualwrite::connector::Key;
 use serde_json::json;
 
-use super::{MAPS, Sync, eventually, settle, text};
+use super::{MAPS, Sync, eventually, in_usmf, settle, text};
 
 const C: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "F-1")];
 const P: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "F-2")];
@@ -56,17 +56,12 @@ async fn filters_exclude_rows_and_a_row_leaving_the_filter_is_deleted() {
     .await;
 
     // The right filter: an account that is not a customer stays in Dataverse.
-    let mut row = serde_json::Map::new();
-    row.insert("name".into(), json!("A supplier"));
-    row.insert("customertypecode".into(), json!(1));
-    DataverseConnector::bind(
-        &mut row,
-        "msdyn_company",
-        "cdm_companies",
-        &Key::single("cdm_companycode", "usmf"),
-    );
-    sync.dv_upsert("accounts", account("F-3"), serde_json::Value::Object(row))
-        .await;
+    sync.dv_upsert(
+        "accounts",
+        account("F-3"),
+        in_usmf(json!({"name": "A supplier", "customertypecode": 1})),
+    )
+    .await;
     settle(&sync).await;
     assert!(
         sync.fo_get(
@@ -203,17 +198,12 @@ async fn a_row_without_a_key_is_logged_not_lost_silently() {
 async fn a_dataverse_row_leaving_the_right_filter_is_deleted_in_finops() {
     let sync = Sync::start(MAPS, "").await;
     sync.company_id("usmf").await;
-    let mut row = serde_json::Map::new();
-    row.insert("name".into(), json!("Customer for now"));
-    row.insert("customertypecode".into(), json!(3));
-    DataverseConnector::bind(
-        &mut row,
-        "msdyn_company",
-        "cdm_companies",
-        &Key::single("cdm_companycode", "usmf"),
-    );
-    sync.dv_upsert("accounts", account("F-9"), serde_json::Value::Object(row))
-        .await;
+    sync.dv_upsert(
+        "accounts",
+        account("F-9"),
+        in_usmf(json!({"name": "Customer for now", "customertypecode": 3})),
+    )
+    .await;
     let key = [("dataAreaId", "usmf"), ("CustomerAccount", "F-9")];
     eventually("F-9 in finops", || async {
         sync.fo_get("CustomersV3", &key).await.is_some()

@@ -193,6 +193,18 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
         }
     }
 
+    /// Has finops push the data events of `CustomersV3` to the engine.
+    pub fn push_finops_events(&self) {
+        let url = self
+            .engine()
+            .webhook_url("finops")
+            .expect("webhook receiver");
+        self.finops.subscribe(emulator::Subscription {
+            url: format!("{url}?code=hook-secret"),
+            entities: vec!["CustomersV3".into()],
+        });
+    }
+
     pub fn engine(&self) -> &RunningEngine {
         self.engine.as_ref().expect("the engine runs")
     }
@@ -266,6 +278,28 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
         self.finops.shutdown().await.expect("finops stops");
         self.dataverse.shutdown().await.expect("dataverse stops");
     }
+}
+
+/// `fields` of a Dataverse row of company `usmf` (the `msdyn_company`
+/// lookup bound by the company code).
+pub fn in_usmf(fields: Value) -> Value {
+    let mut row = object(fields);
+    DataverseConnector::bind(
+        &mut row,
+        "msdyn_company",
+        "cdm_companies",
+        &Key::single("cdm_companycode", "usmf"),
+    );
+    Value::Object(row)
+}
+
+/// A free port on `127.0.0.1`, for a receiver that keeps its address
+/// across restarts of the engine.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 pub fn object(value: Value) -> Row {

@@ -7,7 +7,7 @@ use dualwrite::connector::Key;
 use dualwrite_tests::PHONE_NORMALIZE;
 use serde_json::json;
 
-use super::{MAPS, Sync, eventually, text};
+use super::{MAPS, Sync, eventually, in_usmf, text};
 
 fn account(number: &str) -> Key {
     Key::single("accountnumber", number)
@@ -185,18 +185,12 @@ async fn plugins_run_right_to_left_too() {
     let sync = Sync::start(&maps, "").await;
     sync.company_id("usmf").await;
     for (number, phone) in [("R-1", "030 901820"), ("R-2", "not a number")] {
-        let mut row = serde_json::Map::new();
-        row.insert("name".into(), json!(number));
-        row.insert("customertypecode".into(), json!(3));
-        row.insert("telephone1".into(), json!(phone));
-        dualwrite::connector::DataverseConnector::bind(
-            &mut row,
-            "msdyn_company",
-            "cdm_companies",
-            &Key::single("cdm_companycode", "usmf"),
-        );
-        sync.dv_upsert("accounts", account(number), serde_json::Value::Object(row))
-            .await;
+        sync.dv_upsert(
+            "accounts",
+            account(number),
+            in_usmf(json!({"name": number, "customertypecode": 3, "telephone1": phone})),
+        )
+        .await;
     }
     eventually("R-1 in finops", || async {
         sync.fo_get("CustomersV3", &key("R-1")).await.is_some()

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use dualwrite::connector::{DataverseConnector, Key};
-use dualwrite::emulator::{FaultConfig, Subscription};
+use dualwrite::connector::Key;
+use dualwrite::emulator::FaultConfig;
 use serde_json::{Value, json};
 
-use super::{MAPS, Sync, eventually, settle, text};
+use super::{MAPS, Sync, eventually, free_port, in_usmf, settle, text};
 
 const KEY: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "Q-1")];
 
@@ -81,21 +81,14 @@ async fn an_edit_landing_while_the_host_writes_the_row_does_not_split_the_sides(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_set_back_to_an_old_write_of_the_host_is_an_edit_not_an_echo() {
     // Dataverse is read at start only; finops arrives by webhook.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let mut sync = Sync::start(
         MAPS,
         &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
     )
     .await;
     sync.company_id("usmf").await;
-    let url = sync.engine().webhook_url("finops").expect("webhook");
-    sync.finops.subscribe(Subscription {
-        url: format!("{url}?code=hook-secret"),
-        entities: vec!["CustomersV3".into()],
-    });
+    sync.push_finops_events();
     // The host writes A to Dataverse; a user makes it B before the host
     // ever reads the row back, so A never echoes.
     sync.fo_upsert(
@@ -151,17 +144,12 @@ async fn a_row_deleted_and_made_again_between_two_reads_is_made_again() {
     settle(&sync).await;
     sync.stop_engine().await;
     sync.dv_delete("accounts", account()).await;
-    let mut row = serde_json::Map::new();
-    row.insert("name".into(), json!("Made again"));
-    row.insert("customertypecode".into(), json!(3));
-    DataverseConnector::bind(
-        &mut row,
-        "msdyn_company",
-        "cdm_companies",
-        &Key::single("cdm_companycode", "usmf"),
-    );
-    sync.dv_upsert("accounts", account(), Value::Object(row))
-        .await;
+    sync.dv_upsert(
+        "accounts",
+        account(),
+        in_usmf(json!({"name": "Made again", "customertypecode": 3})),
+    )
+    .await;
     sync.start_engine().await;
     settle(&sync).await;
     let left = sync.fo_get("CustomersV3", KEY).await;

@@ -5,7 +5,7 @@ use dualwrite::checkpoint::Direction;
 use dualwrite::connector::Key;
 use serde_json::json;
 
-use super::{MAPS, Sync, eventually, settle, text};
+use super::{MAPS, Sync, eventually, in_usmf, settle, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_the_host_resumes_from_its_cursors() {
@@ -53,19 +53,10 @@ async fn after_a_restart_the_host_resumes_from_its_cursors() {
         &[("dataAreaId", "usmf"), ("CustomerAccount", "R-4")],
     )
     .await;
-    let mut row = serde_json::Map::new();
-    row.insert("name".into(), json!("Made while down"));
-    row.insert("customertypecode".into(), json!(3));
-    dualwrite::connector::DataverseConnector::bind(
-        &mut row,
-        "msdyn_company",
-        "cdm_companies",
-        &Key::single("cdm_companycode", "usmf"),
-    );
     sync.dv_upsert(
         "accounts",
         Key::single("accountnumber", "R-9"),
-        serde_json::Value::Object(row),
+        in_usmf(json!({"name": "Made while down", "customertypecode": 3})),
     )
     .await;
 

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 
+use super::run::stop_signal;
 use feed::Feed;
 use script::Script;
 
@@ -155,23 +156,4 @@ async fn shutdown(world: setup::World) -> anyhow::Result<()> {
         .context("stopping the Dataverse emulator")?;
     drop(world.data);
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("could not wait for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("could not wait for Ctrl-C"),
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("could not wait for Ctrl-C")
-    }
 }
