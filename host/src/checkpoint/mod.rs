@@ -152,6 +152,11 @@ pub struct Change {
     /// conflicts; the capture time when the source does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<String>,
+    /// A store id ([`Checkpoints::stamp`]) taken before the source was read:
+    /// the host's writes recorded before it had landed when the row was
+    /// read. 0 when unknown (a pushed event may describe any past moment).
+    #[serde(default)]
+    pub read_at: u64,
 }
 
 /// `(side, key, image)`: the mapped fields on one side, `None` for none.

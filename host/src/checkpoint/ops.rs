@@ -442,6 +442,13 @@ impl Checkpoints {
             .count()
     }
 
+    /// A fresh id on the store's one counter, which also numbers the queue
+    /// and the echo history: taken before reading a source, it orders the
+    /// read against the host's writes.
+    pub fn stamp(&self) -> Result<u64, CheckpointError> {
+        Ok(self.db.generate_id()?)
+    }
+
     /// Writes everything to disk.
     pub fn flush(&self) -> Result<(), CheckpointError> {
         self.db.flush()?;

@@ -50,6 +50,21 @@ impl Checkpoints {
         }
     }
 
+    /// Every image of a map's `side`: the rows the host knows there.
+    pub fn images(
+        &self,
+        map: &str,
+        side: &str,
+    ) -> Result<Vec<Map<String, Value>>, CheckpointError> {
+        let start = join(&[map.as_bytes(), side.as_bytes()]);
+        let mut images = Vec::new();
+        for entry in self.images.scan_prefix(prefix(&start)) {
+            let (slot, bytes) = entry?;
+            images.push(parse(&slot, &bytes)?);
+        }
+        Ok(images)
+    }
+
     /// The integration key of the row with id `id` on `side`, remembered at
     /// capture.
     pub fn key_of_id(

@@ -89,6 +89,7 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
         .cursor(&plan.name, direction)
         .map_err(|e| e.to_string())?;
     let select = select(plan, side, table);
+    let mut read_at = shared.store.stamp().map_err(|e| e.to_string())?;
     let page = match system.changes(table, &select, cursor.as_deref()).await {
         Ok(page) => page,
         // An expired delta link: start tracking again, every row; the queue
@@ -106,18 +107,37 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
         // The source no longer keeps the changes after our cursor: read the
         // table in full (each row queued again, dropped as an echo where the
         // other side has it already) and poll on from the cursor it gave.
+        // Rows the host knows on this side that the read does not return
+        // were deleted meanwhile.
         tracing::warn!(map = %plan.name, side = side.name(), "The change cursor is older than the source keeps; reading the table in full.");
+        read_at = shared.store.stamp().map_err(|e| e.to_string())?;
         let rows = system
             .query_all(table, &crate::connector::Query::default())
             .await
             .map_err(|e| e.to_string())?;
+        let present: std::collections::HashSet<String> = rows
+            .iter()
+            .filter_map(|row| shape::key_text(plan, side, row).ok())
+            .map(|key| key.to_lowercase())
+            .collect();
+        let gone: Vec<Key> = shared
+            .store
+            .images(&plan.name, side.name())
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|image| shape::key_text(plan, side, &image).ok().map(|k| (k, image)))
+            .filter(|(key, _)| !present.contains(&key.to_lowercase()))
+            .map(|(_, image)| key_of_image(plan, side, &image))
+            .collect();
         let count = rows.len();
+        let deleted = gone.len();
         ChangePage {
             upserts: rows,
-            upsert_versions: vec![String::new(); count],
+            // Versions as of the read: an event older than it is not queued.
+            upsert_versions: vec![page.next_cursor.clone(); count],
             upsert_times: Vec::new(),
-            deletes: Vec::new(),
-            delete_versions: Vec::new(),
+            deletes: gone.into_iter().map(Deleted::Key).collect(),
+            delete_versions: vec![page.next_cursor.clone(); deleted],
             delete_times: Vec::new(),
             reset: false,
             next_cursor: page.next_cursor,
@@ -132,7 +152,7 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
         changes,
         ids,
         keyless,
-    } = changes_of(shared, plan, side, page).await?;
+    } = changes_of(shared, plan, side, page, read_at).await?;
     let ids: Vec<(&str, &str, &str)> = ids
         .iter()
         .map(|(id, key)| (side.name(), id.as_str(), key.as_str()))
@@ -193,6 +213,7 @@ async fn changes_of(
     plan: &MapPlan,
     side: Side,
     page: ChangePage,
+    read_at: u64,
 ) -> Result<Captured, String> {
     let system = match side {
         Side::Left => &shared.systems[&plan.left.system],
@@ -233,6 +254,7 @@ async fn changes_of(
             operation: Operation::Delete,
             row: Row::new(),
             modified: Some(modified),
+            read_at,
         });
     }
     let mut times = page.upsert_times.into_iter();
@@ -267,6 +289,7 @@ async fn changes_of(
             operation: Operation::Upsert,
             row,
             modified: Some(modified),
+            read_at,
         });
     }
     Ok(Captured {
@@ -323,6 +346,15 @@ struct Captured {
     ids: Vec<(String, String)>,
     /// Why each row without a key was left out.
     keyless: Vec<String>,
+}
+
+/// The key of a row from its image on `side` (finops: the left key fields).
+fn key_of_image(plan: &MapPlan, side: Side, image: &Row) -> Key {
+    plan.key.iter().fold(Key::new(), |key, pair| {
+        let field = shape::field_on(pair, side).unwrap_or_default();
+        let value = image.get(field).and_then(Value::as_str).unwrap_or_default();
+        key.text(field, value)
+    })
 }
 
 /// The key text of a finops key as reported in a delete.

@@ -14,7 +14,7 @@ use crate::checkpoint::{
 use crate::map::{ConflictPolicy, MapPlan};
 
 use super::Shared;
-use super::pipeline::{Outcome, deleted_mark};
+use super::pipeline::{Outcome, deleted_mark, excluded};
 use super::shape::{self, Row, Side};
 
 /// How a change came out of [`settle_conflict`].
@@ -46,9 +46,12 @@ pub(super) fn settle_conflict(
     };
     let other_side = Side::source_of(other_direction);
     let other_fields = shape::echo_fields(map, other_side);
-    let stored = store
-        .echo(&map.name, other_side.name(), key)
+    let writes = store
+        .writes(&map.name, other_side.name(), key)
         .map_err(|e| e.to_string())?;
+    // A rival that is the echo of the host's own write is no rival (only
+    // writes that may not have landed when it was read count, as in the
+    // pipeline's echo check).
     let others: Vec<QueuedChange> = store
         .pending(&map.name, other_direction, key)
         .map_err(|e| e.to_string())?
@@ -60,14 +63,18 @@ pub(super) fn settle_conflict(
                 }
                 Operation::Delete => deleted_mark(),
             };
-            !stored.contains(&mark)
+            let from = writes
+                .iter()
+                .rposition(|w| w.id < other.change.read_at)
+                .unwrap_or(0);
+            !writes[from..].iter().any(|w| w.fingerprint == mark)
         })
         .collect();
     let Some(latest) = others.last() else {
         return Ok(Settled::Goes);
     };
     let source = Side::source_of(direction);
-    if agree(map, source, &queued.change, &latest.change) {
+    if agree(shared, map, source, &queued.change, &latest.change) {
         let image = shape::restrict(&latest.change.row, &shape::side_fields(map, other_side));
         close_rivals(
             shared,
@@ -168,7 +175,8 @@ fn close_rivals(
         .collect();
     let superseded: Vec<(&str, &str, u64)> = rivals
         .iter()
-        .map(|q| (side.name(), q.change.key.as_str(), q.seq))
+        .filter(|q| q.change.read_at > 0)
+        .map(|q| (side.name(), q.change.key.as_str(), q.change.read_at))
         .collect();
     let images: Vec<crate::checkpoint::Image<'_>> = match (image, rivals.last()) {
         (Some(image), Some(last)) => vec![(side.name(), last.change.key.as_str(), Some(image))],
@@ -203,11 +211,22 @@ fn close_rivals(
 /// Whether two upserts of one key, one from each side, leave both sides
 /// with the same mapped values: each, mapped to the other side, matches
 /// the other's row on the fields it writes there.
-fn agree(map: &MapPlan, source: Side, ours: &Change, theirs: &Change) -> bool {
+/// Not when a filter or stripe leaves either row out (the exit must be
+/// handled), nor when plugins run (they may change what is written).
+fn agree(shared: &Shared, map: &MapPlan, source: Side, ours: &Change, theirs: &Change) -> bool {
     if ours.operation != Operation::Upsert || theirs.operation != Operation::Upsert {
         return false;
     }
     let target = source.other();
+    let plugins = shared.chains.get(&map.name).is_some_and(|chain| {
+        !chain.is_empty_for(Direction::LeftToRight) || !chain.is_empty_for(Direction::RightToLeft)
+    });
+    if plugins
+        || excluded(map, source, &ours.row).is_some()
+        || excluded(map, target, &theirs.row).is_some()
+    {
+        return false;
+    }
     let same = |mapped: &Row, actual: &Row, side: Side| {
         let fields: Vec<String> = shape::echo_fields(map, side)
             .into_iter()

@@ -124,7 +124,6 @@ pub(super) async fn process(
     let mut planned = Vec::new();
     let mut parked: Vec<(QueuedChange, String)> = Vec::new();
     let mut echoed: Vec<u64> = Vec::new();
-    let mut refreshed: Vec<u64> = Vec::new();
 
     let source_system = &shared.systems[match source {
         Side::Left => &map.left.system,
@@ -135,8 +134,13 @@ pub(super) async fn process(
         let writes = store
             .writes(&map.name, source.name(), &key)
             .map_err(|e| e.to_string())?;
+        let read_at = queued.change.read_at;
+        // Only the writes that may not have landed when the row was read can
+        // come back now: the last one recorded before the read, and later
+        // ones.
+        let from = writes.iter().rposition(|w| w.id < read_at).unwrap_or(0);
         let mark = mark_of(&queued.change.operation, &queued.change.row, &source_echo);
-        if writes.iter().any(|w| w.fingerprint == mark) {
+        if let Some(at) = writes[from..].iter().position(|w| w.fingerprint == mark) {
             out.consumed.push((source.name(), key.clone(), mark));
             out.log(
                 &map.name,
@@ -145,20 +149,46 @@ pub(super) async fn process(
                 "echo",
                 format!("version {}", queued.change.version),
             );
-            let image = (queued.change.operation == Operation::Upsert)
-                .then(|| shape::restrict(&queued.change.row, &source_fields));
-            out.images.push((source.name(), key, image));
+            // The echo of an older write while a newer one is still on its
+            // way says nothing of what the side holds now.
+            if from + at + 1 == writes.len() {
+                let image = (queued.change.operation == Operation::Upsert)
+                    .then(|| shape::restrict(&queued.change.row, &source_fields));
+                out.images.push((source.name(), key, image));
+            }
             echoed.push(queued.seq);
             out.done.push(queued);
             counters.echoes.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        // Captured before a write of the host to this side landed: the side
-        // may hold the host's write by now, so what it holds decides.
-        if writes.iter().any(|w| w.id > queued.seq) {
+        // Read before a write of the host to this side landed: the side may
+        // hold the host's write by now, so what it holds decides.
+        if writes.iter().any(|w| w.id > read_at) {
+            let stamp = store.stamp().map_err(|e| e.to_string())?;
             let now_there = refs::current(&shared.plan, map, source, source_system, &queued.change)
                 .await
                 .map_err(|e| e.to_string())?;
+            // Changes of this key read before now are older than what was
+            // just read: they are done with this one.
+            for older in store
+                .pending(&map.name, direction, &key)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|q| q.seq != queued.seq && q.change.read_at < stamp)
+            {
+                out.log(
+                    &map.name,
+                    direction,
+                    &key,
+                    "skipped",
+                    format!(
+                        "version {}: older than the row read again",
+                        older.change.version
+                    ),
+                );
+                echoed.push(older.seq);
+                out.done.push(older);
+            }
             let now_mark = now_there.as_ref().map_or_else(deleted_mark, |row| {
                 mark_of(&Operation::Upsert, row, &source_echo)
             });
@@ -174,12 +204,11 @@ pub(super) async fn process(
                         source.name()
                     ),
                 );
+                echoed.push(queued.seq);
                 out.done.push(queued);
                 counters.conflicts.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            // Read now, after every write the history holds had landed.
-            refreshed.push(queued.seq);
             match now_there {
                 Some(row) => {
                     queued.change.row = row;
@@ -190,6 +219,7 @@ pub(super) async fn process(
                     queued.change.operation = Operation::Delete;
                 }
             }
+            queued.change.read_at = stamp;
         }
         let upsert = queued.change.operation == Operation::Upsert;
         let source_image = upsert.then(|| shape::restrict(&queued.change.row, &source_fields));
@@ -446,19 +476,14 @@ pub(super) async fn process(
         .map(|(s, i, k)| (*s, i.as_str(), k.as_str()))
         .collect();
     // Every change the side reported that was not an echo was read after
-    // the host's earlier writes there landed: those will not echo again.
+    // the host's writes recorded before the read had landed: those will
+    // not echo again. (A pushed event, read at an unknown moment, says
+    // nothing of them.)
     let superseded: Vec<(&str, &str, u64)> = out
         .done
         .iter()
-        .filter(|q| !echoed.contains(&q.seq))
-        .map(|q| {
-            let read_at = if refreshed.contains(&q.seq) {
-                u64::MAX
-            } else {
-                q.seq
-            };
-            (source.name(), q.change.key.as_str(), read_at)
-        })
+        .filter(|q| !echoed.contains(&q.seq) && q.change.read_at > 0)
+        .map(|q| (source.name(), q.change.key.as_str(), q.change.read_at))
         .collect();
     let images: Vec<(&str, &str, Option<Row>)> = out
         .images
@@ -500,7 +525,7 @@ pub(super) async fn process(
 
 /// Why a row of `side` is outside the map: its side's filter, or a company
 /// the map does not stripe; `None` when it syncs.
-fn excluded(map: &MapPlan, side: Side, row: &Row) -> Option<String> {
+pub(super) fn excluded(map: &MapPlan, side: Side, row: &Row) -> Option<String> {
     let filter = match side {
         Side::Left => map.left.filter.as_ref(),
         Side::Right => map.right.filter.as_ref(),

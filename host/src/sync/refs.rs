@@ -74,15 +74,23 @@ pub async fn current(
 ) -> Result<Option<Row>, ConnectorError> {
     let table = table_of(map, side);
     let raw = if side_kind(map, side) == SystemKind::Dataverse {
-        let id = change
-            .row
-            .get(&super::system::primary_id(table))
-            .and_then(Value::as_str)
-            .or_else(|| change.version.strip_prefix("deleted:"));
-        match id {
-            Some(id) => system.row_by_id(table, id).await?,
-            // No id to read by: what was captured is all there is.
-            None => return Ok((!change.row.is_empty()).then(|| change.row.clone())),
+        // By alternate key: the row may have been made again under another
+        // id since.
+        let values = key_values(&change.key);
+        match dataverse_key(plan, map, side, system, &values).await? {
+            Ok((key, _)) => system.get(table, &key).await?,
+            // The company or another key row is gone: by the row's id.
+            Err(_) => {
+                let id = change
+                    .row
+                    .get(&super::system::primary_id(table))
+                    .and_then(Value::as_str)
+                    .or_else(|| change.version.strip_prefix("deleted:"));
+                match id {
+                    Some(id) => system.row_by_id(table, id).await?,
+                    None => None,
+                }
+            }
         }
     } else {
         let mut key = Key::new();
@@ -173,30 +181,10 @@ pub async fn prepare(
             },
         }));
     }
-    // Dataverse: lookups in the key are `_column_value=<id>`.
-    let mut write_key = Key::new();
-    let mut company: Option<uuid::Uuid> = None;
-    for (pair, value) in map.key.iter().zip(&values) {
-        let column = shape::field_on(pair, to).unwrap_or_default();
-        match (&pair.lookup, target(plan, pair)) {
-            (Some(lookup), Some((_, target_table))) => {
-                let lookup_key = Key::single(&lookup.key_field, value);
-                let Some(id) = system.id_of(target_table, &lookup_key).await? else {
-                    return Ok(Prepared::Wait(missing(target_table, &lookup_key, pair)));
-                };
-                let guid = uuid::Uuid::parse_str(&id).map_err(|_| ConnectorError::Protocol {
-                    system: crate::connector::SystemKind::Dataverse,
-                    url: format!("{target_table}{lookup_key}"),
-                    detail: format!("the row's id `{id}` is not a GUID"),
-                })?;
-                if map.company_pair().is_some_and(|c| std::ptr::eq(c, pair)) {
-                    company = Some(guid);
-                }
-                write_key = write_key.guid(&format!("_{column}_value"), guid);
-            }
-            _ => write_key = write_key.text(column, value),
-        }
-    }
+    let (write_key, company) = match dataverse_key(plan, map, to, system, &values).await? {
+        Ok(found) => found,
+        Err(wait) => return Ok(Prepared::Wait(wait)),
+    };
     let Some(row) = row else {
         return Ok(Prepared::Ready(Write::Delete {
             table,
@@ -237,6 +225,42 @@ pub async fn prepare(
         key: write_key,
         row: body,
     }))
+}
+
+/// The alternate key of a Dataverse row of `side` from its key `values`:
+/// a lookup part is `_column_value=<id>` of the referenced row; with the
+/// company's id. `Err` says which referenced row is missing.
+async fn dataverse_key(
+    plan: &Plan,
+    map: &MapPlan,
+    side: Side,
+    system: &System,
+    values: &[String],
+) -> Result<Result<(Key, Option<uuid::Uuid>), String>, ConnectorError> {
+    let mut key = Key::new();
+    let mut company = None;
+    for (pair, value) in map.key.iter().zip(values) {
+        let column = shape::field_on(pair, side).unwrap_or_default();
+        match (&pair.lookup, target(plan, pair)) {
+            (Some(lookup), Some((_, target_table))) => {
+                let lookup_key = Key::single(&lookup.key_field, value);
+                let Some(id) = system.id_of(target_table, &lookup_key).await? else {
+                    return Ok(Err(missing(target_table, &lookup_key, pair)));
+                };
+                let guid = uuid::Uuid::parse_str(&id).map_err(|_| ConnectorError::Protocol {
+                    system: crate::connector::SystemKind::Dataverse,
+                    url: format!("{target_table}{lookup_key}"),
+                    detail: format!("the row's id `{id}` is not a GUID"),
+                })?;
+                if map.company_pair().is_some_and(|c| std::ptr::eq(c, pair)) {
+                    company = Some(guid);
+                }
+                key = key.guid(&format!("_{column}_value"), guid);
+            }
+            _ => key = key.text(column, value),
+        }
+    }
+    Ok(Ok((key, company)))
 }
 
 fn missing(table: &str, key: &Key, mapping: &FieldMapping) -> String {

@@ -171,6 +171,8 @@ fn queue(shared: &Shared, system: &str, event: Event) -> Result<(), (StatusCode,
             operation,
             row: event.row.clone().unwrap_or_default(),
             modified: Some(modified.clone()),
+            // An event may be delivered long after its commit.
+            read_at: 0,
         };
         let added = shared
             .store

@@ -19,6 +19,7 @@ fn change(key: &str, version: &str) -> Change {
             .cloned()
             .unwrap_or_default(),
         modified: None,
+        read_at: 0,
     }
 }
 

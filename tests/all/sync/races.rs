@@ -181,3 +181,44 @@ async fn shutdown_during_an_outage_does_not_wait_for_the_retries() {
     sync.dataverse.set_faults(FaultConfig::default());
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_back_to_an_older_write_while_a_newer_one_is_unread_is_an_edit() {
+    // finops pushes its events; Dataverse is read at start only.
+    let port = free_port();
+    let mut sync = Sync::start(
+        MAPS,
+        &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
+    )
+    .await;
+    sync.company_id("usmf").await;
+    sync.push_finops_events();
+    // The host writes B1, then B2, to Dataverse; neither has been read back.
+    for name in ["B1", "B2"] {
+        sync.fo_upsert(
+            "CustomersV3",
+            KEY,
+            json!({"OrganizationName": name, "PartyType": "Organization"}),
+        )
+        .await;
+        eventually(name, || async {
+            sync.dv_get("accounts", account())
+                .await
+                .is_some_and(|row| text(&row, "name") == name)
+        })
+        .await;
+    }
+    // A user sets Dataverse back to B1, which the host wrote once, then the
+    // host reads Dataverse.
+    sync.dv_upsert("accounts", account(), json!({"name": "B1"}))
+        .await;
+    sync.stop_engine().await;
+    sync.start_engine().await;
+    eventually("B1 in finops", || async {
+        sync.fo_get("CustomersV3", KEY)
+            .await
+            .is_some_and(|row| text(&row, "OrganizationName") == "B1")
+    })
+    .await;
+    sync.shutdown().await;
+}
