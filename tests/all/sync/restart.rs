@@ -122,7 +122,9 @@ async fn a_cursor_older_than_the_finops_change_log_reads_the_entity_in_full() {
     .await;
     settle(&sync).await;
     sync.stop_engine().await;
-    // While the host is down: a new customer, then the change log purged.
+    // While the host is down: one customer deleted, a new one made, then
+    // the change log purged (the delete's tombstone with it).
+    sync.fo_delete("CustomersV3", &key("G-1")).await;
     sync.fo_upsert(
         "CustomersV3",
         &key("G-2"),
@@ -153,8 +155,14 @@ async fn a_cursor_older_than_the_finops_change_log_reads_the_entity_in_full() {
         })
         .await;
     }
+    eventually("G-1 deleted from Dataverse", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "G-1"))
+            .await
+            .is_none()
+    })
+    .await;
     settle(&sync).await;
     let ltr = sync.engine().stats("customers", Direction::LeftToRight);
-    assert_eq!(ltr.written, 2, "G-1, read again, is unchanged: {ltr:?}");
+    assert_eq!((ltr.written, ltr.deleted), (2, 1), "{ltr:?}");
     sync.shutdown().await;
 }
