@@ -122,6 +122,21 @@ impl Sync {
         sync
     }
 
+    /// [`MAPS`] with finops pushing its events to the engine (on a port kept
+    /// across restarts) and Dataverse read at start only: what the engine
+    /// sees of Dataverse comes at the restarts the test makes.
+    pub async fn start_pushed() -> Sync {
+        let port = free_port();
+        let sync = Sync::start(
+            MAPS,
+            &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
+        )
+        .await;
+        sync.company_id("usmf").await;
+        sync.push_finops_events();
+        sync
+    }
+
     /// The config file's text.
     pub fn config_text(&self) -> String {
         // Defaults for the tests, unless the test sets the key itself.

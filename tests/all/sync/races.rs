@@ -9,7 +9,7 @@ use dualwrite::connector::Key;
 use dualwrite::emulator::FaultConfig;
 use serde_json::{Value, json};
 
-use super::{MAPS, Sync, eventually, free_port, in_usmf, settle, text};
+use super::{MAPS, Sync, eventually, in_usmf, settle, text};
 
 const KEY: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "Q-1")];
 
@@ -81,14 +81,7 @@ async fn an_edit_landing_while_the_host_writes_the_row_does_not_split_the_sides(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_set_back_to_an_old_write_of_the_host_is_an_edit_not_an_echo() {
     // Dataverse is read at start only; finops arrives by webhook.
-    let port = free_port();
-    let mut sync = Sync::start(
-        MAPS,
-        &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
-    )
-    .await;
-    sync.company_id("usmf").await;
-    sync.push_finops_events();
+    let mut sync = Sync::start_pushed().await;
     // The host writes A to Dataverse; a user makes it B before the host
     // ever reads the row back, so A never echoes.
     sync.fo_upsert(
@@ -185,14 +178,7 @@ async fn shutdown_during_an_outage_does_not_wait_for_the_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_back_to_an_older_write_while_a_newer_one_is_unread_is_an_edit() {
     // finops pushes its events; Dataverse is read at start only.
-    let port = free_port();
-    let mut sync = Sync::start(
-        MAPS,
-        &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
-    )
-    .await;
-    sync.company_id("usmf").await;
-    sync.push_finops_events();
+    let mut sync = Sync::start_pushed().await;
     // The host writes B1, then B2, to Dataverse; neither has been read back.
     for name in ["B1", "B2"] {
         sync.fo_upsert(

@@ -4,7 +4,7 @@
 use dualwrite::connector::Key;
 use serde_json::json;
 
-use super::{MAPS, Sync, eventually, free_port};
+use super::{MAPS, Sync, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_events_arrive_by_webhook_and_need_the_secret() {
@@ -75,14 +75,7 @@ async fn data_events_arrive_by_webhook_and_need_the_secret() {
 async fn a_delete_of_a_row_the_host_created_is_traced_by_the_id_the_write_returned() {
     // Dataverse is read once at start, then only every hour: the account
     // the host creates is deleted before change tracking ever reports it.
-    let port = free_port();
-    let mut sync = Sync::start(
-        MAPS,
-        &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\""),
-    )
-    .await;
-    sync.company_id("usmf").await;
-    sync.push_finops_events();
+    let mut sync = Sync::start_pushed().await;
     let key = [("dataAreaId", "usmf"), ("CustomerAccount", "W-2")];
     sync.fo_upsert(
         "CustomersV3",
