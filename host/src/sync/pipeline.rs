@@ -188,6 +188,7 @@ pub(super) async fn process(
                 );
                 echoed.push(older.seq);
                 out.done.push(older);
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
             }
             let now_mark = now_there.as_ref().map_or_else(deleted_mark, |row| {
                 mark_of(&Operation::Upsert, row, &source_echo)
