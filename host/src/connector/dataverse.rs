@@ -107,17 +107,7 @@ impl DataverseConnector {
         );
         let reply = self.transport.send_to(&call, table, None).await?;
         let body = self.transport.json(&call, &reply)?;
-        let mut page = ChangePage {
-            upserts: Vec::new(),
-            upsert_versions: Vec::new(),
-            upsert_times: Vec::new(),
-            deletes: Vec::new(),
-            delete_versions: Vec::new(),
-            delete_times: Vec::new(),
-            reset: false,
-            next_cursor: String::new(),
-            more: false,
-        };
+        let mut page = ChangePage::default();
         for row in rows_of(&body) {
             let deleted = row
                 .get("@odata.context")

@@ -162,15 +162,9 @@ impl FinopsConnector {
                 .and_then(Value::as_u64);
             if let Some(latest) = latest {
                 return Ok(ChangePage {
-                    upserts: Vec::new(),
-                    upsert_versions: Vec::new(),
-                    upsert_times: Vec::new(),
-                    deletes: Vec::new(),
-                    delete_versions: Vec::new(),
-                    delete_times: Vec::new(),
                     reset: true,
                     next_cursor: latest.to_string(),
-                    more: false,
+                    ..ChangePage::default()
                 });
             }
         }
@@ -232,15 +226,9 @@ impl FinopsConnector {
             }
         }
         let mut page = ChangePage {
-            upserts: Vec::new(),
-            upsert_versions: Vec::new(),
-            upsert_times: Vec::new(),
-            deletes: Vec::new(),
-            delete_versions: Vec::new(),
-            delete_times: Vec::new(),
-            reset: false,
             next_cursor: latest.to_string(),
             more: entries.len() >= top as usize,
+            ..ChangePage::default()
         };
         for (key, row, version, time) in last {
             match row {

@@ -88,7 +88,7 @@ pub enum Deleted {
 
 /// One page of changes. Each row appears once, in its latest state: a row
 /// deleted and recreated within the page is an upsert.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChangePage {
     /// Rows created or changed.
     pub upserts: Vec<Row>,

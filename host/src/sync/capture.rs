@@ -135,13 +135,10 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
             upserts: rows,
             // Versions as of the read: an event older than it is not queued.
             upsert_versions: vec![page.next_cursor.clone(); count],
-            upsert_times: Vec::new(),
             deletes: gone.into_iter().map(Deleted::Key).collect(),
             delete_versions: vec![page.next_cursor.clone(); deleted],
-            delete_times: Vec::new(),
-            reset: false,
             next_cursor: page.next_cursor,
-            more: false,
+            ..ChangePage::default()
         }
     } else {
         page

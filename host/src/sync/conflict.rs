@@ -14,7 +14,7 @@ use crate::checkpoint::{
 use crate::map::{ConflictPolicy, MapPlan};
 
 use super::Shared;
-use super::pipeline::{Outcome, deleted_mark, excluded};
+use super::pipeline::{Outcome, echoed_write, excluded};
 use super::shape::{self, Row, Side};
 
 /// How a change came out of [`settle_conflict`].
@@ -45,30 +45,20 @@ pub(super) fn settle_conflict(
         Direction::RightToLeft => Direction::LeftToRight,
     };
     let other_side = Side::source_of(other_direction);
+    let pending = store
+        .pending(&map.name, other_direction, key)
+        .map_err(|e| e.to_string())?;
+    if pending.is_empty() {
+        return Ok(Settled::Goes);
+    }
+    // A rival that is the echo of the host's own write is no rival.
     let other_fields = shape::echo_fields(map, other_side);
     let writes = store
         .writes(&map.name, other_side.name(), key)
         .map_err(|e| e.to_string())?;
-    // A rival that is the echo of the host's own write is no rival (only
-    // writes that may not have landed when it was read count, as in the
-    // pipeline's echo check).
-    let others: Vec<QueuedChange> = store
-        .pending(&map.name, other_direction, key)
-        .map_err(|e| e.to_string())?
+    let others: Vec<QueuedChange> = pending
         .into_iter()
-        .filter(|other| {
-            let mark = match other.change.operation {
-                Operation::Upsert => {
-                    fingerprint(&other.change.row, other_fields.iter().map(String::as_str))
-                }
-                Operation::Delete => deleted_mark(),
-            };
-            let from = writes
-                .iter()
-                .rposition(|w| w.id < other.change.read_at)
-                .unwrap_or(0);
-            !writes[from..].iter().any(|w| w.fingerprint == mark)
-        })
+        .filter(|other| echoed_write(&writes, &other.change, &other_fields).is_none())
         .collect();
     let Some(latest) = others.last() else {
         return Ok(Settled::Goes);

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{Activity, Direction, Finish, Operation, QueuedChange, fingerprint};
+use crate::checkpoint::{
+    Activity, Change, Direction, Finish, Operation, QueuedChange, Written, fingerprint,
+};
 use crate::connector::{Write, WriteOutcome};
 use crate::map::{FilterExit, MapPlan};
 
@@ -35,6 +37,26 @@ pub(super) struct Waiting {
     pub retry_at: Instant,
 }
 
+/// The index in `writes` (the host's writes to the change's side, oldest
+/// first) of the write `change` is the echo of, if any. Only the writes that
+/// may not have landed when the row was read can come back: the last one
+/// recorded before the read, and later ones.
+pub(super) fn echoed_write(
+    writes: &[Written],
+    change: &Change,
+    echo_fields: &[String],
+) -> Option<usize> {
+    let from = writes
+        .iter()
+        .rposition(|w| w.id < change.read_at)
+        .unwrap_or(0);
+    let mark = mark_of(&change.operation, &change.row, echo_fields);
+    writes[from..]
+        .iter()
+        .position(|w| w.fingerprint == mark)
+        .map(|at| from + at)
+}
+
 /// The echo fingerprint of a change: its row over the echo fields, or the
 /// deleted mark.
 fn mark_of(operation: &Operation, row: &Row, echo_fields: &[String]) -> [u8; 32] {
@@ -47,6 +69,16 @@ fn mark_of(operation: &Operation, row: &Row, echo_fields: &[String]) -> [u8; 32]
 /// The fingerprint recorded for a row the host deleted.
 pub(super) fn deleted_mark() -> [u8; 32] {
     fingerprint(&Row::new(), ["\0deleted"])
+}
+
+/// The field lists of one batch's two sides, computed once per batch.
+struct Fields {
+    /// Every field the source side maps (its image).
+    source: Vec<String>,
+    /// Every field the target side maps (its image).
+    target: Vec<String>,
+    /// The target's fields an echo fingerprint covers.
+    target_echo: Vec<String>,
 }
 
 /// A change that passed the checks, on its way to the target.
@@ -116,8 +148,12 @@ pub(super) async fn process(
         return Ok(0);
     }
     let taken = batch.len();
-    let source_fields = shape::side_fields(map, source);
-    let target_fields = shape::side_fields(map, target);
+    let fields = Fields {
+        source: shape::side_fields(map, source),
+        target: shape::side_fields(map, target),
+        target_echo: shape::echo_fields(map, target),
+    };
+    let source_fields = &fields.source;
     let source_echo = shape::echo_fields(map, source);
     let counters = shared.counters(&map.name, direction);
     let mut out = Outcome::default();
@@ -135,13 +171,9 @@ pub(super) async fn process(
             .writes(&map.name, source.name(), &key)
             .map_err(|e| e.to_string())?;
         let read_at = queued.change.read_at;
-        // Only the writes that may not have landed when the row was read can
-        // come back now: the last one recorded before the read, and later
-        // ones.
-        let from = writes.iter().rposition(|w| w.id < read_at).unwrap_or(0);
-        let mark = mark_of(&queued.change.operation, &queued.change.row, &source_echo);
-        if let Some(at) = writes[from..].iter().position(|w| w.fingerprint == mark) {
-            out.consumed.push((source.name(), key.clone(), mark));
+        if let Some(at) = echoed_write(&writes, &queued.change, &source_echo) {
+            out.consumed
+                .push((source.name(), key.clone(), writes[at].fingerprint));
             out.log(
                 &map.name,
                 direction,
@@ -151,9 +183,9 @@ pub(super) async fn process(
             );
             // The echo of an older write while a newer one is still on its
             // way says nothing of what the side holds now.
-            if from + at + 1 == writes.len() {
+            if at + 1 == writes.len() {
                 let image = (queued.change.operation == Operation::Upsert)
-                    .then(|| shape::restrict(&queued.change.row, &source_fields));
+                    .then(|| shape::restrict(&queued.change.row, source_fields));
                 out.images.push((source.name(), key, image));
             }
             echoed.push(queued.seq);
@@ -223,7 +255,7 @@ pub(super) async fn process(
             queued.change.read_at = stamp;
         }
         let upsert = queued.change.operation == Operation::Upsert;
-        let source_image = upsert.then(|| shape::restrict(&queued.change.row, &source_fields));
+        let source_image = upsert.then(|| shape::restrict(&queued.change.row, source_fields));
         let known = store
             .image(&map.name, target.name(), &key)
             .map_err(|e| e.to_string())?;
@@ -410,16 +442,7 @@ pub(super) async fn process(
                     if let Some(id) = entity_id.as_deref().and_then(id_in) {
                         out.ids.push((target.name(), id.to_owned(), key.clone()));
                     }
-                    record_write(
-                        shared,
-                        map,
-                        direction,
-                        &target_fields,
-                        &source_fields,
-                        plan,
-                        write,
-                        &mut out,
-                    )?;
+                    record_write(shared, map, direction, &fields, plan, write, &mut out)?;
                 }
                 // Throttled or a service fault on this part: not the row's
                 // fault; it stays queued and the batch is tried again.
@@ -559,13 +582,11 @@ pub(super) fn excluded(map: &MapPlan, side: Side, row: &Row) -> Option<String> {
 
 /// Records a confirmed write: the echo fingerprint and image of the target
 /// (its last image with what was written), the source's image, the log.
-#[allow(clippy::too_many_arguments)]
 fn record_write(
     shared: &Shared,
     map: &MapPlan,
     direction: Direction,
-    target_fields: &[String],
-    source_fields: &[String],
+    fields: &Fields,
     plan: Planned,
     write: &Write,
     out: &mut Outcome,
@@ -581,20 +602,19 @@ fn record_write(
                 .image(&map.name, target.name(), &key)
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default();
-            for field in target_fields {
+            for field in &fields.target {
                 if let Some(value) = row.get(field) {
                     image.insert(field.clone(), value.clone());
                 }
             }
-            let image = shape::restrict(&image, target_fields);
-            let echo_fields = shape::echo_fields(map, target);
-            let mark = fingerprint(&image, echo_fields.iter().map(String::as_str));
+            let image = shape::restrict(&image, &fields.target);
+            let mark = fingerprint(&image, fields.target_echo.iter().map(String::as_str));
             out.echoes.push((target.name(), key.clone(), mark));
             out.images.push((target.name(), key.clone(), Some(image)));
             out.images.push((
                 source.name(),
                 key.clone(),
-                Some(shape::restrict(&plan.queued.change.row, source_fields)),
+                Some(shape::restrict(&plan.queued.change.row, &fields.source)),
             ));
             counters.written.fetch_add(1, Ordering::Relaxed);
             out.log(
@@ -610,7 +630,7 @@ fn record_write(
                 .push((target.name(), key.clone(), deleted_mark()));
             out.images.push((target.name(), key.clone(), None));
             let source_image = (plan.what == "filter-exit")
-                .then(|| shape::restrict(&plan.queued.change.row, source_fields));
+                .then(|| shape::restrict(&plan.queued.change.row, &fields.source));
             out.images.push((source.name(), key.clone(), source_image));
             counters.deleted.fetch_add(1, Ordering::Relaxed);
             let detail = if plan.what == "filter-exit" {
