@@ -164,10 +164,12 @@ async fn shutdown_during_an_outage_does_not_wait_for_the_retries() {
         ..FaultConfig::default()
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // A read in retries would hold shutdown for the retry budget (minutes);
+    // the bound leaves room for a loaded machine.
     let started = Instant::now();
     sync.stop_engine().await;
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(8),
         "shutdown took {:?}",
         started.elapsed()
     );
