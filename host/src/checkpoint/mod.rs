@@ -9,8 +9,9 @@
 //! 1. Capture reads a page of changes from the source (delta link, webhook
 //!    delivery, row-version poll).
 //! 2. [`Checkpoints::capture`]: in one transaction, append the page's changes
-//!    to the queue (deduplicated by key and source version, so a page read
-//!    twice after a crash is queued once) and store the new cursor. Flush.
+//!    to the queue (a version not newer than the latest captured for its
+//!    key is skipped, so a page read twice after a crash is queued once)
+//!    and store the new cursor. Flush.
 //!    Only then may the caller acknowledge the source.
 //! 3. [`Checkpoints::next_batch`]: the writer takes a batch from the head of
 //!    the queue: at most one change per key (a key's later changes wait for
@@ -29,7 +30,6 @@
 //! Key layout, version 1 (tree `meta` records `layout = 1`); `<flow>` is
 //! `<map>\0<direction>`:
 //! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON
-//! - tree `dedupe`: `<flow>\0<key>\0<source version>` → seq
 //! - tree `cursor`: `<flow>` → the source cursor
 //! - tree `parked`: `<flow>\0<key>` → [`Parked`] as JSON (kept, marked
 //!   resubmitted, until a write of the key succeeds)

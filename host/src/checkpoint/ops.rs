@@ -14,7 +14,6 @@ use std::path::Path;
 pub struct Checkpoints {
     db: sled::Db,
     queue: sled::Tree,
-    dedupe: sled::Tree,
     cursor: sled::Tree,
     parked: sled::Tree,
     echo: sled::Tree,
@@ -45,7 +44,6 @@ impl Checkpoints {
         }
         Ok(Checkpoints {
             queue: db.open_tree("queue")?,
-            dedupe: db.open_tree("dedupe")?,
             cursor: db.open_tree("cursor")?,
             parked: db.open_tree("parked")?,
             echo: db.open_tree("echo")?,
@@ -59,9 +57,9 @@ impl Checkpoints {
     }
 
     /// Step 2: queues `changes` and stores `cursor`, atomically, then
-    /// flushes. A change already queued (same key and source version), or
-    /// older than the latest version captured for its key (both versions
-    /// whole numbers), is not queued again. Returns how many were new.
+    /// flushes. A change whose version is not newer than the latest
+    /// captured for its key (by number when both are whole numbers, else by
+    /// being the same) is not queued again. Returns how many were new.
     pub fn capture(
         &self,
         map: &str,
@@ -91,20 +89,15 @@ impl Checkpoints {
             .collect::<Result<Vec<_>, CheckpointError>>()?;
         let added = (
             &self.queue,
-            &self.dedupe,
             &self.cursor,
             &self.latest,
             &self.by_key,
             &self.ids,
         )
             .transaction(
-                |(queue, dedupe, cursors, latest, by_key, id_tree)| -> TxResult<usize> {
+                |(queue, cursors, latest, by_key, id_tree)| -> TxResult<usize> {
                     let mut added = 0;
                     for (change, _) in &encoded {
-                        let mark = join(&[&flow, &canon(&change.key), change.version.as_bytes()]);
-                        if dedupe.get(&mark)?.is_some() {
-                            continue;
-                        }
                         let slot = join(&[&flow, &canon(&change.key)]);
                         if let Some(seen) = latest.get(&slot)?
                             && !newer(&change.version, &seen)
@@ -118,7 +111,6 @@ impl Checkpoints {
                         };
                         let value = json(&entry).map_err(ConflictableTransactionError::Abort)?;
                         queue.insert(join(&[&flow, &seq.to_be_bytes()]), value)?;
-                        dedupe.insert(mark, &seq.to_be_bytes())?;
                         latest.insert(slot, change.version.as_bytes())?;
                         by_key.insert(
                             join(&[&flow, &canon(&change.key), &seq.to_be_bytes()]),
@@ -243,7 +235,6 @@ impl Checkpoints {
             .collect::<Result<Vec<_>, CheckpointError>>()?;
         (
             &self.queue,
-            &self.dedupe,
             &self.echo,
             &self.activity,
             &self.parked,
@@ -252,7 +243,7 @@ impl Checkpoints {
             &self.ids,
         )
             .transaction(
-                |(queue, dedupe, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
+                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
                     for (side, id, key) in finish.ids {
                         id_tree.insert(
                             join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
@@ -260,7 +251,7 @@ impl Checkpoints {
                         )?;
                     }
                     for queued in finish.done {
-                        dequeue(&flow, queued, queue, dedupe, by_key)?;
+                        dequeue(&flow, queued, queue, by_key)?;
                         parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
                     }
                     let slot = |side: &str, key: &str| {
@@ -413,23 +404,15 @@ impl Checkpoints {
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;
-        (
-            &self.queue,
-            &self.dedupe,
-            &self.parked,
-            &self.activity,
-            &self.by_key,
-        )
-            .transaction(
-                |(queue, dedupe, parked_tree, log, by_key)| -> TxResult<()> {
-                    if let Some(queued) = &queued {
-                        dequeue(&flow, queued, queue, dedupe, by_key)?;
-                    }
-                    parked_tree.remove(slot.as_slice())?;
-                    log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
-                    Ok(())
-                },
-            )
+        (&self.queue, &self.parked, &self.activity, &self.by_key)
+            .transaction(|(queue, parked_tree, log, by_key)| -> TxResult<()> {
+                if let Some(queued) = &queued {
+                    dequeue(&flow, queued, queue, by_key)?;
+                }
+                parked_tree.remove(slot.as_slice())?;
+                log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
+                Ok(())
+            })
             .map_err(unwrap_tx)?;
         self.db.flush()?;
         Ok(())
@@ -548,23 +531,16 @@ pub(super) fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, 
     })
 }
 
-/// Removes `queued` from its queue and the queue's two indexes.
+/// Removes `queued` from its queue and the queue's index by key.
 fn dequeue(
     flow: &[u8],
     queued: &QueuedChange,
     queue: &TransactionalTree,
-    dedupe: &TransactionalTree,
     by_key: &TransactionalTree,
 ) -> TxResult<()> {
-    let change = &queued.change;
     let seq = queued.seq.to_be_bytes();
     queue.remove(join(&[flow, &seq]))?;
-    dedupe.remove(join(&[
-        flow,
-        &canon(&change.key),
-        change.version.as_bytes(),
-    ]))?;
-    by_key.remove(join(&[flow, &canon(&change.key), &seq]))?;
+    by_key.remove(join(&[flow, &canon(&queued.change.key), &seq]))?;
     Ok(())
 }
 
