@@ -20,11 +20,12 @@ use dualwrite::config::{BuildOptions, Config};
 use dualwrite::connector::{
     BatchMode, ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row, Write,
 };
-use dualwrite::emulator::{
-    self, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind, Subscription,
-};
 use dualwrite::map::EmulatorCatalogue;
 use dualwrite::sync::{Engine, EngineOptions, RunningEngine};
+use dualwrite_emulators::{
+    self as emulator, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind,
+    Subscription,
+};
 use serde_json::{Value, json};
 
 /// Throughput rounds; the median is reported.

@@ -2,11 +2,16 @@
 //! sync, with table maps whose filters and transforms are sandboxed
 //! WebAssembly plugins.
 //!
+//! This is the product library. The `dualwrite` binary (package
+//! `dualwrite-cli`) is a thin shell over it; the emulators of both services
+//! live in their own crate (`dualwrite-emulators`), which this one never
+//! depends on. Data flows one way through the modules:
+//!
 //! - [`plugin`]: the plugin runtime (wasmtime, the `wit/` contract).
 //! - [`odata`]: the OData `$filter` parser and evaluator and the OData error
 //!   body, shared by the emulators and the sync engine.
-//! - [`emulator`]: emulated Dataverse Web API and Finance and Operations
-//!   OData services, started in-process or by `dualwrite emulate`.
+//! - [`schema`]: the table model (tables, fields, keys) and the standard
+//!   tables of both services.
 //! - [`config`]: the config file, parsed and built into a validated
 //!   [`map::Plan`] before any I/O.
 //! - [`map`]: the map model (plans, field mappings) and its validation
@@ -16,14 +21,13 @@
 //! - [`connector`]: HTTP clients of the Dataverse Web API and the Finance
 //!   and Operations OData service (tokens, paging, change tracking, batches,
 //!   retries).
-//! - [`cli`]: the `dualwrite` command line, a thin shell over the library.
+//! - [`sync`]: the sync engine, a supervisor over one runtime per map.
 
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
 pub mod connector;
-pub mod emulator;
 pub mod map;
 pub mod odata;
 pub mod plugin;
+pub mod schema;
 pub mod sync;

@@ -74,7 +74,7 @@ fn main() -> Result<()> {
                     "--release",
                     "--quiet",
                     "--package",
-                    "dualwrite",
+                    "dualwrite-cli",
                     "--",
                     "demo",
                 ],

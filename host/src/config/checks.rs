@@ -4,13 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::build::{BuildOptions, Report};
 use super::{Config, MapConfig, SideConfig};
-use crate::emulator::metadata::TableDef;
 use crate::map::COMPANY_FIELD;
 use crate::map::catalogue::suggest;
 use crate::map::{
     Direction, FieldMapping, MapPlan, Problem, ProblemCode, SidePlan, SystemPlan, TableLookup,
 };
 use crate::odata::Filter;
+use crate::schema::TableDef;
 
 /// A side with its table, when the catalogue knows it.
 pub(super) struct Side<'a> {

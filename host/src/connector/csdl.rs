@@ -16,8 +16,8 @@ use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
-use crate::emulator::metadata::{FieldDef, FieldType, TableDef};
 use crate::map::COMPANY_FIELD;
+use crate::schema::{FieldDef, FieldType, TableDef};
 
 /// How deep base types may chain before the document counts as malformed.
 const MAX_BASE_DEPTH: usize = 32;

@@ -29,7 +29,7 @@ use serde_json::Value;
 use super::Credentials;
 use super::error::{ConnectorError, SystemKind};
 use super::transport::{Call, ConnectorOptions, Transport};
-use crate::emulator::metadata::{FieldDef, FieldType, KeyDef, TableDef};
+use crate::schema::{FieldDef, FieldType, KeyDef, TableDef};
 
 /// The Dataverse request, below the service root.
 pub const ENTITY_DEFINITIONS: &str = "EntityDefinitions?$select=LogicalName,EntitySetName,PrimaryIdAttribute\

@@ -2,7 +2,7 @@
 //! trait, and [`EmulatorCatalogue`], the built-in tables of the emulators
 //! as an offline catalogue of the standard tables.
 
-use crate::emulator::metadata::{Metadata, MetadataError, TableDef};
+use crate::schema::{Metadata, MetadataError, TableDef};
 
 use super::SystemKind;
 
@@ -53,8 +53,8 @@ impl EmulatorCatalogue {
     /// The emulators' built-in tables.
     pub fn builtin() -> Result<Self, MetadataError> {
         Ok(EmulatorCatalogue {
-            finops: Metadata::from_toml(include_str!("../emulator/finops/tables.toml"))?,
-            dataverse: Metadata::from_toml(include_str!("../emulator/dataverse/tables.toml"))?,
+            finops: Metadata::from_toml(crate::schema::FINOPS_TABLES)?,
+            dataverse: Metadata::from_toml(crate::schema::DATAVERSE_TABLES)?,
         })
     }
 

@@ -17,7 +17,7 @@ use std::fmt;
 
 use super::SystemKind;
 use super::catalogue::{Catalogue, TableLookup};
-use crate::emulator::metadata::TableDef;
+use crate::schema::TableDef;
 
 /// Tables read from the systems, over a fallback.
 pub struct LiveCatalogue {

@@ -66,7 +66,7 @@ impl CompileCache {
     }
 }
 
-fn store(path: &Path, component: &Component) -> anyhow::Result<()> {
+fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
     let bytes = component.serialize()?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;

@@ -76,7 +76,7 @@ impl Runtime {
     /// Creates the engine. Falls back from the pooling allocator to on-demand
     /// allocation (with a warning) when the machine refuses the pool's
     /// virtual memory reservation.
-    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Runtime> {
         let engine = match Engine::new(&engine_config(&config, true)) {
             Ok(engine) => engine,
             Err(error) => {
@@ -152,7 +152,7 @@ fn engine_config(runtime: &RuntimeConfig, pooling: bool) -> Config {
 
 /// Bumps the engine's epoch every [`EPOCH_TICK`] until the runtime is
 /// dropped.
-fn spawn_ticker(engine: Engine, ticking: Arc<AtomicBool>) -> anyhow::Result<()> {
+fn spawn_ticker(engine: Engine, ticking: Arc<AtomicBool>) -> wasmtime::Result<()> {
     std::thread::Builder::new()
         .name("plugin-epoch".into())
         .spawn(move || {

@@ -5,11 +5,11 @@ use dualwrite::connector::{
     BatchMode, ConnectorError, ConnectorOptions, DataverseConnector, Deleted, Key, Query, Write,
     WriteOutcome,
 };
-use dualwrite::emulator::ServiceKind;
+use dualwrite_emulators::ServiceKind;
 use serde_json::json;
 
 use crate::connector_support::{dataverse, fast_options, row, start};
-use crate::support::empty_config;
+use dualwrite_emulators::EmulatorConfig;
 
 fn paged(page_size: u32) -> ConnectorOptions {
     ConnectorOptions {
@@ -35,7 +35,7 @@ async fn all_accounts(dv: &DataverseConnector) -> usize {
 
 #[tokio::test]
 async fn queries_follow_next_links_across_pages() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let dv = dataverse(&emulator, paged(10));
     let writes: Vec<Write> = (0..25)
         .map(|i| {
@@ -96,7 +96,7 @@ async fn queries_follow_next_links_across_pages() {
 
 #[tokio::test]
 async fn change_tracking_reports_upserts_then_deletions() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let dv = dataverse(&emulator, paged(2));
     for i in 0..5 {
         dv.upsert(
@@ -165,7 +165,7 @@ async fn change_tracking_reports_upserts_then_deletions() {
 
 #[tokio::test]
 async fn money_keeps_every_digit_through_the_emulator_and_back() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let dv = dataverse(&emulator, fast_options());
     let key = Key::single("accountnumber", "EXACT-1");
     // 28 significant digits and 10 decimal places: more than an f64 holds.
@@ -188,7 +188,7 @@ async fn money_keeps_every_digit_through_the_emulator_and_back() {
 
 #[tokio::test]
 async fn upserts_by_alternate_key_are_idempotent_and_bind_lookups() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let dv = dataverse(&emulator, fast_options());
     let key = Key::single("accountnumber", "A-1");
     dv.upsert(
@@ -264,7 +264,7 @@ async fn upserts_by_alternate_key_are_idempotent_and_bind_lookups() {
 
 #[tokio::test]
 async fn a_batch_of_1000_reports_the_one_bad_row() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let dv = dataverse(&emulator, fast_options());
     let mut writes: Vec<Write> = (0..1000)
         .map(|i| account(&format!("B-{i:04}"), "Batched"))

@@ -5,11 +5,11 @@
 use dualwrite::connector::{
     BatchMode, ConnectorOptions, Deleted, FinopsConnector, Key, Query, Write, WriteOutcome,
 };
-use dualwrite::emulator::ServiceKind;
+use dualwrite_emulators::ServiceKind;
 use serde_json::json;
 
 use crate::connector_support::{fast_options, finops, row, start};
-use crate::support::empty_config;
+use dualwrite_emulators::EmulatorConfig;
 
 fn group(company: &str, id: &str) -> Key {
     Key::new()
@@ -26,7 +26,7 @@ async fn groups(fo: &FinopsConnector) -> usize {
 
 #[tokio::test]
 async fn compound_keys_name_the_company_and_upserts_are_idempotent() {
-    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let emulator = start(ServiceKind::Finops, EmulatorConfig::empty()).await;
     let fo = finops(&emulator, fast_options());
     let usmf = group("usmf", "10");
     let demf = group("demf", "10");
@@ -79,7 +79,7 @@ async fn compound_keys_name_the_company_and_upserts_are_idempotent() {
 
 #[tokio::test]
 async fn queries_page_across_companies() {
-    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let emulator = start(ServiceKind::Finops, EmulatorConfig::empty()).await;
     let options = ConnectorOptions {
         page_size: 4,
         ..fast_options()
@@ -117,7 +117,7 @@ async fn queries_page_across_companies() {
 
 #[tokio::test]
 async fn row_version_polling_reports_each_key_once() {
-    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let emulator = start(ServiceKind::Finops, EmulatorConfig::empty()).await;
     let fo = finops(&emulator, fast_options());
     let start_page = fo.changes("CustomerGroups", "0").await.expect("changes");
     assert!(start_page.upserts.is_empty() && !start_page.more);
@@ -160,7 +160,7 @@ async fn row_version_polling_reports_each_key_once() {
 
 #[tokio::test]
 async fn a_batch_of_1000_upserts_creates_updates_and_reports_the_bad_row() {
-    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let emulator = start(ServiceKind::Finops, EmulatorConfig::empty()).await;
     let fo = finops(&emulator, fast_options());
     fo.upsert(
         "CustomerGroups",
@@ -212,7 +212,7 @@ async fn a_batch_of_1000_upserts_creates_updates_and_reports_the_bad_row() {
 
 #[tokio::test]
 async fn inserts_create_in_one_request_and_update_a_row_that_exists() {
-    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let emulator = start(ServiceKind::Finops, EmulatorConfig::empty()).await;
     let fo = finops(&emulator, fast_options());
     fo.upsert(
         "CustomerGroups",

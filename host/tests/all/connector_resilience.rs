@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use dualwrite::connector::{
     ConnectorError, ConnectorOptions, Credentials, DataverseConnector, Key, Query, RetryPolicy,
 };
-use dualwrite::emulator::{FaultConfig, ProtectionLimits, ServiceKind};
+use dualwrite_emulators::{FaultConfig, ProtectionLimits, ServiceKind};
 use serde_json::json;
 
 use crate::connector_support::{credentials, dataverse, fast_options, finops, row, start};
-use crate::support::empty_config;
+use dualwrite_emulators::EmulatorConfig;
 
 #[tokio::test]
 async fn throttled_requests_wait_for_retry_after_then_succeed() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let dv = dataverse(&emulator, fast_options());
     dv.query_all("accounts", &Query::default())
         .await
@@ -56,7 +56,7 @@ async fn throttled_requests_wait_for_retry_after_then_succeed() {
 
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff() {
-    let emulator = start(ServiceKind::Finops, empty_config()).await;
+    let emulator = start(ServiceKind::Finops, EmulatorConfig::empty()).await;
     let fo = finops(&emulator, fast_options());
     emulator.set_faults(FaultConfig {
         error_share: 0.5,
@@ -79,7 +79,7 @@ async fn server_errors_are_retried_with_backoff() {
 
 #[tokio::test]
 async fn an_outage_longer_than_the_budget_is_a_clear_error() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let options = ConnectorOptions {
         retry: RetryPolicy {
             budget: Duration::from_secs(2),
@@ -125,7 +125,7 @@ async fn an_outage_longer_than_the_budget_is_a_clear_error() {
 
 #[tokio::test]
 async fn an_unreachable_service_is_a_clear_error() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -154,7 +154,7 @@ async fn an_unreachable_service_is_a_clear_error() {
 
 #[tokio::test]
 async fn requests_in_flight_stay_under_the_cap() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     emulator.set_limits(ProtectionLimits {
         max_concurrent: 2,
         ..ProtectionLimits::UNLIMITED
@@ -204,7 +204,7 @@ async fn requests_in_flight_stay_under_the_cap() {
 
 #[tokio::test]
 async fn tokens_are_cached_refreshed_and_never_printed() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let cached = dataverse(&emulator, fast_options());
     for _ in 0..3 {
         cached
@@ -262,7 +262,7 @@ async fn tokens_are_cached_refreshed_and_never_printed() {
 
 #[tokio::test]
 async fn a_token_the_service_no_longer_knows_is_replaced_once() {
-    let emulator = start(ServiceKind::Dataverse, empty_config()).await;
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let addr = emulator.addr();
     let dv = dataverse(&emulator, fast_options());
     dv.query_all("accounts", &Query::default())
@@ -274,9 +274,9 @@ async fn a_token_the_service_no_longer_knows_is_replaced_once() {
     emulator.shutdown().await.expect("shutdown");
     let restarted = start(
         ServiceKind::Dataverse,
-        dualwrite::emulator::EmulatorConfig {
+        EmulatorConfig {
             listen: addr,
-            ..empty_config()
+            ..EmulatorConfig::empty()
         },
     )
     .await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use dualwrite::connector::{
     ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, RetryPolicy, Row,
 };
-use dualwrite::emulator::{self, EmulatorConfig, RunningEmulator, ServiceKind};
+use dualwrite_emulators::{self as emulator, EmulatorConfig, RunningEmulator, ServiceKind};
 use serde_json::Value;
 
 pub fn credentials(emulator: &RunningEmulator) -> Credentials {

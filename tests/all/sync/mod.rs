@@ -19,11 +19,11 @@ use dualwrite::config::{BuildOptions, Config};
 use dualwrite::connector::{
     ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row,
 };
-use dualwrite::emulator::{
-    self, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind,
-};
 use dualwrite::map::{EmulatorCatalogue, Plan};
 use dualwrite::sync::{Engine, EngineOptions, RunningEngine};
+use dualwrite_emulators::{
+    self as emulator, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind,
+};
 use serde_json::{Value, json};
 
 /// The maps most tests run: legal entities, customer groups, customers.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use dualwrite::connector::Key;
-use dualwrite::emulator::FaultConfig;
+use dualwrite_emulators::FaultConfig;
 use serde_json::{Value, json};
 
 use super::{MAPS, Sync, eventually, in_usmf, settle, text};

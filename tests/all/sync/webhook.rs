@@ -52,7 +52,7 @@ async fn data_events_arrive_by_webhook_and_need_the_secret() {
         .expect("sent");
     assert_eq!(status(unknown), 404);
 
-    sync.finops.subscribe(dualwrite::emulator::Subscription {
+    sync.finops.subscribe(dualwrite_emulators::Subscription {
         url: format!("{url}?code=hook-secret"),
         entities: vec!["CustomersV3".into()],
     });

@@ -1,0 +1,67 @@
+//! The `dualwrite` command line: a thin shell over the library.
+//!
+//! Each subcommand parses its arguments with clap, calls the library, and
+//! prints; none holds logic of its own that the admin API would need again.
+
+mod demo;
+pub mod emulate;
+pub mod map;
+mod plugin;
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+/// The `dualwrite` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dualwrite",
+    version,
+    about = "Keeps Finance and Operations and Dataverse in sync, with WebAssembly plugins"
+)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with plugin components: run one over sample rows, or check it.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Run the live demo: both emulators, the standard maps with the
+    /// example plugins, changes on both sides arriving on the other, until
+    /// `--for` elapses or Ctrl-C (`--plugins-only`: the plugins alone).
+    Demo(demo::DemoArgs),
+    /// Run an emulated Dataverse or Finance and Operations service.
+    Emulate(emulate::EmulateArgs),
+    /// Work with table maps: validate a config file.
+    #[command(subcommand)]
+    Map(map::MapCommand),
+    /// Run the sync engine on every enabled map of a config file, until
+    /// Ctrl-C.
+    Run(run::RunArgs),
+}
+
+impl Command {
+    /// The log filter used when `DUALWRITE_LOG` is unset: `run` logs
+    /// activity, the other commands only warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "warn,dualwrite=info,dualwrite_cli=info",
+            _ => "warn",
+        }
+    }
+}
+
+/// Runs the command line; the exit code is what `main` returns.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Plugin(command) => plugin::run(command),
+        Command::Demo(args) => demo::run(args),
+        Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Map(command) => map::run(command),
+        Command::Run(args) => run::run(args),
+    }
+}

@@ -1,0 +1,326 @@
+//! `dualwrite map validate`: checks a config file and prints its problems.
+//!
+//! With `--live`, each system's tables come from the service itself
+//! (Dataverse `EntityDefinitions`, finops `$metadata`), read with the
+//! config's URL and client credentials before validation; a system that
+//! cannot be read is a `DW021 metadata-unreachable` warning and is checked
+//! against the built-in tables instead.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use dualwrite::config::{Config, SystemConfig, validate_file};
+use dualwrite::connector::{
+    self, ConnectorError, ConnectorOptions, Credentials, MetadataReader, RetryPolicy,
+};
+use dualwrite::map::{
+    Catalogue, EmulatorCatalogue, LiveCatalogue, NoCatalogue, Problem, ProblemCode, SystemKind,
+};
+use dualwrite_emulators::TableDef;
+
+/// `dualwrite map …`
+#[derive(Debug, Subcommand)]
+pub enum MapCommand {
+    /// Check a config file: systems, maps, fields, keys, lookups,
+    /// dependencies and plugins. Exits non-zero when there is an error.
+    Validate(MapArgs),
+}
+
+/// `dualwrite map validate`
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    /// The config file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Print the problems as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not check tables and fields against the emulators' built-in
+    /// tables (for custom tables the catalogue does not know).
+    #[arg(long)]
+    pub no_catalogue: bool,
+    /// Read each system's tables from the service (Dataverse
+    /// `EntityDefinitions`, finops `$metadata`) with the config's URL and
+    /// credentials. A system that cannot be read is a warning, and is
+    /// checked against the built-in tables (none with --no-catalogue).
+    #[arg(long)]
+    pub live: bool,
+}
+
+/// Runs `dualwrite map …`.
+pub fn run(command: MapCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MapCommand::Validate(args) => validate(&args),
+    }
+}
+
+fn validate(args: &MapArgs) -> anyhow::Result<ExitCode> {
+    let builtin: Box<dyn Catalogue + Send + Sync> = if args.no_catalogue {
+        Box::new(NoCatalogue)
+    } else {
+        Box::new(EmulatorCatalogue::builtin().context("loading the built-in table catalogue")?)
+    };
+    let (catalogue, mut problems, read) = if args.live {
+        let live = read_live(&args.config, builtin, args.no_catalogue)?;
+        let catalogue: Box<dyn Catalogue + Send + Sync> = Box::new(live.catalogue);
+        (catalogue, live.problems, live.read)
+    } else {
+        (builtin, Vec::new(), Vec::new())
+    };
+    let summary = match validate_file(&args.config, catalogue.as_ref()) {
+        Ok(plan) => {
+            let order: Vec<&str> = plan.maps.iter().map(|map| map.name.as_str()).collect();
+            problems.extend(plan.warnings);
+            Some(format!(
+                "{}: {} maps valid, in order: {}",
+                args.config.display(),
+                order.len(),
+                order.join(", ")
+            ))
+        }
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    };
+    problems.sort_by_key(|problem| std::cmp::Reverse(problem.severity));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&problems)?);
+    } else {
+        print_problems(&problems);
+        if !read.is_empty() {
+            println!("tables read from {}", read.join(", "));
+        }
+        if let Some(summary) = &summary {
+            println!("{summary}");
+        }
+    }
+    Ok(if problems.iter().any(Problem::is_error) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_problems(problems: &[Problem]) {
+    for problem in problems {
+        println!("{problem}");
+    }
+    let errors = problems.iter().filter(|problem| problem.is_error()).count();
+    if !problems.is_empty() {
+        println!("{errors} errors, {} warnings", problems.len() - errors);
+    }
+}
+
+/// What `--live` read before validation.
+struct LiveRead {
+    /// The tables read, over the built-in ones.
+    catalogue: LiveCatalogue,
+    /// A `DW021` warning per system that could not be read.
+    problems: Vec<Problem>,
+    /// `` `name` (N tables) `` per system read.
+    read: Vec<String>,
+}
+
+/// Reads the tables of every system of the config. A file that does not
+/// parse reads nothing: validation reports it.
+fn read_live(
+    path: &Path,
+    builtin: Box<dyn Catalogue + Send + Sync>,
+    no_catalogue: bool,
+) -> anyhow::Result<LiveRead> {
+    let mut catalogue = LiveCatalogue::new(builtin);
+    let Ok(config) = Config::load(path) else {
+        return Ok(LiveRead {
+            catalogue,
+            problems: Vec::new(),
+            read: Vec::new(),
+        });
+    };
+    let mut failed: Vec<(String, SystemKind, String)> = Vec::new();
+    let mut readers = Vec::new();
+    for (name, system) in &config.systems {
+        match reader(name, system) {
+            Ok(reader) => readers.push((name.clone(), system.kind, reader)),
+            Err(reason) => failed.push((name.clone(), system.kind, reason)),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let results: Vec<(String, SystemKind, Result<Vec<TableDef>, ConnectorError>)> = runtime
+        .block_on(async {
+            let mut reads = tokio::task::JoinSet::new();
+            for (name, kind, reader) in readers {
+                reads.spawn(async move { (name, kind, reader.tables().await) });
+            }
+            let mut results = Vec::new();
+            while let Some(joined) = reads.join_next().await {
+                results.push(joined.context("a metadata read stopped unexpectedly")?);
+            }
+            anyhow::Ok(results)
+        })?;
+    let mut read = Vec::new();
+    for (name, kind, result) in results {
+        match result {
+            Ok(tables) => {
+                read.push((name.clone(), format!("`{name}` ({} tables)", tables.len())));
+                catalogue.add(kind, tables);
+            }
+            Err(error) => failed.push((name, kind, describe(&error))),
+        }
+    }
+    read.sort();
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    let instead = if no_catalogue {
+        "its tables and fields were not checked"
+    } else {
+        "its tables and fields were checked against the built-in catalogue"
+    };
+    let mut problems = Vec::new();
+    for (name, kind, reason) in failed {
+        catalogue.add_fallback(kind);
+        let mut problem = Problem::new(
+            ProblemCode::MetadataUnreachable,
+            format!("system `{name}`: could not read its metadata: {reason}"),
+            format!(
+                "{instead}; check `url` and `auth` of `[systems.{name}]`, the secret and that the service is up, or validate without `--live`"
+            ),
+        )
+        .at_field(format!("systems.{name}"));
+        problem.file = path.display().to_string();
+        problems.push(problem);
+    }
+    Ok(LiveRead {
+        catalogue,
+        problems,
+        read: read.into_iter().map(|(_, text)| text).collect(),
+    })
+}
+
+/// A metadata reader for one system, or why there is none.
+fn reader(name: &str, system: &SystemConfig) -> Result<MetadataReader, String> {
+    let auth = system.auth.as_ref().ok_or_else(|| {
+        format!(
+            "it has no `auth`; add `auth = {{ token_url, client_id, client_secret_env }}` to `[systems.{name}]`"
+        )
+    })?;
+    let secret = std::env::var(&auth.client_secret_env).map_err(|_| {
+        format!(
+            "the environment variable `{}` (its client secret) is not set",
+            auth.client_secret_env
+        )
+    })?;
+    let (root, service) = service_url(system.kind, &system.url);
+    let credentials = Credentials {
+        token_url: auth.token_url.clone(),
+        client_id: auth.client_id.clone(),
+        client_secret: secret,
+        scope: format!("{root}/.default"),
+    };
+    // Validation should answer in seconds: a few quick retries only.
+    let options = ConnectorOptions {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+            budget: Duration::from_secs(30),
+        },
+        ..ConnectorOptions::default()
+    };
+    let kind = match system.kind {
+        SystemKind::Dataverse => connector::SystemKind::Dataverse,
+        SystemKind::Finops => connector::SystemKind::Finops,
+    };
+    Ok(MetadataReader::new(kind, &service, credentials, options))
+}
+
+/// The environment root and the service root of a configured URL, which
+/// may name either (Dataverse `…/api/data/v9.2`, finops `…/data`).
+fn service_url(kind: SystemKind, url: &str) -> (String, String) {
+    let url = url.trim_end_matches('/');
+    match kind {
+        SystemKind::Dataverse => match url.split_once("/api/data/") {
+            Some((root, _)) => (root.to_owned(), url.to_owned()),
+            None => (url.to_owned(), format!("{url}/api/data/v9.2")),
+        },
+        SystemKind::Finops => match url.strip_suffix("/data") {
+            Some(root) => (root.to_owned(), url.to_owned()),
+            None => (url.to_owned(), format!("{url}/data")),
+        },
+    }
+}
+
+/// A connector error in the words of validation: what failed, without the
+/// sync engine's advice.
+fn describe(error: &ConnectorError) -> String {
+    match error {
+        ConnectorError::Unavailable {
+            method,
+            url,
+            attempts,
+            last,
+            ..
+        } => format!("{method} {url} failed {attempts} times (last: {last})"),
+        ConnectorError::Auth {
+            token_url, detail, ..
+        } => format!("no token from {token_url}: {detail}"),
+        ConnectorError::Rejected {
+            method,
+            url,
+            status,
+            service,
+            ..
+        } => format!("{method} {url} answered {status} ({service})"),
+        ConnectorError::Protocol { url, detail, .. } => format!("{url}: {detail}"),
+        ConnectorError::Invalid { detail, .. } => detail.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_come_from_the_root_or_the_service_url() {
+        let check = |kind, url: &str, root: &str, service: &str| {
+            assert_eq!(
+                service_url(kind, url),
+                (root.to_string(), service.to_string()),
+                "{url}"
+            );
+        };
+        let dataverse = SystemKind::Dataverse;
+        let finops = SystemKind::Finops;
+        check(
+            dataverse,
+            "https://org.crm.dynamics.com/",
+            "https://org.crm.dynamics.com",
+            "https://org.crm.dynamics.com/api/data/v9.2",
+        );
+        check(
+            dataverse,
+            "https://org.crm.dynamics.com/api/data/v9.2",
+            "https://org.crm.dynamics.com",
+            "https://org.crm.dynamics.com/api/data/v9.2",
+        );
+        check(
+            finops,
+            "https://fo.operations.dynamics.com",
+            "https://fo.operations.dynamics.com",
+            "https://fo.operations.dynamics.com/data",
+        );
+        check(
+            finops,
+            "https://fo.operations.dynamics.com/data/",
+            "https://fo.operations.dynamics.com",
+            "https://fo.operations.dynamics.com/data",
+        );
+    }
+}

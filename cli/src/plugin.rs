@@ -1,0 +1,237 @@
+//! `dualwrite plugin run` and `dualwrite plugin check`.
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use dualwrite::plugin::json;
+use dualwrite::plugin::{
+    Call, Context, Direction, Plugin, PluginError, PluginLimits, Runtime, RuntimeConfig,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `dualwrite plugin …`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin over rows from a JSON file; print the outcomes as JSON
+    /// (stdout), then the time, memory and fuel used (stderr).
+    Run(RunArgs),
+    /// Report what a component exports and imports, and why the host would
+    /// refuse it.
+    Check {
+        /// The component (`.wasm`).
+        component: PathBuf,
+    },
+}
+
+/// `dualwrite plugin run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The component (`.wasm`).
+    pub component: PathBuf,
+    /// The rows: a JSON array of objects (see the README for the format).
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// A plugin setting, as the map's configuration would give it.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Run the plugin's filter.
+    #[arg(long, conflicts_with = "transform")]
+    pub filter: bool,
+    /// Run the plugin's transform.
+    #[arg(long)]
+    pub transform: bool,
+    /// The map name the plugin is told.
+    #[arg(long, default_value = "local")]
+    pub map: String,
+    /// The direction the plugin is told.
+    #[arg(long, value_enum, default_value_t = Flow::LeftToRight)]
+    pub direction: Flow,
+    /// The company the plugin is told.
+    #[arg(long)]
+    pub company: Option<String>,
+    /// The call's deadline.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+    /// The memory cap, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: usize,
+    /// An instruction (fuel) budget for the call.
+    #[arg(long)]
+    pub fuel: Option<u64>,
+}
+
+/// A map direction, as the command line spells it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Flow {
+    /// Left to right (`>`).
+    LeftToRight,
+    /// Right to left (`<`).
+    RightToLeft,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
+/// Runs `dualwrite plugin …`.
+pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Run(args) => run_plugin(args),
+        PluginCommand::Check { component } => check(&component),
+    }
+}
+
+fn run_plugin(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("cannot read the rows file {}", args.input.display()))?;
+    let batch = json::parse_rows(&text).with_context(|| format!("in {}", args.input.display()))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        fuel: true,
+        ..RuntimeConfig::default()
+    })?;
+    let limits = PluginLimits {
+        timeout: args.timeout,
+        memory: args.memory_mib << 20,
+        fuel: args.fuel,
+        quarantine_after: u32::MAX,
+        ..PluginLimits::default()
+    };
+    let plugin = match Plugin::load_file(&runtime, &args.component, limits) {
+        Ok(plugin) => plugin,
+        Err(error) => {
+            eprintln!("refused: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let context = Context {
+        table_map: args.map.clone(),
+        direction: match args.direction {
+            Flow::LeftToRight => Direction::LeftToRight,
+            Flow::RightToLeft => Direction::RightToLeft,
+        },
+        company: args.company.clone(),
+        settings: args.settings.clone(),
+    };
+    let use_filter = match (args.filter, args.transform) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => match (plugin.has_filter(), plugin.has_transform()) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => bail!(
+                "plugin {} exports both a filter and a transform; choose one with --filter or --transform",
+                plugin.id()
+            ),
+        },
+    };
+    let result = if use_filter {
+        plugin
+            .filter(&context, &batch)
+            .map(|call| print_call(call, |verdicts| json::verdicts_to_json(verdicts)))
+    } else {
+        plugin
+            .transform(&context, &batch)
+            .map(|call| print_call(call, |result| json::transformed_to_json(&batch, result)))
+    };
+    match result {
+        Ok(printed) => printed.map(|()| ExitCode::SUCCESS),
+        Err(error) => {
+            eprintln!("contained: {error}");
+            if let PluginError::Trap(_) | PluginError::Contract { .. } = error {
+                eprintln!(
+                    "the host dropped the plugin's instance and would serve its next call with a fresh one"
+                );
+            }
+            Ok(ExitCode::from(3))
+        }
+    }
+}
+
+fn print_call<T>(
+    call: Call<T>,
+    to_json: impl FnOnce(&T) -> serde_json::Value,
+) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&to_json(&call.result))?);
+    let stats = &call.stats;
+    for line in &stats.logs {
+        eprintln!("log {}: {}", line.level, line.message);
+    }
+    if stats.dropped_logs > 0 {
+        eprintln!(
+            "log: {} more lines over the cap were dropped",
+            stats.dropped_logs
+        );
+    }
+    eprintln!(
+        "time {:?} ({} instance), memory peak {:.1} MiB, fuel {}",
+        stats.elapsed,
+        if stats.fresh_instance {
+            "fresh"
+        } else {
+            "warm"
+        },
+        stats.peak_memory as f64 / (1 << 20) as f64,
+        stats
+            .fuel
+            .map_or("not counted".into(), |fuel| fuel.to_string()),
+    );
+    Ok(())
+}
+
+fn check(component: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let bytes =
+        std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
+    let inspection = match dualwrite::plugin::inspect(&component.display().to_string(), &bytes) {
+        Ok(inspection) => inspection,
+        Err(error) => {
+            println!("refused: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    println!("plugin   {}", inspection.id());
+    println!("exports  {}", list(&inspection.exports));
+    println!("imports  {}", list(&inspection.imports));
+    let mut problems: Vec<String> = inspection
+        .problems()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if problems.is_empty() {
+        let runtime = Runtime::new(RuntimeConfig::default())?;
+        if let Err(error) = Plugin::load(
+            &runtime,
+            &component.display().to_string(),
+            &bytes,
+            PluginLimits::default(),
+        ) {
+            problems.push(error.to_string());
+        }
+    }
+    if problems.is_empty() {
+        let mut kinds = Vec::new();
+        if inspection.exports_filter() {
+            kinds.push("filter");
+        }
+        if inspection.exports_transform() {
+            kinds.push("transform");
+        }
+        println!("accepted as a {}", kinds.join(" and "));
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for problem in problems {
+            println!("refused: {problem}");
+        }
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}

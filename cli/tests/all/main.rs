@@ -1,0 +1,12 @@
+//! Integration tests of the `dualwrite` binary, run as a real process:
+//! the demo, plugin commands, map validation (offline and live), and
+//! `dualwrite run` killed and restarted between two emulators.
+
+mod cli_demo;
+mod cli_plugin;
+mod map_live;
+mod map_validate;
+// The emulators' test helpers (a started emulator with a token).
+#[path = "../../../emulators/tests/all/support.rs"]
+mod support;
+mod sync_process;

@@ -1,0 +1,212 @@
+//! `dualwrite run` as a real process between two emulators: killed with
+//! SIGKILL in the middle of a stream of changes and started again, it
+//! loses and doubles nothing; sent SIGTERM, it stops cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dualwrite::connector::{
+    BatchMode, ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Query,
+    Write,
+};
+use dualwrite_emulators::{self as emulator, RunningEmulator, ServiceKind};
+use serde_json::{Value, json};
+
+use crate::support::empty_config;
+
+const ROWS: usize = 400;
+
+fn credentials(emulator: &RunningEmulator) -> Credentials {
+    Credentials {
+        token_url: emulator.token_url(),
+        client_id: "dualwrite".into(),
+        client_secret: "dualwrite-secret".into(),
+        scope: format!("{}/.default", emulator.url()),
+    }
+}
+
+fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
+    format!(
+        r#"
+[engine]
+data = "data"
+poll_interval = "100ms"
+batch_size = 50
+
+[systems.finops]
+kind = "finops"
+url = "{}"
+auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "FO_SECRET" }}
+
+[systems.dataverse]
+kind = "dataverse"
+url = "{}"
+auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "DV_SECRET" }}
+
+[[maps]]
+name = "legal-entities"
+left = {{ system = "finops", table = "LegalEntities" }}
+right = {{ system = "dataverse", table = "cdm_companies" }}
+key = ["LegalEntityId > cdm_companycode"]
+fields = ["Name > cdm_name"]
+
+[[maps]]
+name = "customers"
+left = {{ system = "finops", table = "CustomersV3" }}
+right = {{ system = "dataverse", table = "accounts" }}
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities"]
+fields = ["OrganizationName = name", "CreditLimit = creditlimit"]
+"#,
+        finops.service_url(),
+        finops.token_url(),
+        dataverse.service_url(),
+        dataverse.token_url()
+    )
+}
+
+fn spawn(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env("FO_SECRET", "dualwrite-secret")
+        .env("DV_SECRET", "dualwrite-secret")
+        .env("DUALWRITE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("dualwrite run starts")
+}
+
+async fn accounts(dv: &DataverseConnector) -> Vec<dualwrite::connector::Row> {
+    dv.query_all("accounts", &Query::default())
+        .await
+        .unwrap_or_default()
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_resumes_without_losing_or_doubling() {
+    let finops = emulator::start(ServiceKind::Finops, empty_config())
+        .await
+        .expect("finops");
+    let dataverse = emulator::start(ServiceKind::Dataverse, empty_config())
+        .await
+        .expect("dataverse");
+    let options = ConnectorOptions::default();
+    let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), options.clone());
+    let dv = DataverseConnector::new(&dataverse.service_url(), credentials(&dataverse), options);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("sync.toml");
+    std::fs::write(&file, config(&finops, &dataverse)).expect("config written");
+    fo.upsert(
+        "LegalEntities",
+        &Key::single("LegalEntityId", "usmf"),
+        &json!({"Name": "Contoso"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    )
+    .await
+    .expect("legal entity");
+
+    let mut host = spawn(&file);
+    let writes: Vec<Write> = (0..ROWS)
+        .map(|n| Write::Upsert {
+            table: "CustomersV3".into(),
+            key: Key::new()
+                .text("dataAreaId", "usmf")
+                .text("CustomerAccount", &format!("K-{n:04}")),
+            row: json!({"OrganizationName": format!("Customer {n}"), "CreditLimit": n})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
+    for chunk in writes.chunks(100) {
+        let outcomes = fo
+            .write_batch(chunk, BatchMode::ContinueOnError)
+            .await
+            .expect("batch");
+        assert!(outcomes.iter().all(|o| o.is_applied()), "{outcomes:?}");
+    }
+    let latest_finops = fo
+        .changes("CustomersV3", "0")
+        .await
+        .expect("changes")
+        .next_cursor;
+
+    // Kill the host mid-stream, twice, and start it again each time.
+    for round in 1..=2 {
+        let at_least = round * ROWS / 4;
+        wait_for("part of the stream", Duration::from_secs(60), async || {
+            accounts(&dv).await.len() >= at_least
+        })
+        .await;
+        host.kill().expect("SIGKILL");
+        host.wait().expect("reaped");
+        host = spawn(&file);
+    }
+    wait_for(
+        "every row in Dataverse",
+        Duration::from_secs(90),
+        async || accounts(&dv).await.len() >= ROWS,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let rows = accounts(&dv).await;
+    assert_eq!(rows.len(), ROWS, "nothing doubled");
+    for row in &rows {
+        let number = row["accountnumber"].as_str().expect("account number");
+        let n: usize = number[2..].parse().expect("number");
+        assert_eq!(
+            row["name"],
+            Value::String(format!("Customer {n}")),
+            "{number}"
+        );
+        assert_eq!(row["creditlimit"].to_string(), n.to_string(), "{number}");
+    }
+    let after = fo
+        .changes("CustomersV3", &latest_finops)
+        .await
+        .expect("changes");
+    assert!(
+        after.upserts.is_empty(),
+        "no echo written back to finops: {:?}",
+        after.upserts.len()
+    );
+
+    // SIGTERM: a clean stop.
+    let stdout = host.stdout.take().expect("stdout");
+    Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let status = host.wait().expect("exits");
+    assert!(status.success(), "{status}");
+    let printed: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("dualwrite is running 2 maps")),
+        "{printed:?}"
+    );
+    assert!(
+        printed.iter().any(|l| l.starts_with("stopped")),
+        "{printed:?}"
+    );
+    finops.shutdown().await.expect("finops stops");
+    dataverse.shutdown().await.expect("dataverse stops");
+}

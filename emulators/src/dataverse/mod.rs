@@ -1,0 +1,100 @@
+//! The Dataverse Web API (v9.2 subset) under `/api/data/v9.2/`.
+//!
+//! - `read`: collections (`$select`, `$filter`, `$orderby`, `$top`,
+//!   `$count`, `Prefer: odata.maxpagesize` with `@odata.nextLink`), one row by
+//!   id or alternate key, change tracking (`Prefer: odata.track-changes`,
+//!   `@odata.deltaLink`, `$deletedEntity`).
+//! - `write`: create (POST), upsert/update (PATCH with `If-Match`,
+//!   `If-None-Match`), DELETE, lookups through `field@odata.bind`.
+//!
+//! Every row carries its primary key GUID, `versionnumber` (the store's
+//! global version), `createdon`, `modifiedon`, and `@odata.etag` =
+//! `W/"<versionnumber>"` when read.
+
+mod definitions;
+pub(crate) mod ops;
+mod read;
+pub(crate) mod write;
+
+use axum::http::{Method, StatusCode};
+
+use super::SharedState;
+use super::http::{ApiError, ApiRequest, ApiResponse};
+use super::rows::{KeySegment, parse_segment};
+use dualwrite::schema::TableDef;
+
+/// The bad-request code Dataverse uses for malformed queries and bodies.
+pub(crate) const BAD_REQUEST: &str = "0x80060888";
+/// Object does not exist.
+pub(crate) const NOT_FOUND: &str = "0x80040217";
+
+/// Fields every Dataverse row carries besides its declared ones.
+pub(crate) const SYSTEM_FIELDS: &[&str] = &["versionnumber", "createdon", "modifiedon"];
+
+pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, BAD_REQUEST, message)
+}
+
+pub(crate) fn unknown_property(table: &TableDef, name: &str) -> ApiError {
+    bad_request(format!(
+        "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{}'.",
+        table.entity_name()
+    ))
+}
+
+/// Answers one request (a `$batch` part goes through here too).
+pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiResponse {
+    if request.path == "$batch" {
+        return super::batch::handle(state, request).await;
+    }
+    if definitions::handles(&request.path) {
+        return definitions::handle(state, &request);
+    }
+    match route(state, request).await {
+        Ok(r) => r,
+        Err(e) => e.to_response(),
+    }
+}
+
+pub(crate) async fn route(
+    state: &SharedState,
+    request: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let (segment, rest) = request.path.split_once('/').unwrap_or((&request.path, ""));
+    let (set, key) = parse_segment(segment, BAD_REQUEST)?;
+    let Some(table) = state.metadata.table(&set) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_REQUEST,
+            format!("Resource not found for the segment '{set}'."),
+        ));
+    };
+    match (rest, &request.method, &key) {
+        ("", _, _) => {}
+        ("$count", &Method::GET, None) => return read::count(state, table, &request),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                BAD_REQUEST,
+                format!("Resource not found for the segment '{rest}'."),
+            ));
+        }
+    }
+    match (&request.method, key) {
+        (&Method::GET, None) => read::collection(state, table, &request),
+        (&Method::GET, Some(key)) => read::one(state, table, &key, &request),
+        (_, key) => ops::execute(state, table, key, &request).await,
+    }
+}
+
+/// Describes a key for messages: `Id = …` or `accountnumber = 'A-1'`.
+pub(crate) fn describe_key(key: &KeySegment) -> String {
+    match key {
+        KeySegment::Single(v) => format!("Id = {}", v.as_str().unwrap_or_default()),
+        KeySegment::Named(parts) => parts
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}

@@ -1,0 +1,267 @@
+//! Dataverse writes: create, upsert/update with conditions, delete, binds.
+
+use axum::http::{HeaderName, StatusCode};
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+use sled::transaction::ConflictableTransactionError;
+
+use super::super::SharedState;
+use super::super::http::{ApiError, ApiRequest, ApiResponse};
+use super::super::rows::{KeySegment, key_field_name, parse_segment, with_first};
+use super::super::store::{Tx, TxFailure, WriteConflict, encode_key};
+use super::read::{etag, render, storage};
+use super::{BAD_REQUEST, NOT_FOUND, bad_request, describe_key, unknown_property};
+use dualwrite::schema::{FieldType, TableDef};
+
+impl From<WriteConflict> for ApiError {
+    fn from(c: WriteConflict) -> Self {
+        match c {
+            WriteConflict::DuplicateKey { key } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "0x80040237",
+                format!("A record with matching key values already exists (key {key})."),
+            ),
+        }
+    }
+}
+
+/// A key segment resolved to a primary key or an alternate key lookup.
+pub(crate) enum Resolved {
+    Pk(String),
+    Alternate { key: String, values: String },
+}
+
+pub(super) fn guid_pk(id: &str) -> String {
+    encode_key(&[&Value::String(id.to_lowercase())])
+}
+
+pub(crate) fn resolve_key(table: &TableDef, key: &KeySegment) -> Result<Resolved, ApiError> {
+    match key {
+        KeySegment::Single(Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => {
+            Ok(Resolved::Pk(guid_pk(s)))
+        }
+        KeySegment::Single(v) => Err(bad_request(format!(
+            "the key {v} of {} is not a GUID: use {}(<guid>) or an alternate key such as {}(name='value')",
+            table.name, table.name, table.name
+        ))),
+        KeySegment::Named(parts) => {
+            for def in &table.alternate_keys {
+                let same = def.fields.len() == parts.len()
+                    && parts
+                        .iter()
+                        .all(|(n, _)| def.fields.iter().any(|f| f == key_field_name(table, n)));
+                if same {
+                    let values: Vec<&Value> = def
+                        .fields
+                        .iter()
+                        .filter_map(|f| {
+                            parts
+                                .iter()
+                                .find(|(n, _)| key_field_name(table, n) == f)
+                                .map(|(_, v)| v)
+                        })
+                        .collect();
+                    return Ok(Resolved::Alternate {
+                        key: def.name.clone(),
+                        values: encode_key(&values),
+                    });
+                }
+            }
+            let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+            Err(bad_request(format!(
+                "{} has no alternate key made of ({}): use one of its alternate keys",
+                table.name,
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+pub(super) type Abort = ConflictableTransactionError<ApiError>;
+
+pub(super) fn abort(e: ApiError) -> Abort {
+    ConflictableTransactionError::Abort(e)
+}
+
+pub(super) fn tx_pk(
+    tx: &Tx<'_>,
+    table: &TableDef,
+    key: &KeySegment,
+) -> Result<Option<String>, Abort> {
+    match resolve_key(table, key).map_err(abort)? {
+        Resolved::Pk(pk) => Ok(Some(pk)),
+        Resolved::Alternate { key, values } => tx.pk_by_key(&table.name, &key, &values),
+    }
+}
+
+/// Applies a request body to a row: checks names and types, resolves binds.
+pub(super) fn apply_body(
+    state: &SharedState,
+    tx: &Tx<'_>,
+    table: &TableDef,
+    row: &mut Map<String, Value>,
+    body: &Map<String, Value>,
+) -> Result<(), Abort> {
+    for (name, value) in body {
+        if let Some(nav) = name.strip_suffix("@odata.bind") {
+            let field = table
+                .field(nav)
+                .filter(|f| f.field_type == FieldType::Lookup)
+                .ok_or_else(|| abort(unknown_property(table, nav)))?;
+            let target = match value {
+                Value::Null => None,
+                Value::String(s) => Some(resolve_bind(state, tx, field.target.as_deref(), nav, s)?),
+                other => {
+                    return Err(abort(bad_request(format!(
+                        "{name} must be a string like \"/accounts(<guid>)\", got {other}"
+                    ))));
+                }
+            };
+            row.insert(
+                format!("_{nav}_value"),
+                target.map_or(Value::Null, Value::String),
+            );
+            continue;
+        }
+        if name.starts_with('@') || name.contains("@odata.") {
+            continue;
+        }
+        let Some(field) = table.field(name) else {
+            return Err(abort(bad_request(format!(
+                "The property '{name}' does not exist on type 'Microsoft.Dynamics.CRM.{}'. Make sure to only use property names that are defined by the type.",
+                table.entity_name()
+            ))));
+        };
+        if field.field_type == FieldType::Lookup {
+            return Err(abort(bad_request(format!(
+                "'{name}' is a lookup: set it with \"{name}@odata.bind\": \"/<entityset>(<guid>)\""
+            ))));
+        }
+        table
+            .check_value(field, value)
+            .map_err(|m| abort(bad_request(m)))?;
+        row.insert(name.clone(), value.clone());
+    }
+    Ok(())
+}
+
+fn resolve_bind(
+    state: &SharedState,
+    tx: &Tx<'_>,
+    target: Option<&str>,
+    nav: &str,
+    reference: &str,
+) -> Result<String, Abort> {
+    let root = format!("{}/api/data/v9.2/", state.base_url);
+    let path = reference
+        .strip_prefix(&root)
+        .unwrap_or(reference)
+        .trim_start_matches('/');
+    let (set, key) = parse_segment(path, BAD_REQUEST).map_err(abort)?;
+    let (Some(table), Some(key)) = (state.metadata.table(&set), key) else {
+        return Err(abort(bad_request(format!(
+            "{nav}@odata.bind: '{reference}' does not name a row: write /<entityset>(<guid>)"
+        ))));
+    };
+    if target.is_some_and(|t| t != set) {
+        return Err(abort(bad_request(format!(
+            "{nav}@odata.bind must point to {}, not {set}",
+            target.unwrap_or_default()
+        ))));
+    }
+    let pk = tx_pk(tx, table, &key)?;
+    let row = match pk {
+        Some(pk) => tx.get(&table.name, &pk)?,
+        None => None,
+    };
+    let row = row.ok_or_else(|| {
+        abort(ApiError::new(
+            StatusCode::NOT_FOUND,
+            NOT_FOUND,
+            format!(
+                "{} With {} Does Not Exist",
+                table.entity_name(),
+                describe_key(&key)
+            ),
+        ))
+    })?;
+    let id = table
+        .primary_key
+        .first()
+        .and_then(|f| row.row.get(f))
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(id.as_str().unwrap_or_default().to_string())
+}
+
+pub(super) fn parse_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
+    if request.body.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&request.body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad_request("the request body must be a JSON object")),
+        Err(e) => Err(bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+pub(super) fn now() -> Value {
+    Value::String(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+fn entity_id(state: &SharedState, table: &TableDef, row: &Map<String, Value>) -> String {
+    let id = table
+        .primary_key
+        .first()
+        .and_then(|f| row.get(f))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    format!("{}/api/data/v9.2/{}({id})", state.base_url, table.name)
+}
+
+pub(super) fn written(
+    state: &SharedState,
+    table: &TableDef,
+    representation: bool,
+    row: &super::super::store::StoredRow,
+    created: bool,
+) -> ApiResponse {
+    let location = entity_id(state, table, &row.row);
+    let response = if representation {
+        let body = with_first(
+            "@odata.context",
+            json!(format!(
+                "{}/api/data/v9.2/$metadata#{}/$entity",
+                state.base_url, table.name
+            )),
+            render(table, row, None),
+        );
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        ApiResponse::json(status, Value::Object(body)).with_header(
+            HeaderName::from_static("preference-applied"),
+            "return=representation",
+        )
+    } else {
+        ApiResponse::empty(StatusCode::NO_CONTENT)
+    };
+    response
+        .with_header(HeaderName::from_static("odata-entityid"), location)
+        .with_header(axum::http::header::ETAG, etag(row))
+}
+
+pub(crate) fn commit_failed(e: TxFailure<ApiError>) -> ApiError {
+    match e {
+        TxFailure::Abort(e) => e,
+        TxFailure::Store(e) => storage(e),
+    }
+}
+
+pub(super) fn set_version(row: &mut Map<String, Value>, version: u64) {
+    row.insert("versionnumber".into(), json!(version));
+}

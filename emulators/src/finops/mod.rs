@@ -1,0 +1,344 @@
+//! Finance and Operations OData data entities under `/data/`.
+//!
+//! - Collections with `$select`, `$filter`, `$orderby`, `$top`, `$count`,
+//!   `$skip`, paged by `@odata.nextLink` (`$skip`) at most 10,000 rows a page.
+//!   Without `cross-company=true` only the default company's rows are seen.
+//! - One row by full key: `CustomersV3(dataAreaId='usmf',CustomerAccount='US-001')`;
+//!   a row of another company than the default needs `cross-company=true`.
+//! - Create (POST, 201 with the row), update (PATCH, 204), delete (DELETE,
+//!   204) by full key; each commit publishes a data event to subscribers.
+//! - Row-version change tracking (an emulator extension standing in for a
+//!   deployment's change tracking):
+//!   `GET /data/{Entity}/$changes?since=N[&top=M]` answers
+//!   `{"value":[{"RowVersion":…,"Operation":"Upsert"|"Delete","ChangedAt":…,"Key":{…},"Row":{…}}],"LatestRowVersion":…}`
+//!   for rows changed after version `N`, deletions included.
+
+mod csdl;
+pub(crate) mod ops;
+
+use ops::key_of;
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::SharedState;
+use super::http::{ApiError, ApiRequest, ApiResponse, max_page_size, parse_query};
+use super::rows::{
+    KeySegment, check_names, parse_segment, primary_key, project, rebuild_query, run_query,
+    with_first,
+};
+use super::store::{StoreError, StoredRow};
+use dualwrite::schema::TableDef;
+
+/// Largest page the service returns.
+const PAGE: usize = 10_000;
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    let code = match status {
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::BAD_REQUEST => "BadRequest",
+        _ => "Error",
+    };
+    ApiError::new(status, code, message)
+}
+
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+pub(crate) fn storage(e: StoreError) -> ApiError {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Answers one request.
+pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiResponse {
+    if request.path == "$batch" {
+        return super::batch::handle(state, request).await;
+    }
+    if request.path == "$metadata" {
+        return csdl::handle(state, &request);
+    }
+    match route(state, &request).await {
+        Ok(r) => r,
+        Err(e) => e.to_response(),
+    }
+}
+
+pub(crate) async fn route(
+    state: &SharedState,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let (segment, rest) = request.path.split_once('/').unwrap_or((&request.path, ""));
+    let (name, key) = parse_segment(segment, "BadRequest")?;
+    let table = state.metadata.table(&name).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("No HTTP resource was found that matches the entity '{name}'."),
+        )
+    })?;
+    if rest == "$changes" && request.method == Method::GET && key.is_none() {
+        return changes(state, table, request);
+    }
+    if rest == "$count" && request.method == Method::GET && key.is_none() {
+        let (_, rows) = visible_rows(state, table, request)?;
+        return Ok(ApiResponse::text(StatusCode::OK, rows.len().to_string()));
+    }
+    if !rest.is_empty() {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("'{rest}' is not a resource of {name}"),
+        ));
+    }
+    if let Some(key) = &key {
+        check_company(state, table, key, request)?;
+    }
+    match (&request.method, key) {
+        (&Method::GET, None) => collection(state, table, request),
+        (&Method::GET, Some(key)) => {
+            let (pk, _) = full_key(table, &key)?;
+            let row = state
+                .store
+                .get(&table.name, &pk)
+                .map_err(storage)?
+                .ok_or_else(|| not_found(table, &key))?;
+            let body = with_first(
+                "@odata.context",
+                json!(format!(
+                    "{}/data/$metadata#{}/$entity",
+                    state.base_url, table.name
+                )),
+                render(&row, None),
+            );
+            Ok(ApiResponse::json(StatusCode::OK, Value::Object(body)))
+        }
+        (_, key) => ops::execute(state, table, key, request).await,
+    }
+}
+
+/// A row of another company than the default one is reached by key only
+/// with `cross-company=true`, as on the service; otherwise it is not found.
+fn check_company(
+    state: &SharedState,
+    table: &TableDef,
+    key: &KeySegment,
+    request: &ApiRequest,
+) -> Result<(), ApiError> {
+    let (Some(company_field), KeySegment::Named(parts)) = (&table.company_field, key) else {
+        return Ok(());
+    };
+    let company = parts
+        .iter()
+        .find(|(name, _)| name == company_field)
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_lowercase);
+    let cross_company = form_urlencoded::parse(request.query.as_bytes())
+        .any(|(k, v)| k == "cross-company" && v.eq_ignore_ascii_case("true"));
+    match company {
+        Some(c) if c != state.default_company && !cross_company => Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "No {} row matches the key {key:?} in company {}: add ?cross-company=true to reach company {c}.",
+                table.name, state.default_company
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn not_found(table: &TableDef, key: &KeySegment) -> ApiError {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("No {} row matches the key {key:?}.", table.name),
+    )
+}
+
+pub(crate) fn render(row: &StoredRow, select: Option<&Vec<String>>) -> Map<String, Value> {
+    let fields = project(&row.row, select, &[]);
+    with_first(
+        "@odata.etag",
+        Value::String(format!("W/\"{}\"", row.version)),
+        fields,
+    )
+}
+
+/// Resolves a full key (every key field named) to the encoded primary key.
+pub(crate) fn full_key(
+    table: &TableDef,
+    key: &KeySegment,
+) -> Result<(String, Map<String, Value>), ApiError> {
+    let KeySegment::Named(parts) = key else {
+        if let (KeySegment::Single(v), [field]) = (key, table.primary_key.as_slice()) {
+            let mut row = Map::new();
+            row.insert(field.clone(), v.clone());
+            return primary_key(table, &row)
+                .map(|pk| (pk, row))
+                .ok_or_else(|| bad("the key is empty"));
+        }
+        return Err(bad(format!(
+            "name every key field of {}: {}",
+            table.name,
+            table.primary_key.join(", ")
+        )));
+    };
+    let mut row = Map::new();
+    for (name, value) in parts {
+        if !table.primary_key.contains(name) {
+            return Err(bad(format!(
+                "'{name}' is not a key field of {}: its key is {}",
+                table.name,
+                table.primary_key.join(", ")
+            )));
+        }
+        if let Some(field) = table.field(name) {
+            table.check_value(field, value).map_err(bad)?;
+        }
+        row.insert(name.clone(), normalize_company(table, name, value.clone()));
+    }
+    let pk = primary_key(table, &row).ok_or_else(|| {
+        bad(format!(
+            "name every key field of {}: {}",
+            table.name,
+            table.primary_key.join(", ")
+        ))
+    })?;
+    Ok((pk, row))
+}
+
+pub(crate) fn normalize_company(table: &TableDef, name: &str, value: Value) -> Value {
+    match (&table.company_field, value) {
+        (Some(c), Value::String(s)) if c == name => Value::String(s.to_lowercase()),
+        (_, v) => v,
+    }
+}
+
+/// The rows a collection request sees: its company (or all with
+/// `cross-company=true`), filtered and ordered.
+fn visible_rows(
+    state: &SharedState,
+    table: &TableDef,
+    request: &ApiRequest,
+) -> Result<(super::http::QueryOptions, Vec<StoredRow>), ApiError> {
+    let options = parse_query(&request.query, "BadRequest")?;
+    check_names(table, &options, &[], |n| {
+        bad(format!(
+            "Could not find a property named '{n}' on type 'Microsoft.Dynamics.DataEntities.{}'.",
+            table.name
+        ))
+    })?;
+    let mut rows = state.store.rows(&table.name).map_err(storage)?;
+    if let (Some(company), false) = (&table.company_field, options.cross_company) {
+        rows.retain(|r| {
+            r.row.get(company).and_then(Value::as_str) == Some(state.default_company.as_str())
+        });
+    }
+    let rows = run_query(rows, &options);
+    Ok((options, rows))
+}
+
+fn collection(
+    state: &SharedState,
+    table: &TableDef,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let (options, mut rows) = visible_rows(state, table, request)?;
+    let skip = options.skip.unwrap_or(0);
+    let total = rows.len();
+    if let Some(top) = options.top {
+        rows.truncate(skip.saturating_add(top));
+    }
+    let page = max_page_size(&request.headers)
+        .unwrap_or(PAGE)
+        .clamp(1, PAGE);
+    let value: Vec<Value> = rows
+        .iter()
+        .skip(skip)
+        .take(page)
+        .map(|r| Value::Object(render(r, options.select.as_ref())))
+        .collect();
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{}/data/$metadata#{}", state.base_url, table.name)),
+    );
+    if options.count {
+        body.insert("@odata.count".into(), json!(total));
+    }
+    body.insert("value".into(), Value::Array(value));
+    if skip.saturating_add(page) < rows.len() {
+        let query = rebuild_query(
+            &request.query,
+            &format!("$skip={}", skip.saturating_add(page)),
+        );
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(format!("{}/data/{}?{query}", state.base_url, table.name)),
+        );
+    }
+    Ok(ApiResponse::json(StatusCode::OK, Value::Object(body)))
+}
+
+fn changes(
+    state: &SharedState,
+    table: &TableDef,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let mut since = 0u64;
+    let mut top = PAGE;
+    for (k, v) in form_urlencoded::parse(request.query.as_bytes()) {
+        match k.as_ref() {
+            "since" => {
+                since = v
+                    .parse()
+                    .map_err(|_| bad(format!("since must be a row version number, got '{v}'")))?
+            }
+            "top" => {
+                top = v
+                    .parse::<usize>()
+                    .map_err(|_| bad(format!("top must be a whole number, got '{v}'")))?
+                    .clamp(1, PAGE)
+            }
+            _ => {}
+        }
+    }
+    let purged = state.store.purged_version(&table.name).map_err(storage)?;
+    if since < purged {
+        // The error says where to start again once the entity was read in
+        // full: the latest row version now.
+        let current = state.store.current_version().map_err(storage)?;
+        return Ok(ApiResponse::json(
+            StatusCode::GONE,
+            json!({
+                "error": {
+                    "code": "Gone",
+                    "message": format!(
+                        "row version {since} is older than the change tracking retention ({purged}): read the entity in full again, then poll from LatestRowVersion"
+                    ),
+                },
+                "LatestRowVersion": current,
+            }),
+        ));
+    }
+    let mut value = Vec::new();
+    let mut latest = since;
+    for (version, entry) in state
+        .store
+        .changes_after(&table.name, since)
+        .map_err(storage)?
+        .into_iter()
+        .take(top)
+    {
+        latest = version;
+        if entry.deleted {
+            value.push(json!({"RowVersion": version, "Operation": "Delete", "ChangedAt": entry.at, "Key": entry.key}));
+        } else if let Some(row) = state.store.get(&table.name, &entry.pk).map_err(storage)? {
+            value.push(json!({"RowVersion": version, "Operation": "Upsert", "ChangedAt": entry.at, "Key": key_of(table, &row.row), "Row": row.row}));
+        }
+    }
+    if value.is_empty() {
+        latest = latest.max(state.store.current_version().map_err(storage)?);
+    }
+    Ok(ApiResponse::json(
+        StatusCode::OK,
+        json!({"value": value, "LatestRowVersion": latest}),
+    ))
+}

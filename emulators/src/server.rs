@@ -1,0 +1,304 @@
+//! The axum server: routes, the request guard middleware, start and
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Form, Request, State as AxumState};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use bytes::Bytes;
+use futures_util::stream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::auth::{Auth, TokenRequest};
+use super::guard::{Guard, ThrottleCodes};
+use super::http::{ApiError, ApiRequest};
+use super::{
+    EmulatorConfig, EmulatorError, Metadata, ServiceKind, SharedState, State, admin, dataverse,
+    finops, seed,
+};
+
+/// Largest request body accepted (a `$batch` of 1,000 requests fits).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// A started emulator.
+#[derive(Debug)]
+pub struct RunningEmulator {
+    addr: SocketAddr,
+    state: SharedState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningEmulator {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The service root: `…/api/data/v9.2` or `…/data`.
+    pub fn service_url(&self) -> String {
+        match self.state.kind {
+            ServiceKind::Dataverse => format!("{}/api/data/v9.2", self.url()),
+            ServiceKind::Finops => format!("{}/data", self.url()),
+        }
+    }
+
+    /// The OAuth2 token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/common/oauth2/v2.0/token", self.url())
+    }
+
+    /// Replaces the faults in force.
+    pub fn set_faults(&self, faults: super::FaultConfig) {
+        self.state.guard.set_faults(faults);
+    }
+
+    /// Replaces the service protection limits.
+    pub fn set_limits(&self, limits: super::ProtectionLimits) {
+        self.state.guard.set_limits(limits);
+    }
+
+    /// Sets (or with `None` removes) the pre-commit hook of a table.
+    pub fn set_hook(&self, table: &str, url: Option<String>) {
+        self.state.hooks.set(table, url);
+    }
+
+    /// Subscribes a webhook to data events (finops; Dataverse emits none).
+    pub fn subscribe(&self, subscription: super::Subscription) {
+        if let Err(error) = self.state.events.subscribe(subscription) {
+            tracing::error!(%error, "Could not store a data event subscription.");
+        }
+    }
+
+    /// Stops accepting requests, lets requests in flight finish, flushes the
+    /// store. Waits for the server; cancelling this future leaves the server
+    /// stopping in the background.
+    pub async fn shutdown(mut self) -> Result<(), EmulatorError> {
+        self.stop().await
+    }
+
+    async fn stop(&mut self) -> Result<(), EmulatorError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(result) => result.map_err(EmulatorError::Serve)?,
+                Err(join) => {
+                    return Err(EmulatorError::Serve(std::io::Error::other(
+                        join.to_string(),
+                    )));
+                }
+            }
+        }
+        self.state.events.shutdown().await;
+        self.state.store.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.state.events.stop();
+        let _ = self.state.store.flush();
+    }
+}
+
+pub(super) async fn start(
+    kind: ServiceKind,
+    config: EmulatorConfig,
+) -> Result<RunningEmulator, EmulatorError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| EmulatorError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let store = Arc::new(super::store::Store::open(config.data_dir.as_deref())?);
+    let events = super::events::DataEvents::start(store.clone())?;
+    let builtin = match kind {
+        ServiceKind::Dataverse => dualwrite::schema::DATAVERSE_TABLES,
+        ServiceKind::Finops => dualwrite::schema::FINOPS_TABLES,
+    };
+    let mut metadata = Metadata::from_toml(builtin)?;
+    if let Some(path) = &config.metadata_file {
+        metadata.merge(Metadata::from_file(path)?);
+    }
+    let codes = match kind {
+        ServiceKind::Dataverse => ThrottleCodes {
+            requests: "0x80072322",
+            concurrent: "0x80072326",
+        },
+        ServiceKind::Finops => ThrottleCodes {
+            requests: "TooManyRequests",
+            concurrent: "TooManyRequests",
+        },
+    };
+    let state = Arc::new(State {
+        kind,
+        store,
+        metadata,
+        auth: Auth::new(config.clients.clone()),
+        guard: Guard::new(config.limits, config.faults.clone(), codes),
+        hooks: Default::default(),
+        events,
+        base_url: format!("http://{addr}"),
+        default_company: config.default_company.to_lowercase(),
+    });
+    seed::seed(&state, config.seed, config.rows)?;
+    let router = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, ?kind, "Emulator listening.");
+    Ok(RunningEmulator {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+fn router(state: SharedState) -> Router {
+    let service = match state.kind {
+        ServiceKind::Dataverse => {
+            Router::new().route("/api/data/v9.2/{*rest}", any(service_request))
+        }
+        ServiceKind::Finops => Router::new().route("/data/{*rest}", any(service_request)),
+    }
+    .layer(middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/token", post(token))
+        .merge(admin::routes())
+        .merge(service)
+        .with_state(state)
+}
+
+async fn token(
+    AxumState(state): AxumState<SharedState>,
+    Form(form): Form<TokenRequest>,
+) -> Response {
+    let (status, body) = state.auth.issue(&form);
+    (status, axum::Json(body)).into_response()
+}
+
+/// Faults, the bearer token, then the client's protection limits.
+async fn guard(AxumState(state): AxumState<SharedState>, request: Request, next: Next) -> Response {
+    let admission = match state.guard.faults_for_request() {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let token_url = format!("{}/common/oauth2/v2.0/token", state.base_url);
+    let client = match state.auth.check(request.headers(), &token_url) {
+        Ok(client) => client,
+        Err(e) => return e.into_response(),
+    };
+    let _in_flight = match state.guard.admit(&client) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    if !admission.latency.is_zero() {
+        tokio::time::sleep(admission.latency).await;
+    }
+    let response = next.run(request).await;
+    if admission.drop_connection {
+        return drop_mid_body(response).await;
+    }
+    response
+}
+
+/// Sends the head and half the body, then breaks the connection.
+async fn drop_mid_body(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = to_bytes(body, MAX_BODY).await.unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected connection drop",
+        )),
+    ];
+    let mut parts = parts;
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from_stream(stream::iter(chunks)))
+}
+
+async fn service_request(AxumState(state): AxumState<SharedState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "0x80040216",
+                "the request body is too large",
+            )
+            .into_response();
+        }
+    };
+    let root = match state.kind {
+        ServiceKind::Dataverse => "/api/data/v9.2/",
+        ServiceKind::Finops => "/data/",
+    };
+    let raw_path = parts.uri.path().strip_prefix(root).unwrap_or_default();
+    let path = percent_decode(raw_path);
+    let request = ApiRequest {
+        method: parts.method,
+        path,
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts.headers,
+        body,
+    };
+    match state.kind {
+        ServiceKind::Dataverse => dataverse::handle(&state, request).await.into_response(),
+        ServiceKind::Finops => finops::handle(&state, request).await.into_response(),
+    }
+}
+
+/// Percent-decodes a path (keys may carry encoded quotes and spaces).
+pub(crate) fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

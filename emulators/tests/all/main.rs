@@ -1,0 +1,11 @@
+//! Integration tests of the emulators: one binary, one module per concern.
+//! Each emulator runs over real HTTP on `127.0.0.1:0` with real sled
+//! storage in a temporary directory.
+
+mod batch;
+mod dataverse;
+mod dataverse_changes;
+mod emulator_ops;
+mod finops;
+mod metadata;
+mod support;
