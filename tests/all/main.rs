@@ -1,6 +1,8 @@
-//! End-to-end tests: the plugins in `plugins/`, built into components, run
-//! through the host's plugin runtime.
+//! End-to-end tests: the connectors against the emulators over real HTTP,
+//! the plugins in `plugins/` built into components and run through the
+//! host's plugin runtime, and the sync engine between both emulators.
 
+mod connector;
 mod examples;
 mod hostile;
 mod loading;

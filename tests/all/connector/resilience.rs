@@ -10,7 +10,7 @@ use dualwrite::connector::{
 use dualwrite_emulators::{FaultConfig, ProtectionLimits, ServiceKind};
 use serde_json::json;
 
-use crate::connector_support::{credentials, dataverse, fast_options, finops, row, start};
+use super::support::{credentials, dataverse, fast_options, finops, row, start};
 use dualwrite_emulators::EmulatorConfig;
 
 #[tokio::test]

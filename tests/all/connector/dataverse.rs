@@ -8,7 +8,7 @@ use dualwrite::connector::{
 use dualwrite_emulators::ServiceKind;
 use serde_json::json;
 
-use crate::connector_support::{dataverse, fast_options, row, start};
+use super::support::{dataverse, fast_options, row, start};
 use dualwrite_emulators::EmulatorConfig;
 
 fn paged(page_size: u32) -> ConnectorOptions {

@@ -8,7 +8,7 @@ use dualwrite::connector::{
 use dualwrite_emulators::ServiceKind;
 use serde_json::json;
 
-use crate::connector_support::{fast_options, finops, row, start};
+use super::support::{fast_options, finops, row, start};
 use dualwrite_emulators::EmulatorConfig;
 
 fn group(company: &str, id: &str) -> Key {
