@@ -10,7 +10,7 @@ use clap::Args;
 
 use dualwrite::config::validate_file;
 use dualwrite::map::{Catalogue, EmulatorCatalogue, NoCatalogue, Problem};
-use dualwrite::sync::{Engine, EngineOptions};
+use dualwrite::sync::{Engine, EngineOptions, MapState};
 
 /// `dualwrite run`
 #[derive(Debug, Args)]
@@ -82,11 +82,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         println!("press Ctrl-C to stop");
-        stop_signal().await?;
-        println!("stopping: finishing the batches in flight");
+        // Nothing left to run (every map failed) ends the host with an
+        // error: a supervisor restarts it, or an admin reads why.
+        let nothing_runs = tokio::select! {
+            signal = stop_signal() => { signal?; false }
+            _ = engine.none_running() => true,
+        };
+        if nothing_runs {
+            for (map, state) in engine.states() {
+                if let MapState::Failed(reason) = state {
+                    eprintln!("map `{map}` failed: {reason}");
+                }
+            }
+            eprintln!("no map can run; stopping");
+        } else {
+            println!("stopping: finishing the batches in flight");
+        }
         engine.shutdown().await?;
         println!("stopped; every checkpoint is on disk");
-        Ok(ExitCode::SUCCESS)
+        Ok(match nothing_runs {
+            true => ExitCode::FAILURE,
+            false => ExitCode::SUCCESS,
+        })
     })
 }
 

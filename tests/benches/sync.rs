@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use dualwrite::checkpoint::Direction;
+use dualwrite::checkpoint::{Action, Direction};
 use dualwrite::config::{BuildOptions, Config};
 use dualwrite::connector::{
     BatchMode, ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row, Write,
@@ -285,7 +285,7 @@ async fn latency(world: &World, to_finops: bool) -> Vec<Duration> {
             }
             event = events.recv() => {
                 let Ok(event) = event else { continue };
-                if event.what == "written" && event.direction == direction
+                if event.what == Action::Written && event.direction == direction
                     && let Some(at) = sent.remove(&event.key)
                 {
                     took.push(at.elapsed());

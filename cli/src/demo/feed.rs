@@ -9,6 +9,7 @@ use tokio::sync::broadcast::{Receiver, error::RecvError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use dualwrite::checkpoint::Action;
 use dualwrite::sync::SyncEvent;
 
 use super::view;
@@ -91,7 +92,7 @@ impl Feed {
         &mut self,
         map: &str,
         key: &str,
-        whats: &[&str],
+        whats: &[Action],
         patience: Duration,
     ) -> bool {
         let until = tokio::time::Instant::now() + patience;
@@ -107,8 +108,10 @@ impl Feed {
                 && whats.contains(&event.what)
             {
                 match event.what {
-                    "written" | "deleted" => self.latencies.push(latency.unwrap_or_default()),
-                    "waiting" => {}
+                    Action::Written | Action::Deleted => {
+                        self.latencies.push(latency.unwrap_or_default())
+                    }
+                    Action::Waiting => {}
                     _ => self.stopped += 1,
                 }
                 return true;

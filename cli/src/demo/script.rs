@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use dualwrite::checkpoint::Direction;
+use dualwrite::checkpoint::{Action, Direction};
 use dualwrite::connector::{DataverseConnector, Key, Query, Row};
 
 use super::feed::Feed;
@@ -70,7 +70,8 @@ impl<'a> Script<'a> {
             "create customer US-901 \"Alpine Ski House\" in usmf, phone (425) 555-0100, credit limit 12500.555",
         )
         .await?;
-        self.arrives("customers", "US-901|usmf", &["written"]).await;
+        self.arrives("customers", "US-901|usmf", &[Action::Written])
+            .await;
         self.show_account("US-901", &["name", "telephone1", "creditlimit"])
             .await?;
         self.note("phone-normalize wrote the phone as E.164; currency-precision rounded the credit limit to 2 places");
@@ -83,7 +84,8 @@ impl<'a> Script<'a> {
             "rename account US-901 to \"Alpine Ski House Ltd\"",
         )
         .await?;
-        self.arrives("customers", "US-901|usmf", &["written"]).await;
+        self.arrives("customers", "US-901|usmf", &[Action::Written])
+            .await;
         self.show_customer("US-901", &["OrganizationName", "PrimaryContactPhone"])
             .await?;
         self.pause().await;
@@ -95,7 +97,8 @@ impl<'a> Script<'a> {
             "set the credit limit of customer US-901 to 20000",
         )
         .await?;
-        self.arrives("customers", "US-901|usmf", &["written"]).await;
+        self.arrives("customers", "US-901|usmf", &[Action::Written])
+            .await;
         self.show_account("US-901", &["name", "creditlimit"])
             .await?;
         self.pause().await;
@@ -112,7 +115,8 @@ impl<'a> Script<'a> {
             "create account CE-901 \"Trey Research\" in company usmf, credit limit 7500",
         )
         .await?;
-        self.arrives("customers", "CE-901|usmf", &["written"]).await;
+        self.arrives("customers", "CE-901|usmf", &[Action::Written])
+            .await;
         self.show_customer("CE-901", &["OrganizationName", "CreditLimit", "PartyType"])
             .await?;
         self.pause().await;
@@ -120,14 +124,16 @@ impl<'a> Script<'a> {
         self.heading("That account deleted in Dataverse");
         self.delete(Side::Dataverse, "CE-901", "delete account CE-901")
             .await?;
-        self.arrives("customers", "CE-901|usmf", &["deleted"]).await;
+        self.arrives("customers", "CE-901|usmf", &[Action::Deleted])
+            .await;
         self.show_customer("CE-901", &[]).await?;
         self.pause().await;
 
         self.heading("The first customer deleted in finops");
         self.delete(Side::Finops, "US-901", "delete customer US-901")
             .await?;
-        self.arrives("customers", "US-901|usmf", &["deleted"]).await;
+        self.arrives("customers", "US-901|usmf", &[Action::Deleted])
+            .await;
         self.show_account("US-901", &[]).await?;
         self.pause().await;
 
@@ -144,7 +150,8 @@ impl<'a> Script<'a> {
             "create contact CP-901 \"Ana Novak\" of vendor VUS-001, phone 206 555 0142",
         )
         .await?;
-        self.arrives("contacts", "CP-901|usmf", &["written"]).await;
+        self.arrives("contacts", "CP-901|usmf", &[Action::Written])
+            .await;
         self.show_dv(
             "contacts",
             "contact",
@@ -164,7 +171,8 @@ impl<'a> Script<'a> {
             "create customer US-902 \"Litware, Inc.\" with phone \"call the front desk\"",
         )
         .await?;
-        self.arrives("customers", "US-902|usmf", &["parked"]).await;
+        self.arrives("customers", "US-902|usmf", &[Action::Parked])
+            .await;
         self.show_account("US-902", &[]).await?;
         self.pause().await;
 
@@ -183,7 +191,8 @@ impl<'a> Script<'a> {
         self.note(
             "an operator discards the failed change of US-902; the fix queued behind it flows",
         );
-        self.arrives("customers", "US-902|usmf", &["written"]).await;
+        self.arrives("customers", "US-902|usmf", &[Action::Written])
+            .await;
         self.show_account("US-902", &["name", "telephone1"]).await?;
         self.pause().await;
 
@@ -197,8 +206,12 @@ impl<'a> Script<'a> {
             "create vendor VGB-901 \"Proseware Supplies\" in company gbsi",
         )
         .await?;
-        self.arrives("vendors", "VGB-901|gbsi", &["skipped", "filtered"])
-            .await;
+        self.arrives(
+            "vendors",
+            "VGB-901|gbsi",
+            &[Action::Skipped, Action::Filtered],
+        )
+        .await;
         self.show_dv(
             "msdyn_vendors",
             "vendor",
@@ -218,7 +231,8 @@ impl<'a> Script<'a> {
             "create customer US-903 \"Wingtip Toys\" in customer group 40, which does not exist yet",
         )
         .await?;
-        self.arrives("customers", "US-903|usmf", &["waiting"]).await;
+        self.arrives("customers", "US-903|usmf", &[Action::Waiting])
+            .await;
         self.finops(
             "customer-groups",
             "CustomerGroups",
@@ -228,9 +242,10 @@ impl<'a> Script<'a> {
             "create customer group 40 \"Online customers\"",
         )
         .await?;
-        self.arrives("customer-groups", "40|usmf", &["written"])
+        self.arrives("customer-groups", "40|usmf", &[Action::Written])
             .await;
-        self.arrives("customers", "US-903|usmf", &["written"]).await;
+        self.arrives("customers", "US-903|usmf", &[Action::Written])
+            .await;
         self.show_account("US-903", &["name"]).await?;
         self.pause().await;
         Ok(())
@@ -248,7 +263,8 @@ impl<'a> Script<'a> {
                 &format!("set the credit limit of customer US-001 to {limit}"),
             )
             .await?;
-            self.arrives("customers", "US-001|usmf", &["written"]).await;
+            self.arrives("customers", "US-001|usmf", &[Action::Written])
+                .await;
             self.show_account("US-001", &["creditlimit"]).await
         } else {
             let memo = format!("Called back, round {}", round / 2 + 1);
@@ -258,7 +274,8 @@ impl<'a> Script<'a> {
                 &format!("set the description of account CE-001 to {memo:?}"),
             )
             .await?;
-            self.arrives("customers", "CE-001|usmf", &["written"]).await;
+            self.arrives("customers", "CE-001|usmf", &[Action::Written])
+                .await;
             self.show_customer("CE-001", &["SalesMemo"]).await
         }
     }
@@ -364,9 +381,10 @@ impl<'a> Script<'a> {
 
     /// Waits for the engine to report `whats` for `key` of `map`; a change
     /// that does not arrive in time is noted as missing.
-    async fn arrives(&mut self, map: &str, key: &str, whats: &[&str]) {
+    async fn arrives(&mut self, map: &str, key: &str, whats: &[Action]) {
         if !self.feed.wait_for(map, key, whats, PATIENCE).await {
-            let missing = format!("{map} {key}: no {} within {:?}", whats.join("/"), PATIENCE);
+            let names: Vec<&str> = whats.iter().map(|what| what.as_str()).collect();
+            let missing = format!("{map} {key}: no {} within {:?}", names.join("/"), PATIENCE);
             view::note(self.feed.start, &format!("MISSING: {missing}"));
             self.feed.missed.push(missing);
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use dualwrite::checkpoint::Direction;
+use dualwrite::checkpoint::{Action, Direction};
 use dualwrite::connector::Row;
 use dualwrite::sync::{FlowStats, SyncEvent};
 
@@ -62,23 +62,25 @@ pub fn event(start: Instant, at: Instant, event: &SyncEvent, latency: Option<Dur
         Direction::RightToLeft => "Dataverse",
     };
     let what = match event.what {
-        "written" | "deleted" => {
+        Action::Written | Action::Deleted => {
             // `accounts (accountnumber='…',_msdyn_company_value=…)`: the
             // table is enough here, the key is on the line already.
             let table = event.detail.split(" (").next().unwrap_or_default();
             let table = table.trim_start_matches("left the filter; deleted ");
             format!("{} in {table}{}", event.what, after(latency))
         }
-        "echo" => {
+        Action::Echo => {
             format!("echo: {source} reported the host's own write back; dropped, not sent again")
         }
-        "parked" => format!(
+        Action::Parked => format!(
             "parked in the error queue{}: {}",
             after(latency),
             event.detail
         ),
-        "waiting" => format!("waiting: {}", event.detail),
-        "filtered" | "skipped" => format!("{}{}: {}", event.what, after(latency), event.detail),
+        Action::Waiting => format!("waiting: {}", event.detail),
+        Action::Filtered | Action::Skipped => {
+            format!("{}{}: {}", event.what, after(latency), event.detail)
+        }
         other => format!("{other}: {}", shorten(&event.detail, 160)),
     };
     line_at(

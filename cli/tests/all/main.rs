@@ -6,6 +6,7 @@ mod cli_demo;
 mod cli_plugin;
 mod map_live;
 mod map_validate;
+mod run_failed;
 // The emulators' test helpers (a started emulator with a token).
 #[path = "../../../emulators/tests/all/support.rs"]
 mod support;

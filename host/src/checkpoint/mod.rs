@@ -214,6 +214,57 @@ pub struct Parked {
     pub key: String,
 }
 
+/// What became of a change: the typed outcome the engine decides, counts,
+/// logs and reports. Stored in the activity log by its kebab-case name
+/// (`written`, `conflict-lost`, …), which never changes meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Upserted on the target.
+    Written,
+    /// Deleted on the target (a source delete, or a row leaving the filter).
+    Deleted,
+    /// The host's own write reported back by the side it wrote: dropped.
+    Echo,
+    /// Outside the map's filter or companies: not sent.
+    Filtered,
+    /// Nothing to send (no mapped field changed, both sides agree, a
+    /// plugin skipped it, older than a row read again, no usable key).
+    Skipped,
+    /// Lost a conflict to the other side's change, or was superseded by the
+    /// host's own write.
+    ConflictLost,
+    /// Parked in the error queue, with its later changes behind it.
+    Parked,
+    /// Waits for a row its lookup points at (reported, not logged).
+    Waiting,
+    /// A parked change dropped by an admin.
+    Discarded,
+}
+
+impl Action {
+    /// The name the log stores and people read: `written`, `conflict-lost`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Written => "written",
+            Action::Deleted => "deleted",
+            Action::Echo => "echo",
+            Action::Filtered => "filtered",
+            Action::Skipped => "skipped",
+            Action::ConflictLost => "conflict-lost",
+            Action::Parked => "parked",
+            Action::Waiting => "waiting",
+            Action::Discarded => "discarded",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of the activity log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
@@ -223,8 +274,8 @@ pub struct Activity {
     pub direction: Direction,
     /// The row's key.
     pub key: String,
-    /// What was done: `written`, `deleted`, `echo`, `skipped`, `parked`, …
-    pub what: String,
+    /// What was done.
+    pub what: Action,
     /// Details for people.
     pub detail: String,
 }

@@ -1,7 +1,9 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
-use super::{Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange};
+use super::{
+    Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
@@ -400,7 +402,7 @@ impl Checkpoints {
             map: map.to_owned(),
             direction,
             key: key.to_owned(),
-            what: "discarded".into(),
+            what: Action::Discarded,
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;

@@ -199,10 +199,72 @@ pub struct MapPlan {
     pub plugins: Vec<PluginStep>,
 }
 
+/// One side of a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The left table (usually finops).
+    Left,
+    /// The right table (usually Dataverse).
+    Right,
+}
+
+impl Side {
+    /// Both sides, left first.
+    pub const BOTH: [Side; 2] = [Side::Left, Side::Right];
+
+    /// `left` or `right`, as the checkpoint store names sides.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+
+    /// The side a direction reads from.
+    pub fn source_of(direction: crate::checkpoint::Direction) -> Side {
+        match direction {
+            crate::checkpoint::Direction::LeftToRight => Side::Left,
+            crate::checkpoint::Direction::RightToLeft => Side::Right,
+        }
+    }
+
+    /// The direction that reads from this side.
+    pub fn direction(self) -> crate::checkpoint::Direction {
+        match self {
+            Side::Left => crate::checkpoint::Direction::LeftToRight,
+            Side::Right => crate::checkpoint::Direction::RightToLeft,
+        }
+    }
+
+    /// 0 for left, 1 for right: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Left => 0,
+            Side::Right => 1,
+        }
+    }
+}
+
 /// The company field of every company-specific finops data entity.
 pub const COMPANY_FIELD: &str = "dataAreaId";
 
 impl MapPlan {
+    /// The plan of one side.
+    pub fn side(&self, side: Side) -> &SidePlan {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
     /// The key pair that stripes the map by company (`dataAreaId = …`,
     /// usually through the `msdyn_company` lookup), if the map has one.
     pub fn company_pair(&self) -> Option<&FieldMapping> {

@@ -8,59 +8,71 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::checkpoint::{Activity, Change, Finish, Operation};
+use crate::checkpoint::{Action, Activity, Change, Operation};
 use crate::connector::{ChangePage, ConnectorError, Deleted, Key};
 use crate::map::MapPlan;
 
-use super::Shared;
-use super::refs;
+use super::error::FlowError;
+use super::runtime::MapRuntime;
 use super::shape::{self, Row, Side};
 use super::system::primary_id;
+use super::{Shared, SyncError, record, refs};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// Runs the capture of `map`'s `side` until shutdown.
-pub(super) async fn run(shared: Arc<Shared>, map: String, side: Side, webhook: bool) {
-    let mut shutdown = shared.shutdown.clone();
-    let Some(plan) = shared.plan.map(&map) else {
-        return;
-    };
-    let system_name = match side {
-        Side::Left => &plan.left.system,
-        Side::Right => &plan.right.system,
-    };
+/// The retry delays of a failing read or batch: from half a second,
+/// doubling, with jitter, up to 30 s, for as long as it takes.
+pub(super) fn backoff() -> impl Iterator<Item = Duration> {
+    backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .without_max_times(),
+    )
+}
+
+/// Runs the capture of `map`'s `side` until the map halts. A failed read
+/// is retried with backoff; a failing checkpoint store ends the capture
+/// with the error, which fails the map.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    map: Arc<MapRuntime>,
+    side: Side,
+    webhook: bool,
+) -> Result<(), SyncError> {
     let pushed = webhook
         && side == Side::Left
         && shared
             .plan
             .systems
-            .get(system_name)
+            .get(&map.plan.side(side).system)
             .is_some_and(|s| s.events_secret.is_some());
     let interval = if pushed {
         shared.plan.engine.catch_all_interval
     } else {
         shared.plan.engine.poll_interval
     };
-    let mut backoff = Duration::from_millis(500);
+    let mut retry = backoff();
     loop {
-        if shared.stopping() {
-            return;
+        if map.halting() {
+            return Ok(());
         }
         // A read stuck in retries (throttling, an outage) must not hold up
         // shutdown; dropping it is safe: nothing was queued yet.
         let read = tokio::select! {
-            read = read_once(&shared, plan, side) => read,
-            _ = shutdown.changed() => return,
+            read = read_once(&shared, &map, side) => read,
+            _ = map.halted() => return Ok(()),
         };
         let wait = match read {
             Ok(more) => {
-                backoff = Duration::from_millis(500);
+                retry = backoff();
                 if more { Duration::ZERO } else { interval }
             }
+            Err(FlowError::Checkpoint(error)) => return Err(error.into()),
             Err(error) => {
-                tracing::warn!(map = %map, side = side.name(), %error, "Capture failed; retrying.");
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                backoff
+                tracing::warn!(map = %map.name(), side = side.name(), %error, "Capture failed; retrying.");
+                retry.next().unwrap_or(Duration::from_secs(30))
             }
         };
         if wait.is_zero() {
@@ -68,40 +80,29 @@ pub(super) async fn run(shared: Arc<Shared>, map: String, side: Side, webhook: b
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            _ = map.halted() => return Ok(()),
         }
     }
 }
 
 /// Reads one page and queues it; true when more is ready now.
-async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, String> {
+async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool, FlowError> {
+    let plan = &map.plan;
     let direction = side.direction();
-    let (system_name, table) = match side {
-        Side::Left => (&plan.left.system, &plan.left.table),
-        Side::Right => (&plan.right.system, &plan.right.table),
-    };
-    let system = shared
-        .systems
-        .get(system_name)
-        .ok_or_else(|| format!("system `{system_name}` is not connected"))?;
-    let cursor = shared
-        .store
-        .cursor(&plan.name, direction)
-        .map_err(|e| e.to_string())?;
-    let select = select(plan, side, table);
-    let mut read_at = shared.store.stamp().map_err(|e| e.to_string())?;
-    let page = match system.changes(table, &select, cursor.as_deref()).await {
+    let table = &plan.side(side).table;
+    let system = shared.system(plan, side);
+    let cursor = shared.store.cursor(&plan.name, direction)?;
+    let select = &map.side(side).select;
+    let mut read_at = shared.store.stamp()?;
+    let page = match system.changes(table, select, cursor.as_deref()).await {
         Ok(page) => page,
         // An expired delta link: start tracking again, every row; the queue
         // skips versions already captured.
         Err(ConnectorError::Rejected { status: 400, .. }) if cursor.is_some() => {
             tracing::warn!(map = %plan.name, side = side.name(), "The change cursor expired; reading the table again.");
-            system
-                .changes(table, &select, None)
-                .await
-                .map_err(|e| e.to_string())?
+            system.changes(table, select, None).await?
         }
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(error.into()),
     };
     let page = if page.reset {
         // The source no longer keeps the changes after our cursor: read the
@@ -110,11 +111,10 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
         // Rows the host knows on this side that the read does not return
         // were deleted meanwhile.
         tracing::warn!(map = %plan.name, side = side.name(), "The change cursor is older than the source keeps; reading the table in full.");
-        read_at = shared.store.stamp().map_err(|e| e.to_string())?;
+        read_at = shared.store.stamp()?;
         let rows = system
             .query_all(table, &crate::connector::Query::default())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let present: std::collections::HashSet<String> = rows
             .iter()
             .filter_map(|row| shape::key_text(plan, side, row).ok())
@@ -122,8 +122,7 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
             .collect();
         let gone: Vec<Key> = shared
             .store
-            .images(&plan.name, side.name())
-            .map_err(|e| e.to_string())?
+            .images(&plan.name, side.name())?
             .into_iter()
             .filter_map(|image| shape::key_text(plan, side, &image).ok().map(|k| (k, image)))
             .filter(|(key, _)| !present.contains(&key.to_lowercase()))
@@ -156,16 +155,12 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
         .collect();
     let added = shared
         .store
-        .capture_page(&plan.name, direction, &changes, Some(&cursor), &ids)
-        .map_err(|e| e.to_string())?;
+        .capture_page(&plan.name, direction, &changes, Some(&cursor), &ids)?;
     if added > 0 {
-        shared
-            .counters(&plan.name, direction)
+        map.counters(direction)
             .captured
             .fetch_add(added as u64, Ordering::Relaxed);
-        if let Some(wake) = shared.wake.get(&plan.name) {
-            wake.notify_one();
-        }
+        map.wake.notify_one();
     }
     if !keyless.is_empty() {
         let lines: Vec<Activity> = keyless
@@ -174,32 +169,14 @@ async fn read_once(shared: &Shared, plan: &MapPlan, side: Side) -> Result<bool, 
                 map: plan.name.clone(),
                 direction,
                 key: String::new(),
-                what: "skipped".into(),
+                what: Action::Skipped,
                 detail,
             })
             .collect();
-        shared
-            .store
-            .finish(
-                &plan.name,
-                direction,
-                &Finish {
-                    activity: &lines,
-                    ..Finish::default()
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        shared
-            .counters(&plan.name, direction)
-            .skipped
-            .fetch_add(lines.len() as u64, Ordering::Relaxed);
-        for line in lines {
-            tracing::warn!(map = %line.map, direction = %line.direction, "{}", line.detail);
-            shared.emit(&line.map, direction, "", "skipped", line.detail);
-        }
+        record::log(shared, map, direction, &lines)?;
     }
     if !more {
-        shared.mark_captured(&plan.name, side);
+        map.mark_captured(side);
     }
     Ok(more)
 }
@@ -211,15 +188,9 @@ async fn changes_of(
     side: Side,
     page: ChangePage,
     read_at: u64,
-) -> Result<Captured, String> {
-    let system = match side {
-        Side::Left => &shared.systems[&plan.left.system],
-        Side::Right => &shared.systems[&plan.right.system],
-    };
-    let table = match side {
-        Side::Left => &plan.left.table,
-        Side::Right => &plan.right.table,
-    };
+) -> Result<Captured, FlowError> {
+    let system = shared.system(plan, side);
+    let table = &plan.side(side).table;
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut changes = Vec::new();
     let mut ids = Vec::new();
@@ -236,10 +207,7 @@ async fn changes_of(
     for (deleted, version) in page.deletes.into_iter().zip(page.delete_versions) {
         let modified = known(times.next());
         let key = match deleted {
-            Deleted::Id(id) => shared
-                .store
-                .key_of_id(&plan.name, side.name(), &id)
-                .map_err(|e| e.to_string())?,
+            Deleted::Id(id) => shared.store.key_of_id(&plan.name, side.name(), &id)?,
             Deleted::Key(key) => key_text_of(plan, side, &key),
         };
         let Some(key) = key else {
@@ -261,9 +229,7 @@ async fn changes_of(
             .get(&id_field)
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let row = refs::to_logical(&shared.plan, plan, side, system, raw)
-            .await
-            .map_err(|e| e.to_string())?;
+        let row = refs::to_logical(&shared.plan, plan, side, system, raw).await?;
         let key = match shape::key_text(plan, side, &row) {
             Ok(key) => key,
             Err(problem) => {
@@ -299,18 +265,13 @@ async fn changes_of(
 /// What to read of a Dataverse table (`$select`, kept by its delta links):
 /// the columns the map and its filter use, lookups as `_column_value`, the
 /// row id, `versionnumber` and `modifiedon`. Empty (every field) for finops.
-fn select(plan: &MapPlan, side: Side, table: &str) -> Vec<String> {
-    let kind = match side {
-        Side::Left => plan.left.kind,
-        Side::Right => plan.right.kind,
-    };
+pub(super) fn select(plan: &MapPlan, side: Side) -> Vec<String> {
+    let table = &plan.side(side).table;
+    let kind = plan.side(side).kind;
     if kind != crate::map::SystemKind::Dataverse {
         return Vec::new();
     }
-    let filter = match side {
-        Side::Left => plan.left.filter.as_ref(),
-        Side::Right => plan.right.filter.as_ref(),
-    };
+    let filter = plan.side(side).filter.as_ref();
     let mut fields: Vec<String> = shape::mappings(plan)
         .filter_map(|mapping| {
             let field = shape::field_on(mapping, side)?;

@@ -4,26 +4,25 @@
 //! both are done, nothing is written. Otherwise the map's policy picks the
 //! winner; the loser is done, logged with both versions, and never written.
 
-use std::sync::atomic::Ordering;
-
 use chrono::DateTime;
 
-use crate::checkpoint::{
-    Activity, Change, Direction, Finish, Operation, QueuedChange, fingerprint,
-};
-use crate::map::{ConflictPolicy, MapPlan};
+use crate::checkpoint::{Action, Change, Direction, Operation, QueuedChange, fingerprint};
+use crate::map::ConflictPolicy;
 
 use super::Shared;
-use super::pipeline::{Outcome, echoed_write, excluded};
+use super::echo::echoed_write;
+use super::error::FlowError;
+use super::record::Recorder;
+use super::runtime::MapRuntime;
 use super::shape::{self, Row, Side};
 
 /// How a change came out of [`settle_conflict`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Settled {
     /// No rival, or the change won (its rivals are done): it goes on.
     Goes,
-    /// It lost to the other side's change.
-    Lost,
+    /// It lost to the other side's change: both versions, for the log.
+    Lost(String),
     /// Both sides hold the same mapped values already: the rivals are
     /// done and so is the change; nothing is written.
     Agree,
@@ -33,11 +32,11 @@ pub(super) enum Settled {
 /// changes of its key.
 pub(super) fn settle_conflict(
     shared: &Shared,
-    map: &MapPlan,
+    runtime: &MapRuntime,
     direction: Direction,
     queued: &QueuedChange,
-    out: &mut Outcome,
-) -> Result<Settled, String> {
+) -> Result<Settled, FlowError> {
+    let map = &runtime.plan;
     let store = &shared.store;
     let key = &queued.change.key;
     let other_direction = match direction {
@@ -45,33 +44,29 @@ pub(super) fn settle_conflict(
         Direction::RightToLeft => Direction::LeftToRight,
     };
     let other_side = Side::source_of(other_direction);
-    let pending = store
-        .pending(&map.name, other_direction, key)
-        .map_err(|e| e.to_string())?;
+    let pending = store.pending(&map.name, other_direction, key)?;
     if pending.is_empty() {
         return Ok(Settled::Goes);
     }
     // A rival that is the echo of the host's own write is no rival.
-    let other_fields = shape::echo_fields(map, other_side);
-    let writes = store
-        .writes(&map.name, other_side.name(), key)
-        .map_err(|e| e.to_string())?;
+    let other_fields = &runtime.side(other_side).echo_fields;
+    let writes = store.writes(&map.name, other_side.name(), key)?;
     let others: Vec<QueuedChange> = pending
         .into_iter()
-        .filter(|other| echoed_write(&writes, &other.change, &other_fields).is_none())
+        .filter(|other| echoed_write(&writes, &other.change, other_fields).is_none())
         .collect();
     let Some(latest) = others.last() else {
         return Ok(Settled::Goes);
     };
     let source = Side::source_of(direction);
-    if agree(shared, map, source, &queued.change, &latest.change) {
-        let image = shape::restrict(&latest.change.row, &shape::side_fields(map, other_side));
+    if agree(runtime, source, &queued.change, &latest.change) {
+        let image = shape::restrict(&latest.change.row, &runtime.side(other_side).fields);
         close_rivals(
             shared,
-            map,
+            runtime,
             other_direction,
             &others,
-            "skipped",
+            Action::Skipped,
             |other| {
                 format!(
                     "version {}: both sides already hold the same values",
@@ -102,19 +97,16 @@ pub(super) fn settle_conflict(
             side.name(),
             q.change.version,
             q.change.modified.as_deref().unwrap_or("?"),
-            serde_json::Value::Object(shape::restrict(
-                &q.change.row,
-                &shape::side_fields(map, side)
-            ))
+            serde_json::Value::Object(shape::restrict(&q.change.row, &runtime.side(side).fields))
         )
     };
     if wins {
         close_rivals(
             shared,
-            map,
+            runtime,
             other_direction,
             &others,
-            "conflict-lost",
+            Action::ConflictLost,
             |other| {
                 format!(
                     "{policy}: {} lost to {}",
@@ -126,75 +118,34 @@ pub(super) fn settle_conflict(
         )?;
         Ok(Settled::Goes)
     } else {
-        out.log(
-            &map.name,
-            direction,
-            key,
-            "conflict-lost",
-            format!(
-                "{policy}: {} lost to {}",
-                describe(queued, source),
-                describe(latest, other_side)
-            ),
-        );
-        Ok(Settled::Lost)
+        Ok(Settled::Lost(format!(
+            "{policy}: {} lost to {}",
+            describe(queued, source),
+            describe(latest, other_side)
+        )))
     }
 }
 
 /// Finishes the other direction's rival changes of one key: done, logged
-/// as `what`, and (when the rivals agreed) their side's image recorded.
+/// as `action`, and (when the rivals agreed) their side's image recorded.
 fn close_rivals(
     shared: &Shared,
-    map: &MapPlan,
+    runtime: &MapRuntime,
     direction: Direction,
     rivals: &[QueuedChange],
-    what: &'static str,
+    action: Action,
     detail: impl Fn(&QueuedChange) -> String,
     image: Option<Row>,
-) -> Result<(), String> {
+) -> Result<(), FlowError> {
     let side = Side::source_of(direction);
-    let lines: Vec<Activity> = rivals
-        .iter()
-        .map(|rival| Activity {
-            map: map.name.clone(),
-            direction,
-            key: rival.change.key.clone(),
-            what: what.into(),
-            detail: detail(rival),
-        })
-        .collect();
-    let superseded: Vec<(&str, &str, u64)> = rivals
-        .iter()
-        .filter(|q| q.change.read_at > 0)
-        .map(|q| (side.name(), q.change.key.as_str(), q.change.read_at))
-        .collect();
-    let images: Vec<crate::checkpoint::Image<'_>> = match (image, rivals.last()) {
-        (Some(image), Some(last)) => vec![(side.name(), last.change.key.as_str(), Some(image))],
-        _ => Vec::new(),
-    };
-    shared
-        .store
-        .finish(
-            &map.name,
-            direction,
-            &Finish {
-                done: rivals,
-                images: &images,
-                activity: &lines,
-                superseded: &superseded,
-                ..Finish::default()
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    let counters = shared.counters(&map.name, direction);
-    let counter = match what {
-        "skipped" => &counters.skipped,
-        _ => &counters.conflicts,
-    };
-    counter.fetch_add(rivals.len() as u64, Ordering::Relaxed);
-    for line in lines {
-        shared.emit(&line.map, line.direction, &line.key, what, line.detail);
+    let mut record = Recorder::new(runtime.name(), direction);
+    if let (Some(image), Some(last)) = (image, rivals.last()) {
+        record.image(side, &last.change.key, Some(image));
     }
+    for rival in rivals {
+        record.close(rival.clone(), action, detail(rival));
+    }
+    record.finish(shared, runtime)?;
     Ok(())
 }
 
@@ -203,27 +154,27 @@ fn close_rivals(
 /// the other's row on the fields it writes there.
 /// Not when a filter or stripe leaves either row out (the exit must be
 /// handled), nor when plugins run (they may change what is written).
-fn agree(shared: &Shared, map: &MapPlan, source: Side, ours: &Change, theirs: &Change) -> bool {
+fn agree(runtime: &MapRuntime, source: Side, ours: &Change, theirs: &Change) -> bool {
     if ours.operation != Operation::Upsert || theirs.operation != Operation::Upsert {
         return false;
     }
+    let map = &runtime.plan;
     let target = source.other();
-    let plugins = shared.chains.get(&map.name).is_some_and(|chain| {
-        !chain.is_empty_for(Direction::LeftToRight) || !chain.is_empty_for(Direction::RightToLeft)
-    });
-    if plugins
-        || excluded(map, source, &ours.row).is_some()
-        || excluded(map, target, &theirs.row).is_some()
+    if runtime.has_plugins()
+        || shape::excluded(map, source, &ours.row).is_some()
+        || shape::excluded(map, target, &theirs.row).is_some()
     {
         return false;
     }
     let same = |mapped: &Row, actual: &Row, side: Side| {
-        let fields: Vec<String> = shape::echo_fields(map, side)
-            .into_iter()
-            .filter(|field| mapped.contains_key(field))
+        let fields: Vec<&String> = runtime
+            .side(side)
+            .echo_fields
+            .iter()
+            .filter(|field| mapped.contains_key(*field))
             .collect();
-        fingerprint(mapped, fields.iter().map(String::as_str))
-            == fingerprint(actual, fields.iter().map(String::as_str))
+        fingerprint(mapped, fields.iter().map(|f| f.as_str()))
+            == fingerprint(actual, fields.iter().map(|f| f.as_str()))
     };
     match (
         shape::map_row(map, source, &ours.row),

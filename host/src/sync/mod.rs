@@ -3,9 +3,15 @@
 //! map's plugins, their lookups resolved, written to the other side in
 //! batches, and completed in one checkpoint transaction.
 //!
-//! - [`Engine::start`] connects the systems, loads the plugins and spawns,
-//!   per map, one capture task per side and one worker; plus the webhook
-//!   receiver for finops data events when `engine.listen` is set.
+//! - [`Engine::start`] connects the systems, loads the plugins and builds
+//!   one `MapRuntime` per map (`runtime`): its plan, the per-side data
+//!   computed once, its chain, counters, state and tasks (a capture per
+//!   side that flows, one worker), supervised so that a failing task fails
+//!   its map ([`MapState::Failed`]) and no other; plus the webhook receiver
+//!   for finops data events when `engine.listen` is set.
+//!   [`RunningEngine::command`] pauses, resumes or stops one map.
+//! - `error`: [`SyncError`] (stops the engine or a map) and the flow
+//!   errors that say whether a read or a batch is retried.
 //! - `capture`: Dataverse change tracking (delta links) and finops
 //!   row-version polling into [`Checkpoints::capture_page`]; `webhook`:
 //!   finops data events, acknowledged only after the flush.
@@ -39,45 +45,40 @@
 
 mod capture;
 mod conflict;
+mod decide;
+mod echo;
+mod error;
 mod pipeline;
 pub mod plugins;
+mod record;
 pub mod refs;
+mod runtime;
 pub mod shape;
 pub mod system;
 mod webhook;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::checkpoint::{CheckpointError, Checkpoints, Direction};
+use crate::checkpoint::{Action, Checkpoints, Direction};
 use crate::connector::ConnectorOptions;
 use crate::map::Plan;
 use crate::plugin::{Runtime, RuntimeConfig};
 
-use plugins::Chain;
-use system::System;
+pub use error::SyncError;
+pub use runtime::{MapCommand, MapState};
 
-/// Errors that stop the engine (row-level problems park rows instead).
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The engine cannot start as configured.
-    #[error("cannot start the sync engine: {detail}")]
-    Setup {
-        /// What is wrong and what to do.
-        detail: String,
-    },
-    /// The checkpoint store failed.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-}
+use plugins::Chain;
+use runtime::MapRuntime;
+use system::System;
 
 /// One thing the engine did, for the terminal view, tests and benchmarks.
 #[derive(Debug, Clone, Serialize)]
@@ -88,9 +89,8 @@ pub struct SyncEvent {
     pub direction: Direction,
     /// The row's key.
     pub key: String,
-    /// `written`, `deleted`, `echo`, `filtered`, `skipped`, `conflict-lost`,
-    /// `parked`, `waiting`.
-    pub what: &'static str,
+    /// What became of the change.
+    pub what: Action,
     /// Details for people.
     pub detail: String,
 }
@@ -146,39 +146,44 @@ impl FlowCounters {
             captured: get(&self.captured),
         }
     }
+
+    /// Counts `n` changes that came out as `action`.
+    pub fn count(&self, action: Action, n: u64) {
+        let counter = match action {
+            Action::Written => &self.written,
+            Action::Deleted => &self.deleted,
+            Action::Echo => &self.echoes,
+            Action::Filtered | Action::Skipped => &self.skipped,
+            Action::ConflictLost => &self.conflicts,
+            Action::Parked => &self.parked,
+            // Waiting is not an outcome yet; a discard is an admin's.
+            Action::Waiting | Action::Discarded => return,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
-/// What the engine's tasks share.
+/// What the engine's maps share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub plan: Plan,
     pub store: Checkpoints,
     pub systems: HashMap<String, System>,
-    pub chains: HashMap<String, Chain>,
-    pub wake: HashMap<String, Arc<Notify>>,
-    pub counters: HashMap<(String, Direction), FlowCounters>,
+    pub maps: HashMap<String, Arc<MapRuntime>>,
     pub events: broadcast::Sender<SyncEvent>,
-    pub shutdown: watch::Receiver<bool>,
-    /// Maps whose initial capture and first drain are done.
-    pub ready: HashMap<String, watch::Sender<bool>>,
-    /// The map sides whose capture has read to the end once.
-    pub captured_once: std::sync::Mutex<std::collections::HashSet<(String, shape::Side)>>,
+    /// Notified whenever a map's state changes.
+    pub states_changed: Notify,
 }
 
 impl Shared {
-    pub fn counters(&self, map: &str, direction: Direction) -> &FlowCounters {
-        // Every map and direction has counters from the start.
-        &self.counters[&(map.to_owned(), direction)]
+    /// The connected system a map side reads or writes.
+    pub fn system(&self, map: &crate::map::MapPlan, side: shape::Side) -> &System {
+        // Every system of the plan is connected at start.
+        &self.systems[&map.side(side).system]
     }
 
-    pub fn emit(
-        &self,
-        map: &str,
-        direction: Direction,
-        key: &str,
-        what: &'static str,
-        detail: String,
-    ) {
+    /// Reports what became of a change to the subscribers.
+    pub fn emit(&self, map: &str, direction: Direction, key: &str, what: Action, detail: String) {
         let _ = self.events.send(SyncEvent {
             map: map.to_owned(),
             direction,
@@ -186,30 +191,6 @@ impl Shared {
             what,
             detail,
         });
-    }
-
-    pub fn mark_captured(&self, map: &str, side: shape::Side) {
-        let first = self
-            .captured_once
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((map.to_owned(), side));
-        if first && let Some(wake) = self.wake.get(map) {
-            wake.notify_one();
-        }
-    }
-
-    /// Whether every capturing side of `map` has read to the end once.
-    pub fn captured_all(&self, map: &crate::map::MapPlan) -> bool {
-        let done = self.captured_once.lock().unwrap_or_else(|e| e.into_inner());
-        [shape::Side::Left, shape::Side::Right]
-            .into_iter()
-            .filter(|side| shape::flows_to(map, side.other()))
-            .all(|side| done.contains(&(map.name.clone(), side)))
-    }
-
-    pub fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
     }
 }
 
@@ -230,9 +211,9 @@ pub struct Engine;
 #[derive(Debug)]
 pub struct RunningEngine {
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    webhook: Option<SocketAddr>,
+    commands: BTreeMap<String, mpsc::Sender<MapCommand>>,
+    supervisors: JoinSet<()>,
+    webhook: Option<(SocketAddr, watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Engine {
@@ -267,67 +248,61 @@ impl Engine {
                 System::connect(system, options.connector.clone())?,
             );
         }
-        let mut chains = HashMap::new();
-        if plan.maps.iter().any(|m| !m.plugins.is_empty()) {
-            let runtime =
-                Runtime::new(options.runtime.clone()).map_err(|error| SyncError::Setup {
-                    detail: format!("the plugin runtime does not start: {error:#}"),
-                })?;
-            for map in plan.maps.iter().filter(|m| m.enabled) {
-                chains.insert(map.name.clone(), Chain::load(&runtime, map)?);
-            }
-        }
-        let (stop, shutdown) = watch::channel(false);
-        let (events, _) = broadcast::channel(4096);
-        let mut wake = HashMap::new();
-        let mut counters = HashMap::new();
-        let mut ready = HashMap::new();
+        let runtime =
+            match plan.maps.iter().any(|m| m.enabled && !m.plugins.is_empty()) {
+                true => Some(Runtime::new(options.runtime.clone()).map_err(|error| {
+                    SyncError::Setup {
+                        detail: format!("the plugin runtime does not start: {error:#}"),
+                    }
+                })?),
+                false => None,
+            };
+        let mut maps = HashMap::new();
         for map in &plan.maps {
-            wake.insert(map.name.clone(), Arc::new(Notify::new()));
-            ready.insert(map.name.clone(), watch::channel(!map.enabled).0);
-            for direction in [Direction::LeftToRight, Direction::RightToLeft] {
-                counters.insert((map.name.clone(), direction), FlowCounters::default());
-            }
+            let chain = match &runtime {
+                Some(runtime) if map.enabled => Some(Chain::load(runtime, map)?),
+                _ => None,
+            };
+            maps.insert(
+                map.name.clone(),
+                Arc::new(MapRuntime::new(map.clone(), chain)),
+            );
         }
+        let (events, _) = broadcast::channel(4096);
         let listen = plan.engine.listen;
         let shared = Arc::new(Shared {
             plan,
             store,
             systems,
-            chains,
-            wake,
-            counters,
+            maps,
             events,
-            shutdown,
-            ready,
-            captured_once: Default::default(),
+            states_changed: Notify::new(),
         });
-        let mut tasks = Vec::new();
         let webhook = match listen {
             Some(addr) => {
-                let (bound, task) = webhook::serve(shared.clone(), addr).await?;
-                tasks.push(task);
-                Some(bound)
+                let (stop, stopped) = watch::channel(false);
+                let (bound, task) = webhook::serve(shared.clone(), addr, stopped).await?;
+                Some((bound, stop, task))
             }
             None => None,
         };
+        let mut commands = BTreeMap::new();
+        let mut supervisors = JoinSet::new();
         for map in shared.plan.maps.iter().filter(|m| m.enabled) {
-            for side in [shape::Side::Left, shape::Side::Right] {
-                if shape::flows_to(map, side.other()) {
-                    tasks.push(tokio::spawn(capture::run(
-                        shared.clone(),
-                        map.name.clone(),
-                        side,
-                        webhook.is_some(),
-                    )));
-                }
-            }
-            tasks.push(tokio::spawn(worker::run(shared.clone(), map.name.clone())));
+            let (send, receive) = mpsc::channel(16);
+            commands.insert(map.name.clone(), send);
+            let runtime = shared.maps[&map.name].clone();
+            supervisors.spawn(runtime::supervise(
+                shared.clone(),
+                runtime,
+                receive,
+                webhook.is_some(),
+            ));
         }
         Ok(RunningEngine {
             shared,
-            stop,
-            tasks,
+            commands,
+            supervisors,
             webhook,
         })
     }
@@ -346,21 +321,21 @@ impl RunningEngine {
 
     /// The address of the webhook receiver, when one runs.
     pub fn webhook_addr(&self) -> Option<SocketAddr> {
-        self.webhook
+        self.webhook.as_ref().map(|(addr, _, _)| *addr)
     }
 
     /// The URL finops data events for system `system` are posted to.
     pub fn webhook_url(&self, system: &str) -> Option<String> {
-        self.webhook
+        self.webhook_addr()
             .map(|addr| format!("http://{addr}/events/{system}"))
     }
 
     /// Counters of a map's direction.
     pub fn stats(&self, map: &str, direction: Direction) -> FlowStats {
         self.shared
-            .counters
-            .get(&(map.to_owned(), direction))
-            .map(FlowCounters::snapshot)
+            .maps
+            .get(map)
+            .map(|runtime| runtime.counters(direction).snapshot())
             .unwrap_or_default()
     }
 
@@ -379,14 +354,78 @@ impl RunningEngine {
 
     /// Whether every enabled map finished its initial copy.
     pub fn initialized(&self) -> bool {
-        self.shared.ready.values().all(|ready| *ready.borrow())
+        self.shared
+            .maps
+            .values()
+            .all(|runtime| *runtime.ready.borrow())
+    }
+
+    /// The state of every map, by name.
+    pub fn states(&self) -> BTreeMap<String, MapState> {
+        self.shared
+            .maps
+            .iter()
+            .map(|(name, runtime)| (name.clone(), runtime.state()))
+            .collect()
+    }
+
+    /// The state of one map.
+    pub fn state(&self, map: &str) -> Option<MapState> {
+        self.shared.maps.get(map).map(|runtime| runtime.state())
+    }
+
+    /// Sends `command` to `map`; it takes effect between batches.
+    pub async fn command(&self, map: &str, command: MapCommand) -> Result<(), SyncError> {
+        let unknown = || SyncError::UnknownMap {
+            map: map.to_owned(),
+        };
+        let sender = self.commands.get(map).ok_or_else(unknown)?;
+        let mut state = self.shared.maps.get(map).ok_or_else(unknown)?.watch_state();
+        // A map whose supervisor ended (stopped or failed) takes no command.
+        if sender.send(command).await.is_err() {
+            return Ok(());
+        }
+        let wanted = match command {
+            MapCommand::Pause => MapState::Paused,
+            MapCommand::Resume => MapState::Running,
+            MapCommand::Stop => MapState::Stopped,
+        };
+        let _ = tokio::time::timeout(
+            runtime::GRACE + Duration::from_secs(2),
+            state.wait_for(|state| *state == wanted || matches!(state, MapState::Failed(_))),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Resolves when no map runs any more: every enabled map failed or
+    /// stopped (there is nothing left to sync).
+    pub async fn none_running(&self) {
+        loop {
+            let waiting = self.shared.states_changed.notified();
+            let running = self.shared.plan.maps.iter().filter(|m| m.enabled).any(|m| {
+                matches!(
+                    self.shared.maps[&m.name].state(),
+                    MapState::Running | MapState::Paused
+                )
+            });
+            if !running {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), waiting).await;
+        }
     }
 
     /// Stops capturing, lets each worker finish the batch in flight, then
     /// flushes the store.
-    pub async fn shutdown(self) -> Result<(), SyncError> {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
+    pub async fn shutdown(mut self) -> Result<(), SyncError> {
+        for runtime in self.shared.maps.values() {
+            runtime.halt();
+        }
+        drop(std::mem::take(&mut self.commands));
+        while self.supervisors.join_next().await.is_some() {}
+        if let Some((_, stop, task)) = self.webhook.take() {
+            stop.send_replace(true);
             let _ = task.await;
         }
         self.shared.store.flush()?;

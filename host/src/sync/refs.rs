@@ -106,17 +106,11 @@ pub async fn current(
 }
 
 fn side_kind(map: &MapPlan, side: Side) -> SystemKind {
-    match side {
-        Side::Left => map.left.kind,
-        Side::Right => map.right.kind,
-    }
+    map.side(side).kind
 }
 
 fn table_of(map: &MapPlan, side: Side) -> &str {
-    match side {
-        Side::Left => &map.left.table,
-        Side::Right => &map.right.table,
-    }
+    &map.side(side).table
 }
 
 fn text(value: &Value) -> Option<String> {

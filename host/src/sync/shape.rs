@@ -8,54 +8,12 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde_json::{Map, Number, Value};
 
-use crate::checkpoint::Direction;
 use crate::map::{FieldMapping, Literal, MapPlan};
 
 /// A row as JSON fields.
 pub type Row = Map<String, Value>;
 
-/// One side of a map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The left table (usually finops).
-    Left,
-    /// The right table (usually Dataverse).
-    Right,
-}
-
-impl Side {
-    /// `left` or `right`, as the checkpoint store names sides.
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Left => "left",
-            Side::Right => "right",
-        }
-    }
-
-    /// The other side.
-    pub fn other(self) -> Side {
-        match self {
-            Side::Left => Side::Right,
-            Side::Right => Side::Left,
-        }
-    }
-
-    /// The side a direction reads from.
-    pub fn source_of(direction: Direction) -> Side {
-        match direction {
-            Direction::LeftToRight => Side::Left,
-            Direction::RightToLeft => Side::Right,
-        }
-    }
-
-    /// The direction that reads from this side.
-    pub fn direction(self) -> Direction {
-        match self {
-            Side::Left => Direction::LeftToRight,
-            Side::Right => Direction::RightToLeft,
-        }
-    }
-}
+pub use crate::map::Side;
 
 /// The field a mapping names on `side`.
 pub fn field_on(mapping: &FieldMapping, side: Side) -> Option<&str> {
@@ -250,6 +208,36 @@ pub fn restrict(row: &Row, fields: &[String]) -> Row {
             )
         })
         .collect()
+}
+
+/// Why a row of `side` is outside the map: its side's filter, or a company
+/// the map does not stripe; `None` when it syncs.
+pub fn excluded(map: &MapPlan, side: Side, row: &Row) -> Option<String> {
+    let filter = map.side(side).filter.as_ref();
+    if let Some(filter) = filter
+        && !filter.matches(row)
+    {
+        return Some(format!("does not match the filter `{}`", filter.as_str()));
+    }
+    if map.companies.is_empty() {
+        return None;
+    }
+    let company = map
+        .company_pair()
+        .and_then(|pair| field_on(pair, side))
+        .and_then(|field| row.get(field))
+        .and_then(|value| value.as_str())
+        .unwrap_or_default();
+    (!map
+        .companies
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(company)))
+    .then(|| {
+        format!(
+            "company `{company}` is not one of the map's companies ({})",
+            map.companies.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]

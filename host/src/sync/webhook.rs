@@ -16,6 +16,7 @@ use axum::routing::post;
 use chrono::{SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{Change, Operation};
@@ -51,6 +52,7 @@ struct Secret {
 pub(super) async fn serve(
     shared: Arc<Shared>,
     addr: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), SyncError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -62,7 +64,6 @@ pub(super) async fn serve(
     let bound = listener.local_addr().map_err(|error| SyncError::Setup {
         detail: format!("the webhook receiver has no address: {error}"),
     })?;
-    let mut shutdown = shared.shutdown.clone();
     let app = Router::new()
         .route("/events/{system}", post(receive))
         .with_state(shared);
@@ -178,14 +179,14 @@ fn queue(shared: &Shared, system: &str, event: Event) -> Result<(), (StatusCode,
             .store
             .capture_page(&map.name, Side::Left.direction(), &[change], None, &[])
             .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
-        if added > 0 {
-            shared
-                .counters(&map.name, Side::Left.direction())
+        if added > 0
+            && let Some(runtime) = shared.maps.get(&map.name)
+        {
+            runtime
+                .counters(Side::Left.direction())
                 .captured
                 .fetch_add(added as u64, Ordering::Relaxed);
-            if let Some(wake) = shared.wake.get(&map.name) {
-                wake.notify_one();
-            }
+            runtime.wake.notify_one();
         }
     }
     Ok(())

@@ -2,7 +2,9 @@
 //! per key, parking, echoes, and a crash test that kills a real process
 //! mid-batch.
 
-use dualwrite::checkpoint::{Activity, Change, CheckpointError, Checkpoints, Direction, Operation};
+use dualwrite::checkpoint::{
+    Action, Activity, Change, CheckpointError, Checkpoints, Direction, Operation,
+};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -34,7 +36,7 @@ fn written_to(map: &str, batch: &[dualwrite::checkpoint::QueuedChange]) -> Vec<A
             map: map.into(),
             direction: LTR,
             key: queued.change.key.clone(),
-            what: "written".into(),
+            what: Action::Written,
             detail: queued.change.version.clone(),
         })
         .collect()

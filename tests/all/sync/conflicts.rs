@@ -1,6 +1,7 @@
 //! Concurrent edits of one row on both sides, settled by the map's policy:
 //! the loser is logged with both versions and nothing flips afterwards.
 
+use dualwrite::checkpoint::Action;
 use dualwrite::checkpoint::Direction;
 use dualwrite::connector::Key;
 use serde_json::json;
@@ -62,7 +63,7 @@ async fn left_wins_and_right_wins_settle_as_configured() {
             winner,
             "{policy}"
         );
-        let lost = sync.activity("customers", "conflict-lost");
+        let lost = sync.activity("customers", Action::ConflictLost);
         assert_eq!(lost.len(), 1, "{policy}: {lost:?}");
         assert!(
             lost[0].detail.contains("Left edit") && lost[0].detail.contains("Right edit"),
@@ -81,7 +82,7 @@ async fn last_writer_wins_by_modification_time() {
     let mut sync = Sync::start(MAPS, "").await;
     sync.company_id("usmf").await;
     assert_eq!(edit_both_sides_while_stopped(&mut sync).await, "Right edit");
-    let lost = sync.activity("customers", "conflict-lost");
+    let lost = sync.activity("customers", Action::ConflictLost);
     assert_eq!(lost.len(), 1, "{lost:?}");
     assert!(
         lost[0].detail.starts_with("last-writer-wins: left"),
@@ -117,7 +118,7 @@ async fn rows_both_sides_already_hold_alike_are_matched_not_written() {
     let rtl = sync.engine().stats("customers", Direction::RightToLeft);
     assert_eq!((ltr.written, rtl.written), (0, 0), "{ltr:?} {rtl:?}");
     assert_eq!(ltr.skipped + rtl.skipped, 2, "{ltr:?} {rtl:?}");
-    assert!(sync.activity("customers", "conflict-lost").is_empty());
+    assert!(sync.activity("customers", Action::ConflictLost).is_empty());
     // Matched, the row then syncs like any other.
     sync.fo_upsert(
         "CustomersV3",

@@ -3,6 +3,7 @@
 //! write counts are exactly what the changes require, and once the systems
 //! go quiet nothing moves.
 
+use dualwrite::checkpoint::Action;
 use std::time::Duration;
 
 use dualwrite::checkpoint::Direction;
@@ -167,7 +168,7 @@ async fn a_change_of_an_unmapped_column_writes_nothing() {
     sync.dv_upsert("accounts", account(), json!({"address1_city": "Redmond"}))
         .await;
     eventually("the change seen and skipped", || async {
-        sync.activity("customers", "skipped")
+        sync.activity("customers", Action::Skipped)
             .iter()
             .any(|a| a.detail.contains("no mapped field changed"))
     })

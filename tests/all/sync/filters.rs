@@ -1,6 +1,7 @@
 //! Filters on both sides, and rows leaving a filter: deleted on the other
 //! side by default, left there with `on_filter_exit = "keep"`.
 
+use dualwrite::checkpoint::Action;
 use dualwrite::checkpoint::Direction;
 use dualwrite::connector::Key;
 use serde_json::json;
@@ -75,7 +76,7 @@ async fn filters_exclude_rows_and_a_row_leaving_the_filter_is_deleted() {
     let ltr = sync.engine().stats("customers", Direction::LeftToRight);
     assert_eq!((ltr.written, ltr.deleted), (2, 1), "{ltr:?}");
     assert_eq!(
-        sync.activity("customers", "filtered").len(),
+        sync.activity("customers", Action::Filtered).len(),
         2,
         "F-2 and F-3 are filtered"
     );
@@ -107,7 +108,7 @@ async fn with_on_filter_exit_keep_the_other_side_keeps_the_row() {
     )
     .await;
     eventually("the exit logged", || async {
-        !sync.activity("customers", "filtered").is_empty()
+        !sync.activity("customers", Action::Filtered).is_empty()
     })
     .await;
     settle(&sync).await;
@@ -117,7 +118,7 @@ async fn with_on_filter_exit_keep_the_other_side_keeps_the_row() {
         "Org",
         "a row out of the filter no longer syncs"
     );
-    let exits = sync.activity("customers", "filtered");
+    let exits = sync.activity("customers", Action::Filtered);
     assert!(
         exits[0].detail.contains("on_filter_exit = keep"),
         "{exits:?}"
@@ -157,7 +158,7 @@ async fn company_striping_syncs_only_the_listed_legal_entities() {
         sync.dv_get("accounts", account("S-2")).await.is_none(),
         "demf is not striped"
     );
-    let filtered = sync.activity("customers", "filtered");
+    let filtered = sync.activity("customers", Action::Filtered);
     assert!(
         filtered
             .iter()
@@ -180,10 +181,10 @@ async fn a_row_without_a_key_is_logged_not_lost_silently() {
     )
     .await;
     eventually("the row logged", || async {
-        !sync.activity("customers", "skipped").is_empty()
+        !sync.activity("customers", Action::Skipped).is_empty()
     })
     .await;
-    let skipped = sync.activity("customers", "skipped");
+    let skipped = sync.activity("customers", Action::Skipped);
     assert!(
         skipped[0].detail.contains("a row of accounts (")
             && skipped[0]

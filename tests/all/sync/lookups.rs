@@ -1,6 +1,7 @@
 //! Lookups: a customer's group and company are bound by id, and a
 //! customer that arrives before its group waits for it instead of failing.
 
+use dualwrite::checkpoint::Action;
 use dualwrite::connector::Key;
 use serde_json::{Value, json};
 
@@ -21,7 +22,7 @@ async fn a_child_arriving_before_its_parent_waits_then_binds() {
     let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         loop {
             match events.recv().await {
-                Ok(event) if event.what == "waiting" => return event,
+                Ok(event) if event.what == Action::Waiting => return event,
                 Ok(_) => {}
                 Err(error) => panic!("events: {error}"),
             }

@@ -6,6 +6,7 @@ mod basics;
 mod conflicts;
 mod echoes;
 mod filters;
+mod lifecycle;
 mod lookups;
 mod plugins;
 mod races;
@@ -15,6 +16,7 @@ mod webhook;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use dualwrite::checkpoint::Action;
 use dualwrite::config::{BuildOptions, Config};
 use dualwrite::connector::{
     ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row,
@@ -278,7 +280,7 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
     }
 
     /// The activity lines of `map` whose `what` is `what`.
-    pub fn activity(&self, map: &str, what: &str) -> Vec<dualwrite::checkpoint::Activity> {
+    pub fn activity(&self, map: &str, what: Action) -> Vec<dualwrite::checkpoint::Activity> {
         self.engine()
             .checkpoints()
             .activity()

@@ -3,6 +3,7 @@
 //! host once wrote, a row deleted and made again between two reads, and a
 //! shutdown during an outage.
 
+use dualwrite::checkpoint::Action;
 use std::time::{Duration, Instant};
 
 use dualwrite::connector::Key;
@@ -73,7 +74,7 @@ async fn an_edit_landing_while_the_host_writes_the_row_does_not_split_the_sides(
         text(&left, "OrganizationName"),
         text(&right, "name"),
         "both sides hold the same name: {:?}",
-        sync.activity("customers", "conflict-lost")
+        sync.activity("customers", Action::ConflictLost)
     );
     sync.shutdown().await;
 }
