@@ -118,6 +118,16 @@ impl Direction {
     }
 }
 
+impl Direction {
+    /// The other direction.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::LeftToRight => Direction::RightToLeft,
+            Direction::RightToLeft => Direction::LeftToRight,
+        }
+    }
+}
+
 impl std::fmt::Display for Direction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -167,6 +177,10 @@ pub type Image<'a> = (&'a str, &'a str, Option<Map<String, Value>>);
 pub struct Finish<'a> {
     /// The changes done (written, skipped, or dropped as echoes).
     pub done: &'a [QueuedChange],
+    /// Changes of the other direction of the map settled with this batch
+    /// (the rivals a written change won against, or rivals that agreed):
+    /// removed from that direction's queue in the same transaction.
+    pub rivals: &'a [QueuedChange],
     /// `(side, key, fingerprint)` of each row written: added to the key's
     /// echo history.
     pub echoes: &'a [(&'a str, &'a str, [u8; 32])],

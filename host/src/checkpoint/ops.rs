@@ -222,6 +222,7 @@ impl Checkpoints {
         finish: &Finish<'_>,
     ) -> Result<(), CheckpointError> {
         let flow = flow(map, direction);
+        let rival_flow = self::flow(map, direction.reverse());
         let lines = finish
             .activity
             .iter()
@@ -255,6 +256,10 @@ impl Checkpoints {
                     for queued in finish.done {
                         dequeue(&flow, queued, queue, by_key)?;
                         parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
+                    }
+                    for queued in finish.rivals {
+                        dequeue(&rival_flow, queued, queue, by_key)?;
+                        parked.remove(join(&[&rival_flow, &canon(&queued.change.key)]))?;
                     }
                     let slot = |side: &str, key: &str| {
                         join(&[map.as_bytes(), side.as_bytes(), &canon(key)])

@@ -1,31 +1,58 @@
 //! Conflicts: a change of a key while a change of the other side for the
 //! same key is still queued (and is not the echo of the host's own write).
+//! This module decides and writes nothing; the pipeline records.
+//!
 //! Two changes that leave both sides holding the same mapped values agree:
 //! both are done, nothing is written. Otherwise the map's policy picks the
-//! winner; the loser is done, logged with both versions, and never written.
+//! winning side by each side's latest queued change of the key, so both
+//! directions reach the same verdict. A change of the winning side goes on
+//! and carries its rivals; they are closed, logged with both versions, in
+//! the transaction that records the winner's write, and only once that
+//! write was applied. A change of the losing side is held: it stays queued,
+//! untouched, until the winner's write closes it. If the winner is skipped,
+//! parked or discarded instead, the rivals stay queued and flow again, so no
+//! edit is lost.
 
 use chrono::DateTime;
 
-use crate::checkpoint::{Action, Change, Direction, Operation, QueuedChange, fingerprint};
+use crate::checkpoint::{Action, Change, Direction, Operation, QueuedChange, Written, fingerprint};
 use crate::map::ConflictPolicy;
 
 use super::Shared;
 use super::echo::echoed_write;
 use super::error::FlowError;
-use super::record::Recorder;
 use super::runtime::MapRuntime;
 use super::shape::{self, Row, Side};
 
+/// A change of the other direction settled together with the one decided.
+#[derive(Debug, Clone)]
+pub(super) struct Rival {
+    /// The rival change.
+    pub queued: QueuedChange,
+    /// What becomes of it.
+    pub action: Action,
+    /// Why, for the log (both versions).
+    pub detail: String,
+}
+
 /// How a change came out of [`settle_conflict`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Settled {
-    /// No rival, or the change won (its rivals are done): it goes on.
-    Goes,
-    /// It lost to the other side's change: both versions, for the log.
-    Lost(String),
-    /// Both sides hold the same mapped values already: the rivals are
-    /// done and so is the change; nothing is written.
-    Agree,
+    /// No rival, or the change's side won: it goes on; its rivals (if any)
+    /// are closed once its write is applied.
+    Goes(Vec<Rival>),
+    /// The other side won: the change waits, queued, for the winner's write
+    /// to close it.
+    Held(String),
+    /// Both sides hold the same mapped values already: the change and its
+    /// rivals are done, nothing is written; the rivals' side now holds
+    /// `image`.
+    Agree {
+        /// The rivals, done as skipped.
+        rivals: Vec<Rival>,
+        /// The mapped fields of the rivals' side.
+        image: Row,
+    },
 }
 
 /// Settles a conflict of `queued` with the other direction's queued
@@ -37,51 +64,38 @@ pub(super) fn settle_conflict(
     queued: &QueuedChange,
 ) -> Result<Settled, FlowError> {
     let map = &runtime.plan;
-    let store = &shared.store;
     let key = &queued.change.key;
-    let other_direction = match direction {
-        Direction::LeftToRight => Direction::RightToLeft,
-        Direction::RightToLeft => Direction::LeftToRight,
-    };
-    let other_side = Side::source_of(other_direction);
-    let pending = store.pending(&map.name, other_direction, key)?;
-    if pending.is_empty() {
-        return Ok(Settled::Goes);
-    }
-    // A rival that is the echo of the host's own write is no rival.
-    let other_fields = &runtime.side(other_side).echo_fields;
-    let writes = store.writes(&map.name, other_side.name(), key)?;
-    let others: Vec<QueuedChange> = pending
-        .into_iter()
-        .filter(|other| echoed_write(&writes, &other.change, other_fields).is_none())
-        .collect();
-    let Some(latest) = others.last() else {
-        return Ok(Settled::Goes);
-    };
     let source = Side::source_of(direction);
+    let other_side = source.other();
+    let others = genuine(shared, runtime, other_side, key)?;
+    let Some(latest) = others.last() else {
+        return Ok(Settled::Goes(Vec::new()));
+    };
     if agree(runtime, source, &queued.change, &latest.change) {
         let image = shape::restrict(&latest.change.row, &runtime.side(other_side).fields);
-        close_rivals(
-            shared,
-            runtime,
-            other_direction,
-            &others,
-            Action::Skipped,
-            |other| {
-                format!(
+        let rivals = others
+            .iter()
+            .map(|other| Rival {
+                queued: other.clone(),
+                action: Action::Skipped,
+                detail: format!(
                     "version {}: both sides already hold the same values",
                     other.change.version
-                )
-            },
-            Some(image),
-        )?;
-        return Ok(Settled::Agree);
+                ),
+            })
+            .collect();
+        return Ok(Settled::Agree { rivals, image });
     }
+    // Each side's latest change speaks for it, so that whichever direction
+    // is decided first, both come to the same verdict.
+    let ours = genuine(shared, runtime, source, key)?
+        .pop()
+        .unwrap_or_else(|| queued.clone());
     let wins = match map.conflict {
         ConflictPolicy::LeftWins => source == Side::Left,
         ConflictPolicy::RightWins => source == Side::Right,
         ConflictPolicy::LastWriterWins => {
-            let ours = when(&queued.change.modified);
+            let ours = when(&ours.change.modified);
             let theirs = when(&latest.change.modified);
             ours > theirs || (ours == theirs && source == Side::Left)
         }
@@ -101,52 +115,48 @@ pub(super) fn settle_conflict(
         )
     };
     if wins {
-        close_rivals(
-            shared,
-            runtime,
-            other_direction,
-            &others,
-            Action::ConflictLost,
-            |other| {
-                format!(
+        let rivals = others
+            .iter()
+            .map(|other| Rival {
+                queued: other.clone(),
+                action: Action::ConflictLost,
+                detail: format!(
                     "{policy}: {} lost to {}",
                     describe(other, other_side),
-                    describe(queued, source)
-                )
-            },
-            None,
-        )?;
-        Ok(Settled::Goes)
+                    describe(&ours, source)
+                ),
+            })
+            .collect();
+        Ok(Settled::Goes(rivals))
     } else {
-        Ok(Settled::Lost(format!(
-            "{policy}: {} lost to {}",
+        Ok(Settled::Held(format!(
+            "{policy}: {} waits to be settled by {}",
             describe(queued, source),
             describe(latest, other_side)
         )))
     }
 }
 
-/// Finishes the other direction's rival changes of one key: done, logged
-/// as `action`, and (when the rivals agreed) their side's image recorded.
-fn close_rivals(
+/// The queued changes of `key` read from `side` that are not echoes of
+/// the host's own writes there, oldest first.
+fn genuine(
     shared: &Shared,
     runtime: &MapRuntime,
-    direction: Direction,
-    rivals: &[QueuedChange],
-    action: Action,
-    detail: impl Fn(&QueuedChange) -> String,
-    image: Option<Row>,
-) -> Result<(), FlowError> {
-    let side = Side::source_of(direction);
-    let mut record = Recorder::new(runtime.name(), direction);
-    if let (Some(image), Some(last)) = (image, rivals.last()) {
-        record.image(side, &last.change.key, Some(image));
+    side: Side,
+    key: &str,
+) -> Result<Vec<QueuedChange>, FlowError> {
+    let store = &shared.store;
+    let map = runtime.name();
+    let pending = store.pending(map, side.direction(), key)?;
+    if pending.is_empty() {
+        return Ok(pending);
     }
-    for rival in rivals {
-        record.close(rival.clone(), action, detail(rival));
-    }
-    record.finish(shared, runtime)?;
-    Ok(())
+    let fields = &runtime.side(side).echo_fields;
+    let writes: Vec<Written> = store.writes(map, side.name(), key)?;
+    Ok(pending
+        .into_iter()
+        .filter(|change| echoed_write(&writes, &change.change, fields).is_none())
+        .collect())
 }
 
 /// Whether two upserts of one key, one from each side, leave both sides

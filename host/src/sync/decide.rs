@@ -14,7 +14,7 @@
 use crate::checkpoint::{Action, Operation, QueuedChange};
 use crate::map::FilterExit;
 
-use super::conflict::{self, Settled};
+use super::conflict::{self, Rival, Settled};
 use super::echo::{deleted_mark, echoed_write, mark_of};
 use super::error::FlowError;
 use super::runtime::MapRuntime;
@@ -30,8 +30,10 @@ pub(super) struct Decision {
     pub verdict: Verdict,
     /// Older queued changes of its key that it retires: done as skipped.
     pub retired: Vec<QueuedChange>,
-    /// An image of its key recorded with it: `(side, mapped fields)`.
-    pub image: Option<(Side, Option<Row>)>,
+    /// Rivals of the other direction closed with it (when both agree).
+    pub rivals: Vec<Rival>,
+    /// Images of its key recorded with it: `(side, mapped fields)`.
+    pub images: Vec<(Side, Option<Row>)>,
     /// The host's write it is the echo of (its fingerprint).
     pub consumed: Option<[u8; 32]>,
 }
@@ -49,6 +51,9 @@ pub(super) enum Verdict {
     Send(Planned),
     /// Parked with this reason.
     Park(String),
+    /// Left queued, untouched: it lost a conflict to a change of the other
+    /// side whose write has not been applied yet (why, for tracing).
+    Hold(String),
 }
 
 /// A change on its way to the target.
@@ -61,6 +66,8 @@ pub(super) struct Planned {
     /// The target's last image (its key values in their own case, for a
     /// delete).
     pub known: Option<Row>,
+    /// The rivals it won against: closed once its write is applied.
+    pub rivals: Vec<Rival>,
 }
 
 impl Decision {
@@ -69,13 +76,14 @@ impl Decision {
             queued,
             verdict,
             retired: Vec::new(),
-            image: None,
+            rivals: Vec::new(),
+            images: Vec::new(),
             consumed: None,
         }
     }
 
     fn with_image(mut self, side: Side, image: Option<Row>) -> Decision {
-        self.image = Some((side, image));
+        self.images.push((side, image));
         self
     }
 }
@@ -105,7 +113,7 @@ pub(super) async fn decide(
         });
         let mut decision = Decision::new(queued, Verdict::CloseUnreported(Action::Echo, detail));
         decision.consumed = Some(writes[at].fingerprint);
-        decision.image = image.map(|image| (source, image));
+        decision.images.extend(image.map(|image| (source, image)));
         return Ok(decision);
     }
     // Read before a write of the host to this side landed: the side may
@@ -189,31 +197,28 @@ fn decide_fresh(
             Verdict::Close(Action::Skipped, detail),
         ));
     }
-    match conflict::settle_conflict(shared, map, source.direction(), &queued)? {
-        Settled::Goes => {}
-        Settled::Lost(detail) => {
-            return Ok(Decision::new(
-                queued,
-                Verdict::Close(Action::ConflictLost, detail),
-            ));
-        }
-        Settled::Agree => {
+    let rivals = match conflict::settle_conflict(shared, map, source.direction(), &queued)? {
+        Settled::Goes(rivals) => rivals,
+        Settled::Held(why) => return Ok(Decision::new(queued, Verdict::Hold(why))),
+        Settled::Agree { rivals, image } => {
             let detail = format!(
                 "version {}: both sides already hold the same values",
                 queued.change.version
             );
-            return Ok(
-                Decision::new(queued, Verdict::Close(Action::Skipped, detail))
-                    .with_image(source, source_image),
-            );
+            let mut decision = Decision::new(queued, Verdict::Close(Action::Skipped, detail))
+                .with_image(source, source_image)
+                .with_image(target, Some(image));
+            decision.rivals = rivals;
+            return Ok(decision);
         }
-    }
+    };
     if !upsert {
         if synced {
             let planned = Planned {
                 row: None,
                 filter_exit: false,
                 known,
+                rivals,
             };
             return Ok(Decision::new(queued, Verdict::Send(planned)));
         }
@@ -228,6 +233,7 @@ fn decide_fresh(
                 row: None,
                 filter_exit: true,
                 known,
+                rivals,
             };
             return Ok(Decision::new(queued, Verdict::Send(planned)));
         }
@@ -247,6 +253,7 @@ fn decide_fresh(
             row: Some(row),
             filter_exit: false,
             known,
+            rivals,
         }),
         Err(problem) => Verdict::Park(problem),
     };

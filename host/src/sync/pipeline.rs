@@ -68,8 +68,11 @@ pub(super) async fn process(
             record.close_unreported(older, Action::Skipped, detail);
         }
         let key = decision.queued.change.key.clone();
-        if let Some((side, image)) = decision.image {
+        for (side, image) in decision.images {
             record.image(side, &key, image);
+        }
+        for rival in decision.rivals {
+            record.close_rival(rival);
         }
         if let Some(mark) = decision.consumed {
             record.consume(source, &key, mark);
@@ -80,6 +83,9 @@ pub(super) async fn process(
                 record.close_unreported(decision.queued, action, detail);
             }
             Verdict::Park(reason) => record.park(decision.queued, reason),
+            Verdict::Hold(why) => {
+                tracing::debug!(map = %plan.name, %direction, key = %key, "{why}");
+            }
             Verdict::Send(planned) => outgoing.push(Outgoing {
                 queued: decision.queued,
                 planned,
@@ -200,6 +206,10 @@ fn record_write(
     let source = Side::source_of(direction);
     let target = source.other();
     let key = out.queued.change.key.clone();
+    // The write is applied: the rivals it won against are settled with it.
+    for rival in out.planned.rivals {
+        record.close_rival(rival);
+    }
     let target_data = map.side(target);
     let source_fields = &map.side(source).fields;
     match &out.planned.row {

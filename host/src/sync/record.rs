@@ -11,6 +11,7 @@
 use crate::checkpoint::{Action, Activity, CheckpointError, Direction, Finish, QueuedChange};
 
 use super::Shared;
+use super::conflict::Rival;
 use super::runtime::MapRuntime;
 use super::shape::{Row, Side};
 
@@ -24,6 +25,8 @@ pub(super) struct Recorder {
     /// (echoes, and changes retired by a row read again).
     echoed: Vec<u64>,
     parked: Vec<(QueuedChange, String)>,
+    /// Changes of the other direction closed with this batch.
+    rivals: Vec<QueuedChange>,
     echoes: Vec<(Side, String, [u8; 32])>,
     consumed: Vec<(Side, String, [u8; 32])>,
     images: Vec<(Side, String, Option<Row>)>,
@@ -40,6 +43,7 @@ impl Recorder {
             done: Vec::new(),
             echoed: Vec::new(),
             parked: Vec::new(),
+            rivals: Vec::new(),
             echoes: Vec::new(),
             consumed: Vec::new(),
             images: Vec::new(),
@@ -61,6 +65,20 @@ impl Recorder {
     pub fn close_unreported(&mut self, queued: QueuedChange, action: Action, detail: String) {
         self.echoed.push(queued.seq);
         self.close(queued, action, detail);
+    }
+
+    /// A change of the other direction settled by one of this batch (a
+    /// conflict it lost, or agreed with): it leaves its queue in the same
+    /// transaction, with an activity line in its own direction.
+    pub fn close_rival(&mut self, rival: Rival) {
+        self.activity.push(Activity {
+            map: self.map.clone(),
+            direction: self.direction.reverse(),
+            key: rival.queued.change.key.clone(),
+            what: rival.action,
+            detail: rival.detail,
+        });
+        self.rivals.push(rival.queued);
     }
 
     /// `queued` failed: its key is parked with `reason`.
@@ -111,7 +129,7 @@ impl Recorder {
         let source = Side::source_of(self.direction);
         // A parked change stays queued, its key held: it is not in `done`.
         let parked = std::mem::take(&mut self.parked);
-        let finished = self.done.len() + parked.len();
+        let finished = self.done.len() + self.rivals.len() + parked.len();
         for (queued, reason) in parked {
             store.park(&self.map, self.direction, &queued, &reason)?;
             self.line(&queued.change.key, Action::Parked, reason);
@@ -145,6 +163,18 @@ impl Recorder {
             .iter()
             .filter(|q| !self.echoed.contains(&q.seq) && q.change.read_at > 0)
             .map(|q| (source.name(), q.change.key.as_str(), q.change.read_at))
+            .chain(
+                self.rivals
+                    .iter()
+                    .filter(|q| q.change.read_at > 0)
+                    .map(|q| {
+                        (
+                            source.other().name(),
+                            q.change.key.as_str(),
+                            q.change.read_at,
+                        )
+                    }),
+            )
             .collect();
         let images: Vec<(&str, &str, Option<Row>)> = self
             .images
@@ -156,6 +186,7 @@ impl Recorder {
             self.direction,
             &Finish {
                 done: &self.done,
+                rivals: &self.rivals,
                 echoes: &echoes,
                 consumed: &consumed,
                 superseded: &superseded,

@@ -134,3 +134,94 @@ async fn rows_both_sides_already_hold_alike_are_matched_not_written() {
     .await;
     sync.shutdown().await;
 }
+
+/// A Dataverse pre-commit hook that refuses every write naming the row
+/// `Refused`, as a plugin or a business rule of the service would.
+async fn refusing_hook() -> String {
+    use axum::{Json, Router, http::StatusCode, routing::post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("hook listens");
+    let addr = listener.local_addr().expect("hook address");
+    let app = Router::new().route(
+        "/",
+        post(|Json(change): Json<serde_json::Value>| async move {
+            match change["row"]["name"] == "Refused" {
+                true => (StatusCode::BAD_REQUEST, "names may not be Refused"),
+                false => (StatusCode::NO_CONTENT, ""),
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_loser_waits_until_the_winner_is_written_and_flows_if_it_never_is() {
+    let maps = MAPS.replace(
+        "depends_on = [\"legal-entities\", \"customer-groups\"]",
+        "depends_on = [\"legal-entities\", \"customer-groups\"]\nconflict = \"left-wins\"",
+    );
+    let mut sync = Sync::start(&maps, "").await;
+    sync.company_id("usmf").await;
+    sync.fo_upsert(
+        "CustomersV3",
+        KEY,
+        json!({"OrganizationName": "Start", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("K-1 in Dataverse", || async {
+        sync.dv_get("accounts", account()).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    sync.stop_engine().await;
+    // Both sides edit K-1; finops wins by policy, but Dataverse refuses
+    // the winner's value, so the winner is parked.
+    sync.fo_upsert("CustomersV3", KEY, json!({"OrganizationName": "Refused"}))
+        .await;
+    sync.dv_upsert("accounts", account(), json!({"name": "Right edit"}))
+        .await;
+    sync.dataverse
+        .set_hook("accounts", Some(refusing_hook().await));
+    sync.engine = Some(
+        dualwrite::sync::Engine::start(sync.plan(), Default::default())
+            .await
+            .expect("the engine starts"),
+    );
+    eventually("the winner parked", || async {
+        !sync.activity("customers", Action::Parked).is_empty()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The loser is not closed while the winner is not written.
+    assert!(
+        sync.activity("customers", Action::ConflictLost).is_empty(),
+        "{:?}",
+        sync.activity("customers", Action::ConflictLost)
+    );
+    let store = sync.engine().checkpoints();
+    assert_eq!(store.queued("customers", Direction::RightToLeft), 1);
+    let (key, _) = store
+        .parked("customers", Direction::LeftToRight)
+        .expect("parked keys")
+        .pop()
+        .expect("the winner is parked");
+    // The admin drops the refused winner: the other side's edit, kept
+    // queued, now syncs, and both sides agree.
+    store
+        .discard("customers", Direction::LeftToRight, &key)
+        .expect("discarded");
+    eventually("the right edit in finops", || async {
+        sync.fo_get("CustomersV3", KEY)
+            .await
+            .is_some_and(|row| text(&row, "OrganizationName") == "Right edit")
+    })
+    .await;
+    let right = sync
+        .dv_get("accounts", account())
+        .await
+        .expect("K-1 in Dataverse");
+    assert_eq!(text(&right, "name"), "Right edit");
+    sync.shutdown().await;
+}
