@@ -54,7 +54,7 @@ pub use error::{ConnectorError, ServiceError, SystemKind};
 pub use finops::FinopsConnector;
 pub use key::{Key, KeyValue};
 pub use metadata::{ENTITY_DEFINITIONS, MetadataReader};
-pub use transport::{ConnectorOptions, ConnectorStats, RetryPolicy};
+pub use transport::{ConnectorOptions, ConnectorStats, MAX_RETRY_AFTER, RetryPolicy};
 
 /// A row as the services send it: field name to JSON value, in order.
 pub type Row = serde_json::Map<String, serde_json::Value>;
