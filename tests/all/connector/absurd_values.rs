@@ -1,7 +1,7 @@
 //! Times from outside the process that would overflow `Instant` or
 //! `Duration` arithmetic: a `Retry-After` of `u64::MAX` seconds or a date
-//! in the year 9999. The connector clamps them and carries on; none may
-//! panic.
+//! in the year 9999, a token's `expires_in` of `u64::MAX`. The connector
+//! clamps them and carries on; none may panic.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::any;
-use dualwrite::connector::{ConnectorError, DataverseConnector, Query};
+use axum::routing::{any, post};
+use dualwrite::connector::{ConnectorError, Credentials, DataverseConnector, Query};
 use dualwrite_emulators::{RunningEmulator, ServiceKind};
 use serde_json::{Value, json};
 
@@ -163,4 +163,48 @@ async fn a_retry_after_date_is_honoured_and_one_in_the_year_9999_is_clamped() {
 fn httpdate_in(ahead: Duration) -> String {
     let at = chrono::Utc::now() + ahead;
     at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+#[tokio::test]
+async fn a_token_that_expires_in_u64_max_seconds_is_cached_not_a_panic() {
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
+    // A token endpoint in front of the emulator's: the emulator's token,
+    // with `expires_in: u64::MAX`.
+    let upstream = emulator.token_url();
+    let router = Router::new().route(
+        "/token",
+        post(move |body: String| {
+            let upstream = upstream.clone();
+            async move {
+                let mut token: Value = reqwest::Client::new()
+                    .post(&upstream)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("upstream token")
+                    .json()
+                    .await
+                    .expect("token json");
+                token["expires_in"] = json!(u64::MAX);
+                axum::Json(token)
+            }
+        }),
+    );
+    let proxy = serve(router).await;
+    let dv = DataverseConnector::new(
+        &emulator.service_url(),
+        Credentials {
+            token_url: format!("{proxy}/token"),
+            ..credentials(&emulator)
+        },
+        fast_options(),
+    );
+    for _ in 0..3 {
+        dv.query_all("accounts", &Query::default())
+            .await
+            .expect("query with the long-lived token");
+    }
+    assert_eq!(dv.stats().tokens, 1, "one token serves every request");
+    emulator.shutdown().await.expect("shutdown");
 }
