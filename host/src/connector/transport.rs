@@ -16,6 +16,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tokio::sync::Semaphore;
 
 use super::auth::{Credentials, TokenCache, transport_detail};
+use super::backoff::backoff;
 use super::error::{ConnectorError, ServiceError, SystemKind};
 use super::key::Key;
 
@@ -29,7 +30,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct RetryPolicy {
     /// Attempts per request, the first included.
     pub max_attempts: u32,
-    /// Backoff before the second attempt; doubles per attempt, with jitter.
+    /// Backoff before the second attempt; doubles per attempt, with jitter
+    /// (each wait between half and all of its nominal value: [`backoff`]).
     pub base_delay: Duration,
     /// Longest backoff between two attempts (a `Retry-After` may ask more).
     pub max_delay: Duration,
@@ -195,6 +197,7 @@ impl Transport {
     pub async fn send(&self, call: &Call) -> Result<Reply, ConnectorError> {
         let retry = self.options.retry;
         let started = Instant::now();
+        let mut delays = backoff(retry.base_delay, retry.max_delay);
         let mut attempts = 0u32;
         let mut refreshed_after_401 = false;
         loop {
@@ -225,7 +228,7 @@ impl Transport {
                 Failure::Status(s, e, after) => (Some(s), format!("status {s}: {e}"), after),
                 Failure::Transport(detail) => (None, detail, None),
             };
-            let backoff = backoff(retry, attempts);
+            let backoff = delays.next().unwrap_or(retry.max_delay);
             let wait = asked.unwrap_or(backoff);
             let elapsed = started.elapsed();
             if attempts >= retry.max_attempts || elapsed.saturating_add(wait) > retry.budget {
@@ -373,41 +376,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// Exponential backoff with jitter: between half and all of
-/// `base * 2^(attempt-1)`, capped at `max_delay`.
-fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
-    let exp = policy
-        .base_delay
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(policy.max_delay);
-    let half = exp / 2;
-    half + half.mul_f64(fastrand::f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_caps() {
-        let policy = RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            ..RetryPolicy::default()
-        };
-        for (attempt, full) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (30, 1000),
-        ] {
-            let d = backoff(policy, attempt);
-            assert!(d >= Duration::from_millis(full / 2), "{attempt}: {d:?}");
-            assert!(d <= Duration::from_millis(full), "{attempt}: {d:?}");
-        }
-    }
 
     #[test]
     fn retry_after_reads_seconds() {
