@@ -5,18 +5,21 @@
 //! Without `continue-on-error` the batch stops at the first failed request
 //! or change set; a failed change set answers with the single error of the
 //! request that failed and commits nothing.
+//!
+//! The multipart framing, both ways, is the library's codec
+//! (`dualwrite::odata::batch`), the one the connectors use: this module
+//! turns its parts into [`ApiRequest`]s and [`ApiResponse`]s into parts.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
-use futures_util::stream;
 use serde_json::Value;
 
 use super::http::{ApiError, ApiRequest, ApiResponse, header_str, prefer};
 use super::rows::{KeySegment, parse_segment};
 use super::{ServiceKind, SharedState, dataverse, finops};
+use dualwrite::odata::batch::{self as codec, BatchRequest, BatchResponse};
 use dualwrite::schema::TableDef;
 
 /// The service's bad-request code.
@@ -104,132 +107,71 @@ enum Item {
     ChangeSet(Vec<Part>),
 }
 
-fn boundary(headers: &HeaderMap) -> Option<String> {
-    let m: mime::Mime = header_str(headers, "content-type")?.parse().ok()?;
-    (m.type_() == mime::MULTIPART).then_some(())?;
-    m.get_param(mime::BOUNDARY).map(|b| b.as_str().to_string())
-}
-
-async fn read_multipart(
-    state: &SharedState,
-    body: Bytes,
-    boundary: String,
-) -> Result<Vec<(HeaderMap, Bytes)>, ApiError> {
-    let stream = stream::once(async move { Ok::<Bytes, Infallible>(body) });
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
-    loop {
-        match multipart.next_field().await {
-            Ok(Some(field)) => {
-                let headers = field.headers().clone();
-                let bytes = field.bytes().await.map_err(|e| {
-                    bad(
-                        state,
-                        format!("the $batch body is not valid multipart/mixed: {e}"),
-                    )
-                })?;
-                parts.push((headers, bytes));
-            }
-            Ok(None) => return Ok(parts),
-            Err(e) => {
-                return Err(bad(
-                    state,
-                    format!("the $batch body is not valid multipart/mixed: {e}"),
-                ));
-            }
-        }
-    }
-}
-
-/// Parses one `application/http` part into a request below the service root.
-fn parse_http(state: &SharedState, headers: &HeaderMap, bytes: &[u8]) -> Result<Part, ApiError> {
-    // A part without a body may end right after its last header: the blank
-    // line before the next boundary belongs to the delimiter.
-    let mut owned = bytes.to_vec();
-    if !owned.windows(4).any(|w| w == b"\r\n\r\n") {
-        owned.extend_from_slice(if owned.ends_with(b"\r\n") {
-            b"\r\n"
-        } else {
-            b"\r\n\r\n"
-        });
-    }
-    let bytes = owned.as_slice();
-    let mut raw_headers = [httparse::EMPTY_HEADER; 64];
-    let mut parsed = httparse::Request::new(&mut raw_headers);
-    let head = match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        _ => {
-            return Err(bad(
-                state,
-                "a $batch part is not an HTTP request: write 'METHOD URL HTTP/1.1', headers, a blank line, then the body",
-            ));
-        }
-    };
-    let method = parsed
-        .method
-        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        .ok_or_else(|| bad(state, "a $batch part has no valid method"))?;
-    let url = parsed.path.unwrap_or_default();
+/// Makes one part of the batch a request below the service root.
+fn to_part(state: &SharedState, part: codec::Part<codec::Request>) -> Result<Part, ApiError> {
+    let codec::Part {
+        content_id,
+        message,
+    } = part;
+    let method = Method::from_bytes(message.method.as_bytes()).map_err(|_| {
+        bad(
+            state,
+            format!(
+                "a $batch part has no valid method ('{}'): write GET, POST, PATCH or DELETE",
+                message.method
+            ),
+        )
+    })?;
     let root = match state.kind {
         ServiceKind::Dataverse => "/api/data/v9.2/",
         ServiceKind::Finops => "/data/",
     };
+    let url = message.target.as_str();
     let relative = match url.find(root) {
         Some(i) => &url[i + root.len()..],
         None => url.trim_start_matches('/'),
     };
     let (path, query) = relative.split_once('?').unwrap_or((relative, ""));
-    let mut request_headers = HeaderMap::new();
-    for h in parsed.headers.iter() {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &message.headers {
         if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(h.value),
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
         ) {
-            request_headers.append(name, value);
+            headers.append(name, value);
         }
     }
-    let body = trim_end(&bytes[head..]);
     Ok(Part {
-        content_id: header_str(headers, "content-id").map(str::to_string),
+        content_id,
         request: ApiRequest {
             method,
             path: crate::server::percent_decode(path),
             query: query.to_string(),
-            headers: request_headers,
-            body: Bytes::copy_from_slice(body),
+            headers,
+            body: Bytes::from(message.body),
         },
     })
 }
 
-fn trim_end(bytes: &[u8]) -> &[u8] {
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    &bytes[..end]
-}
-
-async fn parse_items(state: &SharedState, request: &ApiRequest) -> Result<Vec<Item>, ApiError> {
-    let outer = boundary(&request.headers).ok_or_else(|| {
-        bad(
-            state,
-            "a $batch request needs Content-Type: multipart/mixed; boundary=...",
-        )
-    })?;
-    let mut items = Vec::new();
-    for (headers, bytes) in read_multipart(state, request.body.clone(), outer).await? {
-        match boundary(&headers) {
-            Some(inner) => {
-                let mut parts = Vec::new();
-                for (h, b) in read_multipart(state, bytes, inner).await? {
-                    parts.push(parse_http(state, &h, &b)?);
-                }
-                items.push(Item::ChangeSet(parts));
-            }
-            None => items.push(Item::Single(parse_http(state, &headers, &bytes)?)),
-        }
-    }
-    Ok(items)
+fn parse_items(state: &SharedState, request: &ApiRequest) -> Result<Vec<Item>, ApiError> {
+    let content_type = header_str(&request.headers, "content-type").unwrap_or_default();
+    let batch =
+        BatchRequest::parse(content_type, &request.body).map_err(|e| bad(state, e.to_string()))?;
+    batch
+        .items
+        .into_iter()
+        .map(|item| {
+            Ok(match item {
+                codec::Item::Single(part) => Item::Single(to_part(state, part)?),
+                codec::Item::ChangeSet { parts, .. } => Item::ChangeSet(
+                    parts
+                        .into_iter()
+                        .map(|p| to_part(state, p))
+                        .collect::<Result<_, _>>()?,
+                ),
+            })
+        })
+        .collect()
 }
 
 /// Replaces `$N` references (URL start, `@odata.bind` values) with the
@@ -332,7 +274,7 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
         )
         .to_response();
     }
-    let items = match parse_items(state, &request).await {
+    let items = match parse_items(state, &request) {
         Ok(items) => items,
         Err(e) => return e.to_response(),
     };
@@ -350,8 +292,7 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
         .to_response();
     }
     let continue_on_error = prefer(&request.headers, "odata.continue-on-error");
-    let batch_boundary = format!("batchresponse_{}", uuid::Uuid::new_v4());
-    let mut out = String::new();
+    let mut answer = BatchResponse::new(format!("batchresponse_{}", uuid::Uuid::new_v4()));
     let mut ids = HashMap::new();
     for item in items {
         let failed = match item {
@@ -360,42 +301,36 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
                 let content_id = part.content_id.clone();
                 let response = run_single(state, part).await;
                 let failed = response.status.as_u16() >= 400;
-                write_part(&mut out, &batch_boundary, content_id.as_deref(), &response);
+                answer
+                    .items
+                    .push(codec::Item::Single(to_codec(content_id, &response)));
                 failed
             }
-            Item::ChangeSet(parts) => {
-                match run_change_set(state, parts, &mut ids).await {
-                    Ok(responses) => {
-                        let cs = format!("changesetresponse_{}", uuid::Uuid::new_v4());
-                        out.push_str(&format!("--{batch_boundary}\r\nContent-Type: multipart/mixed; boundary={cs}\r\n\r\n"));
-                        for (id, response) in &responses {
-                            write_part(&mut out, &cs, id.as_deref(), response);
-                        }
-                        out.push_str(&format!("--{cs}--\r\n"));
-                        false
-                    }
-                    Err((id, error)) => {
-                        write_part(
-                            &mut out,
-                            &batch_boundary,
-                            id.as_deref(),
-                            &error.to_response(),
-                        );
-                        true
-                    }
+            Item::ChangeSet(parts) => match run_change_set(state, parts, &mut ids).await {
+                Ok(responses) => {
+                    answer.items.push(codec::Item::ChangeSet {
+                        boundary: format!("changesetresponse_{}", uuid::Uuid::new_v4()),
+                        parts: responses
+                            .into_iter()
+                            .map(|(id, response)| to_codec(id, &response))
+                            .collect(),
+                    });
+                    false
                 }
-            }
+                Err((id, error)) => {
+                    answer
+                        .items
+                        .push(codec::Item::Single(to_codec(id, &error.to_response())));
+                    true
+                }
+            },
         };
         if failed && !continue_on_error {
             break;
         }
     }
-    out.push_str(&format!("--{batch_boundary}--\r\n"));
     let mut response = ApiResponse::empty(StatusCode::OK);
-    response.raw = Some((
-        format!("multipart/mixed; boundary={batch_boundary}"),
-        Bytes::from(out),
-    ));
+    response.raw = Some((answer.content_type(), Bytes::from(answer.to_bytes())));
     if continue_on_error {
         response = response.with_header(
             HeaderName::from_static("preference-applied"),
@@ -405,31 +340,23 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     response
 }
 
-fn write_part(out: &mut String, boundary: &str, content_id: Option<&str>, response: &ApiResponse) {
-    out.push_str(&format!(
-        "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-    ));
-    if let Some(id) = content_id {
-        out.push_str(&format!("Content-ID: {id}\r\n"));
-    }
+/// One response as a part of the batch response.
+fn to_codec(content_id: Option<String>, response: &ApiResponse) -> codec::Part<codec::Response> {
     let reason = response.status.canonical_reason().unwrap_or("");
-    out.push_str(&format!(
-        "\r\nHTTP/1.1 {} {reason}\r\n",
-        response.status.as_u16()
-    ));
-    out.push_str("OData-Version: 4.0\r\n");
+    let mut message = codec::Response::new(response.status.as_u16(), reason);
+    message.headers.push(("OData-Version".into(), "4.0".into()));
     for (name, value) in &response.headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
+        message.headers.push((name.to_string(), value.clone()));
     }
-    match &response.body {
-        Some(body) => {
-            out.push_str(&format!(
-                "{}: application/json; odata.metadata=minimal\r\n\r\n",
-                header::CONTENT_TYPE
-            ));
-            out.push_str(&body.to_string());
-            out.push_str("\r\n");
-        }
-        None => out.push_str("\r\n"),
+    if let Some(body) = &response.body {
+        message.headers.push((
+            header::CONTENT_TYPE.to_string(),
+            "application/json; odata.metadata=minimal".into(),
+        ));
+        message.body = body.to_string().into_bytes();
+    }
+    codec::Part {
+        content_id,
+        message,
     }
 }

@@ -6,7 +6,8 @@
 //! a restart: delivery resumes where it stopped.
 //!
 //! Invariants: events to one endpoint are delivered in commit order, each
-//! until the endpoint answers 2xx (retry after 1 s, doubling to 8 s); an
+//! until the endpoint answers 2xx (retried after up to 1 s, doubling to
+//! 8 s, with the jitter of [`dualwrite::connector::backoff`]); an
 //! event is removed from its queue only after that answer, so a stop or a
 //! crash mid-delivery sends it again (at least once). Events are queued just
 //! after their write commits: a crash between the two loses that event;
@@ -15,6 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dualwrite::connector::backoff;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -174,7 +176,8 @@ async fn deliver(store: Arc<Store>, id: String, url: String, wake: Arc<Notify>) 
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default();
-    let mut wait = Duration::from_secs(1);
+    let waits = || backoff(Duration::from_secs(1), Duration::from_secs(8));
+    let mut retries = waits();
     loop {
         let next = match store.first_queued(&id) {
             Ok(next) => next,
@@ -203,10 +206,10 @@ async fn deliver(store: Arc<Store>, id: String, url: String, wake: Arc<Notify>) 
             if let Err(error) = store.dequeue(&key) {
                 tracing::error!(%error, %url, "Could not remove a delivered data event.");
             }
-            wait = Duration::from_secs(1);
+            retries = waits();
         } else {
+            let wait = retries.next().unwrap_or(Duration::from_secs(8));
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(8));
         }
     }
 }

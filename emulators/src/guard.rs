@@ -59,11 +59,17 @@ pub struct FaultConfig {
     pub error_share: f64,
     /// Share of requests (0–1) answered 429 with `Retry-After`.
     pub throttle_share: f64,
-    /// Start a full outage (503 on everything) lasting this many seconds.
+    /// Start a full outage (503 on everything) lasting this many seconds,
+    /// at most [`MAX_OUTAGE_SECONDS`] (a longer one is clamped to it).
     pub outage_seconds: u64,
     /// Share of responses (0–1) whose connection drops mid-body.
     pub drop_share: f64,
 }
+
+/// The longest outage [`FaultConfig::outage_seconds`] starts: a year,
+/// longer than any test or demo runs, and far enough inside what an
+/// `Instant` can reach on every platform.
+pub const MAX_OUTAGE_SECONDS: u64 = 365 * 24 * 60 * 60;
 
 #[derive(Debug, Default)]
 struct FaultState {
@@ -157,11 +163,14 @@ impl Guard {
     }
 
     /// Replaces the fault configuration; a non-zero `outage_seconds` starts
-    /// an outage now.
-    pub fn set_faults(&self, config: FaultConfig) {
+    /// an outage now, of at most [`MAX_OUTAGE_SECONDS`].
+    pub fn set_faults(&self, mut config: FaultConfig) {
+        config.outage_seconds = config.outage_seconds.min(MAX_OUTAGE_SECONDS);
         let mut state = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        state.outage_until = (config.outage_seconds > 0)
-            .then(|| Instant::now() + Duration::from_secs(config.outage_seconds));
+        state.outage_until = match config.outage_seconds {
+            0 => None,
+            seconds => Instant::now().checked_add(Duration::from_secs(seconds)),
+        };
         state.config = config;
     }
 
@@ -188,7 +197,7 @@ impl Guard {
             if let Some(until) = f.outage_until {
                 let now = Instant::now();
                 if now < until {
-                    let left = (until - now).as_secs() + 1;
+                    let left = (until - now).as_secs().saturating_add(1);
                     return Err(ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "ServiceUnavailable",
@@ -240,7 +249,10 @@ impl Guard {
                 w.count = 0;
             }
             if w.count >= limits.requests_per_window {
-                let left = (length - now.duration_since(w.started)).as_secs() + 1;
+                let left = length
+                    .saturating_sub(now.duration_since(w.started))
+                    .as_secs()
+                    .saturating_add(1);
                 return Err(throttled(
                     self.codes.requests,
                     format!(

@@ -61,7 +61,7 @@ use std::sync::Arc;
 pub use auth::ClientCredentials;
 pub use dualwrite::schema::{FieldType, Metadata, MetadataError, TableDef};
 pub use events::Subscription;
-pub use guard::{FaultConfig, ProtectionLimits};
+pub use guard::{FaultConfig, MAX_OUTAGE_SECONDS, ProtectionLimits};
 pub use server::RunningEmulator;
 pub use store::StoreError;
 

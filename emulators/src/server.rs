@@ -283,22 +283,34 @@ async fn service_request(AxumState(state): AxumState<SharedState>, request: Requ
     }
 }
 
-/// Percent-decodes a path (keys may carry encoded quotes and spaces).
+/// Percent-decodes a path (keys may carry encoded quotes and spaces); an
+/// invalid escape stays as it is, invalid UTF-8 becomes U+FFFD.
 pub(crate) fn percent_decode(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn paths_are_percent_decoded_and_bad_escapes_kept() {
+        for (raw, decoded) in [
+            (
+                "accounts(name='it''s%2F%23%3F')",
+                "accounts(name='it''s/#?')",
+            ),
+            (
+                "Customers(CustomerAccount='US%20001')",
+                "Customers(CustomerAccount='US 001')",
+            ),
+            ("a%zzb%4", "a%zzb%4"),
+            ("%C3%A9t%C3%A9", "été"),
+            ("%FF", "\u{FFFD}"),
+        ] {
+            assert_eq!(percent_decode(raw), decoded, "{raw}");
         }
-        out.push(bytes[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
 }

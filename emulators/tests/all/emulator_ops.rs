@@ -269,3 +269,36 @@ fn emulator_config_reads_from_toml() {
     let error = toml::from_str::<EmulatorConfig>("listne = \"x\"").expect_err("typo refused");
     assert!(error.to_string().contains("listne"), "{error}");
 }
+
+#[tokio::test]
+async fn an_outage_of_u64_max_seconds_is_clamped_to_a_year() {
+    let h = Harness::dataverse().await;
+    put_faults(&h, json!({"outage_seconds": u64::MAX})).await;
+    let response = h
+        .request(Method::GET, "accounts")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 503);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    let year = 365 * 24 * 60 * 60;
+    assert!((year - 60..=year + 1).contains(&retry), "{retry}");
+    let current: Value = h
+        .client
+        .get(format!("{}/admin/faults", h.emulator.url()))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(current["outage_seconds"], year, "the outage in force");
+    put_faults(&h, json!({})).await;
+    let (status, _) = h.get_json("accounts").await;
+    assert_eq!(status, 200);
+    h.emulator.shutdown().await.expect("shutdown");
+}

@@ -1,6 +1,10 @@
 //! OAuth2 client credentials: [`Credentials`] (the secret, never printed)
 //! and [`TokenCache`], which fetches a bearer token and refreshes it before
 //! it expires.
+//!
+//! Invariant: a token's lifetime is clamped to [`MAX_TOKEN_LIFETIME`] and
+//! the expiry checks never add to an `Instant` what the endpoint sent, so
+//! no `expires_in` can overflow them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,6 +13,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::error::{ConnectorError, ServiceError, SystemKind};
+
+/// The longest a fetched token is kept: a day, the longest lifetime
+/// Microsoft Entra ID issues. A longer `expires_in` is read as a day.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How to get a token: the client credentials grant of Microsoft Entra ID.
 #[derive(Clone)]
@@ -85,13 +93,17 @@ impl TokenCache {
     pub(crate) async fn token(&self, http: &reqwest::Client) -> Result<String, ConnectorError> {
         let mut current = self.current.lock().await;
         if let Some((token, expires)) = &*current
-            && Instant::now() + self.refresh_margin < *expires
+            && expires.saturating_duration_since(Instant::now()) > self.refresh_margin
         {
             return Ok(token.clone());
         }
         let (token, lifetime) = self.fetch(http).await?;
         self.fetched.fetch_add(1, Ordering::Relaxed);
-        *current = Some((token.clone(), Instant::now() + lifetime));
+        let now = Instant::now();
+        // Clamped to a day, so the sum fits; if even that did not, the token
+        // counts as expiring now and is fetched again next time.
+        let expires = now.checked_add(lifetime).unwrap_or(now);
+        *current = Some((token.clone(), expires));
         Ok(token)
     }
 
@@ -144,7 +156,8 @@ impl TokenCache {
         }
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| fail(Some(status), format!("token response is not valid: {e}")))?;
-        Ok((parsed.access_token, Duration::from_secs(parsed.expires_in)))
+        let lifetime = Duration::from_secs(parsed.expires_in).min(MAX_TOKEN_LIFETIME);
+        Ok((parsed.access_token, lifetime))
     }
 }
 

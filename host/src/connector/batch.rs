@@ -1,12 +1,14 @@
-//! OData `$batch` over `multipart/mixed`: [`BatchMode`], the per-request
-//! [`WriteOutcome`], the request body and the response parser, shared by
-//! both connectors.
+//! OData `$batch` for both connectors: [`BatchMode`], the per-request
+//! [`WriteOutcome`], the writes made a [`BatchRequest`] and the
+//! [`BatchResponse`] read into outcomes. The multipart framing is the
+//! library's one codec, [`crate::odata::batch`].
 
 use reqwest::Method;
 use serde_json::{Map, Value};
 
 use super::error::{ConnectorError, ServiceError};
 use super::transport::{Call, Transport};
+use crate::odata::batch::{BatchRequest, BatchResponse, Item, Part, Request};
 
 /// Most requests one `$batch` may carry (both services).
 pub const MAX_BATCH: usize = 1000;
@@ -80,11 +82,9 @@ pub(crate) async fn send(
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    let boundary = format!("batch_{}", uuid::Uuid::new_v4());
-    let mut call = Call::new(Method::POST, transport.url("$batch")).body(
-        format!("multipart/mixed; boundary={boundary}"),
-        body(&boundary, parts, mode),
-    );
+    let batch = request(parts, mode);
+    let mut call = Call::new(Method::POST, transport.url("$batch"))
+        .body(batch.content_type(), batch.to_bytes());
     if mode == BatchMode::ContinueOnError {
         call = call.header("Prefer", "odata.continue-on-error");
     }
@@ -94,8 +94,7 @@ pub(crate) async fn send(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let text = String::from_utf8_lossy(&reply.body);
-    parse(content_type, &text, parts.len(), mode).map_err(|error| match error {
+    parse(content_type, &reply.body, parts.len(), mode).map_err(|error| match error {
         Malformed(detail) => ConnectorError::Protocol {
             system: transport.system,
             url: call.url.clone(),
@@ -117,44 +116,35 @@ pub(crate) async fn send(
     })
 }
 
-/// Builds the body; Content-ID `i + 1` names request `i`.
-pub(crate) fn body(boundary: &str, parts: &[BatchPart], mode: BatchMode) -> String {
-    let mut out = String::new();
-    let change_set = format!("changeset_{boundary}");
-    if mode == BatchMode::Atomic {
-        out.push_str(&format!(
-            "--{boundary}\r\nContent-Type: multipart/mixed; boundary={change_set}\r\n\r\n"
-        ));
-    }
-    let outer = match mode {
-        BatchMode::Atomic => change_set.as_str(),
-        BatchMode::ContinueOnError => boundary,
-    };
-    for (i, part) in parts.iter().enumerate() {
-        out.push_str(&format!(
-            "--{outer}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n{} {} HTTP/1.1\r\n",
-            i + 1,
-            part.method,
-            part.url
-        ));
+/// The batch of `parts`; Content-ID `i + 1` names request `i`. Atomic
+/// puts them in one change set.
+pub(crate) fn request(parts: &[BatchPart], mode: BatchMode) -> BatchRequest {
+    let id = uuid::Uuid::new_v4();
+    let mut batch = BatchRequest::new(format!("batch_{id}"));
+    let parts = parts.iter().enumerate().map(|(i, part)| {
+        let mut request = Request::new(part.method.as_str(), part.url.as_str());
         for (name, value) in &part.headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
+            request.headers.push((name.to_string(), value.clone()));
         }
-        match &part.body {
-            Some(body) => {
-                let json = Value::Object(body.clone()).to_string();
-                out.push_str(&format!(
-                    "Content-Type: application/json; type=entry\r\n\r\n{json}\r\n"
-                ));
-            }
-            None => out.push_str("\r\n"),
+        if let Some(body) = &part.body {
+            request
+                .headers
+                .push(("Content-Type".into(), "application/json; type=entry".into()));
+            request.body = Value::Object(body.clone()).to_string().into_bytes();
         }
+        Part {
+            content_id: Some((i + 1).to_string()),
+            message: request,
+        }
+    });
+    match mode {
+        BatchMode::Atomic => batch.items.push(Item::ChangeSet {
+            boundary: format!("changeset_{id}"),
+            parts: parts.collect(),
+        }),
+        BatchMode::ContinueOnError => batch.items.extend(parts.map(Item::Single)),
     }
-    if mode == BatchMode::Atomic {
-        out.push_str(&format!("--{change_set}--\r\n"));
-    }
-    out.push_str(&format!("--{boundary}--\r\n"));
-    out
+    batch
 }
 
 /// Why a batch response could not be read into outcomes.
@@ -172,20 +162,24 @@ use ParseError::{Malformed, Unattributed};
 /// request order. Errors describe what was malformed.
 pub(crate) fn parse(
     content_type: &str,
-    body: &str,
+    body: &[u8],
     count: usize,
     mode: BatchMode,
 ) -> Result<Vec<WriteOutcome>, ParseError> {
-    let boundary = boundary_of(content_type).ok_or_else(|| {
-        Malformed(format!(
-            "the batch response has no multipart boundary: {content_type}"
-        ))
-    })?;
+    let batch = BatchResponse::parse(content_type, body)
+        .map_err(|e| Malformed(format!("the batch response is malformed: {e}")))?;
+    let responses = batch.items.into_iter().flat_map(|item| match item {
+        Item::Single(part) => vec![part],
+        Item::ChangeSet { parts, .. } => parts,
+    });
     let mut outcomes = vec![WriteOutcome::NotApplied; count];
-    let mut responses = Vec::new();
-    collect(body, &boundary, &mut responses).map_err(Malformed)?;
     let mut any_failed = false;
-    for (content_id, status, error_body, entity_id) in responses {
+    for Part {
+        content_id,
+        message: response,
+    } in responses
+    {
+        let status = response.status;
         let index = content_id
             .and_then(|id| id.parse::<usize>().ok())
             .and_then(|id| id.checked_sub(1))
@@ -196,7 +190,7 @@ pub(crate) fn parse(
                 // applied, and the service did not say which write failed.
                 return Err(Unattributed {
                     status,
-                    service: ServiceError::from_body(error_body.as_bytes()),
+                    service: ServiceError::from_body(&response.body),
                 });
             }
             return Err(Malformed(
@@ -204,12 +198,15 @@ pub(crate) fn parse(
             ));
         };
         outcomes[index] = if status < 400 {
-            WriteOutcome::Applied { status, entity_id }
+            WriteOutcome::Applied {
+                status,
+                entity_id: response.header("odata-entityid").map(str::to_string),
+            }
         } else {
             any_failed = true;
             WriteOutcome::Failed {
                 status,
-                service: ServiceError::from_body(error_body.as_bytes()),
+                service: ServiceError::from_body(&response.body),
             }
         };
     }
@@ -224,79 +221,63 @@ pub(crate) fn parse(
     Ok(outcomes)
 }
 
-fn boundary_of(content_type: &str) -> Option<String> {
-    content_type.split(';').find_map(|p| {
-        let (name, value) = p.trim().split_once('=')?;
-        name.eq_ignore_ascii_case("boundary")
-            .then(|| value.trim_matches('"').to_string())
-    })
-}
-
-/// Content-ID, status, body and `OData-EntityId` of one response.
-type Response<'a> = (Option<String>, u16, &'a str, Option<String>);
-
-/// Walks the parts under `boundary`, descending into change sets.
-fn collect<'a>(body: &'a str, boundary: &str, out: &mut Vec<Response<'a>>) -> Result<(), String> {
-    let delimiter = format!("--{boundary}");
-    for chunk in body.split(delimiter.as_str()).skip(1) {
-        if chunk.starts_with("--") {
-            break;
-        }
-        let chunk = chunk.trim_start_matches("\r\n");
-        let (head, rest) = chunk
-            .split_once("\r\n\r\n")
-            .ok_or("a batch response part has no blank line after its headers")?;
-        let header = |name: &str| {
-            head.lines().find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        if content_type.starts_with("multipart/mixed") {
-            let inner =
-                boundary_of(&content_type).ok_or("a change set response has no boundary")?;
-            collect(rest, &inner, out)?;
-            continue;
-        }
-        let (status_line, after) = rest.split_once("\r\n").unwrap_or((rest, ""));
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| format!("not an HTTP status line: {status_line}"))?;
-        // Headers, a blank line, the body; no headers leaves the blank line first.
-        let (response_head, response_body) = match after.strip_prefix("\r\n") {
-            Some(body) => ("", body),
-            None => after.split_once("\r\n\r\n").unwrap_or((after, "")),
-        };
-        let entity_id = response_head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case("odata-entityid")
-                .then(|| v.trim().to_string())
-        });
-        out.push((
-            header("content-id"),
-            status,
-            response_body.trim_end(),
-            entity_id,
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn writes_become_one_change_set_or_single_parts_named_by_content_id() {
+        let row: Map<String, Value> = serde_json::from_str(r#"{"name":"A"}"#).expect("row");
+        let parts = [
+            BatchPart {
+                method: Method::PATCH,
+                url: "https://org/api/data/v9.2/accounts(accountnumber='A-1')".into(),
+                headers: vec![("If-Match", "*".into())],
+                body: Some(row),
+            },
+            BatchPart {
+                method: Method::DELETE,
+                url: "https://org/api/data/v9.2/accounts(accountnumber='A-2')".into(),
+                headers: Vec::new(),
+                body: None,
+            },
+        ];
+        let atomic = request(&parts, BatchMode::Atomic);
+        let read = BatchRequest::parse(&atomic.content_type(), &atomic.to_bytes()).expect("parsed");
+        assert_eq!(read, atomic);
+        let [Item::ChangeSet { parts: sent, .. }] = read.items.as_slice() else {
+            panic!("one change set: {read:?}");
+        };
+        assert_eq!(sent[0].content_id.as_deref(), Some("1"));
+        assert_eq!(sent[0].message.method, "PATCH");
+        assert_eq!(sent[0].message.header("if-match"), Some("*"));
+        assert_eq!(
+            sent[0].message.header("content-type"),
+            Some("application/json; type=entry")
+        );
+        assert_eq!(sent[0].message.body, br#"{"name":"A"}"#);
+        assert_eq!(sent[1].content_id.as_deref(), Some("2"));
+        assert!(sent[1].message.body.is_empty());
+
+        let each = request(&parts, BatchMode::ContinueOnError);
+        assert_eq!(each.items.len(), 2);
+        assert!(
+            each.items
+                .iter()
+                .all(|item| matches!(item, Item::Single(_)))
+        );
+    }
+
+    #[test]
     fn a_rolled_back_change_set_names_the_failing_request() {
         let body = "--b\r\nContent-Type: application/http\r\nContent-ID: 2\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\r\n{\"error\":{\"code\":\"0x1\",\"message\":\"bad\"}}\r\n--b--\r\n";
-        let outcomes =
-            parse("multipart/mixed; boundary=b", body, 3, BatchMode::Atomic).expect("parsed");
+        let outcomes = parse(
+            "multipart/mixed; boundary=b",
+            body.as_bytes(),
+            3,
+            BatchMode::Atomic,
+        )
+        .expect("parsed");
         assert_eq!(outcomes[0], WriteOutcome::NotApplied);
         assert_eq!(
             outcomes[1],
@@ -317,7 +298,7 @@ mod tests {
             "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n--b--\r\n";
         let error = parse(
             "multipart/mixed; boundary=b",
-            body,
+            body.as_bytes(),
             1,
             BatchMode::ContinueOnError,
         )
@@ -327,8 +308,13 @@ mod tests {
             "{error:?}"
         );
         let failed = "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 400 Bad Request\r\n\r\n{\"error\":{\"code\":\"0x2\",\"message\":\"commit\"}}\r\n--b--\r\n";
-        let error = parse("multipart/mixed; boundary=b", failed, 2, BatchMode::Atomic)
-            .expect_err("unattributed");
+        let error = parse(
+            "multipart/mixed; boundary=b",
+            failed.as_bytes(),
+            2,
+            BatchMode::Atomic,
+        )
+        .expect_err("unattributed");
         assert!(
             matches!(&error, Unattributed { status: 400, service } if service.code == "0x2"),
             "{error:?}"

@@ -1,6 +1,7 @@
 //! [`Key`]: the key of one row as OData writes it in a URL,
 //! `(accountnumber='A-1')` or `(dataAreaId='usmf',CustomerAccount='US-001')`.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
 /// One part of a key.
@@ -111,20 +112,24 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// Percent-encodes what may not stand in a path segment; quotes, commas and
-/// the usual key characters stay readable.
+/// What a key literal percent-encodes: everything but letters, digits and
+/// the usual key characters, so quotes and commas stay readable.
+const KEY_LITERAL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'\'')
+    .remove(b',')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'*');
+
+/// Percent-encodes what may not stand in a path segment.
 fn encode_path(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => out.push(byte as char),
-            b'-' | b'_' | b'.' | b'~' | b'\'' | b',' | b':' | b'@' | b'!' | b'$' | b'*' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(text, KEY_LITERAL).to_string()
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //!   ([`ConnectorOptions::max_in_flight`]), a timeout per attempt, retries
 //!   with backoff and jitter on 429, 5xx and connection failures that honour
 //!   `Retry-After` within a budget ([`RetryPolicy`]).
+//! - [`backoff`]: the one exponential backoff with jitter, which the
+//!   transport, the sync engine and the emulators share.
 //! - `error`: [`ConnectorError`], with system, URL, table, key, status and
 //!   the service's OData error code and message.
 //!
@@ -38,6 +40,7 @@
 //! is safe to send again.
 
 mod auth;
+mod backoff;
 mod batch;
 mod csdl;
 mod dataverse;
@@ -48,13 +51,14 @@ mod metadata;
 mod transport;
 
 pub use auth::Credentials;
+pub use backoff::backoff;
 pub use batch::{BatchMode, MAX_BATCH, WriteOutcome};
 pub use dataverse::DataverseConnector;
 pub use error::{ConnectorError, ServiceError, SystemKind};
 pub use finops::FinopsConnector;
 pub use key::{Key, KeyValue};
 pub use metadata::{ENTITY_DEFINITIONS, MetadataReader};
-pub use transport::{ConnectorOptions, ConnectorStats, RetryPolicy};
+pub use transport::{ConnectorOptions, ConnectorStats, MAX_RETRY_AFTER, RetryPolicy};
 
 /// A row as the services send it: field name to JSON value, in order.
 pub type Row = serde_json::Map<String, serde_json::Value>;

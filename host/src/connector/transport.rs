@@ -1,10 +1,14 @@
 //! [`Transport`]: one system's HTTP client: the bearer token, a cap on
 //! requests in flight, a timeout per request, and retries with exponential
 //! backoff and jitter that honour `Retry-After`.
+//!
+//! Invariant: a wait the service asks for is clamped to
+//! [`MAX_RETRY_AFTER`] and time sums saturate, so no header value can
+//! overflow the retry loop's arithmetic or a caller's `Instant + Duration`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::Method;
@@ -12,15 +16,22 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tokio::sync::Semaphore;
 
 use super::auth::{Credentials, TokenCache, transport_detail};
+use super::backoff::backoff;
 use super::error::{ConnectorError, ServiceError, SystemKind};
 use super::key::Key;
+
+/// The longest wait a `Retry-After` can ask for: a day. A longer one (up
+/// to `u64::MAX` seconds, or a date in the year 9999) is read as a day,
+/// which is past any sensible retry budget, so the retries end at once.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How hard to retry throttled, failing or unreachable requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts per request, the first included.
     pub max_attempts: u32,
-    /// Backoff before the second attempt; doubles per attempt, with jitter.
+    /// Backoff before the second attempt; doubles per attempt, with jitter
+    /// (each wait between half and all of its nominal value: [`backoff`]).
     pub base_delay: Duration,
     /// Longest backoff between two attempts (a `Retry-After` may ask more).
     pub max_delay: Duration,
@@ -186,6 +197,7 @@ impl Transport {
     pub async fn send(&self, call: &Call) -> Result<Reply, ConnectorError> {
         let retry = self.options.retry;
         let started = Instant::now();
+        let mut delays = backoff(retry.base_delay, retry.max_delay);
         let mut attempts = 0u32;
         let mut refreshed_after_401 = false;
         loop {
@@ -216,10 +228,10 @@ impl Transport {
                 Failure::Status(s, e, after) => (Some(s), format!("status {s}: {e}"), after),
                 Failure::Transport(detail) => (None, detail, None),
             };
-            let backoff = backoff(retry, attempts);
+            let backoff = delays.next().unwrap_or(retry.max_delay);
             let wait = asked.unwrap_or(backoff);
             let elapsed = started.elapsed();
-            if attempts >= retry.max_attempts || elapsed + wait > retry.budget {
+            if attempts >= retry.max_attempts || elapsed.saturating_add(wait) > retry.budget {
                 return Err(ConnectorError::Unavailable {
                     system: self.system,
                     method: call.method.to_string(),
@@ -350,21 +362,18 @@ impl Transport {
     }
 }
 
-/// `Retry-After` in seconds (the form both services use).
+/// `Retry-After` in seconds (the form both services use) or as an HTTP
+/// date, at most [`MAX_RETRY_AFTER`]; a date past is no wait.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Exponential backoff with jitter: between half and all of
-/// `base * 2^(attempt-1)`, capped at `max_delay`.
-fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
-    let exp = policy
-        .base_delay
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(policy.max_delay);
-    let half = exp / 2;
-    half + half.mul_f64(fastrand::f64())
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let date = httpdate::parse_http_date(value).ok()?;
+            date.duration_since(SystemTime::now()).unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -372,31 +381,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_within_jitter_and_caps() {
-        let policy = RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            ..RetryPolicy::default()
-        };
-        for (attempt, full) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (30, 1000),
-        ] {
-            let d = backoff(policy, attempt);
-            assert!(d >= Duration::from_millis(full / 2), "{attempt}: {d:?}");
-            assert!(d <= Duration::from_millis(full), "{attempt}: {d:?}");
-        }
-    }
-
-    #[test]
     fn retry_after_reads_seconds() {
         let mut headers = HeaderMap::new();
         assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, "7".parse().expect("header"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        for (value, wait) in [
+            ("7", Some(Duration::from_secs(7))),
+            (" 0 ", Some(Duration::ZERO)),
+            ("18446744073709551615", Some(MAX_RETRY_AFTER)),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(Duration::ZERO)),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_RETRY_AFTER)),
+            ("-1", None),
+            ("soon", None),
+        ] {
+            headers.insert(RETRY_AFTER, value.parse().expect("header"));
+            assert_eq!(retry_after(&headers), wait, "{value}");
+        }
     }
 }

@@ -6,9 +6,13 @@
 //!   row given as a `serde_json::Map` or any [`FilterRow`].
 //! - [`ODataError`]: the `{"error":{"code":…,"message":…}}` body both services
 //!   answer with.
+//! - [`batch`]: the `$batch` multipart codec ([`batch::Batch`] of requests or
+//!   responses, [`batch::BatchError`]), which the connectors and the
+//!   emulators both read and write with.
 //!
-//! This module knows nothing about HTTP, storage or either emulator: the sync
-//! engine uses the same parser for its map filters.
+//! This module knows nothing about HTTP clients or servers, storage or either
+//! emulator: the sync engine uses the same parser for its map filters, and
+//! `batch` only frames messages, it never sends them.
 //!
 //! ```
 //! use dualwrite::odata::Filter;
@@ -31,11 +35,12 @@
 //!   number, a missing field with a number) is false, never an error: rows
 //!   are data, the filter was already validated.
 
+pub mod batch;
 mod error;
 mod eval;
 mod lexer;
 mod parser;
 
-pub use error::{FilterError, ODataError, ODataErrorBody};
+pub use error::{BatchError, FilterError, ODataError, ODataErrorBody, PartPosition};
 pub use eval::FilterRow;
 pub use parser::{CompareOp, Expr, Filter, Function, Literal, Operand};
