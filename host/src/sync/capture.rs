@@ -23,13 +23,7 @@ use std::sync::atomic::Ordering;
 /// The retry delays of a failing read or batch: from half a second,
 /// doubling, with jitter, up to 30 s, for as long as it takes.
 pub(super) fn backoff() -> impl Iterator<Item = Duration> {
-    backon::BackoffBuilder::build(
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .without_max_times(),
-    )
+    crate::connector::backoff(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// Runs the capture of `map`'s `side` until the map halts. A failed read
