@@ -88,61 +88,71 @@ async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool
     let cursor = shared.store.cursor(&plan.name, direction)?;
     let select = &map.side(side).select;
     let mut read_at = shared.store.stamp()?;
+    // After a read of the whole table, the rows the host knows on this
+    // side that it did not return were deleted meanwhile: `Some(version)`
+    // gives those deletes their version.
+    let mut full_read = None;
     let page = match system.changes(table, select, cursor.as_deref()).await {
+        Ok(page) if page.reset => {
+            // The source no longer keeps the changes after our cursor: read
+            // the table in full (each row queued again, dropped as an echo
+            // where the other side has it already) and poll on from the
+            // cursor it gave.
+            tracing::warn!(map = %plan.name, side = side.name(), "The change cursor is older than the source keeps; reading the table in full.");
+            read_at = shared.store.stamp()?;
+            let rows = system
+                .query_all(table, &crate::connector::Query::default())
+                .await?;
+            full_read = Some(page.next_cursor.clone());
+            ChangePage {
+                // Versions as of the read: an event older than it is not
+                // queued.
+                upsert_versions: vec![page.next_cursor.clone(); rows.len()],
+                upserts: rows,
+                next_cursor: page.next_cursor,
+                ..ChangePage::default()
+            }
+        }
         Ok(page) => page,
-        // An expired delta link: start tracking again, every row; the queue
-        // skips versions already captured.
+        // An expired delta link (or any refusal of it): track again from a
+        // read of every row, to the end, so that the deletes the expired
+        // link would have reported are found against the stored images.
         Err(ConnectorError::Rejected { status: 400, .. }) if cursor.is_some() => {
             tracing::warn!(map = %plan.name, side = side.name(), "The change cursor expired; reading the table again.");
-            system.changes(table, select, None).await?
+            read_at = shared.store.stamp()?;
+            let mut page = system.changes(table, select, None).await?;
+            while page.more {
+                let next = system
+                    .changes(table, select, Some(&page.next_cursor))
+                    .await?;
+                page.upserts.extend(next.upserts);
+                page.upsert_versions.extend(next.upsert_versions);
+                page.upsert_times.extend(next.upsert_times);
+                page.deletes.extend(next.deletes);
+                page.delete_versions.extend(next.delete_versions);
+                page.delete_times.extend(next.delete_times);
+                page.next_cursor = next.next_cursor;
+                page.more = next.more;
+            }
+            full_read = Some(format!("reconciled:{read_at}"));
+            page
         }
         Err(error) => return Err(error.into()),
-    };
-    let page = if page.reset {
-        // The source no longer keeps the changes after our cursor: read the
-        // table in full (each row queued again, dropped as an echo where the
-        // other side has it already) and poll on from the cursor it gave.
-        // Rows the host knows on this side that the read does not return
-        // were deleted meanwhile.
-        tracing::warn!(map = %plan.name, side = side.name(), "The change cursor is older than the source keeps; reading the table in full.");
-        read_at = shared.store.stamp()?;
-        let rows = system
-            .query_all(table, &crate::connector::Query::default())
-            .await?;
-        let present: std::collections::HashSet<String> = rows
-            .iter()
-            .filter_map(|row| shape::key_text(plan, side, row).ok())
-            .map(|key| key.to_lowercase())
-            .collect();
-        let gone: Vec<Key> = shared
-            .store
-            .images(&plan.name, side.name())?
-            .into_iter()
-            .filter_map(|image| shape::key_text(plan, side, &image).ok().map(|k| (k, image)))
-            .filter(|(key, _)| !present.contains(&key.to_lowercase()))
-            .map(|(_, image)| key_of_image(plan, side, &image))
-            .collect();
-        let count = rows.len();
-        let deleted = gone.len();
-        ChangePage {
-            upserts: rows,
-            // Versions as of the read: an event older than it is not queued.
-            upsert_versions: vec![page.next_cursor.clone(); count],
-            deletes: gone.into_iter().map(Deleted::Key).collect(),
-            delete_versions: vec![page.next_cursor.clone(); deleted],
-            next_cursor: page.next_cursor,
-            ..ChangePage::default()
-        }
-    } else {
-        page
     };
     let more = page.more;
     let cursor = page.next_cursor.clone();
     let Captured {
-        changes,
+        mut changes,
         ids,
         keyless,
     } = changes_of(shared, plan, side, page, read_at).await?;
+    if let Some(version) = full_read {
+        let gone = deleted_meanwhile(shared, plan, side, &changes, &version, read_at)?;
+        if !gone.is_empty() {
+            tracing::warn!(map = %plan.name, side = side.name(), deleted = gone.len(), "Rows the host knew were not in the full read; they are deleted on the other side.");
+        }
+        changes.splice(0..0, gone);
+    }
     let ids: Vec<(&str, &str, &str)> = ids
         .iter()
         .map(|(id, key)| (side.name(), id.as_str(), key.as_str()))
@@ -173,6 +183,38 @@ async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool
         map.mark_captured(side);
     }
     Ok(more)
+}
+
+/// The deletes a full read of `side` implies: a delete of every key the
+/// host holds an image of there that the read's `changes` do not carry.
+fn deleted_meanwhile(
+    shared: &Shared,
+    plan: &MapPlan,
+    side: Side,
+    changes: &[Change],
+    version: &str,
+    read_at: u64,
+) -> Result<Vec<Change>, FlowError> {
+    let present: std::collections::HashSet<String> = changes
+        .iter()
+        .map(|change| change.key.to_lowercase())
+        .collect();
+    let modified = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    Ok(shared
+        .store
+        .images(&plan.name, side.name())?
+        .into_iter()
+        .filter_map(|image| shape::key_text(plan, side, &image).ok())
+        .filter(|key| !present.contains(&key.to_lowercase()))
+        .map(|key| Change {
+            key,
+            version: version.to_owned(),
+            operation: Operation::Delete,
+            row: Row::new(),
+            modified: Some(modified.clone()),
+            read_at,
+        })
+        .collect())
 }
 
 /// A page as queued changes, with the ids of the Dataverse rows in it.
@@ -298,15 +340,6 @@ struct Captured {
     ids: Vec<(String, String)>,
     /// Why each row without a key was left out.
     keyless: Vec<String>,
-}
-
-/// The key of a row from its image on `side` (finops: the left key fields).
-fn key_of_image(plan: &MapPlan, side: Side, image: &Row) -> Key {
-    plan.key.iter().fold(Key::new(), |key, pair| {
-        let field = shape::field_on(pair, side).unwrap_or_default();
-        let value = image.get(field).and_then(Value::as_str).unwrap_or_default();
-        key.text(field, value)
-    })
 }
 
 /// The key text of a finops key as reported in a delete.

@@ -166,3 +166,56 @@ async fn a_cursor_older_than_the_finops_change_log_reads_the_entity_in_full() {
     assert_eq!((ltr.written, ltr.deleted), (2, 1), "{ltr:?}");
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_made_while_a_dataverse_delta_link_expired_reach_finops() {
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    let account = |n: &str| Key::single("accountnumber", n);
+    let customer = |n: &'static str| [("dataAreaId", "usmf"), ("CustomerAccount", n)];
+    sync.dv_upsert(
+        "accounts",
+        account("H-1"),
+        in_usmf(json!({"name": "One", "customertypecode": 3})),
+    )
+    .await;
+    eventually("H-1 in finops", || async {
+        sync.fo_get("CustomersV3", &customer("H-1")).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    sync.stop_engine().await;
+    // While the host is down: one account deleted, a new one made, then
+    // every delta link of accounts expired (the delete's tombstone gone).
+    sync.dv_delete("accounts", account("H-1")).await;
+    sync.dv_upsert(
+        "accounts",
+        account("H-2"),
+        in_usmf(json!({"name": "Two", "customertypecode": 3})),
+    )
+    .await;
+    let purged = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/purge-changes/accounts",
+            sync.dataverse.url()
+        ))
+        .send()
+        .await
+        .expect("purge sent");
+    assert!(purged.status().is_success(), "{}", purged.status());
+    sync.start_engine().await;
+    eventually("H-2 in finops", || async {
+        sync.fo_get("CustomersV3", &customer("H-2")).await.is_some()
+    })
+    .await;
+    eventually("H-1 deleted from finops", || async {
+        sync.fo_get("CustomersV3", &customer("H-1")).await.is_none()
+    })
+    .await;
+    settle(&sync).await;
+    let rtl = sync.engine().stats("customers", Direction::RightToLeft);
+    assert_eq!(rtl.deleted, 1, "{rtl:?}");
+    let deleted = sync.activity("customers", dualwrite::checkpoint::Action::Deleted);
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    sync.shutdown().await;
+}
