@@ -167,6 +167,11 @@ pub struct Change {
     /// read. 0 when unknown (a pushed event may describe any past moment).
     #[serde(default)]
     pub read_at: u64,
+    /// Why capture could not read the row in full (the service refused a
+    /// read its lookups needed): the change is parked with this, and a
+    /// retry reads the row again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// `(side, key, image)`: the mapped fields on one side, `None` for none.

@@ -159,6 +159,20 @@ impl ConnectorError {
     }
 
     /// True when retrying later may succeed (throttling, outages).
+    /// The service refused this one request for what it carried (a 4xx
+    /// other than 401, 403, 408 and 429): the row's fault, not the
+    /// service's or the credentials'. Its status and the service's error.
+    pub fn refusal(&self) -> Option<(u16, &ServiceError)> {
+        match self {
+            Self::Rejected {
+                status, service, ..
+            } if (400..500).contains(status) && ![401, 403, 408, 429].contains(status) => {
+                Some((*status, service))
+            }
+            _ => None,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }

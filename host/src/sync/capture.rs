@@ -213,6 +213,7 @@ fn deleted_meanwhile(
             row: Row::new(),
             modified: Some(modified.clone()),
             read_at,
+            unreadable: None,
         })
         .collect())
 }
@@ -256,6 +257,7 @@ async fn changes_of(
             row: Row::new(),
             modified: Some(modified),
             read_at,
+            unreadable: None,
         });
     }
     let mut times = page.upsert_times.into_iter();
@@ -265,15 +267,21 @@ async fn changes_of(
             .get(&id_field)
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let row = refs::to_logical(&shared.plan, plan, side, system, raw).await?;
+        let (row, refused) =
+            refs::to_logical_lenient(&shared.plan, plan, side, system, raw).await?;
+        let unreadable = refused.map(|error| format!("the row could not be read in full: {error}"));
         let key = match shape::key_text(plan, side, &row) {
             Ok(key) => key,
             Err(problem) => {
                 let which = id
                     .as_deref()
                     .map_or_else(String::new, |id| format!(" ({id})"));
+                let why = match &unreadable {
+                    Some(unreadable) => format!("{problem} ({unreadable})"),
+                    None => problem,
+                };
                 keyless.push(format!(
-                    "a row of {table}{which} is not synced: {problem}; give it a key on the {} side",
+                    "a row of {table}{which} is not synced: {why}; give it a key on the {} side",
                     side.name()
                 ));
                 continue;
@@ -289,6 +297,7 @@ async fn changes_of(
             row,
             modified: Some(modified),
             read_at,
+            unreadable,
         });
     }
     Ok(Captured {

@@ -117,12 +117,30 @@ pub(super) async fn decide(
         return Ok(decision);
     }
     // Read before a write of the host to this side landed: the side may
-    // hold the host's write by now, so what it holds decides.
+    // hold the host's write by now, so what it holds decides. A row capture
+    // could not read in full is read again too (a retry after a fix).
     let mut retired = Vec::new();
-    if writes.iter().any(|w| w.id > queued.change.read_at) {
+    let unreadable = queued.change.unreadable.take();
+    if unreadable.is_some() || writes.iter().any(|w| w.id > queued.change.read_at) {
         let stamp = store.stamp()?;
         let system = shared.system(plan, source);
-        let now_there = refs::current(&shared.plan, plan, source, system, &queued.change).await?;
+        let now_there =
+            match refs::current(&shared.plan, plan, source, system, &queued.change).await {
+                Ok(row) => row,
+                // Still unreadable: the change is parked with the service's
+                // message, and its key's later changes wait behind it.
+                Err(error) if error.refusal().is_some() => {
+                    let reason = unreadable.unwrap_or_else(|| {
+                        format!(
+                            "the row could not be read again on the {} side",
+                            source.name()
+                        )
+                    });
+                    let reason = format!("{reason}; read again: {error}");
+                    return Ok(Decision::new(queued, Verdict::Park(reason)));
+                }
+                Err(error) => return Err(error.into()),
+            };
         // Changes of this key read before now are older than what was just
         // read: they are done with this one.
         retired = store

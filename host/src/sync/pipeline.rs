@@ -19,6 +19,7 @@ use super::record::{self, Recorder};
 use super::refs::{self, Prepared};
 use super::runtime::MapRuntime;
 use super::shape::{self, Row, Side};
+use super::system::System;
 
 /// A key waiting for the row its lookup points at.
 #[derive(Debug, Clone)]
@@ -110,7 +111,23 @@ pub(super) async fn process(
             out.planned.row.as_ref(),
             out.planned.known.as_ref(),
         )
-        .await?;
+        .await;
+        // A refusal of this row's lookups is the row's fault: it is
+        // parked, and the other rows go on.
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) if error.refusal().is_some() => {
+                record.park(
+                    out.queued,
+                    format!(
+                        "its lookups could not be resolved on the {} side: {error}",
+                        target.name()
+                    ),
+                );
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         match prepared {
             Prepared::Ready(write) => {
                 writes.push(write);
@@ -144,7 +161,7 @@ pub(super) async fn process(
     }
 
     if !writes.is_empty() {
-        let outcomes = system.write_batch(&writes).await?;
+        let outcomes = write(system, &writes).await?;
         for ((out, write), outcome) in sent.into_iter().zip(&writes).zip(outcomes) {
             let key = out.queued.change.key.clone();
             match outcome {
@@ -191,6 +208,45 @@ pub(super) async fn process(
         });
     }
     Ok(finished)
+}
+
+/// Writes `writes` in one `$batch`. A `$batch` the service refuses as a
+/// whole (a 4xx for what it carries) is sent again one write per `$batch`,
+/// so that the row at fault is found: its refusal becomes its outcome, and
+/// the other rows are written.
+async fn write(system: &System, writes: &[Write]) -> Result<Vec<WriteOutcome>, FlowError> {
+    let refused = match system.write_batch(writes).await {
+        Ok(outcomes) => return Ok(outcomes),
+        Err(error) => match error.refusal() {
+            Some((status, service)) => (status, service.clone()),
+            None => return Err(error.into()),
+        },
+    };
+    if writes.len() == 1 {
+        let (status, service) = refused;
+        return Ok(vec![WriteOutcome::Failed { status, service }]);
+    }
+    tracing::warn!(
+        table = %writes[0].table(),
+        rows = writes.len(),
+        status = refused.0,
+        "The service refused a $batch as a whole; writing its rows one by one to find the one at fault."
+    );
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for one in writes {
+        let outcome = match system.write_batch(std::slice::from_ref(one)).await {
+            Ok(mut outcome) => outcome.pop().unwrap_or(WriteOutcome::NotApplied),
+            Err(error) => match error.refusal() {
+                Some((status, service)) => WriteOutcome::Failed {
+                    status,
+                    service: service.clone(),
+                },
+                None => return Err(error.into()),
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// Records a confirmed write: the echo fingerprint and image of the target

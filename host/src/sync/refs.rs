@@ -40,10 +40,28 @@ pub async fn to_logical(
     map: &MapPlan,
     side: Side,
     system: &System,
-    mut raw: Row,
+    raw: Row,
 ) -> Result<Row, ConnectorError> {
+    let (row, refused) = to_logical_lenient(plan, map, side, system, raw).await?;
+    match refused {
+        Some(error) => Err(error),
+        None => Ok(row),
+    }
+}
+
+/// [`to_logical`], where a lookup whose read the service refuses (the
+/// row's fault, not the service's) is left empty and that refusal returned
+/// beside the row, so one row cannot stop the read of the others.
+pub async fn to_logical_lenient(
+    plan: &Plan,
+    map: &MapPlan,
+    side: Side,
+    system: &System,
+    mut raw: Row,
+) -> Result<(Row, Option<ConnectorError>), ConnectorError> {
+    let mut refused = None;
     if side_kind(map, side) != SystemKind::Dataverse {
-        return Ok(raw);
+        return Ok((raw, refused));
     }
     for mapping in shape::mappings(map) {
         let (Some(column), Some(lookup)) = (shape::field_on(mapping, side), &mapping.lookup) else {
@@ -54,12 +72,21 @@ pub async fn to_logical(
             .and_then(Value::as_str)
             .map(str::to_owned);
         let value = match (id, target(plan, mapping)) {
-            (Some(id), Some((_, table))) => system.value_of(table, &id, &lookup.key_field).await?,
+            (Some(id), Some((_, table))) => {
+                match system.value_of(table, &id, &lookup.key_field).await {
+                    Ok(value) => value,
+                    Err(error) if error.refusal().is_some() => {
+                        refused.get_or_insert(error);
+                        Value::Null
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
             _ => Value::Null,
         };
         raw.insert(column.to_owned(), value);
     }
-    Ok(raw)
+    Ok((raw, refused))
 }
 
 /// What `side` holds now for the key of `change`, in logical form (`None`:

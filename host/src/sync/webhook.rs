@@ -174,6 +174,7 @@ fn queue(shared: &Shared, system: &str, event: Event) -> Result<(), (StatusCode,
             modified: Some(modified.clone()),
             // An event may be delivered long after its commit.
             read_at: 0,
+            unreadable: None,
         };
         let added = shared
             .store

@@ -22,6 +22,7 @@ fn change(key: &str, version: &str) -> Change {
             .unwrap_or_default(),
         modified: None,
         read_at: 0,
+        unreadable: None,
     }
 }
 

@@ -10,6 +10,7 @@ mod lifecycle;
 mod lookups;
 mod plugins;
 mod races;
+mod refusals;
 mod restart;
 mod webhook;
 
@@ -71,6 +72,9 @@ pub struct Sync {
     pub engine: Option<RunningEngine>,
     maps: String,
     engine_extra: String,
+    /// The Dataverse service URL the engine is given, when not the
+    /// emulator's own (a proxy in front of it).
+    pub dataverse_via: Option<String>,
 }
 
 fn emulator_config() -> EmulatorConfig {
@@ -113,6 +117,7 @@ impl Sync {
             engine: None,
             maps: maps.to_owned(),
             engine_extra: engine.to_owned(),
+            dataverse_via: None,
         };
         sync.fo_upsert(
             "LegalEntities",
@@ -170,7 +175,10 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
             extra = engine,
             fo = self.finops.service_url(),
             fo_token = self.finops.token_url(),
-            dv = self.dataverse.service_url(),
+            dv = self
+                .dataverse_via
+                .clone()
+                .unwrap_or_else(|| self.dataverse.service_url()),
             dv_token = self.dataverse.token_url(),
             maps = self.maps,
         )
