@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::{Config, SystemConfig};
+use crate::connector::MAX_BATCH;
 use crate::map::{
     AuthPlan, Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
 };
@@ -85,6 +86,7 @@ impl Config {
             .map(|map| super::checks::build_map(map, self, &systems, options, &mut report))
             .collect();
 
+        self.check_engine(&mut report);
         let order = self.dependency_order(&mut report);
         report
             .problems
@@ -100,13 +102,30 @@ impl Config {
         if engine.data.is_relative() {
             engine.data = options.base_dir.join(&engine.data);
         }
-        engine.batch_size = engine.batch_size.clamp(1, crate::connector::MAX_BATCH);
         Ok(Plan {
             systems,
             maps,
             engine,
             warnings: report.problems,
         })
+    }
+
+    /// `[engine]`: a batch size the connectors can send as one `$batch`.
+    fn check_engine(&self, report: &mut Report) {
+        let size = self.engine.batch_size;
+        let message = match size {
+            0 => "`[engine] batch_size` is 0, so no change would ever be written".to_string(),
+            1..=MAX_BATCH => return,
+            _ => format!("`[engine] batch_size` is {size}, more than one $batch carries"),
+        };
+        report.push(
+            Problem::new(
+                ProblemCode::BatchSize,
+                message,
+                "set `batch_size` to at least 1 and at most 1000: a $batch carries at most 1,000 requests",
+            )
+            .at_field("engine.batch_size"),
+        );
     }
 
     fn dependency_order(&self, report: &mut Report) -> Vec<usize> {
