@@ -10,6 +10,7 @@ use clap::Args;
 
 use dualwrite::config::validate_file;
 use dualwrite::map::{Catalogue, EmulatorCatalogue, NoCatalogue, Problem};
+use dualwrite::plugin::RuntimeConfig;
 use dualwrite::sync::{Engine, EngineOptions};
 
 /// `dualwrite run`
@@ -69,7 +70,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .map(|s| s.name.clone())
             .collect();
         let data = plan.engine.data.clone();
-        let engine = Engine::start(plan, EngineOptions::default()).await?;
+        // The plugin engine is made once, so it counts fuel from the start
+        // when a plugin's `limits` set a fuel budget.
+        let options = EngineOptions {
+            runtime: RuntimeConfig::default().counting_fuel_for(plan.plugin_limits()),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::start(plan, options).await?;
         println!(
             "dualwrite is running {} maps ({}), checkpoints in {}",
             maps.len(),

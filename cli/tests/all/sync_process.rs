@@ -1,9 +1,10 @@
 //! `dualwrite run` as a real process between two emulators: killed with
 //! SIGKILL in the middle of a stream of changes and started again, it
-//! loses and doubles nothing; sent SIGTERM, it stops cleanly.
+//! loses and doubles nothing; sent SIGTERM, it stops cleanly. A map's
+//! plugin with a fuel budget is stopped by that budget.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,10 @@ fields = ["OrganizationName = name", "CreditLimit = creditlimit"]
 }
 
 fn spawn(config: &Path) -> Child {
+    spawn_with(config, Stdio::inherit())
+}
+
+fn spawn_with(config: &Path, stderr: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_dualwrite"))
         .args(["run", "-c"])
         .arg(config)
@@ -75,9 +80,23 @@ fn spawn(config: &Path) -> Child {
         .env("DV_SECRET", "dualwrite-secret")
         .env("DUALWRITE_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("dualwrite run starts")
+}
+
+/// The `hostile-loop` component, built by `cargo xtask plugins`.
+fn looping_plugin() -> String {
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("plugins/hostile-loop.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing; build the plugins with `cargo xtask plugins`",
+        path.display()
+    );
+    path.display().to_string().replace('\\', "/")
 }
 
 async fn accounts(dv: &DataverseConnector) -> Vec<dualwrite::connector::Row> {
@@ -207,6 +226,87 @@ async fn a_killed_host_resumes_without_losing_or_doubling() {
         printed.iter().any(|l| l.starts_with("stopped")),
         "{printed:?}"
     );
+    finops.shutdown().await.expect("finops stops");
+    dataverse.shutdown().await.expect("dataverse stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuel_budget_in_a_map_stops_a_looping_plugin() {
+    let finops = emulator::start(ServiceKind::Finops, empty_config())
+        .await
+        .expect("finops");
+    let dataverse = emulator::start(ServiceKind::Dataverse, empty_config())
+        .await
+        .expect("dataverse");
+    let fo = FinopsConnector::new(
+        &finops.service_url(),
+        credentials(&finops),
+        ConnectorOptions::default(),
+    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("sync.toml");
+    // The loop would run to its 60 s deadline; the budget of a million
+    // instructions stops it in milliseconds, but only if it is counted.
+    let plugins = format!(
+        "plugins = [{{ path = \"{}\", direction = \">\", kind = \"transform\", limits = {{ fuel = 1000000, timeout = \"60s\" }} }}]\n",
+        looping_plugin()
+    );
+    std::fs::write(&file, config(&finops, &dataverse) + &plugins).expect("config written");
+    for (table, key, row) in [
+        (
+            "LegalEntities",
+            Key::single("LegalEntityId", "usmf"),
+            json!({"Name": "Contoso"}),
+        ),
+        (
+            "CustomersV3",
+            Key::new()
+                .text("dataAreaId", "usmf")
+                .text("CustomerAccount", "K-0001"),
+            json!({"OrganizationName": "Customer 1", "CreditLimit": 1}),
+        ),
+    ] {
+        fo.upsert(table, &key, &row.as_object().cloned().unwrap_or_default())
+            .await
+            .expect("finops row");
+    }
+
+    let mut host = spawn_with(&file, Stdio::piped());
+    let stderr = host.stderr.take().expect("stderr");
+    let (lines, logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Drains stderr to the end, so the host never blocks on a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let stopped = loop {
+        match logged.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("used up its fuel") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the loop was not stopped by its fuel budget within 40 s: {seen:?}"
+        );
+        if let Some(status) = host.try_wait().expect("the host's status") {
+            panic!("dualwrite run exited with {status}: {seen:?}");
+        }
+    };
+    assert!(
+        stopped.contains("hostile-loop@0.1.0") && stopped.contains("customers"),
+        "{stopped}"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let status = host.wait().expect("exits");
+    assert!(status.success(), "{status}");
     finops.shutdown().await.expect("finops stops");
     dataverse.shutdown().await.expect("dataverse stops");
 }

@@ -9,6 +9,7 @@ use crate::connector::MAX_BATCH;
 use crate::map::{
     AuthPlan, Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
 };
+use crate::plugin::PluginLimits;
 
 /// What `build` needs besides the config.
 pub struct BuildOptions<'a> {
@@ -28,6 +29,19 @@ impl fmt::Debug for BuildOptions<'_> {
             .field("file", &self.file)
             .field("base_dir", &self.base_dir)
             .finish_non_exhaustive()
+    }
+}
+
+impl Plan {
+    /// The limits of every enabled map's plugins: what the plugin runtime
+    /// that runs them is made for
+    /// (`RuntimeConfig::counting_fuel_for(plan.plugin_limits())`).
+    pub fn plugin_limits(&self) -> impl Iterator<Item = &PluginLimits> {
+        self.maps
+            .iter()
+            .filter(|map| map.enabled)
+            .flat_map(|map| &map.plugins)
+            .map(|step| &step.limits)
     }
 }
 
