@@ -2,12 +2,19 @@
 //! SIGKILL in the middle of a stream of changes and started again, it
 //! loses and doubles nothing; sent SIGTERM, it stops cleanly. A map's
 //! plugin with a fuel budget is stopped by that budget.
+//!
+//! "Doubles nothing" is counted per key in the host's own activity log, read
+//! from its checkpoint store once it has stopped, not in rows: an upsert by
+//! key can never make a second row, so a row count cannot show a change
+//! delivered twice.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dualwrite::checkpoint::{Checkpoints, Direction};
 use dualwrite::connector::{
     BatchMode, ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Query,
     Write,
@@ -18,6 +25,9 @@ use serde_json::{Value, json};
 use crate::support::empty_config;
 
 const ROWS: usize = 400;
+
+/// `[engine] batch_size` of the config.
+const BATCH: usize = 50;
 
 fn credentials(emulator: &RunningEmulator) -> Credentials {
     Credentials {
@@ -34,7 +44,7 @@ fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
 [engine]
 data = "data"
 poll_interval = "100ms"
-batch_size = 50
+batch_size = {BATCH}
 
 [systems.finops]
 kind = "finops"
@@ -183,7 +193,7 @@ async fn a_killed_host_resumes_without_losing_or_doubling() {
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let rows = accounts(&dv).await;
-    assert_eq!(rows.len(), ROWS, "nothing doubled");
+    assert_eq!(rows.len(), ROWS, "one row per key");
     for row in &rows {
         let number = row["accountnumber"].as_str().expect("account number");
         let n: usize = number[2..].parse().expect("number");
@@ -225,6 +235,59 @@ async fn a_killed_host_resumes_without_losing_or_doubling() {
     assert!(
         printed.iter().any(|l| l.starts_with("stopped")),
         "{printed:?}"
+    );
+
+    // Nothing doubled, counted in the host's own log: each captured change
+    // leaves its queue once, in the transaction that records its outcome,
+    // so each key has one left-to-right outcome. It is `written`, or, for
+    // a change of the batch in flight at a SIGKILL, whose write landed but
+    // was not recorded, `skipped` because Dataverse holds it already when
+    // the restarted host delivers the change again. A change captured or
+    // delivered twice would show as two outcomes of one key.
+    let data = dir.path().join("data");
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.ends_with(&format!("checkpoints in {}", data.display()))),
+        "`data = \"data\"` is relative to the config file's folder: {printed:?}"
+    );
+    let store = Checkpoints::open(&data).expect("the stopped host's checkpoint store opens");
+    let mut outcomes: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for entry in store.activity().expect("the activity log reads") {
+        if entry.map == "customers" && entry.direction == Direction::LeftToRight {
+            outcomes
+                .entry(entry.key)
+                .or_default()
+                .push((entry.what, entry.detail));
+        }
+    }
+    let doubled: Vec<_> = outcomes.iter().filter(|(_, all)| all.len() > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "keys delivered more than once: {doubled:?}"
+    );
+    let missing: Vec<String> = (0..ROWS)
+        .map(|n| format!("K-{n:04}|usmf"))
+        .filter(|key| !outcomes.contains_key(key))
+        .collect();
+    assert!(missing.is_empty(), "keys with no outcome: {missing:?}");
+    assert_eq!(outcomes.len(), ROWS, "no other key: {outcomes:?}");
+    let mut landed_before_a_kill = 0;
+    for (key, all) in &outcomes {
+        match all.as_slice() {
+            [(what, _)] if what == "written" => {}
+            [(what, detail)]
+                if what == "skipped"
+                    && detail.contains("both sides already hold the same values") =>
+            {
+                landed_before_a_kill += 1;
+            }
+            other => panic!("{key}: neither written nor already in Dataverse: {other:?}"),
+        }
+    }
+    assert!(
+        landed_before_a_kill <= 2 * BATCH,
+        "at most one batch of {BATCH} was in flight at each of the two kills, but {landed_before_a_kill} changes were in Dataverse unrecorded"
     );
     finops.shutdown().await.expect("finops stops");
     dataverse.shutdown().await.expect("dataverse stops");
