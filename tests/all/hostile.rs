@@ -4,7 +4,9 @@
 //! to compile.
 
 use crate::support::{context, rows};
-use dualwrite::plugin::{Batch, Plugin, PluginError, PluginLimits, PluginTrap, TrapKind};
+use dualwrite::plugin::{
+    Batch, Plugin, PluginError, PluginLimits, PluginTrap, Runtime, RuntimeConfig, TrapKind,
+};
 use dualwrite_tests::*;
 use std::time::Duration;
 
@@ -257,5 +259,94 @@ fn a_call_after_a_trap_gets_a_fresh_instance() {
         plugin.health().failures_in_a_row,
         0,
         "a clean call resets the count"
+    );
+}
+
+/// A config whose `customers` map runs `hostile-loop` with `limits`.
+fn plan_with_the_loop(limits: &str) -> dualwrite::map::Plan {
+    let text = format!(
+        r#"
+[systems.finops]
+kind = "finops"
+url = "http://127.0.0.1:1"
+
+[systems.dataverse]
+kind = "dataverse"
+url = "http://127.0.0.1:2"
+
+[[maps]]
+name = "customers"
+left = {{ system = "finops", table = "CustomersV3" }}
+right = {{ system = "dataverse", table = "accounts" }}
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company"]
+fields = ["OrganizationName = name"]
+plugins = [{{ path = {HOSTILE_LOOP:?}, direction = ">", kind = "transform", limits = {limits} }}]
+"#
+    );
+    let config = dualwrite::config::Config::from_toml("maps.toml", &text).expect("parses");
+    config
+        .build(&dualwrite::config::BuildOptions {
+            file: "maps.toml".into(),
+            base_dir: ".".into(),
+            catalogue: &dualwrite::map::NoCatalogue,
+            env: &|_| None,
+        })
+        .unwrap_or_else(|problems| panic!("the config builds: {problems:?}"))
+}
+
+#[test]
+fn a_fuel_budget_in_a_map_stops_the_loop_by_fuel_or_is_refused_never_ignored() {
+    let plan = plan_with_the_loop("{ fuel = 1000000, timeout = \"60s\" }");
+    let step = &plan.map("customers").expect("the map").plugins[0];
+
+    // A runtime that does not count fuel would let the loop run to its
+    // 60 s deadline; it refuses the budget instead.
+    let error = Plugin::load_file(runtime(), &step.path, step.limits.clone())
+        .expect_err("a fuel budget on a runtime without fuel is refused");
+    assert!(
+        matches!(
+            &error,
+            PluginError::FuelNotCounted {
+                fuel: 1_000_000,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("`fuel = 1000000`")
+            && error.to_string().contains("remove `fuel`"),
+        "{error}"
+    );
+
+    // The runtime made for the plan's plugins counts fuel, and the budget
+    // stops the loop long before its deadline.
+    let config = RuntimeConfig {
+        instance_slots: 4,
+        ..RuntimeConfig::default()
+    };
+    let counting = Runtime::new(config.counting_fuel_for(plan.plugin_limits())).expect("runtime");
+    assert!(counting.counts_fuel());
+    let plugin = Plugin::load_file(&counting, &step.path, step.limits.clone())
+        .unwrap_or_else(|error| panic!("the plan's runtime loads it: {error}"));
+    let started = std::time::Instant::now();
+    let trap = trap(
+        plugin
+            .transform(&context("customers", &[]), &batch())
+            .expect_err("the loop is stopped"),
+    );
+    assert_eq!(trap.kind, TrapKind::OutOfFuel);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped by fuel, not by the deadline: {:?}",
+        started.elapsed()
+    );
+
+    // Without a budget, the plan's runtime does not pay for counting.
+    let plan = plan_with_the_loop("{ timeout = \"1s\" }");
+    assert!(
+        !RuntimeConfig::default()
+            .counting_fuel_for(plan.plugin_limits())
+            .fuel
     );
 }

@@ -116,6 +116,22 @@ fn config_errors_are_reported_with_a_code() {
 }
 
 #[test]
+fn a_batch_size_one_batch_cannot_carry_is_reported() {
+    for size in [0, 1001] {
+        check(
+            &format!("{LEGAL_ENTITIES}\n[engine]\nbatch_size = {size}\n"),
+            &[("DW022", "", "engine.batch_size")],
+            true,
+        );
+    }
+    check(
+        &format!("{LEGAL_ENTITIES}\n[engine]\nbatch_size = 1000\n"),
+        &[],
+        false,
+    );
+}
+
+#[test]
 fn systems_tables_and_fields_are_checked() {
     let config = customers("", "").replace(
         "right = { system = \"dataverse\", table = \"accounts\" }",

@@ -5,9 +5,11 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::{Config, SystemConfig};
+use crate::connector::MAX_BATCH;
 use crate::map::{
     AuthPlan, Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
 };
+use crate::plugin::PluginLimits;
 
 /// What `build` needs besides the config.
 pub struct BuildOptions<'a> {
@@ -27,6 +29,19 @@ impl fmt::Debug for BuildOptions<'_> {
             .field("file", &self.file)
             .field("base_dir", &self.base_dir)
             .finish_non_exhaustive()
+    }
+}
+
+impl Plan {
+    /// The limits of every enabled map's plugins: what the plugin runtime
+    /// that runs them is made for
+    /// (`RuntimeConfig::counting_fuel_for(plan.plugin_limits())`).
+    pub fn plugin_limits(&self) -> impl Iterator<Item = &PluginLimits> {
+        self.maps
+            .iter()
+            .filter(|map| map.enabled)
+            .flat_map(|map| &map.plugins)
+            .map(|step| &step.limits)
     }
 }
 
@@ -85,6 +100,7 @@ impl Config {
             .map(|map| super::checks::build_map(map, self, &systems, options, &mut report))
             .collect();
 
+        self.check_engine(&mut report);
         let order = self.dependency_order(&mut report);
         report
             .problems
@@ -100,13 +116,30 @@ impl Config {
         if engine.data.is_relative() {
             engine.data = options.base_dir.join(&engine.data);
         }
-        engine.batch_size = engine.batch_size.clamp(1, crate::connector::MAX_BATCH);
         Ok(Plan {
             systems,
             maps,
             engine,
             warnings: report.problems,
         })
+    }
+
+    /// `[engine]`: a batch size the connectors can send as one `$batch`.
+    fn check_engine(&self, report: &mut Report) {
+        let size = self.engine.batch_size;
+        let message = match size {
+            0 => "`[engine] batch_size` is 0, so no change would ever be written".to_string(),
+            1..=MAX_BATCH => return,
+            _ => format!("`[engine] batch_size` is {size}, more than one $batch carries"),
+        };
+        report.push(
+            Problem::new(
+                ProblemCode::BatchSize,
+                message,
+                "set `batch_size` to at least 1 and at most 1000: a $batch carries at most 1,000 requests",
+            )
+            .at_field("engine.batch_size"),
+        );
     }
 
     fn dependency_order(&self, report: &mut Report) -> Vec<usize> {

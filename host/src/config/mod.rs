@@ -105,7 +105,8 @@ pub struct EngineConfig {
     /// catch-all for an event lost on the way (`30s`).
     #[serde(default = "default_catch_all", with = "humantime_serde")]
     pub catch_all_interval: std::time::Duration,
-    /// Most changes one write batch carries (at most 1,000).
+    /// Most changes one write batch carries: from 1 to 1,000, what one
+    /// `$batch` carries; any other value is a `DW022 batch-size` error.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// How long a row waits for the row its lookup points at before it is

@@ -115,6 +115,38 @@ fn without_a_catalogue_only_the_config_itself_is_checked() {
 }
 
 #[test]
+fn a_batch_size_one_batch_cannot_carry_is_an_error_not_clamped() {
+    for size in [0, 1001, 5000] {
+        let text = format!("{STANDARD_MAPS}\n[engine]\nbatch_size = {size}\n");
+        let problems = build(&text, &secrets).expect_err("the batch size is refused");
+        let problem = problems
+            .iter()
+            .find(|problem| problem.code == ProblemCode::BatchSize)
+            .unwrap_or_else(|| panic!("no DW022 for {size}: {problems:?}"));
+        assert!(problem.is_error());
+        assert_eq!(problem.file, "maps.toml");
+        assert_eq!(problem.map, None);
+        assert_eq!(problem.field.as_deref(), Some("engine.batch_size"));
+        assert!(
+            problem.message.contains("`[engine] batch_size`")
+                && problem.message.contains(&format!(" {size}")),
+            "{problem}"
+        );
+        assert!(
+            problem
+                .help
+                .contains("at most 1000: a $batch carries at most 1,000 requests"),
+            "{problem}"
+        );
+    }
+    for size in [1, 1000] {
+        let text = format!("{STANDARD_MAPS}\n[engine]\nbatch_size = {size}\n");
+        let plan = build(&text, &secrets).expect("a batch size from 1 to 1000 is valid");
+        assert_eq!(plan.engine.batch_size, size);
+    }
+}
+
+#[test]
 fn parse_errors_name_line_and_column() {
     let error = Config::from_toml("maps.toml", "[systems.x]\nkind = \"sap\"\n")
         .expect_err("an unknown kind");

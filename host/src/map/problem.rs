@@ -70,6 +70,7 @@ problem_codes! {
     ValueMapNotReversible = "DW019" "value-map-not-reversible" Error, "A both-ways value map sends two values to one.";
     CompanyNotStriped = "DW020" "company-not-striped" Error, "`companies` is set but the left table has no company field.";
     MetadataUnreachable = "DW021" "metadata-unreachable" Warning, "`--live`: a system's metadata could not be read; its tables were checked against the built-in catalogue.";
+    BatchSize = "DW022" "batch-size" Error, "`[engine] batch_size` is 0 or over 1,000, the most requests one `$batch` carries.";
 }
 
 impl fmt::Display for ProblemCode {

@@ -6,7 +6,7 @@
 
 use super::bindings::Plugin as PluginWorld;
 use super::cache::CompileCache;
-use super::limits::StoreState;
+use super::limits::{PluginLimits, StoreState};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +31,11 @@ pub struct RuntimeConfig {
     /// engine's compatibility hash. `None`: compile every time.
     pub cache_dir: Option<PathBuf>,
     /// Count fuel (instructions) so calls can report it and plugins can be
-    /// given an instruction budget. Costs some speed, so the sync engine
-    /// leaves it off and `dualwrite plugin run` turns it on.
+    /// given an instruction budget. Costs some speed, so it is on only when
+    /// asked: `dualwrite plugin run` turns it on, and `dualwrite run` through
+    /// [`RuntimeConfig::counting_fuel_for`] when a plugin of its plan has a
+    /// fuel budget. A runtime that does not count fuel refuses to load a
+    /// plugin with a budget rather than ignore it.
     pub fuel: bool,
     /// Instance slots of the pooling allocator (warm instances of all
     /// plugins together, plus calls in flight).
@@ -46,6 +49,20 @@ impl Default for RuntimeConfig {
             fuel: false,
             instance_slots: 128,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// This config, counting fuel too when one of `limits` sets a fuel
+    /// budget. The engine is made once, before any plugin loads, so whoever
+    /// makes the runtime for a known set of plugins (the sync engine, for a
+    /// plan's plugins) asks here first.
+    pub fn counting_fuel_for<'a>(
+        mut self,
+        limits: impl IntoIterator<Item = &'a PluginLimits>,
+    ) -> RuntimeConfig {
+        self.fuel = self.fuel || limits.into_iter().any(|limits| limits.fuel.is_some());
+        self
     }
 }
 

@@ -142,6 +142,17 @@ pub enum PluginError {
         /// The map.
         map: String,
     },
+    /// The plugin's limits set a fuel budget, but the runtime does not
+    /// count fuel, so the budget would be ignored.
+    #[error(
+        "plugin {plugin}: its limits set `fuel = {fuel}`, but the plugin runtime does not count fuel, so the budget would be ignored; remove `fuel` from the plugin's `limits` (its `timeout` bounds every call), or make the runtime with `RuntimeConfig::counting_fuel_for` over the plugins' limits"
+    )]
+    FuelNotCounted {
+        /// The plugin.
+        plugin: String,
+        /// The budget the limits set.
+        fuel: u64,
+    },
     /// wasmtime refused the component (compile or link failure).
     #[error("plugin {plugin} cannot be loaded: {detail}")]
     Incompatible {

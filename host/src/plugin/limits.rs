@@ -20,7 +20,9 @@ pub struct PluginLimits {
     pub memory: usize,
     /// Table elements an instance may have.
     pub table_elements: usize,
-    /// Instructions one batch may execute, when the runtime counts fuel.
+    /// Instructions one batch may execute. Only a runtime that counts fuel
+    /// loads a plugin with a budget (see
+    /// [`RuntimeConfig::counting_fuel_for`](super::RuntimeConfig::counting_fuel_for)).
     pub fuel: Option<u64>,
     /// Bytes of output (text, names, messages) one batch may return.
     pub max_output_bytes: usize,

@@ -121,6 +121,9 @@ impl Plugin {
     }
 
     /// Loads the plugin in `bytes` (from `source_name`, for messages).
+    /// Limits with a fuel budget need a runtime that counts fuel
+    /// ([`RuntimeConfig::counting_fuel_for`](super::RuntimeConfig::counting_fuel_for));
+    /// any other runtime refuses them with [`PluginError::FuelNotCounted`].
     pub fn load(
         runtime: &Runtime,
         source_name: &str,
@@ -132,6 +135,11 @@ impl Plugin {
             return Err(problem);
         }
         let id = inspection.id();
+        if let Some(fuel) = limits.fuel
+            && !runtime.counts_fuel()
+        {
+            return Err(PluginError::FuelNotCounted { plugin: id, fuel });
+        }
         let incompatible = |error: wasmtime::Error| PluginError::Incompatible {
             plugin: id.clone(),
             detail: format!("{error:#}"),

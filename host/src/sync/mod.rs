@@ -248,15 +248,22 @@ impl Engine {
                 System::connect(system, options.connector.clone())?,
             );
         }
-        let runtime =
-            match plan.maps.iter().any(|m| m.enabled && !m.plugins.is_empty()) {
-                true => Some(Runtime::new(options.runtime.clone()).map_err(|error| {
-                    SyncError::Setup {
-                        detail: format!("the plugin runtime does not start: {error:#}"),
-                    }
-                })?),
-                false => None,
-            };
+        let runtime = match plan.maps.iter().any(|m| m.enabled && !m.plugins.is_empty()) {
+            // The plugin engine is made once, so it counts fuel from the
+            // start when a plugin's `limits` set a fuel budget.
+            true => Some(
+                Runtime::new(
+                    options
+                        .runtime
+                        .clone()
+                        .counting_fuel_for(plan.plugin_limits()),
+                )
+                .map_err(|error| SyncError::Setup {
+                    detail: format!("the plugin runtime does not start: {error:#}"),
+                })?,
+            ),
+            false => None,
+        };
         let mut maps = HashMap::new();
         for map in &plan.maps {
             let chain = match &runtime {

@@ -68,13 +68,29 @@ async fn an_edit_landing_while_the_host_writes_the_row_does_not_split_the_sides(
         .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     settle(&sync).await;
-    let left = sync.fo_get("CustomersV3", KEY).await.unwrap_or_default();
-    let right = sync.dv_get("accounts", account()).await.unwrap_or_default();
+    let left = sync
+        .fo_get("CustomersV3", KEY)
+        .await
+        .expect("Q-1 is still in finops");
+    let right = sync
+        .dv_get("accounts", account())
+        .await
+        .expect("Q-1 is still in Dataverse");
+    // Both sides end on one of the two edits, never on the original A or
+    // an empty name. On a machine that is not loaded it is X: the host's X
+    // commits in Dataverse after the user's Y, and Y, read before X
+    // landed, is superseded by it; a host slow to read finops may see Y
+    // first and settle on Y instead.
+    let names = (text(&left, "OrganizationName"), text(&right, "name"));
+    let conflicts = sync.activity("customers", Action::ConflictLost);
     assert_eq!(
-        text(&left, "OrganizationName"),
-        text(&right, "name"),
-        "both sides hold the same name: {:?}",
-        sync.activity("customers", Action::ConflictLost)
+        names.0, names.1,
+        "both sides hold the same name: {conflicts:?}"
+    );
+    assert!(
+        names.0 == "X" || names.0 == "Y",
+        "the name is one of the two edits, not {:?}: {conflicts:?}",
+        names.0
     );
     sync.shutdown().await;
 }
