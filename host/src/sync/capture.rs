@@ -243,11 +243,20 @@ async fn changes_of(
     let mut times = page.delete_times.into_iter();
     for (deleted, version) in page.deletes.into_iter().zip(page.delete_versions) {
         let modified = known(times.next());
-        let key = match deleted {
-            Deleted::Id(id) => shared.store.key_of_id(&plan.name, side.name(), &id)?,
-            Deleted::Key(key) => key_text_of(plan, side, &key),
+        let (key, which) = match deleted {
+            Deleted::Id(id) => (
+                shared.store.key_of_id(&plan.name, side.name(), &id)?,
+                format!("row {id}"),
+            ),
+            Deleted::Key(key) => (key_text_of(plan, side, &key), format!("row {key}")),
         };
         let Some(key) = key else {
+            // Nothing of it reached the other side: there is nothing to
+            // delete there, and the log says so.
+            keyless.push(format!(
+                "a delete of {table} {which} is not synced: the host never synced that row, so the {} side has nothing to delete",
+                side.other().name()
+            ));
             continue;
         };
         changes.push(Change {
@@ -347,7 +356,8 @@ struct Captured {
     changes: Vec<Change>,
     /// `(row id, key)` of the Dataverse rows.
     ids: Vec<(String, String)>,
-    /// Why each row without a key was left out.
+    /// Why each row without a key (or delete of a row the host never
+    /// synced) was left out.
     keyless: Vec<String>,
 }
 

@@ -19,12 +19,12 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::{Change, Operation};
+use crate::checkpoint::{Action, Activity, Change, Operation};
 use crate::connector::Key;
 
 use super::capture::key_text_of;
 use super::shape::Side;
-use super::{Shared, SyncError};
+use super::{Shared, SyncError, record};
 
 /// The header carrying the shared secret.
 pub const SECRET_HEADER: &str = "x-dualwrite-secret";
@@ -164,6 +164,22 @@ fn queue(shared: &Shared, system: &str, event: Event) -> Result<(), (StatusCode,
         .filter(|m| m.enabled && m.left.system == system && m.left.table == event.entity_name)
     {
         let Some(key) = key_text_of(map, Side::Left, &key) else {
+            // Acknowledged (a resend would carry the same key), never
+            // silently: the log says which event and why.
+            if let Some(runtime) = shared.maps.get(&map.name) {
+                let line = Activity {
+                    map: map.name.clone(),
+                    direction: Side::Left.direction(),
+                    key: String::new(),
+                    what: Action::Skipped,
+                    detail: format!(
+                        "a {} event of {} (control number {version}) is not synced: its Key {key} lacks the map's key fields; send the entity's full key",
+                        event.event_type, event.entity_name
+                    ),
+                };
+                record::log(&shared, runtime, Side::Left.direction(), &[line])
+                    .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+            }
             continue;
         };
         let change = Change {

@@ -219,3 +219,34 @@ async fn deletes_made_while_a_dataverse_delta_link_expired_reach_finops() {
     assert_eq!(deleted.len(), 1, "{deleted:?}");
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataverse_delete_of_a_row_the_host_never_saw_is_logged() {
+    let mut sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    sync.stop_engine().await;
+    // Made and deleted while the host is down: change tracking reports
+    // only the delete, by an id the host never saw.
+    let account = Key::single("accountnumber", "N-1");
+    sync.dv_upsert(
+        "accounts",
+        account.clone(),
+        in_usmf(json!({"name": "Brief", "customertypecode": 3})),
+    )
+    .await;
+    let id = text(
+        &sync.dv_get("accounts", account.clone()).await.expect("N-1"),
+        "accountid",
+    );
+    sync.dv_delete("accounts", account).await;
+    sync.start_engine().await;
+    settle(&sync).await;
+    let skipped = sync.activity("customers", dualwrite::checkpoint::Action::Skipped);
+    assert!(
+        skipped
+            .iter()
+            .any(|line| line.detail.contains(&id) && line.detail.contains("never synced")),
+        "{skipped:?}"
+    );
+    sync.shutdown().await;
+}

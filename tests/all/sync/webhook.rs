@@ -1,6 +1,7 @@
 //! finops data events: pushed to the host's receiver, authenticated by the
 //! shared secret, queued and flushed before the 2xx.
 
+use dualwrite::checkpoint::Action;
 use dualwrite::connector::Key;
 use serde_json::json;
 
@@ -99,5 +100,41 @@ async fn a_delete_of_a_row_the_host_created_is_traced_by_the_id_the_write_return
         sync.fo_get("CustomersV3", &key).await.is_none()
     })
     .await;
+    sync.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_event_without_a_usable_key_is_logged_not_dropped_silently() {
+    let sync = Sync::start(
+        MAPS,
+        "listen = \"127.0.0.1:0\"\ncatch_all_interval = \"1h\"",
+    )
+    .await;
+    sync.company_id("usmf").await;
+    let url = sync
+        .engine()
+        .webhook_url("finops")
+        .expect("webhook receiver");
+    let event = json!({
+        "BusinessEventId": "CustomersV3_Update", "EntityName": "CustomersV3", "EventType": "Update",
+        "ControlNumber": 7, "Key": {"dataAreaId": "usmf"},
+        "Row": {"dataAreaId": "usmf", "OrganizationName": "No account number"}
+    });
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .header("X-Dualwrite-Secret", "hook-secret")
+        .json(&event)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answer.status().as_u16(), 200);
+    let skipped = sync.activity("customers", Action::Skipped);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].detail.contains("control number 7")
+            && skipped[0].detail.contains("lacks the map's key fields"),
+        "{}",
+        skipped[0].detail
+    );
     sync.shutdown().await;
 }
