@@ -177,7 +177,7 @@ fn queue(shared: &Shared, system: &str, event: Event) -> Result<(), (StatusCode,
                         event.event_type, event.entity_name
                     ),
                 };
-                record::log(&shared, runtime, Side::Left.direction(), &[line])
+                record::log(shared, runtime, Side::Left.direction(), &[line])
                     .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
             }
             continue;
