@@ -430,10 +430,16 @@ impl RunningEngine {
             runtime.halt();
         }
         drop(std::mem::take(&mut self.commands));
-        while self.supervisors.join_next().await.is_some() {}
+        while let Some(joined) = self.supervisors.join_next().await {
+            if let Err(error) = joined {
+                tracing::error!(%error, "A map's supervisor ended abnormally.");
+            }
+        }
         if let Some((_, stop, task)) = self.webhook.take() {
             stop.send_replace(true);
-            let _ = task.await;
+            if let Err(error) = task.await {
+                tracing::error!(%error, "The webhook receiver ended abnormally.");
+            }
         }
         self.shared.store.flush()?;
         // The webhook server's connection tasks let go of the engine's state
