@@ -6,7 +6,9 @@ use dualwrite::checkpoint::Direction;
 use dualwrite::connector::Key;
 use serde_json::json;
 
-use super::{MAPS, Sync, eventually, in_usmf, settle, text};
+use axum::http::StatusCode;
+
+use super::{MAPS, Sync, eventually, hook, in_usmf, settle, text};
 
 const KEY: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "K-1")];
 
@@ -135,27 +137,6 @@ async fn rows_both_sides_already_hold_alike_are_matched_not_written() {
     sync.shutdown().await;
 }
 
-/// A Dataverse pre-commit hook that refuses every write naming the row
-/// `Refused`, as a plugin or a business rule of the service would.
-async fn refusing_hook() -> String {
-    use axum::{Json, Router, http::StatusCode, routing::post};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("hook listens");
-    let addr = listener.local_addr().expect("hook address");
-    let app = Router::new().route(
-        "/",
-        post(|Json(change): Json<serde_json::Value>| async move {
-            match change["row"]["name"] == "Refused" {
-                true => (StatusCode::BAD_REQUEST, "names may not be Refused"),
-                false => (StatusCode::NO_CONTENT, ""),
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_loser_waits_until_the_winner_is_written_and_flows_if_it_never_is() {
     let maps = MAPS.replace(
@@ -182,13 +163,15 @@ async fn a_conflict_loser_waits_until_the_winner_is_written_and_flows_if_it_neve
         .await;
     sync.dv_upsert("accounts", account(), json!({"name": "Right edit"}))
         .await;
-    sync.dataverse
-        .set_hook("accounts", Some(refusing_hook().await));
-    sync.engine = Some(
-        dualwrite::sync::Engine::start(sync.plan(), Default::default())
-            .await
-            .expect("the engine starts"),
-    );
+    // A business rule of the service that refuses the name `Refused`.
+    let refusing = hook(|change| async move {
+        match change["row"]["name"] == "Refused" {
+            true => (StatusCode::BAD_REQUEST, "names may not be Refused"),
+            false => (StatusCode::NO_CONTENT, ""),
+        }
+    });
+    sync.dataverse.set_hook("accounts", Some(refusing.await));
+    sync.start_engine_only().await;
     eventually("the winner parked", || async {
         !sync.activity("customers", Action::Parked).is_empty()
     })

@@ -83,11 +83,7 @@ async fn a_map_whose_checkpoints_are_corrupt_fails_alone_with_the_reason() {
         queue.insert(key, &b"not a change"[..]).expect("written");
         db.flush().expect("flushed");
     }
-    sync.engine = Some(
-        dualwrite::sync::Engine::start(sync.plan(), Default::default())
-            .await
-            .expect("the engine starts"),
-    );
+    sync.start_engine_only().await;
     let engine = sync.engine();
     eventually("customers to fail", || async {
         matches!(engine.state("customers"), Some(MapState::Failed(_)))

@@ -204,12 +204,19 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
             .unwrap_or_else(|problems| panic!("the test config is valid: {problems:#?}"))
     }
 
+    /// Starts the engine and waits for its initial copy.
     pub async fn start_engine(&mut self) {
+        self.start_engine_only().await;
+        eventually("the initial copy", || async { self.engine().initialized() }).await;
+    }
+
+    /// Starts the engine without waiting for anything (a map may never
+    /// finish its initial copy: a parked or failed one).
+    pub async fn start_engine_only(&mut self) {
         let engine = Engine::start(self.plan(), EngineOptions::default())
             .await
             .expect("the engine starts");
         self.engine = Some(engine);
-        eventually("the initial copy", || async { self.engine().initialized() }).await;
     }
 
     pub async fn stop_engine(&mut self) {
@@ -329,6 +336,26 @@ pub fn free_port() -> u16 {
 
 pub fn object(value: Value) -> Row {
     value.as_object().cloned().unwrap_or_default()
+}
+
+/// Serves a Dataverse pre-commit hook (`PUT /admin/hooks/{table}`) on
+/// `127.0.0.1:0` that answers each pending change with `answer`; returns
+/// its URL.
+pub async fn hook<F, Fut>(answer: F) -> String
+where
+    F: Fn(Value) -> Fut + Clone + Send + std::marker::Sync + 'static,
+    Fut: Future<Output = (axum::http::StatusCode, &'static str)> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("hook listens");
+    let addr = listener.local_addr().expect("hook address");
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |axum::Json(change): axum::Json<Value>| answer(change)),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/")
 }
 
 /// Waits until `check` holds, up to 30 s; panics naming `what`.

@@ -8,35 +8,14 @@ use std::time::{Duration, Instant};
 
 use dualwrite::connector::Key;
 use dualwrite_emulators::FaultConfig;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{MAPS, Sync, eventually, in_usmf, settle, text};
+use super::{MAPS, Sync, eventually, hook, in_usmf, settle, text};
 
 const KEY: &[(&str, &str)] = &[("dataAreaId", "usmf"), ("CustomerAccount", "Q-1")];
 
 fn account() -> Key {
     Key::single("accountnumber", "Q-1")
-}
-
-/// A pre-commit hook for Dataverse that holds every write of a row named
-/// `X` for `hold` before letting it commit.
-async fn slow_hook(hold: Duration) -> String {
-    use axum::{Json, Router, http::StatusCode, routing::post};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("hook listens");
-    let addr = listener.local_addr().expect("hook address");
-    let app = Router::new().route(
-        "/",
-        post(move |Json(change): Json<Value>| async move {
-            if change["row"]["name"] == "X" {
-                tokio::time::sleep(hold).await;
-            }
-            StatusCode::NO_CONTENT
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +38,16 @@ async fn an_edit_landing_while_the_host_writes_the_row_does_not_split_the_sides(
     // is read by change tracking.
     sync.dataverse.set_hook(
         "accounts",
-        Some(slow_hook(Duration::from_millis(1500)).await),
+        // Holds every write of a row named X for 1.5 s before it commits.
+        Some(
+            hook(|change| async move {
+                if change["row"]["name"] == "X" {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
+                (axum::http::StatusCode::NO_CONTENT, "")
+            })
+            .await,
+        ),
     );
     sync.fo_upsert("CustomersV3", KEY, json!({"OrganizationName": "X"}))
         .await;

@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use dualwrite::checkpoint::{Action, Direction};
 use dualwrite::connector::Key;
-use dualwrite::sync::Engine;
 use serde_json::{Value, json};
 
 use super::{MAPS, Sync, eventually, in_usmf, text};
@@ -103,14 +102,6 @@ async fn behind_proxy() -> (Sync, Arc<Mutex<Vec<String>>>) {
     (sync, markers)
 }
 
-async fn start(sync: &mut Sync) {
-    sync.engine = Some(
-        Engine::start(sync.plan(), Default::default())
-            .await
-            .expect("the engine starts"),
-    );
-}
-
 fn customer(number: &str) -> [(&str, &str); 2] {
     [("dataAreaId", "usmf"), ("CustomerAccount", number)]
 }
@@ -150,7 +141,7 @@ async fn a_batch_refused_as_a_whole_parks_only_the_row_at_fault() {
         )
         .await;
     }
-    start(&mut sync).await;
+    sync.start_engine_only().await;
     for number in ["R-1", "R-3"] {
         eventually(&format!("{number} in Dataverse"), || async {
             sync.dv_get("accounts", account(number)).await.is_some()
@@ -190,7 +181,7 @@ async fn a_refused_lookup_read_parks_only_its_row() {
         json!({"OrganizationName": "Plain", "PartyType": "Organization"}),
     )
     .await;
-    start(&mut sync).await;
+    sync.start_engine_only().await;
     eventually("L-2 in Dataverse", || async {
         sync.dv_get("accounts", account("L-2")).await.is_some()
     })
@@ -236,7 +227,7 @@ async fn a_row_that_cannot_be_read_at_capture_is_parked_and_heals_on_retry() {
         in_usmf(json!({"name": "Plain", "customertypecode": 3})),
     )
     .await;
-    start(&mut sync).await;
+    sync.start_engine_only().await;
     eventually("U-2 in finops", || async {
         sync.fo_get("CustomersV3", &customer("U-2")).await.is_some()
     })
