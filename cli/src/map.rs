@@ -290,7 +290,9 @@ fn describe(error: &ConnectorError) -> String {
             service,
             ..
         } => format!("{method} {url} answered {status} ({service})"),
-        ConnectorError::Protocol { url, detail, .. } => format!("{url}: {detail}"),
+        ConnectorError::Tls { url, detail, .. } | ConnectorError::Protocol { url, detail, .. } => {
+            format!("{url}: {detail}")
+        }
         ConnectorError::Invalid { detail, .. } => detail.clone(),
     }
 }

@@ -63,19 +63,24 @@ pub(crate) fn client(ca: Option<&TrustedCa>) -> reqwest::Client {
 pub(crate) fn tls_failure(error: &reqwest::Error) -> Option<String> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
-        // `io::Error::source` skips the error it wraps: look inside.
-        let inner = current
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        for candidate in [Some(current), inner].into_iter().flatten() {
+        // `io::Error::source` skips the error it wraps (which may be another
+        // `io::Error`): look inside each layer.
+        let mut candidate = current;
+        loop {
             if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
                 return Some(match tls {
                     rustls::Error::InvalidCertificate(reason) => {
-                        format!("the certificate did not verify: {reason}")
+                        format!("the certificate did not verify: {reason:?}")
                     }
                     other => format!("the TLS handshake failed: {other}"),
                 });
+            }
+            match candidate
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+            {
+                Some(inner) => candidate = inner,
+                None => break,
             }
         }
         source = current.source();
