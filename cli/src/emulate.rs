@@ -1,4 +1,5 @@
-//! `dualwrite emulate dataverse|finops`: runs an emulator until Ctrl-C.
+//! `dualwrite emulate dataverse|finops`: runs an emulator until Ctrl-C,
+//! over HTTPS with `--tls` (it prints the CA file to trust).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,10 @@ pub struct EmulateArgs {
     /// Start with a full outage of this many seconds.
     #[arg(long, default_value_t = 0)]
     pub outage_seconds: u64,
+    /// Serve HTTPS with a certificate signed by a CA made at start, and
+    /// print the path of the CA's PEM file (for `ca_file`).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Runs the emulator until Ctrl-C.
@@ -113,6 +118,7 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
                 drop_share: args.drop_share,
                 outage_seconds: args.outage_seconds,
             },
+            tls: args.tls,
             ..EmulatorConfig::default()
         };
         let running = emulator::start(kind, config)
@@ -123,6 +129,9 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
             "token endpoint: {} (client dualwrite / dualwrite-secret)",
             running.token_url()
         );
+        if let Some(ca_file) = running.ca_file() {
+            println!("CA certificate: {}", ca_file.display());
+        }
         tokio::signal::ctrl_c()
             .await
             .context("could not wait for ctrl-c")?;

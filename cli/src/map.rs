@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 
 use dualwrite::config::{Config, SystemConfig, validate_file};
 use dualwrite::connector::{
-    self, ConnectorError, ConnectorOptions, Credentials, MetadataReader, RetryPolicy,
+    self, ConnectorError, ConnectorOptions, Credentials, MetadataReader, RetryPolicy, TrustedCa,
 };
 use dualwrite::map::{
     Catalogue, EmulatorCatalogue, LiveCatalogue, NoCatalogue, Problem, ProblemCode, SystemKind,
@@ -145,7 +145,8 @@ fn read_live(
     let mut failed: Vec<(String, SystemKind, String)> = Vec::new();
     let mut readers = Vec::new();
     for (name, system) in &config.systems {
-        match reader(name, system) {
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        match reader(name, system, base_dir) {
             Ok(reader) => readers.push((name.clone(), system.kind, reader)),
             Err(reason) => failed.push((name.clone(), system.kind, reason)),
         }
@@ -205,7 +206,17 @@ fn read_live(
 }
 
 /// A metadata reader for one system, or why there is none.
-fn reader(name: &str, system: &SystemConfig) -> Result<MetadataReader, String> {
+fn reader(name: &str, system: &SystemConfig, base_dir: &Path) -> Result<MetadataReader, String> {
+    let ca = match &system.ca_file {
+        Some(file) => {
+            let path = base_dir.join(file);
+            Some(
+                TrustedCa::read(&path)
+                    .map_err(|why| format!("its CA file {} {why}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let auth = system.auth.as_ref().ok_or_else(|| {
         format!(
             "it has no `auth`; add `auth = {{ token_url, client_id, client_secret_env }}` to `[systems.{name}]`"
@@ -232,6 +243,7 @@ fn reader(name: &str, system: &SystemConfig) -> Result<MetadataReader, String> {
             max_delay: Duration::from_secs(2),
             budget: Duration::from_secs(30),
         },
+        ca,
         ..ConnectorOptions::default()
     };
     let kind = match system.kind {
@@ -278,7 +290,9 @@ fn describe(error: &ConnectorError) -> String {
             service,
             ..
         } => format!("{method} {url} answered {status} ({service})"),
-        ConnectorError::Protocol { url, detail, .. } => format!("{url}: {detail}"),
+        ConnectorError::Tls { url, detail, .. } | ConnectorError::Protocol { url, detail, .. } => {
+            format!("{url}: {detail}")
+        }
         ConnectorError::Invalid { detail, .. } => detail.clone(),
     }
 }

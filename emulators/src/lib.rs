@@ -13,7 +13,8 @@
 //! - `server`: the axum router, the guard middleware, start and shutdown;
 //!   `http`: the request/response/error types every handler uses and
 //!   query option parsing; `auth`: the token endpoint and bearer checks;
-//!   `guard`: protection limits (per client) and injected faults.
+//!   `guard`: protection limits (per client) and injected faults; `tls`:
+//!   the CA and server certificate of an HTTPS emulator (`tls = true`).
 //! - `dataverse` and `finops`: the two protocols, each a router over
 //!   reads and writes; writes go through prepare → apply (in a sled
 //!   transaction) → respond, which `batch` reuses for `$batch` change sets.
@@ -53,6 +54,7 @@ mod rows;
 mod seed;
 pub(crate) mod server;
 mod store;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,6 +66,7 @@ pub use events::Subscription;
 pub use guard::{FaultConfig, MAX_OUTAGE_SECONDS, ProtectionLimits};
 pub use server::RunningEmulator;
 pub use store::StoreError;
+pub use tls::CA_FILE_NAME;
 
 /// Which service an emulator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,10 @@ pub struct EmulatorConfig {
     pub faults: FaultConfig,
     /// Finops: the company seen without `cross-company=true`.
     pub default_company: String,
+    /// Serve HTTPS with a certificate signed by a CA made at start; the
+    /// CA's PEM is written to [`CA_FILE_NAME`] in the data directory (or a
+    /// temporary one): [`RunningEmulator::ca_file`].
+    pub tls: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -123,6 +130,7 @@ impl Default for EmulatorConfig {
             limits: ProtectionLimits::default(),
             faults: FaultConfig::default(),
             default_company: "usmf".into(),
+            tls: false,
         }
     }
 }
@@ -160,6 +168,12 @@ pub enum EmulatorError {
     /// The server task failed.
     #[error("the emulator server failed")]
     Serve(#[source] std::io::Error),
+    /// The certificate could not be made or its CA file written.
+    #[error("{detail}")]
+    Tls {
+        /// What failed.
+        detail: String,
+    },
     /// Seeding failed.
     #[error("seeding {table} failed: {message}")]
     Seed {

@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -34,6 +35,10 @@ pub struct RunningEmulator {
     state: SharedState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// HTTPS: the CA file and its PEM.
+    ca: Option<(PathBuf, String)>,
+    /// Holds the CA file when there is no data directory.
+    _ca_dir: Option<tempfile::TempDir>,
 }
 
 impl RunningEmulator {
@@ -42,9 +47,20 @@ impl RunningEmulator {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.state.base_url.clone()
+    }
+
+    /// HTTPS: the file holding the PEM of the CA that signed its
+    /// certificate (what a config names as `ca_file`).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|(path, _)| path.as_path())
+    }
+
+    /// HTTPS: the PEM of the CA that signed its certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(|(_, pem)| pem.as_str())
     }
 
     /// The service root: `…/api/data/v9.2` or `…/data`.
@@ -163,26 +179,87 @@ pub(super) async fn start(
         guard: Guard::new(config.limits, config.faults.clone(), codes),
         hooks: Default::default(),
         events,
-        base_url: format!("http://{addr}"),
+        base_url: format!("{}://{addr}", if config.tls { "https" } else { "http" }),
         default_company: config.default_company.to_lowercase(),
     });
     seed::seed(&state, config.seed, config.rows)?;
     let router = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, ?kind, "Emulator listening.");
+    let (task, ca, ca_dir) = if config.tls {
+        let (task, ca, ca_dir) =
+            serve_tls(listener, router, rx, config.data_dir.as_deref()).await?;
+        (task, Some(ca), ca_dir)
+    } else {
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        (task, None, None)
+    };
+    tracing::info!(%addr, ?kind, tls = config.tls, "Emulator listening.");
     Ok(RunningEmulator {
         addr,
         state,
         shutdown: Some(tx),
         task: Some(task),
+        ca,
+        _ca_dir: ca_dir,
     })
+}
+
+type Served = (
+    JoinHandle<std::io::Result<()>>,
+    (PathBuf, String),
+    Option<tempfile::TempDir>,
+);
+
+/// Serves `router` over HTTPS with a certificate made now; writes the CA
+/// file into `data_dir` or, without one, a temporary folder.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: oneshot::Receiver<()>,
+    data_dir: Option<&Path>,
+) -> Result<Served, EmulatorError> {
+    let generated = super::tls::GeneratedTls::generate()?;
+    let (folder, ca_dir) = match data_dir {
+        Some(dir) => (dir.to_path_buf(), None),
+        None => {
+            let dir = tempfile::tempdir().map_err(|error| EmulatorError::Tls {
+                detail: format!("could not make a folder for the CA certificate: {error}"),
+            })?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    let ca_path = generated.write_ca(&folder)?;
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        generated.server_pem.clone().into_bytes(),
+        generated.server_key_pem.clone().into_bytes(),
+    )
+    .await
+    .map_err(|error| EmulatorError::Tls {
+        detail: format!("could not load the generated server certificate: {error}"),
+    })?;
+    let listener = listener.into_std().map_err(EmulatorError::Serve)?;
+    let server = axum_server::from_tcp_rustls(listener, config).map_err(EmulatorError::Serve)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    let task = tokio::spawn(async move {
+        let graceful = tokio::spawn(async move {
+            let _ = stop.await;
+            stopper.graceful_shutdown(None);
+        });
+        let served = server
+            .handle(handle)
+            .serve(router.into_make_service())
+            .await;
+        graceful.abort();
+        served
+    });
+    Ok((task, (ca_path, generated.ca_pem), ca_dir))
 }
 
 fn router(state: SharedState) -> Router {

@@ -264,5 +264,6 @@ fn system(kind: SystemKind, emulator: &RunningEmulator, events: Option<&str>) ->
             client_secret_env: secret_env.into(),
         }),
         events_secret_env: events.map(str::to_owned),
+        ca_file: emulator.ca_file().map(Path::to_path_buf),
     }
 }

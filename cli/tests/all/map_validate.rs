@@ -229,7 +229,7 @@ fn filters_secrets_and_mappings_are_checked() {
     check(&config, &[("DW013", "customers", "left.filter")], true);
     let secret = SYSTEMS.replace(
         "url = \"http://127.0.0.1:1\"",
-        "url = \"http://127.0.0.1:1\"\nauth = { token_url = \"http://t\", client_id = \"c\", client_secret_env = \"FINOPS_SECRET\" }",
+        "url = \"http://127.0.0.1:1\"\nauth = { token_url = \"http://127.0.0.1:1/t\", client_id = \"c\", client_secret_env = \"FINOPS_SECRET\" }",
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("maps.toml");

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::{Config, SystemConfig};
-use crate::connector::MAX_BATCH;
+use crate::connector::{MAX_BATCH, TrustedCa};
 use crate::map::{
     AuthPlan, Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
 };
@@ -230,11 +230,60 @@ fn build_system(
         }
         (variable.clone(), secret)
     });
+    check_url(name, "url", &system.url, report);
+    if let Some(auth) = &system.auth {
+        check_url(name, "auth.token_url", &auth.token_url, report);
+    }
+    let ca = system.ca_file.as_ref().and_then(|file| {
+        let path = options.base_dir.join(file);
+        TrustedCa::read(&path)
+            .map_err(|why| {
+                report.push(
+                    Problem::new(
+                        ProblemCode::CaFile,
+                        format!("system `{name}`: the CA file {} {why}", path.display()),
+                        "name a readable PEM file holding the CA certificate that signed the service's certificate",
+                    )
+                    .at_field(format!("systems.{name}.ca_file")),
+                );
+            })
+            .ok()
+    });
     SystemPlan {
         name: name.to_string(),
         kind: system.kind,
         url: system.url.clone(),
         auth,
         events_secret,
+        ca,
     }
+}
+
+/// `http://` only to a loopback host (the emulators); anything else must be
+/// `https://`, so tokens and rows never cross a network in clear.
+fn check_url(name: &str, field: &str, url: &str, report: &mut Report) {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return;
+    };
+    if parsed.scheme() != "http" {
+        return;
+    }
+    let loopback = parsed.host_str().is_some_and(|host| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if loopback {
+        return;
+    }
+    report.push(
+        Problem::new(
+            ProblemCode::InsecureUrl,
+            format!("system `{name}`: `{field}` is `{url}`, plain HTTP to a host that is not loopback"),
+            "use `https://`; plain `http://` is allowed only to 127.0.0.1, ::1 or localhost (the emulators)",
+        )
+        .at_field(format!("systems.{name}.{field}")),
+    );
 }

@@ -169,6 +169,11 @@ pub struct SystemConfig {
     /// versions are polled at `engine.catch_all_interval`.
     #[serde(default)]
     pub events_secret_env: Option<String>,
+    /// A PEM file of the private CA that signed the service's certificate,
+    /// trusted besides the system roots; relative paths are relative to the
+    /// config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `auth = { token_url, client_id, client_secret_env }`.

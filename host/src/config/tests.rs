@@ -153,3 +153,109 @@ fn parse_errors_name_line_and_column() {
     let text = error.to_string();
     assert!(text.starts_with("maps.toml:2:8:"), "{text}");
 }
+
+fn systems(finops_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[systems.finops]
+kind = "finops"
+url = "{finops_url}"
+auth = {{ token_url = "https://login.example.com/t/oauth2/v2.0/token", client_id = "c", client_secret_env = "S" }}
+{extra}
+"#
+    )
+}
+
+fn problems_with(text: &str, code: ProblemCode) -> Vec<Problem> {
+    match build(text, &secrets) {
+        Ok(plan) => plan.warnings,
+        Err(problems) => problems,
+    }
+    .into_iter()
+    .filter(|problem| problem.code == code)
+    .collect()
+}
+
+#[test]
+fn plain_http_is_an_error_except_to_loopback() {
+    for url in [
+        "http://127.0.0.1:8081",
+        "http://127.8.9.10/data",
+        "http://[::1]:8082",
+        "http://localhost:8081",
+        "http://LOCALHOST",
+        "https://contoso.operations.dynamics.com",
+    ] {
+        let text = systems(url, "");
+        assert!(
+            problems_with(&text, ProblemCode::InsecureUrl).is_empty(),
+            "{url} is allowed"
+        );
+        build(&text, &secrets).unwrap_or_else(|problems| panic!("{url}: {problems:#?}"));
+    }
+    for url in [
+        "http://contoso.operations.dynamics.com",
+        "http://10.0.0.5:8081",
+        "http://[::2]/data",
+        "http://localhost.example.com",
+    ] {
+        let problems = problems_with(&systems(url, ""), ProblemCode::InsecureUrl);
+        let [problem] = problems.as_slice() else {
+            panic!("{url}: one insecure-url problem, got {problems:#?}");
+        };
+        assert!(problem.is_error(), "{problem}");
+        assert_eq!(problem.field.as_deref(), Some("systems.finops.url"));
+        let shown = problem.to_string();
+        assert!(
+            shown.contains("DW023 insecure-url")
+                && shown.contains("system `finops`")
+                && shown.contains(url)
+                && shown.contains("https://"),
+            "{shown}"
+        );
+    }
+    let token_over_http = systems("https://contoso.operations.dynamics.com", "")
+        .replace("https://login.example.com", "http://login.example.com");
+    let problems = problems_with(&token_over_http, ProblemCode::InsecureUrl);
+    assert_eq!(
+        problems
+            .iter()
+            .map(|p| p.field.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("systems.finops.auth.token_url")]
+    );
+}
+
+#[test]
+fn ca_file_is_read_at_build_and_a_bad_one_is_a_problem_naming_file_and_system() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let not_pem = dir.path().join("not-pem.txt");
+    std::fs::write(&not_pem, "hello").expect("write");
+    let missing = dir.path().join("missing.pem");
+    for (file, why) in [(&not_pem, "holds no"), (&missing, "cannot be read")] {
+        let extra = format!("ca_file = {:?}", file.display().to_string());
+        let problems = problems_with(
+            &systems("https://contoso.operations.dynamics.com", &extra),
+            ProblemCode::CaFile,
+        );
+        let [problem] = problems.as_slice() else {
+            panic!("one ca-file problem, got {problems:#?}");
+        };
+        assert!(problem.is_error());
+        assert_eq!(problem.field.as_deref(), Some("systems.finops.ca_file"));
+        let shown = problem.to_string();
+        assert!(
+            shown.contains("DW024 ca-file")
+                && shown.contains("system `finops`")
+                && shown.contains(&file.display().to_string())
+                && shown.contains(why),
+            "{shown}"
+        );
+    }
+    let plan = build(
+        &systems("https://contoso.operations.dynamics.com", ""),
+        &secrets,
+    )
+    .expect("valid without a CA");
+    assert!(plan.systems.get("finops").is_some_and(|s| s.ca.is_none()));
+}

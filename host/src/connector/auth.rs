@@ -133,7 +133,14 @@ impl TokenCache {
             ])
             .send()
             .await
-            .map_err(|e| fail(None, transport_detail(&e)))?;
+            .map_err(|e| match super::tls::tls_failure(&e) {
+                Some(detail) => ConnectorError::Tls {
+                    system: self.system,
+                    url: c.token_url.clone(),
+                    detail,
+                },
+                None => fail(None, transport_detail(&e)),
+            })?;
         let status = response.status().as_u16();
         let body = response
             .bytes()

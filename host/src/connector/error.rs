@@ -120,6 +120,20 @@ pub enum ConnectorError {
         /// The `Retry-After` the service last asked for.
         retry_after: Option<Duration>,
     },
+    /// The TLS connection failed: the service's certificate did not verify
+    /// against the system roots and the system's `ca_file`, or the
+    /// handshake broke off. Retrying does not fix it.
+    #[error(
+        "{system}: the TLS connection to {url} failed: {detail}; if the service's certificate is signed by a private CA, name the CA's PEM file as `ca_file` of the system, otherwise fix the service's certificate"
+    )]
+    Tls {
+        /// The system.
+        system: SystemKind,
+        /// The URL asked for.
+        url: String,
+        /// Why, e.g. `the certificate did not verify: UnknownIssuer`.
+        detail: String,
+    },
     /// A response did not have the shape the protocol prescribes.
     #[error(
         "{system}: unexpected response to {url}: {detail}; the service does not speak the expected protocol version"
@@ -154,7 +168,7 @@ impl ConnectorError {
         match self {
             Self::Auth { status, .. } | Self::Unavailable { status, .. } => *status,
             Self::Rejected { status, .. } => Some(*status),
-            Self::Protocol { .. } | Self::Invalid { .. } => None,
+            Self::Tls { .. } | Self::Protocol { .. } | Self::Invalid { .. } => None,
         }
     }
 

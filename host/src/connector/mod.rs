@@ -48,6 +48,7 @@ mod error;
 mod finops;
 mod key;
 mod metadata;
+mod tls;
 mod transport;
 
 pub use auth::Credentials;
@@ -58,6 +59,7 @@ pub use error::{ConnectorError, ServiceError, SystemKind};
 pub use finops::FinopsConnector;
 pub use key::{Key, KeyValue};
 pub use metadata::{ENTITY_DEFINITIONS, MetadataReader};
+pub use tls::TrustedCa;
 pub use transport::{ConnectorOptions, ConnectorStats, MAX_RETRY_AFTER, RetryPolicy};
 
 /// A row as the services send it: field name to JSON value, in order.

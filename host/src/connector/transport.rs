@@ -19,6 +19,7 @@ use super::auth::{Credentials, TokenCache, transport_detail};
 use super::backoff::backoff;
 use super::error::{ConnectorError, ServiceError, SystemKind};
 use super::key::Key;
+use super::tls::{TrustedCa, client, tls_failure};
 
 /// The longest wait a `Retry-After` can ask for: a day. A longer one (up
 /// to `u64::MAX` seconds, or a date in the year 9999) is read as a day,
@@ -64,6 +65,8 @@ pub struct ConnectorOptions {
     pub token_refresh_margin: Duration,
     /// Rows asked per page (`Prefer: odata.maxpagesize`, Dataverse).
     pub page_size: u32,
+    /// A private CA trusted besides the system roots (`ca_file`).
+    pub ca: Option<TrustedCa>,
 }
 
 impl Default for ConnectorOptions {
@@ -74,6 +77,7 @@ impl Default for ConnectorOptions {
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(300),
             page_size: 5000,
+            ca: None,
         }
     }
 }
@@ -166,7 +170,7 @@ impl Transport {
         Self {
             system,
             service_url: service_url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: client(options.ca.as_ref()),
             tokens,
             permits: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             options,
@@ -249,7 +253,7 @@ impl Transport {
     }
 
     /// One attempt: `Ok(Ok(reply))` for any answer, `Ok(Err(detail))` for
-    /// a transport failure worth retrying, `Err` for a token failure.
+    /// a transport failure worth retrying, `Err` for a token or TLS failure.
     async fn attempt(&self, call: &Call) -> Result<Result<Reply, String>, ConnectorError> {
         let token = self.tokens.token(&self.http).await?;
         let _permit = self
@@ -279,7 +283,16 @@ impl Transport {
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(transport_detail(&e))),
+            Err(e) => match tls_failure(&e) {
+                Some(detail) => {
+                    return Err(ConnectorError::Tls {
+                        system: self.system,
+                        url: call.url.clone(),
+                        detail,
+                    });
+                }
+                None => return Ok(Err(transport_detail(&e))),
+            },
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();

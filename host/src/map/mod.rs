@@ -140,6 +140,8 @@ pub struct SystemPlan {
     /// finops data events: the variable named and the shared secret
     /// webhooks must present (`None` when unset at build time).
     pub events_secret: Option<(String, Option<Secret>)>,
+    /// The private CA of `ca_file`, read and checked at build time.
+    pub ca: Option<crate::connector::TrustedCa>,
 }
 
 /// One side of a map.

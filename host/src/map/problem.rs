@@ -71,6 +71,8 @@ problem_codes! {
     CompanyNotStriped = "DW020" "company-not-striped" Error, "`companies` is set but the left table has no company field.";
     MetadataUnreachable = "DW021" "metadata-unreachable" Warning, "`--live`: a system's metadata could not be read; its tables were checked against the built-in catalogue.";
     BatchSize = "DW022" "batch-size" Error, "`[engine] batch_size` is 0 or over 1,000, the most requests one `$batch` carries.";
+    InsecureUrl = "DW023" "insecure-url" Error, "A system's `url` or `token_url` is `http://` to a host that is not loopback; use `https://`.";
+    CaFile = "DW024" "ca-file" Error, "A system's `ca_file` cannot be read or holds no valid PEM certificate.";
 }
 
 impl fmt::Display for ProblemCode {

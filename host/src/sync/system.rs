@@ -48,7 +48,10 @@ fn service_url(plan: &SystemPlan) -> String {
 
 impl System {
     /// A system for `plan`; sends nothing yet.
-    pub fn connect(plan: &SystemPlan, options: ConnectorOptions) -> Result<System, SyncError> {
+    pub fn connect(plan: &SystemPlan, mut options: ConnectorOptions) -> Result<System, SyncError> {
+        if plan.ca.is_some() {
+            options.ca = plan.ca.clone();
+        }
         let auth = plan.auth.as_ref().ok_or_else(|| SyncError::Setup {
             detail: format!(
                 "system `{}` has no `auth`: add `auth = {{ token_url, client_id, client_secret_env }}`",

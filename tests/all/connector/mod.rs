@@ -6,3 +6,4 @@ mod dataverse;
 mod finops;
 mod resilience;
 mod support;
+mod tls;

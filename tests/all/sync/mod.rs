@@ -12,6 +12,7 @@ mod plugins;
 mod races;
 mod refusals;
 mod restart;
+mod tls;
 mod webhook;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use dualwrite::checkpoint::Action;
 use dualwrite::config::{BuildOptions, Config};
 use dualwrite::connector::{
-    ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row,
+    ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row, TrustedCa,
 };
 use dualwrite::map::{EmulatorCatalogue, Plan};
 use dualwrite::sync::{Engine, EngineOptions, RunningEngine};
@@ -77,12 +78,28 @@ pub struct Sync {
     pub dataverse_via: Option<String>,
 }
 
-fn emulator_config() -> EmulatorConfig {
+fn emulator_config(tls: bool) -> EmulatorConfig {
     EmulatorConfig {
         seed: Seed::None,
         limits: ProtectionLimits::UNLIMITED,
+        tls,
         ..EmulatorConfig::default()
     }
+}
+
+/// The CA an emulator serving TLS was made with, as `ca_file` gives it.
+fn trusted_ca(emulator: &RunningEmulator) -> Option<TrustedCa> {
+    emulator
+        .ca_file()
+        .map(|file| TrustedCa::read(file).expect("the emulator's CA parses"))
+}
+
+/// `ca_file = "…"` for an emulator serving TLS, nothing otherwise.
+fn ca_line(emulator: &RunningEmulator) -> String {
+    emulator
+        .ca_file()
+        .map(|file| format!("ca_file = {:?}\n", file.display().to_string()))
+        .unwrap_or_default()
 }
 
 fn credentials(emulator: &RunningEmulator) -> Credentials {
@@ -98,16 +115,36 @@ impl Sync {
     /// Starts both emulators with the legal entity `usmf` in finops, and
     /// the engine on `maps` (plus `engine` lines in `[engine]`).
     pub async fn start(maps: &str, engine: &str) -> Sync {
-        let finops = emulator::start(ServiceKind::Finops, emulator_config())
+        Sync::start_serving(maps, engine, false).await
+    }
+
+    /// [`Sync::start`] with both emulators serving HTTPS, each system of
+    /// the config naming its emulator's CA as `ca_file`.
+    pub async fn start_tls(maps: &str, engine: &str) -> Sync {
+        Sync::start_serving(maps, engine, true).await
+    }
+
+    async fn start_serving(maps: &str, engine: &str, tls: bool) -> Sync {
+        let finops = emulator::start(ServiceKind::Finops, emulator_config(tls))
             .await
             .expect("finops emulator starts");
-        let dataverse = emulator::start(ServiceKind::Dataverse, emulator_config())
+        let dataverse = emulator::start(ServiceKind::Dataverse, emulator_config(tls))
             .await
             .expect("dataverse emulator starts");
-        let options = ConnectorOptions::default();
-        let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), options.clone());
-        let dv =
-            DataverseConnector::new(&dataverse.service_url(), credentials(&dataverse), options);
+        let fo_options = ConnectorOptions {
+            ca: trusted_ca(&finops),
+            ..ConnectorOptions::default()
+        };
+        let dv_options = ConnectorOptions {
+            ca: trusted_ca(&dataverse),
+            ..ConnectorOptions::default()
+        };
+        let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), fo_options);
+        let dv = DataverseConnector::new(
+            &dataverse.service_url(),
+            credentials(&dataverse),
+            dv_options,
+        );
         let mut sync = Sync {
             finops,
             dataverse,
@@ -166,12 +203,12 @@ kind = "finops"
 url = "{fo}"
 auth = {{ token_url = "{fo_token}", client_id = "dualwrite", client_secret_env = "FINOPS_SECRET" }}
 events_secret_env = "EVENTS_SECRET"
-
+{fo_ca}
 [systems.dataverse]
 kind = "dataverse"
 url = "{dv}"
 auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env = "DATAVERSE_SECRET" }}
-{maps}"#,
+{dv_ca}{maps}"#,
             extra = engine,
             fo = self.finops.service_url(),
             fo_token = self.finops.token_url(),
@@ -181,6 +218,8 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
                 .unwrap_or_else(|| self.dataverse.service_url()),
             dv_token = self.dataverse.token_url(),
             maps = self.maps,
+            fo_ca = ca_line(&self.finops),
+            dv_ca = ca_line(&self.dataverse),
         )
     }
 
