@@ -134,21 +134,8 @@ impl Recorder {
             store.park(&self.map, self.direction, &queued, &reason)?;
             self.line(&queued.change.key, Action::Parked, reason);
         }
-        let triple = |list: &[(Side, String, [u8; 32])]| -> Vec<(&'static str, String, [u8; 32])> {
-            list.iter()
-                .map(|(side, key, mark)| (side.name(), key.clone(), *mark))
-                .collect()
-        };
-        let echoes = triple(&self.echoes);
-        let consumed = triple(&self.consumed);
-        let echoes: Vec<(&str, &str, [u8; 32])> = echoes
-            .iter()
-            .map(|(s, k, f)| (*s, k.as_str(), *f))
-            .collect();
-        let consumed: Vec<(&str, &str, [u8; 32])> = consumed
-            .iter()
-            .map(|(s, k, f)| (*s, k.as_str(), *f))
-            .collect();
+        let echoes = marks(&self.echoes);
+        let consumed = marks(&self.consumed);
         let ids: Vec<(&str, &str, &str)> = self
             .ids
             .iter()
@@ -198,6 +185,13 @@ impl Recorder {
         report(shared, map, self.activity);
         Ok(finished)
     }
+}
+
+/// `(side, key, fingerprint)` as the checkpoint store takes them.
+fn marks(list: &[(Side, String, [u8; 32])]) -> Vec<(&'static str, &str, [u8; 32])> {
+    list.iter()
+        .map(|(side, key, mark)| (side.name(), key.as_str(), *mark))
+        .collect()
 }
 
 /// Records `lines` that close no queued change (a row captured without a
