@@ -224,7 +224,7 @@ pub(super) fn waiting(shared: &Shared, map: &str, direction: Direction, key: &st
 /// subscribers.
 fn report(shared: &Shared, map: &MapRuntime, lines: Vec<Activity>) {
     for line in lines {
-        map.count(line.direction, line.what, 1);
+        map.counters(line.direction).count(line.what, 1);
         match line.what {
             Action::Parked => {
                 tracing::warn!(map = %line.map, direction = %line.direction, key = %line.key, what = %line.what, "{}", line.detail);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{Action, Direction};
+use crate::checkpoint::Direction;
 use crate::map::{MapPlan, Side};
 
 use super::plugins::Chain;
@@ -191,11 +191,6 @@ impl MapRuntime {
     /// Tells the map's tasks to end.
     pub fn halt(&self) {
         self.halt.send_replace(true);
-    }
-
-    /// Counts the changes of `direction` that came out as `action`.
-    pub fn count(&self, direction: Direction, action: Action, n: u64) {
-        self.counters(direction).count(action, n);
     }
 }
 
