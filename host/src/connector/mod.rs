@@ -47,6 +47,7 @@ mod dataverse;
 mod error;
 mod finops;
 mod key;
+mod limit;
 mod metadata;
 mod tls;
 mod transport;

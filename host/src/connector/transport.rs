@@ -1,6 +1,7 @@
 //! [`Transport`]: one system's HTTP client: the bearer token, a cap on
-//! requests in flight, a timeout per request, and retries with exponential
-//! backoff and jitter that honour `Retry-After`.
+//! requests in flight that adapts to throttling ([`Limiter`]), a timeout
+//! per request, and retries with exponential backoff and jitter that
+//! honour `Retry-After`.
 //!
 //! Invariant: a wait the service asks for is clamped to
 //! [`MAX_RETRY_AFTER`] and time sums saturate, so no header value can
@@ -13,12 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use tokio::sync::Semaphore;
 
 use super::auth::{Credentials, TokenCache, transport_detail};
 use super::backoff::backoff;
 use super::error::{ConnectorError, ServiceError, SystemKind};
 use super::key::Key;
+use super::limit::Limiter;
 use super::tls::{TrustedCa, client, tls_failure};
 
 /// The longest wait a `Retry-After` can ask for: a day. A longer one (up
@@ -55,7 +56,8 @@ impl Default for RetryPolicy {
 /// Settings of one connector; every field has a sensible default.
 #[derive(Debug, Clone)]
 pub struct ConnectorOptions {
-    /// Requests in flight at once against this system.
+    /// Most requests in flight at once against this system (52: what
+    /// Dataverse allows per user); a 429 lowers the limit for a while.
     pub max_in_flight: usize,
     /// Time allowed per request attempt, response body included.
     pub request_timeout: Duration,
@@ -72,7 +74,7 @@ pub struct ConnectorOptions {
 impl Default for ConnectorOptions {
     fn default() -> Self {
         Self {
-            max_in_flight: 16,
+            max_in_flight: 52,
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(300),
@@ -93,6 +95,8 @@ pub struct ConnectorStats {
     pub throttled: u64,
     /// Tokens fetched.
     pub tokens: u64,
+    /// Requests allowed in flight now (lowered by throttling).
+    pub concurrency: u64,
 }
 
 /// A request that can be sent again.
@@ -148,7 +152,7 @@ pub(crate) struct Transport {
     pub options: ConnectorOptions,
     http: reqwest::Client,
     tokens: TokenCache,
-    permits: Arc<Semaphore>,
+    limiter: Arc<Limiter>,
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
@@ -172,7 +176,7 @@ impl Transport {
             service_url: service_url.trim_end_matches('/').to_string(),
             http: client(options.ca.as_ref()),
             tokens,
-            permits: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            limiter: Limiter::new(options.max_in_flight),
             options,
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -186,6 +190,7 @@ impl Transport {
             retries: self.retries.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             tokens: self.tokens.fetched(),
+            concurrency: self.limiter.limit() as u64,
         }
     }
 
@@ -256,14 +261,7 @@ impl Transport {
     /// a transport failure worth retrying, `Err` for a token or TLS failure.
     async fn attempt(&self, call: &Call) -> Result<Result<Reply, String>, ConnectorError> {
         let token = self.tokens.token(&self.http).await?;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ConnectorError::Invalid {
-                system: self.system,
-                detail: "the connector was shut down".into(),
-            })?;
+        let permit = self.limiter.acquire().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self
             .http
@@ -296,6 +294,11 @@ impl Transport {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        if status == 429 {
+            permit.throttled(retry_after(&headers));
+        } else {
+            permit.succeeded();
+        }
         let body = match response.bytes().await {
             Ok(b) => b,
             Err(e) => return Ok(Err(transport_detail(&e))),
