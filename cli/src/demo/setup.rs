@@ -265,5 +265,6 @@ fn system(kind: SystemKind, emulator: &RunningEmulator, events: Option<&str>) ->
         }),
         events_secret_env: events.map(str::to_owned),
         ca_file: emulator.ca_file().map(Path::to_path_buf),
+        max_concurrency: dualwrite::config::MAX_CONCURRENCY,
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
-use super::{Config, SystemConfig};
+use super::{Config, MAX_BATCHES_IN_FLIGHT, MAX_CONCURRENCY, SystemConfig};
 use crate::connector::{MAX_BATCH, TrustedCa};
 use crate::map::{
     AuthPlan, Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
@@ -124,8 +124,38 @@ impl Config {
         })
     }
 
-    /// `[engine]`: a batch size the connectors can send as one `$batch`.
+    /// `[engine]`: a batch size the connectors can send as one `$batch`,
+    /// a sane number of batches in flight; each system's concurrency
+    /// within what the services allow.
     fn check_engine(&self, report: &mut Report) {
+        let in_flight = self.engine.batches_in_flight;
+        if !(1..=MAX_BATCHES_IN_FLIGHT).contains(&in_flight) {
+            report.push(
+                Problem::new(
+                    ProblemCode::Concurrency,
+                    format!("`[engine] batches_in_flight` is {in_flight}"),
+                    format!(
+                        "set `batches_in_flight` to at least 1 and at most {MAX_BATCHES_IN_FLIGHT}"
+                    ),
+                )
+                .at_field("engine.batches_in_flight"),
+            );
+        }
+        for (name, system) in &self.systems {
+            let max = system.max_concurrency;
+            if !(1..=MAX_CONCURRENCY).contains(&max) {
+                report.push(
+                    Problem::new(
+                        ProblemCode::Concurrency,
+                        format!("system `{name}`: `max_concurrency` is {max}"),
+                        format!(
+                            "set `max_concurrency` to at least 1 and at most {MAX_CONCURRENCY}, the concurrent requests the service allows one user"
+                        ),
+                    )
+                    .at_field(format!("systems.{name}.max_concurrency")),
+                );
+            }
+        }
         let size = self.engine.batch_size;
         let message = match size {
             0 => "`[engine] batch_size` is 0, so no change would ever be written".to_string(),
@@ -256,6 +286,7 @@ fn build_system(
         auth,
         events_secret,
         ca,
+        max_concurrency: system.max_concurrency,
     }
 }
 

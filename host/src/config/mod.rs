@@ -109,6 +109,10 @@ pub struct EngineConfig {
     /// `$batch` carries; any other value is a `DW022 batch-size` error.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Write batches of one map and direction in flight at once (`4`);
+    /// changes of one key still apply in capture order.
+    #[serde(default = "default_batches_in_flight")]
+    pub batches_in_flight: usize,
     /// How long a row waits for the row its lookup points at before it is
     /// parked (`5m`).
     #[serde(default = "default_lookup_wait", with = "humantime_serde")]
@@ -126,6 +130,7 @@ impl Default for EngineConfig {
             poll_interval: default_poll(),
             catch_all_interval: default_catch_all(),
             batch_size: default_batch(),
+            batches_in_flight: default_batches_in_flight(),
             lookup_wait: default_lookup_wait(),
             listen: None,
         }
@@ -146,6 +151,10 @@ fn default_catch_all() -> std::time::Duration {
 
 fn default_batch() -> usize {
     500
+}
+
+fn default_batches_in_flight() -> usize {
+    4
 }
 
 fn default_lookup_wait() -> std::time::Duration {
@@ -174,7 +183,26 @@ pub struct SystemConfig {
     /// config file.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Most requests in flight at once against this system, from 1 to 52
+    /// (`52`, what Dataverse allows per user); throttling lowers it for a
+    /// while. Any other value is a `DW025 concurrency` error.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
 }
+
+fn default_max_concurrency() -> usize {
+    MAX_CONCURRENCY
+}
+
+/// The most requests in flight one system may be given: Dataverse allows
+/// 52 concurrent requests per user
+/// (<https://learn.microsoft.com/power-apps/developer/data-platform/api-limits>);
+/// finops documented the same number for its user-based limits
+/// (<https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/service-protection-api-limits>).
+pub const MAX_CONCURRENCY: usize = 52;
+
+/// The most write batches of one map and direction in flight at once.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 32;
 
 /// `auth = { token_url, client_id, client_secret_env }`.
 #[derive(Debug, Clone, Deserialize)]

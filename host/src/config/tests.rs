@@ -259,3 +259,45 @@ fn ca_file_is_read_at_build_and_a_bad_one_is_a_problem_naming_file_and_system() 
     .expect("valid without a CA");
     assert!(plan.systems.get("finops").is_some_and(|s| s.ca.is_none()));
 }
+
+#[test]
+fn concurrency_out_of_bounds_is_an_error_naming_the_field() {
+    let cases = [
+        ("[engine]\nbatches_in_flight = 0\n", "engine.batches_in_flight"),
+        ("[engine]\nbatches_in_flight = 33\n", "engine.batches_in_flight"),
+    ];
+    for (extra, field) in cases {
+        let text = format!("{STANDARD_MAPS}\n{extra}");
+        let problems = build(&text, &secrets).expect_err("refused");
+        let problem = problems
+            .iter()
+            .find(|problem| problem.code == ProblemCode::Concurrency)
+            .unwrap_or_else(|| panic!("no DW025 for {extra}: {problems:?}"));
+        assert_eq!(problem.field.as_deref(), Some(field));
+    }
+    for max in [0, 53] {
+        let text = STANDARD_MAPS.replacen(
+            "[systems.dataverse]\n",
+            &format!("[systems.dataverse]\nmax_concurrency = {max}\n"),
+            1,
+        );
+        let problems = build(&text, &secrets).expect_err("refused");
+        let problem = problems
+            .iter()
+            .find(|problem| problem.code == ProblemCode::Concurrency)
+            .unwrap_or_else(|| panic!("no DW025 for {max}: {problems:?}"));
+        assert_eq!(
+            problem.field.as_deref(),
+            Some("systems.dataverse.max_concurrency")
+        );
+        assert!(problem.message.contains(&format!("is {max}")), "{problem}");
+    }
+    let text = STANDARD_MAPS.replacen(
+        "[systems.dataverse]\n",
+        "[systems.dataverse]\nmax_concurrency = 8\n",
+        1,
+    );
+    let plan = build(&text, &secrets).expect("8 is allowed");
+    assert_eq!(plan.systems["dataverse"].max_concurrency, 8);
+    assert_eq!(plan.systems["finops"].max_concurrency, 52, "the default");
+}

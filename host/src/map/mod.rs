@@ -142,6 +142,8 @@ pub struct SystemPlan {
     pub events_secret: Option<(String, Option<Secret>)>,
     /// The private CA of `ca_file`, read and checked at build time.
     pub ca: Option<crate::connector::TrustedCa>,
+    /// Most requests in flight at once (`max_concurrency`).
+    pub max_concurrency: usize,
 }
 
 /// One side of a map.

@@ -73,6 +73,7 @@ problem_codes! {
     BatchSize = "DW022" "batch-size" Error, "`[engine] batch_size` is 0 or over 1,000, the most requests one `$batch` carries.";
     InsecureUrl = "DW023" "insecure-url" Error, "A system's `url` or `token_url` is `http://` to a host that is not loopback; use `https://`.";
     CaFile = "DW024" "ca-file" Error, "A system's `ca_file` cannot be read or holds no valid PEM certificate.";
+    Concurrency = "DW025" "concurrency" Error, "`[engine] batches_in_flight` or a system's `max_concurrency` is 0 or over its limit.";
 }
 
 impl fmt::Display for ProblemCode {

@@ -48,6 +48,7 @@ mod conflict;
 mod decide;
 mod echo;
 mod error;
+mod keys;
 mod pipeline;
 pub mod plugins;
 mod record;

@@ -4,16 +4,16 @@
 //! write, and the one recorder (`record`) that logs, counts and finishes
 //! the batch in one transaction.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::checkpoint::{Action, Direction, QueuedChange, fingerprint};
+use crate::checkpoint::{Action, CheckpointError, Direction, QueuedChange, fingerprint};
 use crate::connector::{Write, WriteOutcome};
 
 use super::Shared;
 use super::decide::{self, Planned, Verdict};
 use super::echo::deleted_mark;
 use super::error::FlowError;
+use super::keys::{Claim, Wait};
 use super::plugins::Fate;
 use super::record::{self, Recorder};
 use super::refs::{self, Prepared};
@@ -21,39 +21,43 @@ use super::runtime::MapRuntime;
 use super::shape::{self, Row, Side};
 use super::system::System;
 
-/// A key waiting for the row its lookup points at.
-#[derive(Debug, Clone)]
-pub(super) struct Waiting {
-    pub since: Instant,
-    pub retry_at: Instant,
-}
-
 /// A change on its way to the target, with its plan.
 struct Outgoing {
     queued: QueuedChange,
     planned: Planned,
 }
 
-/// Processes one batch of `map`'s `direction`; returns how many changes
-/// it finished (closed or parked; 0: nothing to do). A connector error
+/// The next batch of `map`'s `direction`, its keys claimed: the first
+/// queued change of each key that no batch in flight carries, no lookup
+/// holds and is not parked (empty: nothing to do now).
+pub(super) fn take(
+    shared: &Shared,
+    map: &MapRuntime,
+    direction: Direction,
+) -> Result<(Vec<QueuedChange>, Claim), CheckpointError> {
+    let now = Instant::now();
+    let batch = shared.store.next_batch_except(
+        map.name(),
+        direction,
+        shared.plan.engine.batch_size,
+        &|key| map.keys.held(key, now),
+    )?;
+    let claim = map.keys.claim(&batch);
+    Ok((batch, claim))
+}
+
+/// Processes one `batch` of `map`'s `direction` (from [`take`]); returns
+/// how many changes it finished (closed or parked). A connector error
 /// leaves the whole batch queued.
 pub(super) async fn process(
     shared: &Shared,
     map: &MapRuntime,
     direction: Direction,
-    waiting: &mut HashMap<String, Waiting>,
+    batch: Vec<QueuedChange>,
 ) -> Result<usize, FlowError> {
-    let store = &shared.store;
     let plan = &map.plan;
     let source = Side::source_of(direction);
     let target = source.other();
-    let now = Instant::now();
-    let batch = store.next_batch_except(
-        &plan.name,
-        direction,
-        shared.plan.engine.batch_size,
-        &|key| waiting.get(key).is_some_and(|w| w.retry_at > now),
-    )?;
     if batch.is_empty() {
         return Ok(0);
     }
@@ -133,30 +137,17 @@ pub(super) async fn process(
                 writes.push(write);
                 sent.push(out);
             }
-            Prepared::Wait(reason) => {
-                let entry = waiting.entry(key.clone()).or_insert(Waiting {
-                    since: now,
-                    retry_at: now,
-                });
-                if entry.since.elapsed() >= shared.plan.engine.lookup_wait {
-                    waiting.remove(&key);
+            Prepared::Wait(reason) => match map.keys.wait(&key, shared.plan.engine.lookup_wait) {
+                Wait::GaveUp => {
                     let waited = humantime::format_duration(shared.plan.engine.lookup_wait);
                     record.park(
                         out.queued,
                         format!("{reason} (gave up after {waited}: sync that row, then resubmit)"),
                     );
-                } else {
-                    let first = entry.retry_at == entry.since;
-                    let pause = entry
-                        .since
-                        .elapsed()
-                        .clamp(Duration::from_millis(200), Duration::from_secs(5));
-                    entry.retry_at = Instant::now() + pause;
-                    if first {
-                        record::waiting(shared, &plan.name, direction, &key, reason);
-                    }
                 }
-            }
+                Wait::First => record::waiting(shared, &plan.name, direction, &key, reason),
+                Wait::Again => {}
+            },
         }
     }
 
@@ -166,7 +157,7 @@ pub(super) async fn process(
             let key = out.queued.change.key.clone();
             match outcome {
                 WriteOutcome::Applied { entity_id, .. } => {
-                    waiting.remove(&key);
+                    map.keys.resolved(&key);
                     if let Some(id) = entity_id.as_deref().and_then(id_in) {
                         record.id(target, id, &key);
                     }
@@ -197,7 +188,7 @@ pub(super) async fn process(
 
     // A key whose change is done or parked waits for no lookup any more.
     for queued in record.finished() {
-        waiting.remove(&queued.change.key);
+        map.keys.resolved(&queued.change.key);
     }
     let finished = record.finish(shared, map)?;
     if let Some(first) = not_applied.first() {

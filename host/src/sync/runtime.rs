@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::checkpoint::Direction;
 use crate::map::{MapPlan, Side};
 
+use super::keys::Keys;
 use super::plugins::Chain;
 use super::shape;
 use super::{FlowCounters, Shared, SyncError, capture, worker};
@@ -71,6 +72,9 @@ pub(crate) struct MapRuntime {
     sides: [SideData; 2],
     pub chain: Option<Chain>,
     counters: [FlowCounters; 2],
+    /// The keys held back from the next batch (in flight, or waiting for
+    /// a lookup).
+    pub(super) keys: Arc<Keys>,
     /// Woken when a capture queued changes, or the map's state changed.
     pub wake: Notify,
     /// True once the initial copy is done (every captured side read to the
@@ -103,6 +107,7 @@ impl MapRuntime {
             sides,
             chain,
             counters: Default::default(),
+            keys: Arc::default(),
             wake: Notify::new(),
             captured: Default::default(),
             state: watch::channel(state).0,

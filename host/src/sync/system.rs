@@ -52,6 +52,7 @@ impl System {
         if plan.ca.is_some() {
             options.ca = plan.ca.clone();
         }
+        options.max_in_flight = options.max_in_flight.min(plan.max_concurrency).max(1);
         let auth = plan.auth.as_ref().ok_or_else(|| SyncError::Setup {
             detail: format!(
                 "system `{}` has no `auth`: add `auth = {{ token_url, client_id, client_secret_env }}`",

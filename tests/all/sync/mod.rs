@@ -8,6 +8,7 @@ mod echoes;
 mod filters;
 mod lifecycle;
 mod lookups;
+mod ordering;
 mod plugins;
 mod races;
 mod refusals;
