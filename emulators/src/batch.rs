@@ -250,12 +250,13 @@ async fn run_change_set(
     }
     let outcomes = state
         .store
-        .transact(|tx| {
+        .transact_serial(|tx| {
             prepared
                 .iter()
                 .map(|(_, w)| apply(state, tx, w))
                 .collect::<Result<Vec<_>, _>>()
         })
+        .await
         .map_err(|e| (None, commit_failed(state, e)))?;
     Ok(prepared
         .iter()

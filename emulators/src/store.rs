@@ -19,6 +19,13 @@
 //!
 //! Invariants: versions only grow; a row's `version` is the key of its
 //! change entry; the store is flushed on shutdown.
+//!
+//! Writes that may run at once commit one at a time
+//! ([`Store::transact_serial`]): every write takes the next version from
+//! one counter, so concurrent sled transactions would all conflict on it
+//! and be run again, over and over for large `$batch`es. Committing in
+//! turn, as a database's row version sequence does, is what lets several
+//! batches in flight be served at the rate of one.
 
 use std::path::Path;
 
@@ -94,6 +101,8 @@ fn now() -> Option<String> {
 pub struct Store {
     db: sled::Db,
     data: sled::Tree,
+    /// Held by a write transaction while it runs.
+    writer: tokio::sync::Mutex<()>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -174,6 +183,7 @@ impl Store {
         Ok(Self {
             db,
             data,
+            writer: tokio::sync::Mutex::new(()),
             _temp: temp,
         })
     }
@@ -238,7 +248,19 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` as one atomic transaction (sled may run it more than once).
+    /// Runs `f` as one atomic transaction after the write transactions
+    /// before it (see the module doc). Cancelled while it waits, it runs
+    /// nothing.
+    pub async fn transact_serial<T, E>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> Result<T, ConflictableTransactionError<E>>,
+    ) -> Result<T, TxFailure<E>> {
+        let _turn = self.writer.lock().await;
+        self.transact(f)
+    }
+
+    /// Runs `f` as one atomic transaction (sled may run it more than once);
+    /// for a write that runs alone (seeding before the server serves).
     pub fn transact<T, E>(
         &self,
         f: impl Fn(&Tx<'_>) -> Result<T, ConflictableTransactionError<E>>,

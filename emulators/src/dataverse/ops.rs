@@ -345,7 +345,8 @@ pub(crate) async fn execute(
     let write = prepare(state, table, key, request).await?;
     let outcome = state
         .store
-        .transact(|tx| apply(state, tx, &write))
+        .transact_serial(|tx| apply(state, tx, &write))
+        .await
         .map_err(commit_failed)?;
     Ok(respond(state, &write, &outcome))
 }

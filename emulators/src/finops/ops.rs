@@ -375,7 +375,8 @@ pub(crate) async fn execute(
     let write = prepare(state, table, key, request).await?;
     let outcome = state
         .store
-        .transact(|tx| apply(tx, &write))
+        .transact_serial(|tx| apply(tx, &write))
+        .await
         .map_err(committed)?;
     Ok(respond(state, &write, &outcome))
 }
