@@ -263,8 +263,14 @@ fn ca_file_is_read_at_build_and_a_bad_one_is_a_problem_naming_file_and_system() 
 #[test]
 fn concurrency_out_of_bounds_is_an_error_naming_the_field() {
     let cases = [
-        ("[engine]\nbatches_in_flight = 0\n", "engine.batches_in_flight"),
-        ("[engine]\nbatches_in_flight = 33\n", "engine.batches_in_flight"),
+        (
+            "[engine]\nbatches_in_flight = 0\n",
+            "engine.batches_in_flight",
+        ),
+        (
+            "[engine]\nbatches_in_flight = 33\n",
+            "engine.batches_in_flight",
+        ),
     ];
     for (extra, field) in cases {
         let text = format!("{STANDARD_MAPS}\n{extra}");

@@ -15,9 +15,11 @@
 //! - `capture`: Dataverse change tracking (delta links) and finops
 //!   row-version polling into [`Checkpoints::capture_page`]; `webhook`:
 //!   finops data events, acknowledged only after the flush.
-//! - `worker`: one task per map takes a batch of each direction in turn,
-//!   so the two directions of one key never run at once; `pipeline` turns
-//!   a batch into writes (echo check, conflict policy, filter and filter
+//! - `worker`: one task per map takes batches of both directions and keeps
+//!   up to `engine.batches_in_flight` of each in flight; `keys` holds a
+//!   batch's keys out of every other batch of either direction until it
+//!   ends, so the two directions of one key never run at once; `pipeline`
+//!   turns a batch into writes (echo check, conflict policy, filter and filter
 //!   exit, mapping, plugins, lookups) and records the outcome.
 //! - `conflict`: the map's policy between the two directions' changes of
 //!   one key.

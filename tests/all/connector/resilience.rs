@@ -203,6 +203,59 @@ async fn requests_in_flight_stay_under_the_cap() {
 }
 
 #[tokio::test]
+async fn throttling_lowers_the_concurrency_and_successes_raise_it_back() {
+    let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
+    emulator.set_limits(ProtectionLimits {
+        max_concurrent: 3,
+        ..ProtectionLimits::UNLIMITED
+    });
+    emulator.set_faults(FaultConfig {
+        latency_ms: 100,
+        ..FaultConfig::default()
+    });
+    let dv = dataverse(
+        &emulator,
+        ConnectorOptions {
+            max_in_flight: 8,
+            retry: RetryPolicy {
+                max_attempts: 10,
+                budget: Duration::from_secs(30),
+                ..fast_options().retry
+            },
+            ..fast_options()
+        },
+    );
+    dv.query_all("accounts", &Query::default())
+        .await
+        .expect("token");
+    assert_eq!(dv.stats().concurrency, 8, "it starts at the maximum");
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let dv = dv.clone();
+        calls.spawn(async move { dv.query_all("accounts", &Query::default()).await });
+    }
+    let results = calls.join_all().await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "every call gets through: {results:?}"
+    );
+    let stats = dv.stats();
+    assert!(stats.throttled >= 1, "{stats:?}");
+    assert!(stats.concurrency < 8, "a 429 lowered the limit: {stats:?}");
+    // The service recovers: a round of successes at each step raises the
+    // limit by one, back to the maximum and no further.
+    emulator.set_faults(FaultConfig::default());
+    emulator.set_limits(ProtectionLimits::UNLIMITED);
+    for _ in 0..60 {
+        dv.query_all("accounts", &Query::default())
+            .await
+            .expect("query");
+    }
+    assert_eq!(dv.stats().concurrency, 8, "{:?}", dv.stats());
+    emulator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn tokens_are_cached_refreshed_and_never_printed() {
     let emulator = start(ServiceKind::Dataverse, EmulatorConfig::empty()).await;
     let cached = dataverse(&emulator, fast_options());
