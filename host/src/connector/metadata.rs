@@ -160,6 +160,8 @@ pub(crate) fn parse_entity_definitions(body: &[u8]) -> Result<Vec<TableDef>, Str
             company_field: None,
             fields,
             alternate_keys,
+            change_tracking: true,
+            public: true,
         });
     }
     Ok(tables)
