@@ -392,13 +392,40 @@ impl DataverseConnector {
             .filter_map(|privilege| {
                 Some(HeldPrivilege {
                     name: privilege.get("PrivilegeName")?.as_str()?.to_string(),
-                    depth: privilege
-                        .get("Depth")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
+                    depth: depth_name(privilege.get("Depth")),
                 })
             })
             .collect())
+    }
+}
+
+/// A `PrivilegeDepth` as its member name: JSON carries the name, but the
+/// enum's values (0 `Basic` to 3 `Global`) are read too.
+fn depth_name(depth: Option<&Value>) -> String {
+    match depth {
+        Some(Value::String(name)) => name.clone(),
+        Some(Value::Number(number)) => match number.as_u64() {
+            Some(0) => "Basic",
+            Some(1) => "Local",
+            Some(2) => "Deep",
+            Some(3) => "Global",
+            _ => "",
+        }
+        .to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_depths_are_read_by_name_or_value() {
+        let depth = |value: Value| depth_name(Some(&value));
+        assert_eq!(depth(Value::from("Local")), "Local");
+        assert_eq!(depth(Value::from(3)), "Global");
+        assert_eq!(depth(Value::from(9)), "");
+        assert_eq!(depth_name(None), "");
     }
 }
