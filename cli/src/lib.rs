@@ -3,6 +3,7 @@
 //! Each subcommand parses its arguments with clap, calls the library, and
 //! prints; none holds logic of its own that the admin API would need again.
 
+pub mod check;
 mod demo;
 pub mod emulate;
 pub mod map;
@@ -30,6 +31,11 @@ pub enum Command {
     /// Work with plugin components: run one over sample rows, or check it.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Check a config against the live systems before go-live: every
+    /// system answers, TLS verifies, a token can be had, every mapped table
+    /// and field exists, change tracking, alternate keys, public entities
+    /// and privileges. Exits non-zero when a problem would stop a map.
+    Check(check::CheckArgs),
     /// Run the live demo: both emulators, the standard maps with the
     /// example plugins, changes on both sides arriving on the other, until
     /// `--for` elapses or Ctrl-C (`--plugins-only`: the plugins alone).
@@ -50,6 +56,9 @@ impl Command {
     pub fn default_log_filter(&self) -> &'static str {
         match self {
             Command::Run(_) => "warn,dualwrite=info,dualwrite_cli=info",
+            // A certificate that does not verify is reported as a problem;
+            // the verifier's own log line would only repeat it.
+            Command::Check(_) => "warn,rustls_platform_verifier=off",
             _ => "warn",
         }
     }
@@ -59,6 +68,7 @@ impl Command {
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Plugin(command) => plugin::run(command),
+        Command::Check(args) => check::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Map(command) => map::run(command),

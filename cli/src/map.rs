@@ -9,19 +9,17 @@
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use dualwrite::config::{Config, SystemConfig, validate_file};
-use dualwrite::connector::{
-    self, ConnectorError, ConnectorOptions, Credentials, MetadataReader, RetryPolicy, TrustedCa,
-};
+use dualwrite::connector::{ConnectorError, MetadataReader};
 use dualwrite::map::{
     Catalogue, EmulatorCatalogue, LiveCatalogue, NoCatalogue, Problem, ProblemCode, SystemKind,
 };
-use dualwrite_emulators::TableDef;
+use dualwrite::preflight::{SystemTarget, describe};
+use dualwrite::schema::TableDef;
 
 /// `dualwrite map …`
 #[derive(Debug, Subcommand)]
@@ -207,134 +205,8 @@ fn read_live(
 
 /// A metadata reader for one system, or why there is none.
 fn reader(name: &str, system: &SystemConfig, base_dir: &Path) -> Result<MetadataReader, String> {
-    let ca = match &system.ca_file {
-        Some(file) => {
-            let path = base_dir.join(file);
-            Some(
-                TrustedCa::read(&path)
-                    .map_err(|why| format!("its CA file {} {why}", path.display()))?,
-            )
-        }
-        None => None,
-    };
-    let auth = system.auth.as_ref().ok_or_else(|| {
-        format!(
-            "it has no `auth`; add `auth = {{ token_url, client_id, client_secret_env }}` to `[systems.{name}]`"
-        )
-    })?;
-    let secret = std::env::var(&auth.client_secret_env).map_err(|_| {
-        format!(
-            "the environment variable `{}` (its client secret) is not set",
-            auth.client_secret_env
-        )
-    })?;
-    let (root, service) = service_url(system.kind, &system.url);
-    let credentials = Credentials {
-        token_url: auth.token_url.clone(),
-        client_id: auth.client_id.clone(),
-        client_secret: secret,
-        scope: format!("{root}/.default"),
-    };
-    // Validation should answer in seconds: a few quick retries only.
-    let options = ConnectorOptions {
-        retry: RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(2),
-            budget: Duration::from_secs(30),
-        },
-        ca,
-        ..ConnectorOptions::default()
-    };
-    let kind = match system.kind {
-        SystemKind::Dataverse => connector::SystemKind::Dataverse,
-        SystemKind::Finops => connector::SystemKind::Finops,
-    };
-    Ok(MetadataReader::new(kind, &service, credentials, options))
-}
-
-/// The environment root and the service root of a configured URL, which
-/// may name either (Dataverse `…/api/data/v9.2`, finops `…/data`).
-fn service_url(kind: SystemKind, url: &str) -> (String, String) {
-    let url = url.trim_end_matches('/');
-    match kind {
-        SystemKind::Dataverse => match url.split_once("/api/data/") {
-            Some((root, _)) => (root.to_owned(), url.to_owned()),
-            None => (url.to_owned(), format!("{url}/api/data/v9.2")),
-        },
-        SystemKind::Finops => match url.strip_suffix("/data") {
-            Some(root) => (root.to_owned(), url.to_owned()),
-            None => (url.to_owned(), format!("{url}/data")),
-        },
-    }
-}
-
-/// A connector error in the words of validation: what failed, without the
-/// sync engine's advice.
-fn describe(error: &ConnectorError) -> String {
-    match error {
-        ConnectorError::Unavailable {
-            method,
-            url,
-            attempts,
-            last,
-            ..
-        } => format!("{method} {url} failed {attempts} times (last: {last})"),
-        ConnectorError::Auth {
-            token_url, detail, ..
-        } => format!("no token from {token_url}: {detail}"),
-        ConnectorError::Rejected {
-            method,
-            url,
-            status,
-            service,
-            ..
-        } => format!("{method} {url} answered {status} ({service})"),
-        ConnectorError::Tls { url, detail, .. } | ConnectorError::Protocol { url, detail, .. } => {
-            format!("{url}: {detail}")
-        }
-        ConnectorError::Invalid { detail, .. } => detail.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn service_urls_come_from_the_root_or_the_service_url() {
-        let check = |kind, url: &str, root: &str, service: &str| {
-            assert_eq!(
-                service_url(kind, url),
-                (root.to_string(), service.to_string()),
-                "{url}"
-            );
-        };
-        let dataverse = SystemKind::Dataverse;
-        let finops = SystemKind::Finops;
-        check(
-            dataverse,
-            "https://org.crm.dynamics.com/",
-            "https://org.crm.dynamics.com",
-            "https://org.crm.dynamics.com/api/data/v9.2",
-        );
-        check(
-            dataverse,
-            "https://org.crm.dynamics.com/api/data/v9.2",
-            "https://org.crm.dynamics.com",
-            "https://org.crm.dynamics.com/api/data/v9.2",
-        );
-        check(
-            finops,
-            "https://fo.operations.dynamics.com",
-            "https://fo.operations.dynamics.com",
-            "https://fo.operations.dynamics.com/data",
-        );
-        check(
-            finops,
-            "https://fo.operations.dynamics.com/data/",
-            "https://fo.operations.dynamics.com",
-            "https://fo.operations.dynamics.com/data",
-        );
-    }
+    let env = |variable: &str| std::env::var(variable).ok();
+    SystemTarget::from_config(name, system, base_dir, &env)
+        .map(|target| target.metadata_reader())
+        .map_err(|error| error.to_string())
 }

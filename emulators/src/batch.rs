@@ -103,12 +103,16 @@ struct Part {
 }
 
 enum Item {
-    Single(Part),
+    Single(Box<Part>),
     ChangeSet(Vec<Part>),
 }
 
 /// Makes one part of the batch a request below the service root.
-fn to_part(state: &SharedState, part: codec::Part<codec::Request>) -> Result<Part, ApiError> {
+fn to_part(
+    state: &SharedState,
+    client: Option<&String>,
+    part: codec::Part<codec::Request>,
+) -> Result<Part, ApiError> {
     let codec::Part {
         content_id,
         message,
@@ -149,6 +153,7 @@ fn to_part(state: &SharedState, part: codec::Part<codec::Request>) -> Result<Par
             query: query.to_string(),
             headers,
             body: Bytes::from(message.body),
+            client: client.cloned(),
         },
     })
 }
@@ -162,11 +167,13 @@ fn parse_items(state: &SharedState, request: &ApiRequest) -> Result<Vec<Item>, A
         .into_iter()
         .map(|item| {
             Ok(match item {
-                codec::Item::Single(part) => Item::Single(to_part(state, part)?),
+                codec::Item::Single(part) => {
+                    Item::Single(Box::new(to_part(state, request.client.as_ref(), part)?))
+                }
                 codec::Item::ChangeSet { parts, .. } => Item::ChangeSet(
                     parts
                         .into_iter()
-                        .map(|p| to_part(state, p))
+                        .map(|p| to_part(state, request.client.as_ref(), p))
                         .collect::<Result<_, _>>()?,
                 ),
             })
@@ -234,6 +241,10 @@ async fn run_change_set(
                 format!("Resource not found for the segment '{set}'."),
             ))
         })?;
+        state
+            .security
+            .authorize(table, &part.request)
+            .map_err(fail)?;
         if part.request.method == Method::GET {
             return Err(fail(bad(
                 state,
@@ -300,7 +311,7 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
             Item::Single(mut part) => {
                 substitute(&mut part, &ids);
                 let content_id = part.content_id.clone();
-                let response = run_single(state, part).await;
+                let response = run_single(state, *part).await;
                 let failed = response.status.as_u16() >= 400;
                 answer
                     .items

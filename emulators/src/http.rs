@@ -22,6 +22,8 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
+    /// The OAuth2 client the bearer token was issued to.
+    pub client: Option<String>,
 }
 
 /// A response before it is turned into HTTP (or into a `$batch` part).

@@ -13,7 +13,8 @@
 //! - `server`: the axum router, the guard middleware, start and shutdown;
 //!   `http`: the request/response/error types every handler uses and
 //!   query option parsing; `auth`: the token endpoint and bearer checks;
-//!   `guard`: protection limits (per client) and injected faults; `tls`:
+//!   `guard`: protection limits (per client) and injected faults;
+//!   `security`: the clients' security roles, reported and enforced; `tls`:
 //!   the CA and server certificate of an HTTPS emulator (`tls = true`).
 //! - `dataverse` and `finops`: the two protocols, each a router over
 //!   reads and writes; writes go through prepare → apply (in a sled
@@ -51,6 +52,7 @@ mod hooks;
 mod http;
 
 mod rows;
+mod security;
 mod seed;
 pub(crate) mod server;
 mod store;
@@ -64,6 +66,7 @@ pub use auth::ClientCredentials;
 pub use dualwrite::schema::{FieldType, Metadata, MetadataError, TableDef};
 pub use events::Subscription;
 pub use guard::{FaultConfig, MAX_OUTAGE_SECONDS, ProtectionLimits};
+pub use security::{Access, Depth, SecurityRole, TableAccess};
 pub use server::RunningEmulator;
 pub use store::StoreError;
 pub use tls::CA_FILE_NAME;
@@ -116,6 +119,9 @@ pub struct EmulatorConfig {
     /// CA's PEM is written to [`CA_FILE_NAME`] in the data directory (or a
     /// temporary one): [`RunningEmulator::ca_file`].
     pub tls: bool,
+    /// Security roles of the clients' application users; a client without
+    /// one holds every privilege (see [`SecurityRole`]).
+    pub roles: Vec<SecurityRole>,
 }
 
 impl Default for EmulatorConfig {
@@ -131,6 +137,7 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             default_company: "usmf".into(),
             tls: false,
+            roles: Vec::new(),
         }
     }
 }
@@ -221,6 +228,7 @@ pub(crate) struct State {
     pub store: Arc<store::Store>,
     pub metadata: Metadata,
     pub auth: auth::Auth,
+    pub security: security::Security,
     pub guard: guard::Guard,
     pub hooks: hooks::Hooks,
     pub events: events::DataEvents,

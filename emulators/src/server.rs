@@ -161,6 +161,10 @@ pub(super) async fn start(
     if let Some(path) = &config.metadata_file {
         metadata.merge(Metadata::from_file(path)?);
     }
+    if kind == ServiceKind::Finops {
+        // Only public data entities are exposed by the OData service.
+        metadata.retain(|table| table.public);
+    }
     let codes = match kind {
         ServiceKind::Dataverse => ThrottleCodes {
             requests: "0x80072322",
@@ -176,6 +180,11 @@ pub(super) async fn start(
         store,
         metadata,
         auth: Auth::new(config.clients.clone()),
+        security: super::security::Security::new(
+            kind,
+            config.roles.clone(),
+            config.clients.iter().map(|c| c.client_id.clone()).collect(),
+        ),
         guard: Guard::new(config.limits, config.faults.clone(), codes),
         hooks: Default::default(),
         events,
@@ -287,7 +296,15 @@ async fn token(
 }
 
 /// Faults, the bearer token, then the client's protection limits.
-async fn guard(AxumState(state): AxumState<SharedState>, request: Request, next: Next) -> Response {
+/// The client a request's bearer token was issued to, set by the guard.
+#[derive(Debug, Clone)]
+struct Client(String);
+
+async fn guard(
+    AxumState(state): AxumState<SharedState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let admission = match state.guard.faults_for_request() {
         Ok(a) => a,
         Err(e) => return e.into_response(),
@@ -301,6 +318,7 @@ async fn guard(AxumState(state): AxumState<SharedState>, request: Request, next:
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
+    request.extensions_mut().insert(Client(client.clone()));
     if !admission.latency.is_zero() {
         tokio::time::sleep(admission.latency).await;
     }
@@ -353,6 +371,7 @@ async fn service_request(AxumState(state): AxumState<SharedState>, request: Requ
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts.headers,
         body,
+        client: parts.extensions.get::<Client>().map(|c| c.0.clone()),
     };
     match state.kind {
         ServiceKind::Dataverse => dataverse::handle(&state, request).await.into_response(),

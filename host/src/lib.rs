@@ -22,6 +22,8 @@
 //!   and Operations OData service (tokens, paging, change tracking, batches,
 //!   retries).
 //! - [`sync`]: the sync engine, a supervisor over one runtime per map.
+//! - [`preflight`]: checks against the live systems of a config before
+//!   go-live (`dualwrite check`).
 
 pub mod checkpoint;
 pub mod config;
@@ -29,5 +31,6 @@ pub mod connector;
 pub mod map;
 pub mod odata;
 pub mod plugin;
+pub mod preflight;
 pub mod schema;
 pub mod sync;

@@ -1,7 +1,9 @@
 //! Integration tests of the `dualwrite` binary, run as a real process:
-//! the demo, plugin commands, map validation (offline and live), and
+//! the demo, plugin commands, map validation (offline and live), the
+//! preflight (`check`), and
 //! `dualwrite run` killed and restarted between two emulators.
 
+mod check;
 mod cli_demo;
 mod cli_plugin;
 mod emulate_tls;

@@ -8,7 +8,11 @@
 //!   `EntityDefinitions(<MetadataId>)`: one definition.
 //!
 //! A subset of the service's shape: an entity has `MetadataId`,
-//! `LogicalName`, `EntitySetName`, `PrimaryIdAttribute`; an attribute has
+//! `LogicalName`, `SchemaName` (the logical name: the emulator keeps no
+//! other spelling), `EntitySetName`, `PrimaryIdAttribute`,
+//! `ChangeTrackingEnabled` (the table's `change_tracking`) and
+//! `Privileges` (a `SecurityPrivilegeMetadata` per privilege type, named
+//! `prv{Type}{SchemaName}`); an attribute has
 //! `MetadataId`, `LogicalName`, `AttributeType` (`String`, `Integer`,
 //! `Decimal`, `Boolean`, `Uniqueidentifier`, `DateTime`, `Picklist`,
 //! `Lookup`, `BigInt`), `AttributeTypeName`, `EntityLogicalName`,
@@ -26,6 +30,7 @@ use uuid::Uuid;
 use super::super::SharedState;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::rows::{KeySegment, parse_segment};
+use super::super::security::{self, Access};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request};
 use dualwrite::odata::Filter;
 use dualwrite::schema::{FieldType, TableDef};
@@ -37,8 +42,11 @@ const SET: &str = "EntityDefinitions";
 const ENTITY: &[&str] = &[
     "MetadataId",
     "LogicalName",
+    "SchemaName",
     "EntitySetName",
     "PrimaryIdAttribute",
+    "ChangeTrackingEnabled",
+    "Privileges",
 ];
 const ATTRIBUTE: &[&str] = &[
     "MetadataId",
@@ -181,7 +189,32 @@ fn entity(table: &TableDef) -> Map<String, Value> {
         "PrimaryIdAttribute".into(),
         json!(table.primary_key.first().cloned().unwrap_or_default()),
     );
+    out.insert("SchemaName".into(), json!(table.entity_name()));
+    out.insert("ChangeTrackingEnabled".into(), json!(table.change_tracking));
+    out.insert("Privileges".into(), Value::Array(privileges(table)));
     out
+}
+
+/// The table's `SecurityPrivilegeMetadata`, one per privilege type
+/// (<https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/securityprivilegemetadata>).
+fn privileges(table: &TableDef) -> Vec<Value> {
+    Access::ALL
+        .iter()
+        .map(|access| {
+            let name = security::privilege_name(table, *access);
+            json!({
+                "CanBeBasic": true,
+                "CanBeDeep": true,
+                "CanBeGlobal": true,
+                "CanBeLocal": true,
+                "CanBeEntityReference": false,
+                "CanBeParentEntityReference": false,
+                "Name": name,
+                "PrivilegeId": security::privilege_id(&name),
+                "PrivilegeType": access.privilege_type(),
+            })
+        })
+        .collect()
 }
 
 /// `AttributeType`, `AttributeTypeName` and the metadata class of a type.

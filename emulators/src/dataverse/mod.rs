@@ -6,12 +6,15 @@
 //!   `@odata.deltaLink`, `$deletedEntity`).
 //! - `write`: create (POST), upsert/update (PATCH with `If-Match`,
 //!   `If-None-Match`), DELETE, lookups through `field@odata.bind`.
+//! - `definitions`: `EntityDefinitions`; `functions`: `WhoAmI` and the
+//!   user privilege functions.
 //!
 //! Every row carries its primary key GUID, `versionnumber` (the store's
 //! global version), `createdon`, `modifiedon`, and `@odata.etag` =
 //! `W/"<versionnumber>"` when read.
 
 mod definitions;
+mod functions;
 pub(crate) mod ops;
 mod read;
 pub(crate) mod write;
@@ -47,6 +50,9 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     if request.path == "$batch" {
         return super::batch::handle(state, request).await;
     }
+    if functions::handles(&request.path) {
+        return functions::handle(state, &request);
+    }
     if definitions::handles(&request.path) {
         return definitions::handle(state, &request);
     }
@@ -69,6 +75,7 @@ pub(crate) async fn route(
             format!("Resource not found for the segment '{set}'."),
         ));
     };
+    state.security.authorize(table, &request)?;
     match (rest, &request.method, &key) {
         ("", _, _) => {}
         ("$count", &Method::GET, None) => return read::count(state, table, &request),

@@ -147,8 +147,22 @@ pub(super) fn collection(
         .skiptoken
         .as_deref()
         .is_some_and(|t| t.starts_with("ct:"));
-    if options.deltatoken.is_some() || continued || prefer(&request.headers, "odata.track-changes")
-    {
+    if options.deltatoken.is_some() || continued {
+        if !table.change_tracking {
+            // No token or page of this table was ever issued.
+            return Err(match &options.deltatoken {
+                Some(token) => delta_token_error(token),
+                None => bad_request(
+                    "$skiptoken is not one this service issued: follow @odata.nextLink as given",
+                ),
+            });
+        }
+        return delta(state, table, &options, request);
+    }
+    // A table without change tracking ignores the preference, as OData
+    // lets a service do with any preference: the answer is a plain read,
+    // without `Preference-Applied: odata.track-changes` or a delta link.
+    if prefer(&request.headers, "odata.track-changes") && table.change_tracking {
         return delta(state, table, &options, request);
     }
     let rows = state.store.rows(&table.name).map_err(storage)?;

@@ -76,6 +76,7 @@ pub(crate) async fn route(
             format!("No HTTP resource was found that matches the entity '{name}'."),
         )
     })?;
+    state.security.authorize(table, request)?;
     if rest == "$changes" && request.method == Method::GET && key.is_none() {
         return changes(state, table, request);
     }

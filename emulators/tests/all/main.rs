@@ -8,4 +8,5 @@ mod dataverse_changes;
 mod emulator_ops;
 mod finops;
 mod metadata;
+mod security;
 mod support;

@@ -147,3 +147,74 @@ async fn invalid_metadata_stops_the_start_with_a_clear_message() {
         assert!(message.contains(needle), "{message}");
     }
 }
+
+/// `change_tracking = false`: `EntityDefinitions` says so, and the table
+/// ignores `Prefer: odata.track-changes` (a plain read, no delta link).
+#[tokio::test]
+async fn a_table_without_change_tracking_says_so_and_gives_no_delta_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let untracked = DATAVERSE_TABLES.replace(
+        "alternate_keys = [{ name = \"new_code_key\", fields = [\"new_code\"] }]",
+        "alternate_keys = [{ name = \"new_code_key\", fields = [\"new_code\"] }]\nchange_tracking = false",
+    );
+    let h = Harness::start(ServiceKind::Dataverse, with_metadata(&dir, &untracked)).await;
+    let tracked = |logical: &str| {
+        format!("EntityDefinitions(LogicalName='{logical}')?$select=ChangeTrackingEnabled")
+    };
+    let (_, project) = h.get_json(&tracked("new_project")).await;
+    assert_eq!(project["ChangeTrackingEnabled"], false, "{project}");
+    let (_, account) = h.get_json(&tracked("account")).await;
+    assert_eq!(account["ChangeTrackingEnabled"], true, "{account}");
+
+    for (set, delta) in [("new_projects", false), ("accounts", true)] {
+        let response = h
+            .request(Method::GET, set)
+            .header("Prefer", "odata.track-changes")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200);
+        let applied = response
+            .headers()
+            .get("preference-applied")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(
+            body.get("@odata.deltaLink").is_some(),
+            delta,
+            "{set}: {body}"
+        );
+        assert_eq!(applied.contains("odata.track-changes"), delta, "{set}");
+    }
+    let (status, body) = h
+        .get_json("new_projects?$deltatoken=1%2101%2F01%2F2026")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
+/// `public = false`: the OData service does not expose the data entity.
+#[tokio::test]
+async fn a_finops_entity_that_is_not_public_is_not_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hidden = FINOPS_TABLES.replace(
+        "company_field = \"dataAreaId\"",
+        "company_field = \"dataAreaId\"\npublic = false",
+    );
+    let h = Harness::start(ServiceKind::Finops, with_metadata(&dir, &hidden)).await;
+    let metadata = h
+        .request(Method::GET, "$metadata")
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body");
+    assert!(!metadata.contains("ProjectsV1"), "{metadata}");
+    assert!(metadata.contains("EntitySet Name=\"CustomersV3\""));
+    let (status, body) = h.get_json("ProjectsV1").await;
+    assert_eq!(status, 404, "{body}");
+    h.emulator.shutdown().await.expect("shutdown");
+}

@@ -185,7 +185,7 @@ pub struct SystemConfig {
     pub ca_file: Option<PathBuf>,
     /// Most requests in flight at once against this system, from 1 to 52
     /// (`52`, what Dataverse allows per user); throttling lowers it for a
-    /// while. Any other value is a `DW025 concurrency` error.
+    /// while. Any other value is a `DW033 concurrency` error.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
 }

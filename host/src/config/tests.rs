@@ -278,7 +278,7 @@ fn concurrency_out_of_bounds_is_an_error_naming_the_field() {
         let problem = problems
             .iter()
             .find(|problem| problem.code == ProblemCode::Concurrency)
-            .unwrap_or_else(|| panic!("no DW025 for {extra}: {problems:?}"));
+            .unwrap_or_else(|| panic!("no DW033 for {extra}: {problems:?}"));
         assert_eq!(problem.field.as_deref(), Some(field));
     }
     for max in [0, 53] {
@@ -291,7 +291,7 @@ fn concurrency_out_of_bounds_is_an_error_naming_the_field() {
         let problem = problems
             .iter()
             .find(|problem| problem.code == ProblemCode::Concurrency)
-            .unwrap_or_else(|| panic!("no DW025 for {max}: {problems:?}"));
+            .unwrap_or_else(|| panic!("no DW033 for {max}: {problems:?}"));
         assert_eq!(
             problem.field.as_deref(),
             Some("systems.dataverse.max_concurrency")

@@ -221,6 +221,9 @@ impl Document {
             company_field,
             fields,
             alternate_keys: Vec::new(),
+            change_tracking: true,
+            // Only public data entities are in the container.
+            public: true,
         })
     }
 

@@ -309,3 +309,123 @@ pub(crate) fn rows_of(body: &Row) -> Vec<Row> {
 pub(crate) fn link(body: &Row, name: &str) -> Option<String> {
     body.get(name).and_then(Value::as_str).map(str::to_string)
 }
+
+/// Who the connector's identity is: the `WhoAmIResponse` complex type
+/// (<https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/whoamiresponse>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoAmI {
+    /// The `systemuserid` of the caller (for an application: its
+    /// application user).
+    pub user_id: String,
+    /// The user's business unit.
+    pub business_unit_id: String,
+    /// The organization (environment).
+    pub organization_id: String,
+}
+
+/// A privilege a user holds (`RolePrivilege`,
+/// <https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/roleprivilege>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPrivilege {
+    /// `PrivilegeName`, e.g. `prvReadAccount`.
+    pub name: String,
+    /// `Depth`: `Basic`, `Local`, `Deep` or `Global`.
+    pub depth: String,
+}
+
+impl DataverseConnector {
+    /// `GET WhoAmI`: the identity the connector's token stands for.
+    pub async fn who_am_i(&self) -> Result<WhoAmI, ConnectorError> {
+        let call = Call::new(Method::GET, self.transport.url("WhoAmI"));
+        let reply = self.transport.send_ok(&call).await?;
+        let body = self.transport.json(&call, &reply)?;
+        let id = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| ConnectorError::Protocol {
+                    system: SystemKind::Dataverse,
+                    url: call.url.clone(),
+                    detail: format!("the WhoAmI answer has no {name}"),
+                })
+        };
+        Ok(WhoAmI {
+            user_id: id("UserId")?,
+            business_unit_id: id("BusinessUnitId")?,
+            organization_id: id("OrganizationId")?,
+        })
+    }
+
+    /// Which of the privileges `names` the user `user_id` holds, through
+    /// its roles and its teams', at their effective depth:
+    /// `systemusers(id)/Microsoft.Dynamics.CRM.RetrieveUserSetOfPrivilegesByNames`
+    /// (<https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/retrieveusersetofprivilegesbynames>;
+    /// `RetrieveUserPrivileges` reports team privileges at `Basic` depth only).
+    pub async fn user_privileges(
+        &self,
+        user_id: &str,
+        names: &[String],
+    ) -> Result<Vec<HeldPrivilege>, ConnectorError> {
+        let id = uuid::Uuid::parse_str(user_id).map_err(|_| ConnectorError::Invalid {
+            system: SystemKind::Dataverse,
+            detail: format!("`{user_id}` is not a systemuser id: pass the UserId WhoAmI gave"),
+        })?;
+        // A list of strings always serializes.
+        let list = serde_json::to_string(names).unwrap_or_default();
+        let url = self.transport.url(&format!(
+            "systemusers({id})/Microsoft.Dynamics.CRM.RetrieveUserSetOfPrivilegesByNames(PrivilegeNames=@p1)?@p1={}",
+            encode(&list)
+        ));
+        let call = Call::new(Method::GET, url);
+        let reply = self.transport.send_ok(&call).await?;
+        let body = self.transport.json(&call, &reply)?;
+        let held = body
+            .get("RolePrivileges")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ConnectorError::Protocol {
+                system: SystemKind::Dataverse,
+                url: call.url.clone(),
+                detail: "the answer has no RolePrivileges array".into(),
+            })?;
+        Ok(held
+            .iter()
+            .filter_map(|privilege| {
+                Some(HeldPrivilege {
+                    name: privilege.get("PrivilegeName")?.as_str()?.to_string(),
+                    depth: depth_name(privilege.get("Depth")),
+                })
+            })
+            .collect())
+    }
+}
+
+/// A `PrivilegeDepth` as its member name: JSON carries the name, but the
+/// enum's values (0 `Basic` to 3 `Global`) are read too.
+fn depth_name(depth: Option<&Value>) -> String {
+    match depth {
+        Some(Value::String(name)) => name.clone(),
+        Some(Value::Number(number)) => match number.as_u64() {
+            Some(0) => "Basic",
+            Some(1) => "Local",
+            Some(2) => "Deep",
+            Some(3) => "Global",
+            _ => "",
+        }
+        .to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_depths_are_read_by_name_or_value() {
+        let depth = |value: Value| depth_name(Some(&value));
+        assert_eq!(depth(Value::from("Local")), "Local");
+        assert_eq!(depth(Value::from(3)), "Global");
+        assert_eq!(depth(Value::from(9)), "");
+        assert_eq!(depth_name(None), "");
+    }
+}

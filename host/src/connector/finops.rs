@@ -357,3 +357,28 @@ fn with_key(row: &Row, key: &Key) -> Row {
     }
     out
 }
+
+impl FinopsConnector {
+    /// A harmless read: at most one row of `entity` across companies, only
+    /// the `select`ed fields (`$top=1`, documented for the data entities:
+    /// <https://learn.microsoft.com/en-us/dynamics365/fin-ops-core/dev-itpro/data-entities/odata>).
+    /// Refused reads come back as [`ConnectorError::Rejected`] (401, 403).
+    pub async fn read_one(
+        &self,
+        entity: &str,
+        select: &[String],
+    ) -> Result<Option<Row>, ConnectorError> {
+        let query = Query {
+            select: select.to_vec(),
+            filter: None,
+        };
+        let options = query_string(&query).replacen('?', "&", 1);
+        let url = self
+            .transport
+            .url(&format!("{entity}?cross-company=true&$top=1{options}"));
+        let call = Call::new(Method::GET, url);
+        let reply = self.transport.send_to(&call, entity, None).await?;
+        let body = self.transport.json(&call, &reply)?;
+        Ok(rows_of(&body).into_iter().next())
+    }
+}

@@ -10,6 +10,8 @@
 //!   at several tables, such as a customer column).
 //! - Finance and Operations: `GET $metadata`, the CSDL document, parsed by
 //!   [`super::csdl`].
+//! - Dataverse, one table: [`MetadataReader::privileges`], the privileges
+//!   the table defines (`EntityDefinitions(LogicalName='…')` `Privileges`).
 //!
 //! Field types are read into the emulator's [`FieldType`]s: Dataverse
 //! `String`/`Memo`/`EntityName` → string, `Integer`/`BigInt`/`Picklist`/
@@ -32,7 +34,7 @@ use super::transport::{Call, ConnectorOptions, Transport};
 use crate::schema::{FieldDef, FieldType, KeyDef, TableDef};
 
 /// The Dataverse request, below the service root.
-pub const ENTITY_DEFINITIONS: &str = "EntityDefinitions?$select=LogicalName,EntitySetName,PrimaryIdAttribute\
+pub const ENTITY_DEFINITIONS: &str = "EntityDefinitions?$select=LogicalName,EntitySetName,PrimaryIdAttribute,ChangeTrackingEnabled\
 &$expand=Attributes($select=LogicalName,AttributeType),Keys($select=LogicalName,KeyAttributes),\
 ManyToOneRelationships($select=ReferencingAttribute,ReferencedEntity)";
 
@@ -160,6 +162,10 @@ pub(crate) fn parse_entity_definitions(body: &[u8]) -> Result<Vec<TableDef>, Str
             company_field: None,
             fields,
             alternate_keys,
+            // `Nullable<bool>` on the service: only `true` is enabled.
+            change_tracking: entity.get("ChangeTrackingEnabled").and_then(Value::as_bool)
+                == Some(true),
+            public: true,
         });
     }
     Ok(tables)
@@ -186,6 +192,56 @@ fn attribute_type(kind: &str) -> FieldType {
     }
 }
 
+/// One privilege a Dataverse table defines (`SecurityPrivilegeMetadata`,
+/// <https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/securityprivilegemetadata>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePrivilege {
+    /// `Name`, e.g. `prvReadAccount`.
+    pub name: String,
+    /// `PrivilegeType`: `Create`, `Read`, `Write`, `Delete`, `Append`,
+    /// `AppendTo`, `Assign` or `Share`.
+    pub kind: String,
+}
+
+impl MetadataReader {
+    /// Dataverse: the privileges of the table with logical name `logical`
+    /// (`EntityDefinitions(LogicalName='…')?$select=Privileges`,
+    /// <https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/entitymetadata>).
+    pub async fn privileges(&self, logical: &str) -> Result<Vec<TablePrivilege>, ConnectorError> {
+        let quoted = logical.replace('\'', "''");
+        let encoded: String = form_urlencoded::byte_serialize(quoted.as_bytes()).collect();
+        let url = self.transport.url(&format!(
+            "EntityDefinitions(LogicalName='{encoded}')?$select=LogicalName,Privileges"
+        ));
+        let call = Call::new(Method::GET, url);
+        let reply = self.transport.send_to(&call, logical, None).await?;
+        let body = self.transport.json(&call, &reply)?;
+        let protocol = |detail: String| ConnectorError::Protocol {
+            system: self.transport.system,
+            url: call.url.clone(),
+            detail,
+        };
+        let privileges = body
+            .get("Privileges")
+            .and_then(Value::as_array)
+            .ok_or_else(|| protocol(format!("entity `{logical}` has no Privileges array")))?;
+        privileges
+            .iter()
+            .map(
+                |privilege| match (text(privilege, "Name"), text(privilege, "PrivilegeType")) {
+                    (Some(name), Some(kind)) => Ok(TablePrivilege {
+                        name: name.to_string(),
+                        kind: kind.to_string(),
+                    }),
+                    _ => Err(protocol(format!(
+                        "entity `{logical}`: a privilege has no Name or PrivilegeType"
+                    ))),
+                },
+            )
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +250,7 @@ mod tests {
       "@odata.context": "https://org.crm.dynamics.com/api/data/v9.2/$metadata#EntityDefinitions(LogicalName,EntitySetName,PrimaryIdAttribute,Attributes(LogicalName,AttributeType))",
       "value": [
         {"MetadataId": "70816501-edb9-4740-a16c-6a5efbc05d84", "LogicalName": "account",
-         "EntitySetName": "accounts", "PrimaryIdAttribute": "accountid",
+         "EntitySetName": "accounts", "PrimaryIdAttribute": "accountid", "ChangeTrackingEnabled": true,
          "Attributes": [
            {"@odata.type": "#Microsoft.Dynamics.CRM.UniqueIdentifierAttributeMetadata", "LogicalName": "accountid", "AttributeType": "Uniqueidentifier", "MetadataId": "f8cd5db9-cee8-4845-8cdd-cd4f504957e7"},
            {"@odata.type": "#Microsoft.Dynamics.CRM.MoneyAttributeMetadata", "LogicalName": "creditlimit", "AttributeType": "Money", "MetadataId": "4a2f4ac3-0e0b-4d3d-9c5b-1a8e5f0a3f11"},
@@ -233,6 +289,8 @@ mod tests {
         );
         assert_eq!(field("parentid").target, None, "a lookup to two tables");
         assert_eq!(accounts.alternate_keys[0].fields, ["accountnumber"]);
+        assert!(accounts.change_tracking);
+        assert!(!tables[1].change_tracking, "not said: not enabled");
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //!   transport, the sync engine and the emulators share.
 //! - `error`: [`ConnectorError`], with system, URL, table, key, status and
 //!   the service's OData error code and message.
+//! - Asking about the identity (the preflight): [`probe`] (does the
+//!   service answer, over verified TLS), [`DataverseConnector::who_am_i`],
+//!   [`DataverseConnector::user_privileges`],
+//!   [`MetadataReader::privileges`], [`FinopsConnector::read_one`].
 //!
 //! Invariants: a write is idempotent by its key (an upsert by key applied
 //! twice leaves one row; deleting a row already gone succeeds), so the
@@ -49,17 +53,19 @@ mod finops;
 mod key;
 mod limit;
 mod metadata;
+mod probe;
 mod tls;
 mod transport;
 
 pub use auth::Credentials;
 pub use backoff::backoff;
 pub use batch::{BatchMode, MAX_BATCH, WriteOutcome};
-pub use dataverse::DataverseConnector;
+pub use dataverse::{DataverseConnector, HeldPrivilege, WhoAmI};
 pub use error::{ConnectorError, ServiceError, SystemKind};
 pub use finops::FinopsConnector;
 pub use key::{Key, KeyValue};
-pub use metadata::{ENTITY_DEFINITIONS, MetadataReader};
+pub use metadata::{ENTITY_DEFINITIONS, MetadataReader, TablePrivilege};
+pub use probe::probe;
 pub use tls::TrustedCa;
 pub use transport::{ConnectorOptions, ConnectorStats, MAX_RETRY_AFTER, RetryPolicy};
 

@@ -130,6 +130,8 @@ mod tests {
             company_field: None,
             fields: Vec::new(),
             alternate_keys: Vec::new(),
+            change_tracking: true,
+            public: true,
         }
     }
 

@@ -73,7 +73,15 @@ problem_codes! {
     BatchSize = "DW022" "batch-size" Error, "`[engine] batch_size` is 0 or over 1,000, the most requests one `$batch` carries.";
     InsecureUrl = "DW023" "insecure-url" Error, "A system's `url` or `token_url` is `http://` to a host that is not loopback; use `https://`.";
     CaFile = "DW024" "ca-file" Error, "A system's `ca_file` cannot be read or holds no valid PEM certificate.";
-    Concurrency = "DW025" "concurrency" Error, "`[engine] batches_in_flight` or a system's `max_concurrency` is 0 or over its limit.";
+    ServiceUnavailable = "DW025" "service-unavailable" Error, "`check`: a system does not answer, or does not answer as the service it should be.";
+    TlsUnverified = "DW026" "tls-unverified" Error, "`check`: the TLS certificate of a system or its token endpoint does not verify.";
+    NoToken = "DW027" "no-token" Error, "`check`: no token can be had for a system (no `auth`, the secret unset, or the token endpoint refused).";
+    ChangeTrackingOff = "DW028" "change-tracking-off" Error, "`check`: change tracking is not enabled on a Dataverse table a map reads.";
+    NoAlternateKey = "DW029" "no-alternate-key" Error, "`check`: a map's key is not an alternate key of the Dataverse table.";
+    EntityNotPublic = "DW030" "entity-not-public" Error, "`check`: a finops data entity is not in the service's `$metadata` (not public, or no such entity).";
+    MissingPrivilege = "DW031" "missing-privilege" Error, "`check`: the identity may not read or write a table the map needs.";
+    PrivilegeDepth = "DW032" "privilege-depth" Warning, "`check`: the identity holds a privilege below organization depth, so it sees or changes only some rows.";
+    Concurrency = "DW033" "concurrency" Error, "`[engine] batches_in_flight` or a system's `max_concurrency` is 0 or over its limit.";
 }
 
 impl fmt::Display for ProblemCode {
@@ -99,8 +107,12 @@ pub struct Problem {
     pub severity: Severity,
     /// The config file.
     pub file: String,
+    /// The system at fault, if any (`[systems.NAME]`).
+    pub system: Option<String>,
     /// The map at fault, if any.
     pub map: Option<String>,
+    /// The table or entity at fault, if any.
+    pub table: Option<String>,
     /// The field, key string or setting at fault, if any.
     pub field: Option<String>,
     /// What is wrong.
@@ -117,7 +129,9 @@ impl Problem {
             slug: code.slug(),
             severity: code.severity(),
             file: String::new(),
+            system: None,
             map: None,
+            table: None,
             field: None,
             message: message.into(),
             help: help.into(),
@@ -127,6 +141,18 @@ impl Problem {
     /// Names the map at fault.
     pub fn in_map(mut self, map: &str) -> Self {
         self.map = Some(map.to_string());
+        self
+    }
+
+    /// Names the system at fault.
+    pub fn on_system(mut self, system: &str) -> Self {
+        self.system = Some(system.to_string());
+        self
+    }
+
+    /// Names the table or entity at fault.
+    pub fn in_table(mut self, table: &str) -> Self {
+        self.table = Some(table.to_string());
         self
     }
 
@@ -157,6 +183,12 @@ impl fmt::Display for Problem {
         )?;
         if let Some(map) = &self.map {
             write!(f, ": map `{map}`")?;
+        }
+        if let Some(system) = &self.system {
+            write!(f, ", system `{system}`")?;
+        }
+        if let Some(table) = &self.table {
+            write!(f, ", table `{table}`")?;
         }
         if let Some(field) = &self.field {
             write!(f, ", `{field}`")?;
@@ -193,6 +225,14 @@ mod tests {
         assert_eq!(
             problem.to_string(),
             "error[DW001 unknown-system] maps.toml: map `customers`, `right.system`: no system `crm`\n  help: define it"
+        );
+        let problem = Problem::new(ProblemCode::ChangeTrackingOff, "off", "turn it on")
+            .in_map("customers")
+            .on_system("dataverse")
+            .in_table("accounts");
+        assert_eq!(
+            problem.to_string(),
+            "error[DW028 change-tracking-off] : map `customers`, system `dataverse`, table `accounts`: off\n  help: turn it on"
         );
     }
 }

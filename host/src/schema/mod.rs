@@ -18,6 +18,8 @@
 //!   { name = "new_accountid", type = "lookup", target = "accounts" },
 //! ]
 //! alternate_keys = [{ name = "new_code_key", fields = ["new_code"] }]
+//! change_tracking = true           # Dataverse: ChangeTrackingEnabled (default true)
+//! public = true                    # finops: IsPublic, served by OData (default true)
 //! ```
 //!
 //! Field types: `string`, `integer`, `decimal`, `boolean`, `guid`, `date`,
@@ -136,6 +138,18 @@ pub struct TableDef {
     /// Alternate keys.
     #[serde(default)]
     pub alternate_keys: Vec<KeyDef>,
+    /// Dataverse: change tracking is enabled on the table
+    /// (`ChangeTrackingEnabled`), so delta links can be had; default `true`.
+    #[serde(default = "yes")]
+    pub change_tracking: bool,
+    /// finops: the data entity is public (`IsPublic`), so the OData service
+    /// exposes it; default `true`.
+    #[serde(default = "yes")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl TableDef {
@@ -261,6 +275,11 @@ impl Metadata {
             self.tables.insert(table.name.clone(), table);
         }
         Ok(())
+    }
+
+    /// Keeps only the tables `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&TableDef) -> bool) {
+        self.tables.retain(|_, table| keep(table));
     }
 
     /// A table by entity set name.

@@ -4,6 +4,7 @@
 mod absurd_values;
 mod dataverse;
 mod finops;
+mod identity;
 mod resilience;
 mod support;
 mod tls;
