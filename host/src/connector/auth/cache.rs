@@ -1,10 +1,5 @@
-//! OAuth2 client credentials: [`Credentials`] (the secret, never printed)
-//! and [`TokenCache`], which fetches a bearer token and refreshes it before
-//! it expires.
-//!
-//! Invariant: a token's lifetime is clamped to [`MAX_TOKEN_LIFETIME`] and
-//! the expiry checks never add to an `Instant` what the endpoint sent, so
-//! no `expires_in` can overflow them.
+//! [`TokenCache`]: the bearer token of one connector, fetched from the
+//! token endpoint and refreshed before it expires or after a 401.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,35 +7,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::error::{ConnectorError, ServiceError, SystemKind};
+use super::Credentials;
+use crate::connector::error::{ConnectorError, ServiceError, SystemKind};
 
 /// The longest a fetched token is kept: a day, the longest lifetime
 /// Microsoft Entra ID issues. A longer `expires_in` is read as a day.
 pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// How to get a token: the client credentials grant of Microsoft Entra ID.
-#[derive(Clone)]
-pub struct Credentials {
-    /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
-    pub token_url: String,
-    /// Application (client) id.
-    pub client_id: String,
-    /// The client secret; never logged, never printed by `Debug`.
-    pub client_secret: String,
-    /// The scope, usually `{service url}/.default`.
-    pub scope: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
 
 /// A cached bearer token, shared by every request of one connector.
 pub(crate) struct TokenCache {
@@ -133,7 +105,7 @@ impl TokenCache {
             ])
             .send()
             .await
-            .map_err(|e| match super::tls::tls_failure(&e) {
+            .map_err(|e| match crate::connector::tls::tls_failure(&e) {
                 Some(detail) => ConnectorError::Tls {
                     system: self.system,
                     url: c.token_url.clone(),
