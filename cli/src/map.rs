@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 
 use dualwrite::config::{Config, SystemConfig, validate_file};
 use dualwrite::connector::{
-    self, ConnectorError, ConnectorOptions, Credentials, MetadataReader, RetryPolicy, TrustedCa,
+    self, ConnectorError, ConnectorOptions, MetadataReader, RetryPolicy, TrustedCa,
 };
 use dualwrite::map::{
     Catalogue, EmulatorCatalogue, LiveCatalogue, NoCatalogue, Problem, ProblemCode, SystemKind,
@@ -219,22 +219,14 @@ fn reader(name: &str, system: &SystemConfig, base_dir: &Path) -> Result<Metadata
     };
     let auth = system.auth.as_ref().ok_or_else(|| {
         format!(
-            "it has no `auth`; add `auth = {{ token_url, client_id, client_secret_env }}` to `[systems.{name}]`"
-        )
-    })?;
-    let secret = std::env::var(&auth.client_secret_env).map_err(|_| {
-        format!(
-            "the environment variable `{}` (its client secret) is not set",
-            auth.client_secret_env
+            "it has no `auth`; add `auth = {{ tenant, client_id, client_secret_env }}` to `[systems.{name}]`"
         )
     })?;
     let (root, service) = service_url(system.kind, &system.url);
-    let credentials = Credentials {
-        token_url: auth.token_url.clone(),
-        client_id: auth.client_id.clone(),
-        client_secret: secret,
-        scope: format!("{root}/.default"),
-    };
+    let credentials =
+        auth.client_auth(name, base_dir, format!("{root}/.default"), &|variable| {
+            std::env::var(variable).ok()
+        })?;
     // Validation should answer in seconds: a few quick retries only.
     let options = ConnectorOptions {
         retry: RetryPolicy {
@@ -290,6 +282,12 @@ fn describe(error: &ConnectorError) -> String {
             service,
             ..
         } => format!("{method} {url} answered {status} ({service})"),
+        ConnectorError::Unauthorized {
+            method,
+            url,
+            service,
+            ..
+        } => format!("{method} {url} refused a fresh token too (401, {service})"),
         ConnectorError::Tls { url, detail, .. } | ConnectorError::Protocol { url, detail, .. } => {
             format!("{url}: {detail}")
         }

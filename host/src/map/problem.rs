@@ -73,6 +73,8 @@ problem_codes! {
     BatchSize = "DW022" "batch-size" Error, "`[engine] batch_size` is 0 or over 1,000, the most requests one `$batch` carries.";
     InsecureUrl = "DW023" "insecure-url" Error, "A system's `url` or `token_url` is `http://` to a host that is not loopback; use `https://`.";
     CaFile = "DW024" "ca-file" Error, "A system's `ca_file` cannot be read or holds no valid PEM certificate.";
+    AuthConfig = "DW025" "auth-config" Error, "A system's `auth` names no token endpoint (`tenant` or `token_url`), a tenant that is not a directory, or not exactly one of `client_secret_env` and `certificate_file`.";
+    ClientCertificate = "DW026" "client-certificate" Error, "A system's `certificate_file` or `private_key_file` cannot be read, is not an RSA certificate and key in PEM, is outside its validity, or the key is not the certificate's.";
 }
 
 impl fmt::Display for ProblemCode {
