@@ -1,5 +1,7 @@
 //! `dualwrite emulate dataverse|finops`: runs an emulator until Ctrl-C,
-//! over HTTPS with `--tls` (it prints the CA file to trust).
+//! over HTTPS with `--tls` (it prints the CA file to trust); with
+//! `--client-certificate` the demo client may authenticate with that
+//! certificate's client assertions.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use dualwrite_emulators::{
-    self as emulator, EmulatorConfig, FaultConfig, ProtectionLimits, Seed, ServiceKind,
+    self as emulator, ClientCredentials, EmulatorConfig, FaultConfig, ProtectionLimits, Seed,
+    ServiceKind,
 };
 
 /// Which service to emulate.
@@ -80,6 +83,11 @@ pub struct EmulateArgs {
     /// print the path of the CA's PEM file (for `ca_file`).
     #[arg(long)]
     pub tls: bool,
+    /// A PEM certificate registered for the demo client `dualwrite`: a
+    /// client assertion signed with its private key gets a token (the
+    /// certificate credential). Repeat for more than one.
+    #[arg(long = "client-certificate", value_name = "PEM")]
+    pub client_certificates: Vec<PathBuf>,
 }
 
 /// Runs the emulator until Ctrl-C.
@@ -93,6 +101,13 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
             EmulatedService::Dataverse => ServiceKind::Dataverse,
             EmulatedService::Finops => ServiceKind::Finops,
         };
+        let mut client = ClientCredentials::default();
+        for file in &args.client_certificates {
+            let pem = std::fs::read_to_string(file).with_context(|| {
+                format!("could not read the client certificate {}", file.display())
+            })?;
+            client.certificates.push(pem);
+        }
         let config = EmulatorConfig {
             listen: args.listen,
             data_dir: args.data,
@@ -119,6 +134,7 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
                 outage_seconds: args.outage_seconds,
             },
             tls: args.tls,
+            clients: vec![client],
             ..EmulatorConfig::default()
         };
         let running = emulator::start(kind, config)
@@ -129,6 +145,9 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
             "token endpoint: {} (client dualwrite / dualwrite-secret)",
             running.token_url()
         );
+        for file in &args.client_certificates {
+            println!("client certificate of dualwrite: {}", file.display());
+        }
         if let Some(ca_file) = running.ca_file() {
             println!("CA certificate: {}", ca_file.display());
         }

@@ -30,7 +30,7 @@
 //! crate; nothing else of the crate depends on them except the CLI.
 //!
 //! Routes common to both: `POST /{tenant}/oauth2/v2.0/token` (client
-//! credentials) and the admin API under `/admin` (no token, never throttled):
+//! credentials, with a secret or a certificate's client assertion) and the admin API under `/admin` (no token, never throttled):
 //! `GET|PUT /admin/faults`, `PUT /admin/limits`, `PUT|DELETE /admin/hooks/{table}`,
 //! `POST /admin/purge-changes/{table}`, finops `GET|POST|DELETE /admin/subscriptions`.
 //!
@@ -107,7 +107,8 @@ pub struct EmulatorConfig {
     pub rows: usize,
     /// Metadata file with custom tables.
     pub metadata_file: Option<PathBuf>,
-    /// Clients allowed to get tokens.
+    /// Clients allowed to get tokens, with a secret or a registered
+    /// certificate.
     pub clients: Vec<ClientCredentials>,
     /// Service protection limits.
     pub limits: ProtectionLimits,
@@ -179,6 +180,13 @@ pub enum EmulatorError {
     #[error("{detail}")]
     Tls {
         /// What failed.
+        detail: String,
+    },
+    /// A client of `clients` is not valid (a certificate that is not a
+    /// PEM RSA certificate).
+    #[error("the emulator's clients are not valid: {detail}")]
+    Clients {
+        /// Which client and why.
         detail: String,
     },
     /// Seeding failed.

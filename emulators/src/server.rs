@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Form, Request, State as AxumState};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -139,6 +139,8 @@ pub(super) async fn start(
     kind: ServiceKind,
     config: EmulatorConfig,
 ) -> Result<RunningEmulator, EmulatorError> {
+    let auth =
+        Auth::new(config.clients.clone()).map_err(|detail| EmulatorError::Clients { detail })?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| EmulatorError::Bind {
@@ -179,7 +181,7 @@ pub(super) async fn start(
         kind,
         store,
         metadata,
-        auth: Auth::new(config.clients.clone()),
+        auth,
         security: super::security::Security::new(
             kind,
             config.roles.clone(),
@@ -289,9 +291,12 @@ fn router(state: SharedState) -> Router {
 
 async fn token(
     AxumState(state): AxumState<SharedState>,
+    uri: Uri,
     Form(form): Form<TokenRequest>,
 ) -> Response {
-    let (status, body) = state.auth.issue(&form);
+    // The endpoint asked, which a client assertion's `aud` must name.
+    let token_url = format!("{}{}", state.base_url, uri.path());
+    let (status, body) = state.auth.issue(&form, &token_url);
     (status, axum::Json(body)).into_response()
 }
 

@@ -129,7 +129,10 @@ fn applied(done: Option<Result<Outcomes, tokio::task::JoinError>>) {
         .expect("a batch in flight")
         .expect("the batch task ends")
         .expect("batch");
-    assert!(outcomes.iter().all(|o| o.is_applied()), "a raw write failed");
+    assert!(
+        outcomes.iter().all(|o| o.is_applied()),
+        "a raw write failed"
+    );
 }
 
 fn account(n: usize) -> Write {
@@ -212,7 +215,9 @@ async fn main() {
     engine.shutdown().await.expect("engine stops");
     let sync = rows as f64 / took.as_secs_f64();
     let raw = raw_rate(rows.min(50_000)).await;
-    println!("| rows | seeding the emulator s | initial sync s | sync rows/s | best raw rows/s | ratio |");
+    println!(
+        "| rows | seeding the emulator s | initial sync s | sync rows/s | best raw rows/s | ratio |"
+    );
     println!("|---|---|---|---|---|---|");
     println!(
         "| {rows} | {:.1} | {:.1} | {sync:.0} | {raw:.0} | {:.2} |",

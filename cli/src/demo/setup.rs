@@ -259,9 +259,10 @@ fn system(kind: SystemKind, emulator: &RunningEmulator, events: Option<&str>) ->
         kind,
         url: emulator.service_url(),
         auth: Some(AuthConfig {
-            token_url: emulator.token_url(),
+            token_url: Some(emulator.token_url()),
             client_id: CLIENT_ID.into(),
-            client_secret_env: secret_env.into(),
+            client_secret_env: Some(secret_env.into()),
+            ..AuthConfig::default()
         }),
         events_secret_env: events.map(str::to_owned),
         ca_file: emulator.ca_file().map(Path::to_path_buf),

@@ -6,6 +6,7 @@
 mod check;
 mod cli_demo;
 mod cli_plugin;
+mod emulate_certificate;
 mod emulate_tls;
 mod map_live;
 mod map_validate;

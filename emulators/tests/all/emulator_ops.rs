@@ -23,6 +23,7 @@ async fn requests_over_the_limit_get_429_with_retry_after() {
             ClientCredentials {
                 client_id: "second".into(),
                 client_secret: "second-secret".into(),
+                certificates: Vec::new(),
             },
         ],
         ..empty_config()

@@ -2,6 +2,7 @@
 //! Each emulator runs over real HTTP on `127.0.0.1:0` with real sled
 //! storage in a temporary directory.
 
+mod assertion;
 mod batch;
 mod dataverse;
 mod dataverse_changes;

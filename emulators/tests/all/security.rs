@@ -19,6 +19,7 @@ fn with_reader(grants: Vec<TableAccess>) -> EmulatorConfig {
             ClientCredentials {
                 client_id: "reader".into(),
                 client_secret: "reader-secret".into(),
+                certificates: Vec::new(),
             },
         ],
         roles: vec![SecurityRole {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::{Config, MAX_BATCHES_IN_FLIGHT, MAX_CONCURRENCY, SystemConfig};
 use crate::connector::{MAX_BATCH, TrustedCa};
 use crate::map::{
-    AuthPlan, Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
+    Catalogue, MapPlan, Plan, Problem, ProblemCode, Secret, SystemPlan, dependency_order,
 };
 use crate::plugin::PluginLimits;
 
@@ -219,31 +219,10 @@ fn build_system(
     options: &BuildOptions<'_>,
     report: &mut Report,
 ) -> SystemPlan {
-    let auth = system.auth.as_ref().map(|auth| {
-        let client_secret = (options.env)(&auth.client_secret_env).map(Secret::new);
-        if client_secret.is_none() {
-            report.push(
-                Problem::new(
-                    ProblemCode::SecretUnset,
-                    format!(
-                        "system `{name}`: the environment variable `{}` is not set",
-                        auth.client_secret_env
-                    ),
-                    format!(
-                        "set `{}` to the client secret before the host starts",
-                        auth.client_secret_env
-                    ),
-                )
-                .at_field(format!("systems.{name}.auth.client_secret_env")),
-            );
-        }
-        AuthPlan {
-            token_url: auth.token_url.clone(),
-            client_id: auth.client_id.clone(),
-            client_secret_env: auth.client_secret_env.clone(),
-            client_secret,
-        }
-    });
+    let auth = system
+        .auth
+        .as_ref()
+        .map(|auth| super::auth::build_auth(name, auth, options, report));
     let events_secret = system.events_secret_env.as_ref().map(|variable| {
         let secret = (options.env)(variable).map(Secret::new);
         if secret.is_none() {
@@ -261,9 +240,6 @@ fn build_system(
         (variable.clone(), secret)
     });
     check_url(name, "url", &system.url, report);
-    if let Some(auth) = &system.auth {
-        check_url(name, "auth.token_url", &auth.token_url, report);
-    }
     let ca = system.ca_file.as_ref().and_then(|file| {
         let path = options.base_dir.join(file);
         TrustedCa::read(&path)
@@ -292,7 +268,7 @@ fn build_system(
 
 /// `http://` only to a loopback host (the emulators); anything else must be
 /// `https://`, so tokens and rows never cross a network in clear.
-fn check_url(name: &str, field: &str, url: &str, report: &mut Report) {
+pub(super) fn check_url(name: &str, field: &str, url: &str, report: &mut Report) {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return;
     };

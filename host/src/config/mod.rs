@@ -48,12 +48,14 @@
 //! Invariants:
 //! - A secret is never in the file: `auth.client_secret_env` names the
 //!   environment variable, read once in `build`, kept in a `Secret` whose
-//!   `Debug` is redacted.
+//!   `Debug` is redacted. A certificate's private key is read from its PEM
+//!   file once in `build` and never printed.
 //! - `build` reports every problem, not the first.
 //!
 //! Boundary: no HTTP, no sled; the only files read are the config and the
-//! plugin components it names.
+//! files it names (plugin components, `ca_file`, client certificates).
 
+mod auth;
 mod build;
 mod checks;
 mod error;
@@ -204,16 +206,43 @@ pub const MAX_CONCURRENCY: usize = 52;
 /// The most write batches of one map and direction in flight at once.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 32;
 
-/// `auth = { token_url, client_id, client_secret_env }`.
-#[derive(Debug, Clone, Deserialize)]
+/// `auth`: the client credentials grant of the Microsoft identity platform
+/// (see the `auth` module of the connectors for the pages it follows).
+///
+/// The token endpoint is `token_url` when set (the emulators), else
+/// `{authority_host}/{tenant}/oauth2/v2.0/token`. The client proves who it
+/// is with a secret (`client_secret_env`) or a certificate
+/// (`certificate_file`, with `private_key_file` or the key in the same
+/// PEM), never both.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// The token endpoint.
-    pub token_url: String,
+    /// The directory (tenant) id, a GUID or a domain such as
+    /// `contoso.onmicrosoft.com`.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The Microsoft Entra authority host of the tenant's cloud
+    /// (default `https://login.microsoftonline.com`; national clouds have
+    /// their own).
+    #[serde(default)]
+    pub authority_host: Option<String>,
+    /// The token endpoint itself; overrides the tenant's.
+    #[serde(default)]
+    pub token_url: Option<String>,
     /// The application (client) id.
     pub client_id: String,
     /// The environment variable holding the client secret.
-    pub client_secret_env: String,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// The certificate registered for the application (PEM; the first
+    /// certificate of the file is the client's); relative paths are
+    /// relative to the config file.
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    /// The certificate's RSA private key (PEM, unencrypted PKCS#8 or
+    /// PKCS#1); absent when `certificate_file` holds it too.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
 }
 
 /// One `[[maps]]` entry.

@@ -307,3 +307,307 @@ fn concurrency_out_of_bounds_is_an_error_naming_the_field() {
     assert_eq!(plan.systems["dataverse"].max_concurrency, 8);
     assert_eq!(plan.systems["finops"].max_concurrency, 52, "the default");
 }
+
+/// A self-signed certificate and its private key, PEM; `expired` makes
+/// one whose validity ended in 2000.
+fn certificate_pem(
+    algorithm: &'static rcgen::SignatureAlgorithm,
+    expired: bool,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(algorithm).expect("a key");
+    let mut params = rcgen::CertificateParams::new(Vec::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dualwrite test client");
+    if expired {
+        params.not_before = rcgen::date_time_ymd(1999, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2000, 1, 1);
+    }
+    let certificate = params.self_signed(&key).expect("a certificate");
+    (certificate.pem(), key.serialize_pem())
+}
+
+fn rsa_pem() -> (String, String) {
+    certificate_pem(&rcgen::PKCS_RSA_SHA256, false)
+}
+
+/// A finops system whose `auth` is `auth` (inline table keys).
+fn with_auth(auth: &str) -> String {
+    format!(
+        "[systems.finops]\nkind = \"finops\"\nurl = \"https://contoso.operations.dynamics.com\"\nauth = {{ client_id = \"c\", {auth} }}\n"
+    )
+}
+
+fn build_in(dir: &std::path::Path, text: &str) -> Result<Plan, Vec<Problem>> {
+    let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
+    let config = Config::from_toml("maps.toml", text).expect("the config parses");
+    config.build(&BuildOptions {
+        file: "maps.toml".into(),
+        base_dir: dir.to_path_buf(),
+        catalogue: &catalogue,
+        env: &secrets,
+    })
+}
+
+fn problems_in(dir: &std::path::Path, text: &str, code: ProblemCode) -> Vec<Problem> {
+    match build_in(dir, text) {
+        Ok(plan) => plan.warnings,
+        Err(problems) => problems,
+    }
+    .into_iter()
+    .filter(|problem| problem.code == code)
+    .collect()
+}
+
+#[test]
+fn the_token_endpoint_is_the_tenants_unless_token_url_overrides_it() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (auth, token_url) in [
+        (
+            r#"tenant = "contoso.onmicrosoft.com""#,
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+        ),
+        (
+            r#"tenant = "0b4b9c1e-1d2f-4a5b-8c7d-9e0f1a2b3c4d", authority_host = "https://login.microsoftonline.us/""#,
+            "https://login.microsoftonline.us/0b4b9c1e-1d2f-4a5b-8c7d-9e0f1a2b3c4d/oauth2/v2.0/token",
+        ),
+        (
+            r#"tenant = "contoso.onmicrosoft.com", token_url = "http://127.0.0.1:9/common/oauth2/v2.0/token""#,
+            "http://127.0.0.1:9/common/oauth2/v2.0/token",
+        ),
+    ] {
+        let text = with_auth(&format!("{auth}, client_secret_env = \"S\""));
+        let plan = build_in(dir.path(), &text).unwrap_or_else(|p| panic!("{auth}: {p:#?}"));
+        let system = plan.systems.get("finops").expect("finops");
+        let auth_plan = system.auth.as_ref().expect("auth");
+        assert_eq!(auth_plan.token_url, token_url, "{auth}");
+        let client = auth_plan
+            .client_auth(
+                "finops",
+                "https://contoso.operations.dynamics.com/.default".into(),
+            )
+            .expect("credentials");
+        assert_eq!(client.token_url(), token_url);
+        assert_eq!(
+            client.scope(),
+            "https://contoso.operations.dynamics.com/.default"
+        );
+        assert!(matches!(client, crate::connector::ClientAuth::Secret(_)));
+    }
+    // The authority host is held to the https rule like a token URL.
+    let text = with_auth(
+        r#"tenant = "contoso.onmicrosoft.com", authority_host = "http://login.example.com", client_secret_env = "S""#,
+    );
+    let problems = problems_in(dir.path(), &text, ProblemCode::InsecureUrl);
+    assert_eq!(
+        problems
+            .iter()
+            .map(|p| p.field.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("systems.finops.auth.authority_host")]
+    );
+}
+
+#[test]
+fn an_auth_table_without_one_endpoint_and_one_credential_is_dw034() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (certificate, key) = rsa_pem();
+    std::fs::write(dir.path().join("client.pem"), format!("{certificate}{key}")).expect("write");
+    for (auth, field, says) in [
+        (
+            r#"client_secret_env = "S""#,
+            "systems.finops.auth",
+            "neither `tenant` nor `token_url`",
+        ),
+        (
+            r#"tenant = "common", client_secret_env = "S""#,
+            "systems.finops.auth.tenant",
+            "AADSTS9001023",
+        ),
+        (
+            r#"tenant = "Organizations", client_secret_env = "S""#,
+            "systems.finops.auth.tenant",
+            "not a directory",
+        ),
+        (
+            r#"tenant = "contoso/../x", client_secret_env = "S""#,
+            "systems.finops.auth.tenant",
+            "neither a GUID nor a domain",
+        ),
+        (
+            r#"tenant = "t", authority_host = "not a url", client_secret_env = "S""#,
+            "systems.finops.auth.authority_host",
+            "not a URL",
+        ),
+        (
+            r#"tenant = "t""#,
+            "systems.finops.auth",
+            "neither `client_secret_env` nor `certificate_file`",
+        ),
+        (
+            r#"tenant = "t", client_secret_env = "S", certificate_file = "client.pem""#,
+            "systems.finops.auth",
+            "both",
+        ),
+        (
+            r#"tenant = "t", client_secret_env = "S", private_key_file = "client.pem""#,
+            "systems.finops.auth.private_key_file",
+            "without `certificate_file`",
+        ),
+    ] {
+        let problems = problems_in(dir.path(), &with_auth(auth), ProblemCode::AuthConfig);
+        let [problem] = problems.as_slice() else {
+            panic!("{auth}: one auth-config problem, got {problems:#?}");
+        };
+        assert!(problem.is_error());
+        assert_eq!(problem.field.as_deref(), Some(field), "{auth}");
+        let shown = problem.to_string();
+        assert!(
+            shown.contains("DW034 auth-config")
+                && shown.contains("system `finops`")
+                && shown.contains(says),
+            "{auth}: {shown}"
+        );
+    }
+}
+
+#[test]
+fn a_certificate_and_key_are_read_at_build_into_the_plan() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (certificate, key) = rsa_pem();
+    std::fs::write(dir.path().join("both.pem"), format!("{certificate}{key}")).expect("write");
+    std::fs::write(dir.path().join("cert.pem"), &certificate).expect("write");
+    std::fs::write(dir.path().join("key.pem"), &key).expect("write");
+    for files in [
+        r#"certificate_file = "both.pem""#,
+        r#"certificate_file = "cert.pem", private_key_file = "key.pem""#,
+    ] {
+        let text = with_auth(&format!(r#"tenant = "contoso.onmicrosoft.com", {files}"#));
+        let plan = build_in(dir.path(), &text).unwrap_or_else(|p| panic!("{files}: {p:#?}"));
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        let auth = plan
+            .systems
+            .get("finops")
+            .and_then(|s| s.auth.as_ref())
+            .expect("auth");
+        let read = auth.certificate.as_ref().expect("the certificate was read");
+        assert!(read.subject().contains("dualwrite test client"));
+        let client = auth
+            .client_auth(
+                "finops",
+                "https://contoso.operations.dynamics.com/.default".into(),
+            )
+            .expect("credentials");
+        assert!(matches!(
+            client,
+            crate::connector::ClientAuth::Certificate(_)
+        ));
+        let shown = format!("{plan:?}");
+        let key_body = key.lines().nth(1).expect("a line of the key");
+        assert!(
+            !shown.contains(key_body),
+            "the private key leaked into Debug"
+        );
+    }
+}
+
+#[test]
+fn a_certificate_or_key_that_cannot_serve_is_dw035_naming_system_and_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let (certificate, key) = rsa_pem();
+    let (_, other_key) = rsa_pem();
+    let (expired, expired_key) = certificate_pem(&rcgen::PKCS_RSA_SHA256, true);
+    let (ec, ec_key) = certificate_pem(&rcgen::PKCS_ECDSA_P256_SHA256, false);
+    let cert = write("cert.pem", &certificate);
+    let not_pem = write("not-pem.txt", "hello");
+    let other = write("other-key.pem", &other_key);
+    let expired_file = write("expired.pem", &format!("{expired}{expired_key}"));
+    let ec_file = write("ec.pem", &format!("{ec}{ec_key}"));
+    let encrypted = write(
+        "encrypted.pem",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let key_file = write("key.pem", &key);
+    for (files, field, file, says) in [
+        (
+            format!("certificate_file = {missing:?}"),
+            "certificate_file",
+            &missing,
+            "cannot be read",
+        ),
+        (
+            format!("certificate_file = {not_pem:?}"),
+            "certificate_file",
+            &not_pem,
+            "no PEM",
+        ),
+        (
+            format!("certificate_file = {key_file:?}"),
+            "certificate_file",
+            &key_file,
+            "no PEM",
+        ),
+        (
+            format!("certificate_file = {cert:?}"),
+            "certificate_file",
+            &cert,
+            "no PEM private key",
+        ),
+        (
+            format!("certificate_file = {cert:?}, private_key_file = {other:?}"),
+            "private_key_file",
+            &other,
+            "does not belong to the certificate",
+        ),
+        (
+            format!("certificate_file = {cert:?}, private_key_file = {encrypted:?}"),
+            "private_key_file",
+            &encrypted,
+            "encrypted",
+        ),
+        (
+            format!("certificate_file = {cert:?}, private_key_file = {missing:?}"),
+            "private_key_file",
+            &missing,
+            "cannot be read",
+        ),
+        (
+            format!("certificate_file = {expired_file:?}"),
+            "certificate_file",
+            &expired_file,
+            "not now",
+        ),
+        (
+            format!("certificate_file = {ec_file:?}"),
+            "certificate_file",
+            &ec_file,
+            "not RSA",
+        ),
+    ] {
+        let text = with_auth(&format!(r#"tenant = "contoso.onmicrosoft.com", {files}"#));
+        let problems = problems_in(dir.path(), &text, ProblemCode::ClientCertificate);
+        let [problem] = problems.as_slice() else {
+            panic!("{files}: one client-certificate problem, got {problems:#?}");
+        };
+        assert!(problem.is_error());
+        assert_eq!(
+            problem.field.as_deref(),
+            Some(format!("systems.finops.auth.{field}").as_str()),
+            "{files}"
+        );
+        let shown = problem.to_string();
+        assert!(
+            shown.contains("DW035 client-certificate")
+                && shown.contains("system `finops`")
+                && shown.contains(file.as_str())
+                && shown.contains(says),
+            "{files}: {shown}"
+        );
+    }
+}

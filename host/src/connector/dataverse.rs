@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
 use super::error::{ConnectorError, SystemKind};
 use super::transport::{Call, ConnectorOptions, ConnectorStats, Transport};
-use super::{ChangePage, Credentials, Deleted, Key, Query, QueryPage, Row, Write};
+use super::{ChangePage, ClientAuth, Deleted, Key, Query, QueryPage, Row, Write};
 
 /// A Dataverse environment. Clones share the token, the cap on requests in
 /// flight and the counters.
@@ -19,13 +19,19 @@ pub struct DataverseConnector {
 
 impl DataverseConnector {
     /// A connector for `service_url` (`https://org.crm.dynamics.com/api/data/v9.2`).
-    /// Sends nothing until the first call.
-    pub fn new(service_url: &str, credentials: Credentials, options: ConnectorOptions) -> Self {
+    /// Sends nothing until the first call. `credentials` is a secret
+    /// ([`Credentials`](super::Credentials)) or a certificate
+    /// ([`CertificateCredentials`](super::CertificateCredentials)).
+    pub fn new(
+        service_url: &str,
+        credentials: impl Into<ClientAuth>,
+        options: ConnectorOptions,
+    ) -> Self {
         Self {
             transport: Arc::new(Transport::new(
                 SystemKind::Dataverse,
                 service_url,
-                credentials,
+                credentials.into(),
                 options,
             )),
         }

@@ -64,7 +64,7 @@ impl std::fmt::Display for ServiceError {
 pub enum ConnectorError {
     /// The token endpoint refused the client or could not be reached.
     #[error(
-        "{system}: could not get an OAuth2 token from {token_url} (status {status:?}): {detail}; check the client id, the secret and the token URL"
+        "{system}: could not get an OAuth2 token from {token_url} (status {status:?}): {detail}; check the client id, the secret or certificate, and the token URL"
     )]
     Auth {
         /// The system.
@@ -75,6 +75,21 @@ pub enum ConnectorError {
         status: Option<u16>,
         /// What the endpoint or the transport said.
         detail: String,
+    },
+    /// The service refused the bearer token (401) twice, the second time a
+    /// token fetched after the first refusal.
+    #[error(
+        "{system}: {method} {url} was refused with 401 twice, the second time with a freshly fetched token ({service}); the service does not accept this client's tokens: check that the application is allowed into this environment (a Dataverse application user, a finops Microsoft Entra application) and that the token is asked for the service's own URL"
+    )]
+    Unauthorized {
+        /// The system.
+        system: SystemKind,
+        /// The HTTP method.
+        method: String,
+        /// The request URL.
+        url: String,
+        /// The service's error (boxed to keep the error small).
+        service: Box<ServiceError>,
     },
     /// The service answered with an error status that retrying does not fix.
     #[error(
@@ -168,6 +183,7 @@ impl ConnectorError {
         match self {
             Self::Auth { status, .. } | Self::Unavailable { status, .. } => *status,
             Self::Rejected { status, .. } => Some(*status),
+            Self::Unauthorized { .. } => Some(401),
             Self::Tls { .. } | Self::Protocol { .. } | Self::Invalid { .. } => None,
         }
     }

@@ -12,7 +12,7 @@ use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
 use super::dataverse::{link, own_link, query_string, rows_of};
 use super::error::{ConnectorError, SystemKind};
 use super::transport::{Call, ConnectorOptions, ConnectorStats, Transport};
-use super::{ChangePage, Credentials, Deleted, Key, Query, QueryPage, Row, Write};
+use super::{ChangePage, ClientAuth, Deleted, Key, Query, QueryPage, Row, Write};
 
 /// Largest `$changes` page the service returns.
 const MAX_CHANGES_PAGE: u32 = 10_000;
@@ -26,13 +26,19 @@ pub struct FinopsConnector {
 
 impl FinopsConnector {
     /// A connector for `service_url` (`https://contoso.operations.dynamics.com/data`).
-    /// Sends nothing until the first call.
-    pub fn new(service_url: &str, credentials: Credentials, options: ConnectorOptions) -> Self {
+    /// Sends nothing until the first call. `credentials` is a secret
+    /// ([`Credentials`](super::Credentials)) or a certificate
+    /// ([`CertificateCredentials`](super::CertificateCredentials)).
+    pub fn new(
+        service_url: &str,
+        credentials: impl Into<ClientAuth>,
+        options: ConnectorOptions,
+    ) -> Self {
         Self {
             transport: Arc::new(Transport::new(
                 SystemKind::Finops,
                 service_url,
-                credentials,
+                credentials.into(),
                 options,
             )),
         }

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::Credentials;
+use super::ClientAuth;
 use super::error::{ConnectorError, SystemKind};
 use super::transport::{Call, ConnectorOptions, Transport};
 use crate::schema::{FieldDef, FieldType, KeyDef, TableDef};
@@ -50,11 +50,11 @@ impl MetadataReader {
     pub fn new(
         system: SystemKind,
         service_url: &str,
-        credentials: Credentials,
+        credentials: impl Into<ClientAuth>,
         options: ConnectorOptions,
     ) -> Self {
         Self {
-            transport: Transport::new(system, service_url, credentials, options),
+            transport: Transport::new(system, service_url, credentials.into(), options),
         }
     }
 

@@ -15,8 +15,12 @@
 //!   [`ConnectorError::Rejected`]: nothing was applied; resend with
 //!   [`BatchMode::ContinueOnError`] to learn the row); both read changes as
 //!   a [`ChangePage`].
-//! - `transport`: the token ([`Credentials`], cached and refreshed before
-//!   expiry), a semaphore capping requests in flight
+//! - `auth`: the Microsoft identity platform's client credentials grant
+//!   ([`ClientAuth`]: a secret, [`Credentials`], or a certificate,
+//!   [`CertificateCredentials`]; [`tenant_token_url`]); the token is cached
+//!   and refreshed before expiry and after a 401 (a second 401 is
+//!   [`ConnectorError::Unauthorized`]).
+//! - `transport`: the token, a semaphore capping requests in flight
 //!   ([`ConnectorOptions::max_in_flight`]), a timeout per attempt, retries
 //!   with backoff and jitter on 429, 5xx and connection failures that honour
 //!   `Retry-After` within a budget ([`RetryPolicy`]).
@@ -57,7 +61,10 @@ mod probe;
 mod tls;
 mod transport;
 
-pub use auth::Credentials;
+pub use auth::{
+    ASSERTION_LIFETIME, AUTHORITY_HOST, CertificateCredentials, CertificateError, ClientAuth,
+    ClientCertificate, Credentials, TOKEN_CONNECT_TIMEOUT, TOKEN_TIMEOUT, tenant_token_url,
+};
 pub use backoff::backoff;
 pub use batch::{BatchMode, MAX_BATCH, WriteOutcome};
 pub use dataverse::{DataverseConnector, HeldPrivilege, WhoAmI};

@@ -46,9 +46,15 @@ impl TrustedCa {
     }
 }
 
+/// A builder of HTTP clients that trust the system's roots, plus `ca` if
+/// any (the token requests build theirs from it too).
+pub(crate) fn client_builder(ca: Option<&TrustedCa>) -> reqwest::ClientBuilder {
+    ca.map_or_else(reqwest::Client::builder, TrustedCa::client_builder)
+}
+
 /// The HTTP client of one system: the system's roots, plus `ca` if any.
 pub(crate) fn client(ca: Option<&TrustedCa>) -> reqwest::Client {
-    let builder = ca.map_or_else(reqwest::Client::builder, TrustedCa::client_builder);
+    let builder = client_builder(ca);
     // `TrustedCa::from_pem` built a client from the same certificates, and
     // without any the builder is `Client::new`'s, which panics on the same
     // failure (no TLS roots at all on the machine).

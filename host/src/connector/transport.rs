@@ -15,7 +15,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::auth::{Credentials, TokenCache, transport_detail};
+use super::auth::{ClientAuth, TokenCache, transport_detail};
 use super::backoff::backoff;
 use super::error::{ConnectorError, ServiceError, SystemKind};
 use super::key::Key;
@@ -167,10 +167,10 @@ impl Transport {
     pub fn new(
         system: SystemKind,
         service_url: &str,
-        credentials: Credentials,
+        credentials: ClientAuth,
         options: ConnectorOptions,
     ) -> Self {
-        let tokens = TokenCache::new(system, credentials, options.token_refresh_margin);
+        let tokens = TokenCache::new(system, credentials, &options);
         Self {
             system,
             service_url: service_url.trim_end_matches('/').to_string(),
@@ -215,7 +215,10 @@ impl Transport {
                 self.retries.fetch_add(1, Ordering::Relaxed);
             }
             let failure = match self.attempt(call).await? {
-                Ok(reply) if reply.status == 401 && !refreshed_after_401 => {
+                Ok(reply) if reply.status == 401 => {
+                    if refreshed_after_401 {
+                        return Err(self.unauthorized(call, &reply));
+                    }
                     // The token may have been revoked or expired early: once,
                     // fetch a new one and try again at once.
                     refreshed_after_401 = true;
@@ -260,7 +263,7 @@ impl Transport {
     /// One attempt: `Ok(Ok(reply))` for any answer, `Ok(Err(detail))` for
     /// a transport failure worth retrying, `Err` for a token or TLS failure.
     async fn attempt(&self, call: &Call) -> Result<Result<Reply, String>, ConnectorError> {
-        let token = self.tokens.token(&self.http).await?;
+        let token = self.tokens.token().await?;
         let permit = self.limiter.acquire().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self
@@ -320,6 +323,16 @@ impl Transport {
             Ok(reply)
         } else {
             Err(self.rejected(call, &reply))
+        }
+    }
+
+    /// A 401 to a request sent again with a freshly fetched token.
+    fn unauthorized(&self, call: &Call, reply: &Reply) -> ConnectorError {
+        ConnectorError::Unauthorized {
+            system: self.system,
+            method: call.method.to_string(),
+            url: call.url.clone(),
+            service: Box::new(ServiceError::from_body(&reply.body)),
         }
     }
 

@@ -113,17 +113,57 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// OAuth2 client credentials of a system.
+/// OAuth2 client credentials of a system, read and checked at build time.
 #[derive(Debug, Clone)]
 pub struct AuthPlan {
-    /// The token endpoint.
+    /// The token endpoint: `token_url`, or the tenant's v2.0 endpoint.
     pub token_url: String,
     /// The application (client) id.
     pub client_id: String,
-    /// The environment variable the secret came from.
+    /// The environment variable the secret came from; empty when the client
+    /// authenticates with a certificate.
     pub client_secret_env: String,
-    /// The secret, `None` when the variable was unset at build time.
+    /// The secret, `None` when the variable was unset at build time (or the
+    /// client authenticates with a certificate).
     pub client_secret: Option<Secret>,
+    /// The certificate and its private key, when the client authenticates
+    /// with a certificate.
+    pub certificate: Option<crate::connector::ClientCertificate>,
+}
+
+impl AuthPlan {
+    /// What a connector of system `system` authenticates with, asking for
+    /// `scope` (the service URL with `/.default`); the error says what is
+    /// missing and what to do.
+    pub fn client_auth(
+        &self,
+        system: &str,
+        scope: String,
+    ) -> Result<crate::connector::ClientAuth, String> {
+        use crate::connector::{CertificateCredentials, Credentials};
+        if let Some(certificate) = &self.certificate {
+            return Ok(CertificateCredentials {
+                token_url: self.token_url.clone(),
+                client_id: self.client_id.clone(),
+                certificate: certificate.clone(),
+                scope,
+            }
+            .into());
+        }
+        let secret = self.client_secret.as_ref().ok_or_else(|| {
+            format!(
+                "system `{system}`: the environment variable `{}` is not set; set it to the client secret",
+                self.client_secret_env
+            )
+        })?;
+        Ok(Credentials {
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: secret.expose().to_owned(),
+            scope,
+        }
+        .into())
+    }
 }
 
 /// One connected system.

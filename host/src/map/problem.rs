@@ -82,6 +82,8 @@ problem_codes! {
     MissingPrivilege = "DW031" "missing-privilege" Error, "`check`: the identity may not read or write a table the map needs.";
     PrivilegeDepth = "DW032" "privilege-depth" Warning, "`check`: the identity holds a privilege below organization depth, so it sees or changes only some rows.";
     Concurrency = "DW033" "concurrency" Error, "`[engine] batches_in_flight` or a system's `max_concurrency` is 0 or over its limit.";
+    AuthConfig = "DW034" "auth-config" Error, "A system's `auth` names no token endpoint (`tenant` or `token_url`), a tenant that is not a directory, or not exactly one of `client_secret_env` and `certificate_file`.";
+    ClientCertificate = "DW035" "client-certificate" Error, "A system's `certificate_file` or `private_key_file` cannot be read, is not an RSA certificate and key in PEM, is outside its validity, or the key is not the certificate's.";
 }
 
 impl fmt::Display for ProblemCode {

@@ -139,7 +139,7 @@ pub(super) fn problem(target: &SystemTarget, error: &ConnectorError, step: &str)
     };
     let (code, field, message, help) = match error {
         ConnectorError::Tls { url, .. } => {
-            let token = url == &target.credentials.token_url;
+            let token = url == target.credentials.token_url();
             (
                 ProblemCode::TlsUnverified,
                 if token { "auth.token_url" } else { "url" },
@@ -166,18 +166,19 @@ pub(super) fn problem(target: &SystemTarget, error: &ConnectorError, step: &str)
         ),
         ConnectorError::Rejected {
             status: 401 | 403, ..
-        } => (
+        }
+        | ConnectorError::Unauthorized { .. } => (
             ProblemCode::MissingPrivilege,
             "auth.client_id",
             format!("the service refused the identity: {detail}"),
             match target.kind {
                 SystemKind::Dataverse => format!(
                     "make the application `{}` an application user of the environment with a security role",
-                    target.credentials.client_id
+                    target.credentials.client_id()
                 ),
                 SystemKind::Finops => format!(
                     "register the application `{}` in Microsoft Entra ID applications of the environment, with a user that has the needed roles",
-                    target.credentials.client_id
+                    target.credentials.client_id()
                 ),
             },
         ),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::SystemConfig;
 use crate::connector::{
-    self, ConnectorError, ConnectorOptions, Credentials, MetadataReader, RetryPolicy, TrustedCa,
+    self, ClientAuth, ConnectorError, ConnectorOptions, MetadataReader, RetryPolicy, TrustedCa,
 };
 use crate::map::SystemKind;
 
@@ -33,11 +33,12 @@ pub enum TargetError {
         /// The system's name.
         system: String,
     },
-    /// The variable holding the client secret is not set.
-    #[error("the environment variable `{variable}` (its client secret) is not set")]
-    SecretUnset {
-        /// The variable.
-        variable: String,
+    /// The credential cannot be had: the variable holding the client
+    /// secret is not set, or the certificate cannot be read.
+    #[error("{detail}")]
+    Credential {
+        /// What is wrong and what to do.
+        detail: String,
     },
 }
 
@@ -52,8 +53,9 @@ pub struct SystemTarget {
     pub root: String,
     /// The service root (`…/api/data/v9.2` or `…/data`).
     pub service_url: String,
-    /// Client credentials, the scope `{root}/.default`.
-    pub credentials: Credentials,
+    /// Client credentials (a secret or a certificate), the scope
+    /// `{root}/.default`.
+    pub credentials: ClientAuth,
     /// Quick retries (a check should answer in seconds) and the `ca_file`.
     pub options: ConnectorOptions,
 }
@@ -80,16 +82,10 @@ impl SystemTarget {
         let auth = system.auth.as_ref().ok_or_else(|| TargetError::NoAuth {
             system: name.to_string(),
         })?;
-        let secret = env(&auth.client_secret_env).ok_or_else(|| TargetError::SecretUnset {
-            variable: auth.client_secret_env.clone(),
-        })?;
         let (root, service_url) = service_url(system.kind, &system.url);
-        let credentials = Credentials {
-            token_url: auth.token_url.clone(),
-            client_id: auth.client_id.clone(),
-            client_secret: secret,
-            scope: format!("{root}/.default"),
-        };
+        let credentials = auth
+            .client_auth(name, base_dir, format!("{root}/.default"), env)
+            .map_err(|detail| TargetError::Credential { detail })?;
         Ok(Self {
             name: name.to_string(),
             kind: system.kind,
@@ -170,6 +166,12 @@ pub fn describe(error: &ConnectorError) -> String {
             service,
             ..
         } => format!("{method} {url} answered {status} ({service})"),
+        ConnectorError::Unauthorized {
+            method,
+            url,
+            service,
+            ..
+        } => format!("{method} {url} answered 401 with a fresh token ({service})"),
         ConnectorError::Tls { url, detail, .. } | ConnectorError::Protocol { url, detail, .. } => {
             format!("{url}: {detail}")
         }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::connector::{
-    BatchMode, ChangePage, ConnectorError, ConnectorOptions, Credentials, DataverseConnector,
-    FinopsConnector, Key, Query, Write, WriteOutcome,
+    BatchMode, ChangePage, ConnectorError, ConnectorOptions, DataverseConnector, FinopsConnector,
+    Key, Query, Write, WriteOutcome,
 };
 use crate::map::{SystemKind, SystemPlan};
 
@@ -59,19 +59,12 @@ impl System {
                 plan.name
             ),
         })?;
-        let secret = auth.client_secret.as_ref().ok_or_else(|| SyncError::Setup {
-            detail: format!(
-                "system `{}`: the environment variable `{}` is not set; set it to the client secret",
-                plan.name, auth.client_secret_env
-            ),
-        })?;
-        let base = plan.url.trim_end_matches('/');
-        let credentials = Credentials {
-            token_url: auth.token_url.clone(),
-            client_id: auth.client_id.clone(),
-            client_secret: secret.expose().to_owned(),
-            scope: format!("{base}/.default"),
-        };
+        // The scope is the environment's root with `/.default`, whether the
+        // configured URL names the root or the service path.
+        let (root, _) = crate::preflight::service_url(plan.kind, &plan.url);
+        let credentials = auth
+            .client_auth(&plan.name, format!("{root}/.default"))
+            .map_err(|detail| SyncError::Setup { detail })?;
         let url = service_url(plan);
         let connector = match plan.kind {
             SystemKind::Dataverse => {

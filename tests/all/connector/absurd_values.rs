@@ -15,21 +15,11 @@ use dualwrite::connector::{ConnectorError, Credentials, DataverseConnector, Quer
 use dualwrite_emulators::{RunningEmulator, ServiceKind};
 use serde_json::{Value, json};
 
-use super::support::{credentials, dataverse, fast_options, start};
+use super::support::{credentials, dataverse, fast_options, serve, start};
 use dualwrite_emulators::EmulatorConfig;
 
 /// The longest wait the connector takes from a service: a day.
 const A_DAY: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Serves `router` on `127.0.0.1:0`; answers its address.
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
 
 /// Sets the emulator's protection limits over its admin API.
 async fn put_limits(emulator: &RunningEmulator, limits: Value) {

@@ -47,6 +47,16 @@ pub fn finops(emulator: &RunningEmulator, options: ConnectorOptions) -> FinopsCo
     FinopsConnector::new(&emulator.service_url(), credentials(emulator), options)
 }
 
+/// Serves `router` on `127.0.0.1:0`; answers its address.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
 /// A row from a JSON object literal.
 pub fn row(value: Value) -> Row {
     match value {
