@@ -1,7 +1,8 @@
 //! Rows per second through each example plugin as a component, against the
 //! same logic run natively in the same process, at batches of 1, 64 and 1024
-//! rows; and the time to instantiate a plugin from its `InstancePre` with
-//! the pooling allocator.
+//! rows; the time to instantiate a plugin from its `InstancePre` with the
+//! pooling allocator; and the transform job (see [`transform_job`]), whose
+//! ratio is printed as `plugins/transform-job <ratio>`.
 //!
 //! Run with `cargo xtask bench -- --bench plugins` (or, once the plugins are
 //! built, `cargo bench -p dualwrite-tests --bench plugins`). Figures are
@@ -14,6 +15,9 @@ use dualwrite_plugin_sdk::testing::{filter_wire, transform_wire};
 use dualwrite_tests::*;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+#[path = "plugins/transform_job.rs"]
+mod transform_job;
 
 /// How long each measurement runs (after a warm-up of a tenth of that).
 const MEASURE: Duration = Duration::from_millis(400);
@@ -168,6 +172,8 @@ fn main() {
     println!(
         "\ninstantiation from InstancePre (pooling allocator): {per:?} per instance (mean of {rounds})"
     );
+
+    transform_job::run(|rows, run| rows_per_second(rows, run));
 }
 
 /// Rows per second of `run` (which handles `rows` rows a call), measured
