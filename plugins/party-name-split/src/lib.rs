@@ -65,8 +65,22 @@ pub fn split(full: &str) -> Parts<'_> {
     }
 }
 
+/// The fields the transform reads: the full name left to right, its parts
+/// right to left.
+pub fn name_fields(ctx: &Context) -> Vec<String> {
+    let setting = |name, default| ctx.setting(name).unwrap_or(default).to_owned();
+    match ctx.direction() {
+        Direction::LeftToRight => vec![setting("full", "fullname")],
+        Direction::RightToLeft => vec![
+            setting("first", "firstname"),
+            setting("middle", "middlename"),
+            setting("last", "lastname"),
+        ],
+    }
+}
+
 /// The plugin's transform, over one row (see the crate docs for its settings).
-#[transform]
+#[transform(reads = name_fields)]
 pub fn split_name(row: &mut Row, ctx: &Context) -> Outcome {
     let full = ctx.setting("full").unwrap_or("fullname");
     let first = ctx.setting("first").unwrap_or("firstname");

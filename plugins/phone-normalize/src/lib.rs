@@ -29,8 +29,17 @@ fn region(ctx: &Context) -> Result<Id, SettingError> {
         })
 }
 
+/// The fields the transform reads and normalises: those of the `fields`
+/// setting, or `telephone1`.
+pub fn phone_fields(ctx: &Context) -> Vec<String> {
+    match ctx.setting("fields") {
+        Some(_) => ctx.list("fields").map(str::to_owned).collect(),
+        None => vec!["telephone1".to_owned()],
+    }
+}
+
 /// The plugin's transform, over one row (see the crate docs for its settings).
-#[transform]
+#[transform(reads = phone_fields)]
 pub fn normalize_phones(row: &mut Row, ctx: &Context) -> Outcome {
     let region = region(ctx)?;
     let fields: Vec<&str> = match ctx.setting("fields") {

@@ -57,8 +57,17 @@ fn as_key(value: &Value) -> Option<String> {
     }
 }
 
+/// The one field the transform reads: the `field` setting (none when it is
+/// not set; every row then fails for the missing setting).
+pub fn mapped_field(ctx: &Context) -> Vec<String> {
+    ctx.setting("field")
+        .map(str::to_owned)
+        .into_iter()
+        .collect()
+}
+
 /// The plugin's transform, over one row (see the crate docs for its settings).
-#[transform]
+#[transform(reads = mapped_field)]
 pub fn map_value(row: &mut Row, ctx: &Context) -> Outcome {
     let field = ctx.required("field")?;
     let pairs = pairs(ctx.required("values")?)?;
