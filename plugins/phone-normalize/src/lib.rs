@@ -10,11 +10,13 @@ use dualwrite_plugin_sdk::prelude::*;
 use phonenumber::Mode;
 use phonenumber::country::Id;
 
+mod valid;
+
 /// `number` in E.164, reading it as a number of `region` when it has no
 /// country code; `None` when it is not a valid phone number.
 pub fn normalize(number: &str, region: Id) -> Option<String> {
     let parsed = phonenumber::parse(Some(region), number).ok()?;
-    phonenumber::is_valid(&parsed).then(|| parsed.format().mode(Mode::E164).to_string())
+    valid::is_valid(&parsed).then(|| parsed.format().mode(Mode::E164).to_string())
 }
 
 fn region(ctx: &Context) -> Result<Id, SettingError> {
