@@ -86,6 +86,16 @@ impl Rows {
         self.fields.iter().position(|field| field == name)
     }
 
+    /// The column of `name`, added when there is none, trying column
+    /// `hint` first: rows from one source usually list their fields in the
+    /// same order, so the `n`th field of a row is usually column `n`.
+    pub fn field_near(&mut self, name: &str, hint: usize) -> usize {
+        match self.fields.get(hint) {
+            Some(field) if field == name => hint,
+            _ => self.field(name),
+        }
+    }
+
     /// The column of `name`, added (no row has it yet) when there is none.
     pub fn field(&mut self, name: &str) -> usize {
         match self.position(name) {

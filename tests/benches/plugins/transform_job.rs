@@ -2,16 +2,25 @@
 //! money as a JSON number), the rows of two companies kept, the credit limit
 //! rounded half away from zero to 2 places, the rows out as JSON.
 //!
-//! dualwrite runs it as the engine does: `company-filter` then
-//! `currency-precision`, one map's plugin chain ([`Chain::run`]) over the
-//! rows. Native runs the same job in plain Rust: serde_json in, the filter,
-//! the rounding with rust_decimal, serde_json out. Both sides start from the
-//! same JSON text and must give the same rows.
+//! dualwrite runs it as `company-filter` then `currency-precision`, one
+//! map's plugin chain ([`Chain`]): the JSON text read straight into plugin
+//! rows, the chain run over them (each plugin sent only the fields it
+//! reads, the rows passed from step to step), the kept rows written out as
+//! JSON. Native runs the same job in plain Rust: serde_json in (a
+//! `serde_json::Map` per row), the filter, the rounding with rust_decimal,
+//! serde_json out. Both sides start from the same JSON text and must give
+//! the same rows; the ratio is native rows/s ÷ dualwrite rows/s.
+//!
+//! The same run also measures dualwrite with one lever taken away at a time:
+//! the rows read into `serde_json::Map`s first (as the engine's connectors
+//! hand them over, [`Chain::run`]), every field sent to every plugin, and
+//! each plugin a chain of its own with the rows written to JSON and read
+//! again in between.
 
 use dualwrite::checkpoint::Direction;
 use dualwrite::config::{BuildOptions, Config};
 use dualwrite::map::NoCatalogue;
-use dualwrite::sync::plugins::Chain;
+use dualwrite::sync::plugins::{Chain, Fate, json};
 use dualwrite_tests::*;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Number, Value};
@@ -23,6 +32,12 @@ pub const ROWS: usize = 1024;
 
 /// The companies kept.
 const COMPANIES: [&str; 2] = ["usmf", "demf"];
+
+/// The filter step of the job's map.
+const FILTER: &str = r#"{ path = COMPANY_FILTER, direction = ">", kind = "filter", settings = { companies = "usmf, demf" } }"#;
+
+/// The rounding step of the job's map.
+const ROUND: &str = r#"{ path = CURRENCY_PRECISION, direction = ">", kind = "transform", settings = { fields = "CREDITLIMIT", places = "2", rounding = "half-up" } }"#;
 
 /// The batch as finops sends it: ten fields a row.
 pub fn batch_json() -> String {
@@ -41,8 +56,15 @@ pub fn batch_json() -> String {
     format!("[{}]", rows.join(","))
 }
 
-/// The plugin chain of the job's map, loaded through a real plan.
-pub fn chain() -> Chain {
+/// A map's plugin chain of `steps`, loaded through a real plan.
+pub fn chain(steps: &[&str]) -> Chain {
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|step| {
+            step.replace("COMPANY_FILTER", &format!("{COMPANY_FILTER:?}"))
+                .replace("CURRENCY_PRECISION", &format!("{CURRENCY_PRECISION:?}"))
+        })
+        .collect();
     let text = format!(
         r#"
 [systems.finops]
@@ -59,11 +81,9 @@ left = {{ system = "finops", table = "CustomersV3" }}
 right = {{ system = "dataverse", table = "accounts" }}
 key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company"]
 fields = ["OrganizationName = name"]
-plugins = [
-  {{ path = {COMPANY_FILTER:?}, direction = ">", kind = "filter", settings = {{ companies = "usmf, demf" }} }},
-  {{ path = {CURRENCY_PRECISION:?}, direction = ">", kind = "transform", settings = {{ fields = "CREDITLIMIT", places = "2", rounding = "half-up" }} }},
-]
-"#
+plugins = [{}]
+"#,
+        steps.join(", ")
     );
     let config = Config::from_toml("bench.toml", &text).expect("the bench config parses");
     let plan = config
@@ -77,10 +97,19 @@ plugins = [
     Chain::load(runtime(), plan.map("customers").expect("the map")).expect("the chain loads")
 }
 
-/// The job through dualwrite: the service's JSON parsed into rows, the
-/// map's chain run over them as the engine runs it, the kept rows out as
-/// JSON.
+/// The job through dualwrite: the JSON read straight into rows, the chain
+/// run over them, the kept rows out as JSON.
 pub fn dualwrite(chain: &Chain, json: &str) -> String {
+    let mut rows = json::from_json(json).expect("the batch parses");
+    let fates = chain.run_rows("customers", Direction::LeftToRight, &mut rows, &[]);
+    json::to_json(&rows, |row| fates[row] == Fate::Keep)
+}
+
+/// The job as the engine runs a batch its connectors read: the JSON parsed
+/// into a `serde_json::Map` per row, the chain run over them
+/// ([`Chain::run`]: the maps to rows and the changes back), the kept rows
+/// out as JSON.
+pub fn dualwrite_via_maps(chain: &Chain, json: &str) -> String {
     let rows: Vec<Map<String, Value>> = serde_json::from_str(json).expect("the batch parses");
     let mut rows: Vec<(Option<String>, Map<String, Value>)> =
         rows.into_iter().map(|row| (None, row)).collect();
@@ -88,10 +117,20 @@ pub fn dualwrite(chain: &Chain, json: &str) -> String {
     let kept: Vec<&Map<String, Value>> = rows
         .iter()
         .zip(&fates)
-        .filter(|(_, fate)| **fate == dualwrite::sync::plugins::Fate::Keep)
+        .filter(|(_, fate)| **fate == Fate::Keep)
         .map(|((_, row), _)| row)
         .collect();
     serde_json::to_string(&kept).expect("rows serialize")
+}
+
+/// The job with each step a chain of its own: JSON out and in again
+/// between them.
+pub fn dualwrite_step_by_step(chains: &[Chain], json: &str) -> String {
+    let mut text = json.to_owned();
+    for chain in chains {
+        text = dualwrite(chain, &text);
+    }
+    text
 }
 
 /// The same job in plain Rust.
@@ -116,39 +155,58 @@ pub fn native(json: &str) -> String {
     serde_json::to_string(&kept).expect("rows serialize")
 }
 
-/// Checks that both sides give the same rows, then measures both: the
-/// ratio is native rows/s ÷ dualwrite rows/s.
+/// Checks that every variant gives the native rows, then measures them;
+/// prints each ratio to native, the main one as `plugins/transform-job`.
 pub fn run(measure: impl Fn(usize, &mut dyn FnMut()) -> f64) {
     let json = batch_json();
-    let chain = chain();
-    let ours: Value = serde_json::from_str(&dualwrite(&chain, &json)).expect("our output parses");
+    let full = chain(&[FILTER, ROUND]);
+    let every_field = chain(&[FILTER, ROUND]).sending_every_field();
+    let separate = [chain(&[FILTER]), chain(&[ROUND])];
     let theirs: Value = serde_json::from_str(&native(&json)).expect("native output parses");
-    assert_eq!(ours, theirs, "dualwrite and native give the same rows");
     assert_eq!(
         theirs.as_array().map(Vec::len),
         Some(ROWS - ROWS / 3),
         "two companies of three are kept"
     );
-    let ours = measure(ROWS, &mut || {
-        black_box(dualwrite(&chain, black_box(&json)));
-    });
-    let theirs = measure(ROWS, &mut || {
+    let variants: [(&str, &dyn Fn() -> String); 4] = [
+        ("dualwrite", &|| dualwrite(&full, &json)),
+        ("  rows via maps", &|| dualwrite_via_maps(&full, &json)),
+        ("  every field sent", &|| dualwrite(&every_field, &json)),
+        ("  JSON between steps", &|| {
+            dualwrite_step_by_step(&separate, &json)
+        }),
+    ];
+    for (name, variant) in &variants {
+        let ours: Value = serde_json::from_str(&variant()).expect("our output parses");
+        assert_eq!(ours, theirs, "{} gives the native rows", name.trim());
+    }
+    let native_rate = measure(ROWS, &mut || {
         black_box(native(black_box(&json)));
     });
     println!(
         "\ntransform job ({ROWS} rows, 10 fields, company-filter then currency-precision, JSON in and out)"
     );
     println!(
-        "{:<20} {:>14.0} rows/s ({:.2} µs a row)",
-        "dualwrite",
-        ours,
-        1e6 / ours
-    );
-    println!(
-        "{:<20} {:>14.0} rows/s ({:.2} µs a row)",
+        "{:<24} {:>12.0} rows/s ({:.2} µs a row)",
         "native",
-        theirs,
-        1e6 / theirs
+        native_rate,
+        1e6 / native_rate
     );
-    println!("plugins/transform-job {:.2}", theirs / ours);
+    let mut main = 0.0;
+    for (name, variant) in &variants {
+        let rate = measure(ROWS, &mut || {
+            black_box(variant());
+        });
+        if main == 0.0 {
+            main = native_rate / rate;
+        }
+        println!(
+            "{:<24} {:>12.0} rows/s ({:.2} µs a row) {:>6.2}x",
+            name,
+            rate,
+            1e6 / rate,
+            native_rate / rate
+        );
+    }
+    println!("plugins/transform-job {main:.2}");
 }

@@ -1,18 +1,23 @@
 //! A map's plugin chain run over a batch of mapped rows: each step is one
 //! call for the rows still alive, in config order. Rows cross as the
 //! target's fields; JSON numbers with a fraction cross as exact decimals.
+//!
+//! The batch is converted once into plugin [`Rows`] and passes from step to
+//! step in that form: each step is sent only the fields its plugin reads
+//! (asked once per step and direction when the chain loads), and a
+//! transform's changes are written into the rows. Only the cells a plugin
+//! changed are written back into the engine's rows at the end ([`json`]).
+
+pub mod json;
 
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
-use serde_json::{Number, Value as Json};
-
 use crate::checkpoint::Direction;
 use crate::map::{self, MapPlan, PluginKind};
-use crate::plugin::{self, Batch, Context, Outcome, Plugin, Runtime, Value, Verdict};
+use crate::plugin::{self, Context, Interface, Plugin, Rows, Runtime, Verdict};
 
 use super::SyncError;
-use super::shape::{Row, decimal_json};
+use super::shape::Row;
 
 /// What became of a row in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +35,9 @@ struct Step {
     kind: PluginKind,
     direction: map::Direction,
     settings: Vec<(String, String)>,
+    /// The fields the step reads left to right and right to left (`None`:
+    /// every field), as its plugin answered when the chain loaded.
+    reads: [Option<Vec<String>>; 2],
 }
 
 /// The loaded plugins of one map.
@@ -46,7 +54,9 @@ impl std::fmt::Debug for Chain {
 }
 
 impl Chain {
-    /// Loads and prewarms every plugin of `map`.
+    /// Loads and prewarms every plugin of `map`, and asks each which fields
+    /// it reads in the directions it runs in. A plugin that cannot answer
+    /// is sent every field (and logged).
     pub fn load(runtime: &Runtime, map: &MapPlan) -> Result<Chain, SyncError> {
         let mut steps = Vec::new();
         for step in &map.plugins {
@@ -66,18 +76,43 @@ impl Chain {
                 PluginKind::Filter
             });
             let _ = plugin.prewarm();
+            let settings: Vec<(String, String)> = step
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut reads = [None, None];
+            for direction in [Direction::LeftToRight, Direction::RightToLeft] {
+                if !runs_in(step.direction, direction) {
+                    continue;
+                }
+                let context = context(&map.name, direction, None, &settings);
+                reads[index(direction)] = match plugin.reads(interface(kind), &context) {
+                    Ok(call) => call.result,
+                    Err(error) => {
+                        tracing::warn!(map = %map.name, plugin = %plugin.id(), %error, "the plugin did not say which fields it reads; it is sent every field");
+                        None
+                    }
+                };
+            }
             steps.push(Step {
                 plugin: Arc::new(plugin),
                 kind,
                 direction: step.direction,
-                settings: step
-                    .settings
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                settings,
+                reads,
             });
         }
         Ok(Chain { steps })
+    }
+
+    /// This chain with every step sent every field, as if no plugin named
+    /// the fields it reads: what projection saves, for measuring it.
+    pub fn sending_every_field(mut self) -> Chain {
+        for step in &mut self.steps {
+            step.reads = [None, None];
+        }
+        self
     }
 
     /// Whether no step runs in `direction`.
@@ -93,6 +128,23 @@ impl Chain {
         direction: Direction,
         rows: &mut [(Option<String>, Row)],
     ) -> Vec<Fate> {
+        let mut flat = json::from_maps(rows.iter().map(|(_, row)| row));
+        let companies: Vec<Option<String>> =
+            rows.iter().map(|(company, _)| company.clone()).collect();
+        let fates = self.run_rows(map, direction, &mut flat, &companies);
+        json::write_back(&flat, rows.iter_mut().map(|(_, row)| row), &fates);
+        fates
+    }
+
+    /// Runs the chain over `rows` (row `i` of company `companies[i]`, when
+    /// given), writing the transforms' changes into them; one fate per row.
+    pub fn run_rows(
+        &self,
+        map: &str,
+        direction: Direction,
+        rows: &mut Rows,
+        companies: &[Option<String>],
+    ) -> Vec<Fate> {
         let mut fates = vec![Fate::Keep; rows.len()];
         for step in self
             .steps
@@ -105,7 +157,7 @@ impl Chain {
             if alive.is_empty() {
                 break;
             }
-            match self.call(step, map, direction, rows, &alive) {
+            match self.call(step, map, direction, rows, companies, &alive) {
                 Ok(results) => {
                     for (index, fate) in alive.into_iter().zip(results) {
                         fates[index] = fate;
@@ -119,12 +171,13 @@ impl Chain {
                 }
                 Err(_) => {
                     for index in alive {
-                        fates[index] = match self.call(step, map, direction, rows, &[index]) {
-                            Ok(mut one) => one.pop().unwrap_or(Fate::Keep),
-                            Err(error) => {
-                                Fate::Fail(format!("plugin {}: {error}", step.plugin.id()))
-                            }
-                        };
+                        fates[index] =
+                            match self.call(step, map, direction, rows, companies, &[index]) {
+                                Ok(mut one) => one.pop().unwrap_or(Fate::Keep),
+                                Err(error) => {
+                                    Fate::Fail(format!("plugin {}: {error}", step.plugin.id()))
+                                }
+                            };
                     }
                 }
             }
@@ -137,85 +190,61 @@ impl Chain {
         step: &Step,
         map: &str,
         direction: Direction,
-        rows: &mut [(Option<String>, Row)],
+        rows: &mut Rows,
+        companies: &[Option<String>],
         which: &[usize],
     ) -> Result<Vec<Fate>, plugin::PluginError> {
-        let mut fields: Vec<String> = Vec::new();
-        for &i in which {
-            for name in rows[i].1.keys() {
-                if !fields.contains(name) {
-                    fields.push(name.clone());
-                }
-            }
-        }
-        let batch = Batch {
-            rows: which
-                .iter()
-                .map(|&i| {
-                    fields
-                        .iter()
-                        .map(|f| rows[i].1.get(f).map_or(Value::Null, to_value))
-                        .collect()
-                })
-                .collect(),
-            fields,
+        let mut of_rows = which
+            .iter()
+            .map(|&i| companies.get(i).and_then(Option::as_deref));
+        let first = of_rows.next().flatten();
+        let company = of_rows.all(|c| c == first).then_some(first).flatten();
+        let context = context(map, direction, company, &step.settings);
+        let reads = step.reads[index(direction)].as_deref();
+        let verdicts = match step.kind {
+            PluginKind::Filter => step.plugin.filter_rows(&context, rows, which, reads)?,
+            PluginKind::Transform => step.plugin.transform_rows(&context, rows, which, reads)?,
         };
-        let mut companies = which.iter().map(|&i| rows[i].0.clone());
-        let first = companies.next().flatten();
-        let company = if companies.all(|c| c == first) {
-            first
-        } else {
-            None
-        };
-        let context = Context {
-            table_map: map.to_owned(),
-            direction: match direction {
-                Direction::LeftToRight => plugin::Direction::LeftToRight,
-                Direction::RightToLeft => plugin::Direction::RightToLeft,
-            },
-            company,
-            settings: step.settings.clone(),
-        };
-        match step.kind {
-            PluginKind::Filter => {
-                let call = step.plugin.filter(&context, &batch)?;
-                Ok(call
-                    .result
-                    .into_iter()
-                    .map(|verdict| match verdict {
-                        Verdict::Keep => Fate::Keep,
-                        Verdict::Skip(reason) => Fate::Skip(reason),
-                        Verdict::Fail(message) => Fate::Fail(message),
-                    })
-                    .collect())
-            }
-            PluginKind::Transform => {
-                let call = step.plugin.transform(&context, &batch)?;
-                let result = call.result;
-                let mut fates = Vec::with_capacity(which.len());
-                for (n, &i) in which.iter().enumerate() {
-                    fates.push(match result.outcomes.get(n) {
-                        Some(Outcome::Unchanged) | None => Fate::Keep,
-                        Some(Outcome::Changed(_)) => {
-                            for (name, value) in result
-                                .fields
-                                .iter()
-                                .zip(result.row(&batch, n).unwrap_or_default())
-                            {
-                                match value {
-                                    Some(value) => rows[i].1.insert(name.clone(), to_json(&value)),
-                                    None => rows[i].1.remove(name),
-                                };
-                            }
-                            Fate::Keep
-                        }
-                        Some(Outcome::Skip(reason)) => Fate::Skip(reason.clone()),
-                        Some(Outcome::Fail(message)) => Fate::Fail(message.clone()),
-                    });
-                }
-                Ok(fates)
-            }
-        }
+        Ok(verdicts
+            .result
+            .into_iter()
+            .map(|verdict| match verdict {
+                Verdict::Keep => Fate::Keep,
+                Verdict::Skip(reason) => Fate::Skip(reason),
+                Verdict::Fail(message) => Fate::Fail(message),
+            })
+            .collect())
+    }
+}
+
+fn context(
+    map: &str,
+    direction: Direction,
+    company: Option<&str>,
+    settings: &[(String, String)],
+) -> Context {
+    Context {
+        table_map: map.to_owned(),
+        direction: match direction {
+            Direction::LeftToRight => plugin::Direction::LeftToRight,
+            Direction::RightToLeft => plugin::Direction::RightToLeft,
+        },
+        company: company.map(str::to_owned),
+        settings: settings.to_vec(),
+    }
+}
+
+fn interface(kind: PluginKind) -> Interface {
+    match kind {
+        PluginKind::Filter => Interface::Filter,
+        PluginKind::Transform => Interface::Transform,
+    }
+}
+
+fn index(direction: Direction) -> usize {
+    match direction {
+        Direction::LeftToRight => 0,
+        Direction::RightToLeft => 1,
     }
 }
 
@@ -223,48 +252,5 @@ fn runs_in(step: map::Direction, direction: Direction) -> bool {
     match direction {
         Direction::LeftToRight => step.writes_right(),
         Direction::RightToLeft => step.writes_left(),
-    }
-}
-
-/// A service value as a plugin value: numbers with a fraction as exact
-/// decimals.
-pub fn to_value(json: &Json) -> Value {
-    match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Boolean(*b),
-        Json::String(s) => Value::Text(s.clone()),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => match rust_decimal::Decimal::from_str_exact(&n.to_string()) {
-                Ok(d) => Value::Decimal(d.into()),
-                Err(_) => Value::Float(n.as_f64().unwrap_or_default()),
-            },
-        },
-        Json::Array(_) | Json::Object(_) => Value::Text(json.to_string()),
-    }
-}
-
-/// A plugin value as the services write it.
-pub fn to_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => Json::Bool(*b),
-        Value::Integer(i) => Json::from(*i),
-        Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Decimal(d) => d.to_decimal().map_or(Json::Null, decimal_json),
-        Value::Text(s) => Json::String(s.clone()),
-        Value::Date(d) => Json::String(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
-        Value::DateTime(t) => Utc
-            .timestamp_opt(t.seconds, t.nanoseconds)
-            .single()
-            .map_or(Json::Null, |t| {
-                Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-            }),
-        Value::Guid(g) => Json::String(uuid::Uuid::from(*g).to_string()),
-        Value::Choice(c) => Json::from(*c),
-        Value::Reference(r) => r
-            .key
-            .first()
-            .map_or(Json::Null, |k| Json::String(k.value.clone())),
     }
 }
