@@ -83,6 +83,7 @@ macro_rules! getters {
             $(#[$doc])*
             ///
             /// An error when the field is missing, empty or of another type.
+            #[inline]
             pub fn $name(&self, field: &str) -> Result<$ty, RowError> {
                 match self.$opt(field)? {
                     Some(value) => Ok(value),
@@ -94,6 +95,7 @@ macro_rules! getters {
             ///
             /// `None` when the field is empty; an error when it is missing or
             /// of another type.
+            #[inline]
             pub fn $opt(&self, field: &str) -> Result<Option<$ty>, RowError> {
                 match self.value_ref(field)? {
                     ValueRef::Null => Ok(None),
@@ -168,6 +170,7 @@ impl Row {
     }
 
     /// Whether the row has the field (even if it is empty).
+    #[inline]
     pub fn has(&self, field: &str) -> bool {
         self.find(field).is_some()
     }
@@ -216,6 +219,7 @@ impl Row {
     ///
     /// `None` when the field is empty; an error when it is missing or of
     /// another type.
+    #[inline]
     pub fn opt_decimal(&self, field: &str) -> Result<Option<Decimal>, RowError> {
         let wrong = |found| RowError::WrongType {
             field: field.to_owned(),
@@ -269,6 +273,7 @@ impl Row {
         !self.changed.is_empty() || !self.added.is_empty()
     }
 
+    #[inline]
     fn position(&self, field: &str) -> Option<usize> {
         self.shared
             .fields
@@ -277,6 +282,7 @@ impl Row {
     }
 
     /// The change the plugin made to schema field `index`, if it made one.
+    #[inline]
     fn change(&self, index: usize) -> Option<&Option<Value>> {
         self.changed
             .iter()
@@ -286,6 +292,7 @@ impl Row {
 
     /// Schema field `index` as the batch sent it. The batch's spans were
     /// checked when it arrived, so a text value is always found.
+    #[inline]
     fn input(&self, index: usize) -> ValueRef<'_> {
         let shared = &*self.shared;
         ValueRef::of_wire(
@@ -297,6 +304,7 @@ impl Row {
     }
 
     /// The field's current value, `None` when the row does not have it.
+    #[inline]
     fn find(&self, field: &str) -> Option<ValueRef<'_>> {
         match self.position(field) {
             Some(index) => match self.change(index) {
@@ -311,6 +319,7 @@ impl Row {
         }
     }
 
+    #[inline]
     fn value_ref(&self, field: &str) -> Result<ValueRef<'_>, RowError> {
         self.find(field).ok_or_else(|| RowError::Missing {
             field: field.to_owned(),

@@ -113,6 +113,7 @@ impl<'a> ValueRef<'a> {
     /// The view of a wire value whose text is in `text` and references in
     /// `references`; `None` when its span is not in `text` or splits a
     /// character, or its reference is not in `references`.
+    #[inline]
     pub(crate) fn of_wire(
         value: &'a wire::Value,
         text: &'a str,
@@ -191,6 +192,7 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
 
 /// The text a span points at, or `None` when it is out of `text` or splits a
 /// character.
+#[inline]
 pub(crate) fn span_text(text: &str, span: Span) -> Option<&str> {
     let start = span.start as usize;
     text.get(start..start.checked_add(span.len as usize)?)
