@@ -5,14 +5,19 @@
 //! (`fn(&Row, &Context) -> Result<Outcome, Error>` for a filter, the same with
 //! `&mut Row` for a transform) so `?` works in a function that returns a plain
 //! `Outcome`, and, when building for `wasm32`, exports it as the component's
-//! `filter` or `transform` interface.
+//! `filter` or `transform` interface, with its `reads`.
+//!
+//! The one argument, `reads = ["field", …]` or `reads = a_function` (a
+//! `fn(&Context) -> impl IntoIterator<Item = impl Into<String>>`), names the
+//! fields the function reads; the host then sends only those. Without it
+//! the function gets every field.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{Expr, FnArg, ItemFn, ReturnType, Type, parse_macro_input};
+use syn::{Expr, FnArg, ItemFn, Lit, ReturnType, Type, parse_macro_input};
 
 /// Makes a function `fn(row: &Row[, ctx: &Context]) -> Outcome` (or
 /// `-> Result<Outcome, E>`) the plugin's filter.
@@ -59,18 +64,57 @@ enum Returns {
 }
 
 fn expand(kind: Kind, attr: TokenStream, function: ItemFn) -> TokenStream {
-    let result = if attr.is_empty() {
-        generate(kind, function)
-    } else {
-        Err(syn::Error::new(
-            TokenStream2::from(attr).span(),
-            format!("{} takes no arguments", kind.attribute()),
-        ))
-    };
-    result.unwrap_or_else(syn::Error::into_compile_error).into()
+    reads(kind, attr.into())
+        .and_then(|reads| generate(kind, reads, function))
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
-fn generate(kind: Kind, mut function: ItemFn) -> syn::Result<TokenStream2> {
+/// The `reads = …` argument, as a function of the context: `None` when
+/// there is none.
+fn reads(kind: Kind, attr: TokenStream2) -> syn::Result<Option<TokenStream2>> {
+    if attr.is_empty() {
+        return Ok(None);
+    }
+    let wrong = |span: &dyn quote::ToTokens| {
+        syn::Error::new_spanned(
+            span,
+            format!(
+                "{} takes one argument, `reads = [\"field\", …]` or `reads = a_function` (a `fn(&Context)` returning the field names)",
+                kind.attribute()
+            ),
+        )
+    };
+    let argument: syn::MetaNameValue = syn::parse2(attr.clone()).map_err(|_| wrong(&attr))?;
+    if !argument.path.is_ident("reads") {
+        return Err(wrong(&argument.path));
+    }
+    let sdk = quote!(::dualwrite_plugin_sdk);
+    match &argument.value {
+        Expr::Array(array) => {
+            for element in &array.elems {
+                if !matches!(element, Expr::Lit(lit) if matches!(lit.lit, Lit::Str(_))) {
+                    return Err(syn::Error::new_spanned(
+                        element,
+                        "`reads = [...]` lists field names as string literals",
+                    ));
+                }
+            }
+            let names = array.elems.iter();
+            Ok(Some(
+                quote!(|_: &#sdk::Context| -> ::std::vec::Vec<&'static str> { ::std::vec![#(#names),*] }),
+            ))
+        }
+        Expr::Path(path) => Ok(Some(quote!(#path))),
+        other => Err(wrong(other)),
+    }
+}
+
+fn generate(
+    kind: Kind,
+    reads: Option<TokenStream2>,
+    mut function: ItemFn,
+) -> syn::Result<TokenStream2> {
     let returns = check_signature(kind, &function)?;
     let sdk = quote!(::dualwrite_plugin_sdk);
     let name = function.sig.ident.clone();
@@ -109,12 +153,26 @@ fn generate(kind: Kind, mut function: ItemFn) -> syn::Result<TokenStream2> {
     let body = &function.block;
     let attrs = &function.attrs;
     let vis = &function.vis;
-    let export = export(kind, &name);
+    let export = export(kind, &name, reads.as_ref());
+    // The native harness asks which fields the function reads by calling it
+    // with a probing context (see `ReadsProbe`); the answer is the same
+    // `reads` the component exports.
+    let probe = reads.as_ref().map(|reads| {
+        quote! {
+            if let ::core::option::Option::Some(probe) = context.__reads_probe() {
+                probe.answer(::core::option::Option::Some(
+                    #sdk::__private::collect_reads(#reads, context),
+                ));
+                return ::core::result::Result::Ok(#sdk::Outcome::Keep);
+            }
+        }
+    });
     Ok(quote! {
         #(#attrs)*
         #vis fn #name(row: #row_type, context: &#sdk::Context) -> #canonical {
             #[inline(always)]
             fn __plugin(#inputs) -> #inner_output #body
+            #probe
             let _ = context;
             #call
         }
@@ -123,7 +181,7 @@ fn generate(kind: Kind, mut function: ItemFn) -> syn::Result<TokenStream2> {
     })
 }
 
-fn export(kind: Kind, name: &syn::Ident) -> TokenStream2 {
+fn export(kind: Kind, name: &syn::Ident, reads: Option<&TokenStream2>) -> TokenStream2 {
     let (world, interface, export_macro, runner, output) = match kind {
         Kind::Filter => (
             format_ident!("filter_world"),
@@ -145,6 +203,13 @@ fn export(kind: Kind, name: &syn::Ident) -> TokenStream2 {
         Kind::Filter => quote!(FilterFn),
         Kind::Transform => quote!(TransformFn),
     };
+    let reads = match reads {
+        Some(reads) => quote!(::dualwrite_plugin_sdk::__private::reads(#reads, context)),
+        None => quote!({
+            let _ = context;
+            ::core::option::Option::None
+        }),
+    };
     quote! {
         // Natively the function is only reached from tests: this use keeps
         // it (and what it calls) from being reported as dead code.
@@ -157,6 +222,12 @@ fn export(kind: Kind, name: &syn::Ident) -> TokenStream2 {
             #[allow(non_camel_case_types)]
             struct #guest;
             impl ::dualwrite_plugin_sdk::bindings::#world::exports::dualwrite::plugin::#interface::Guest for #guest {
+                fn reads(
+                    context: ::dualwrite_plugin_sdk::bindings::types::Context,
+                ) -> ::core::option::Option<::std::vec::Vec<::std::string::String>> {
+                    #reads
+                }
+
                 fn #interface(
                     context: ::dualwrite_plugin_sdk::bindings::types::Context,
                     batch: ::dualwrite_plugin_sdk::bindings::types::Batch,

@@ -3,6 +3,7 @@
 
 use crate::bindings::types;
 use crate::error::SettingError;
+use std::cell::RefCell;
 use std::str::FromStr;
 
 pub use crate::bindings::types::Direction;
@@ -11,6 +12,27 @@ pub use crate::bindings::types::Direction;
 #[derive(Debug, Clone)]
 pub struct Context {
     inner: types::Context,
+    /// For each setting, its comma-separated items (trimmed, not empty) as
+    /// byte ranges of its value: split once per batch, not once per row.
+    items: Vec<Vec<(usize, usize)>>,
+    /// Set only by the native harness, to ask a plugin function which
+    /// fields it reads (see [`ReadsProbe`]).
+    probe: Option<ReadsProbe>,
+}
+
+/// How the native harness learns the fields a plugin function declares it
+/// reads: it calls the function once with a context that carries a probe,
+/// and the function `#[filter(reads = …)]` or `#[transform(reads = …)]`
+/// made answers into it instead of running. Not for plugin authors.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct ReadsProbe(RefCell<Option<Option<Vec<String>>>>);
+
+impl ReadsProbe {
+    /// Records the function's answer.
+    pub fn answer(&self, reads: Option<Vec<String>>) {
+        *self.0.borrow_mut() = Some(reads);
+    }
 }
 
 impl Context {
@@ -24,6 +46,8 @@ impl Context {
                 company: None,
                 settings: Vec::new(),
             },
+            items: Vec::new(),
+            probe: None,
         }
     }
 
@@ -35,7 +59,9 @@ impl Context {
 
     /// This context, with one more setting.
     pub fn with_setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.inner.settings.push((name.into(), value.into()));
+        let value = value.into();
+        self.items.push(items(&value));
+        self.inner.settings.push((name.into(), value));
         self
     }
 
@@ -57,12 +83,16 @@ impl Context {
     /// The setting `name` as configured, if it is set. When a setting is
     /// given twice, the last one wins.
     pub fn setting(&self, name: &str) -> Option<&str> {
+        self.position(name)
+            .map(|index| self.inner.settings[index].1.as_str())
+    }
+
+    /// The index of the setting `name` (its last occurrence).
+    fn position(&self, name: &str) -> Option<usize> {
         self.inner
             .settings
             .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+            .rposition(|(key, _)| crate::value::same(key, name))
     }
 
     /// The setting `name`, or an error saying it is required.
@@ -96,11 +126,16 @@ impl Context {
     /// The setting `name` as a comma-separated list of trimmed, non-empty
     /// items; empty when it is not set.
     pub fn list(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.setting(name)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
+        let (value, items) = match self.position(name) {
+            Some(index) => (
+                self.inner.settings[index].1.as_str(),
+                self.items[index].as_slice(),
+            ),
+            None => ("", &[][..]),
+        };
+        items
+            .iter()
+            .map(move |&(start, end)| value.get(start..end).unwrap_or_default())
     }
 
     /// All settings, in the order they were written.
@@ -110,12 +145,62 @@ impl Context {
             .iter()
             .map(|(key, value)| (key.as_str(), value.as_str()))
     }
+
+    /// The probe this context carries, when the native harness asks which
+    /// fields a function reads. Not for plugin authors.
+    #[doc(hidden)]
+    pub fn __reads_probe(&self) -> Option<&ReadsProbe> {
+        self.probe.as_ref()
+    }
+
+    /// Asks `run` (a plugin function) which fields it reads under this
+    /// context: `None` when it declares none (it reads every field).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn ask_reads(&self, run: impl FnOnce(&Context)) -> Option<Vec<String>> {
+        let probing = Context {
+            inner: types::Context {
+                company: None,
+                ..self.inner.clone()
+            },
+            items: self.items.clone(),
+            probe: Some(ReadsProbe::default()),
+        };
+        run(&probing);
+        probing
+            .probe
+            .and_then(|probe| probe.0.into_inner())
+            .flatten()
+    }
 }
 
 impl From<types::Context> for Context {
     fn from(inner: types::Context) -> Self {
-        Context { inner }
+        Context {
+            items: inner
+                .settings
+                .iter()
+                .map(|(_, value)| items(value))
+                .collect(),
+            inner,
+            probe: None,
+        }
     }
+}
+
+/// The comma-separated items of `value`, trimmed, empty ones left out, as
+/// byte ranges.
+fn items(value: &str) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    for piece in value.split(',') {
+        let trimmed = piece.trim();
+        if !trimmed.is_empty() {
+            let offset = start + (trimmed.as_ptr() as usize - piece.as_ptr() as usize);
+            ranges.push((offset, offset + trimmed.len()));
+        }
+        start += piece.len() + 1;
+    }
+    ranges
 }
 
 impl From<Context> for types::Context {

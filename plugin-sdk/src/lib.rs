@@ -13,15 +13,14 @@ mod runtime;
 pub mod testing;
 mod value;
 
-pub use bindings::types::{
-    Date, DateTime, Decimal as WireDecimal, Guid, KeyField, Reference, Value,
-};
+pub use bindings::types::{Date, DateTime, Decimal as WireDecimal, Guid, KeyField, Reference};
 pub use context::{Context, Direction};
 pub use dualwrite_plugin_sdk_macros::{filter, transform};
 pub use error::{Error, RowError, SettingError};
 pub use outcome::Outcome;
 pub use row::Row;
 pub use rust_decimal::{self, Decimal};
+pub use value::Value;
 
 /// What a plugin needs, in one `use`.
 pub mod prelude {
@@ -40,6 +39,9 @@ macro_rules! values {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::runtime::{FilterFn, TransformFn, run_filter, run_transform};
+    pub use crate::context::ReadsProbe;
+    pub use crate::runtime::{
+        FilterFn, TransformFn, collect_reads, reads, run_filter, run_transform,
+    };
     pub use wit_bindgen;
 }

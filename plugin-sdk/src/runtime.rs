@@ -1,11 +1,17 @@
 //! The batch loop behind `#[filter]` and `#[transform]`: turns one call of the
 //! contract into one call of the plugin function per row.
 //!
+//! One [`Row`] view serves the whole batch, moved from row to row; results
+//! go into one list of verdicts or outcomes, one list of changes and one text
+//! buffer for the batch. So a row costs the plugin function's own work and no
+//! allocation of the loop's.
+//!
 //! Not part of the public API: the attribute macros call it through
 //! `__private`. The native [`testing`](crate::testing) harness runs the same
 //! code, so a unit test exercises exactly what runs in the component.
 
-use crate::bindings::types::{self, Outcome as WireOutcome, Transformed, Value, Verdict};
+use crate::bindings::types::{self, FieldChange, Outcome as WireOutcome, Transformed, Verdict};
+use crate::row::Shared;
 use crate::{Context, Error, Outcome, Row};
 use std::rc::Rc;
 
@@ -15,27 +21,50 @@ pub type FilterFn = fn(&Row, &Context) -> Result<Outcome, Error>;
 /// A transform function, as `#[transform]` normalises it.
 pub type TransformFn = fn(&mut Row, &Context) -> Result<Outcome, Error>;
 
+/// The fields a plugin function reads under `context`, for the contract's
+/// `reads`: what `declared` (the `reads = …` of the attribute) gives.
+pub fn reads<I, S>(
+    declared: impl FnOnce(&Context) -> I,
+    context: types::Context,
+) -> Option<Vec<String>>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    install_panic_hook();
+    Some(collect_reads(declared, &Context::from(context)))
+}
+
+/// What `declared` (the `reads = …` of the attribute) gives under `context`.
+pub fn collect_reads<I, S>(declared: impl FnOnce(&Context) -> I, context: &Context) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    declared(context).into_iter().map(Into::into).collect()
+}
+
 /// Runs `filter` over every row of `batch`: one verdict per row, in order.
 pub fn run_filter(filter: FilterFn, context: types::Context, batch: types::Batch) -> Vec<Verdict> {
     install_panic_hook();
     let context = Context::from(context);
-    let schema: Rc<[String]> = batch.fields.into();
-    batch
-        .rows
-        .into_iter()
-        .map(|values| {
-            let row = match row(&schema, values) {
-                Ok(row) => row,
-                Err(message) => return Verdict::Fail(message),
-            };
-            match filter(&row, &context) {
-                Ok(Outcome::Keep) => Verdict::Keep,
-                Ok(Outcome::Skip(reason)) => Verdict::Skip(reason),
-                Ok(Outcome::Fail(message)) => Verdict::Fail(message),
-                Err(error) => Verdict::Fail(error.to_string()),
-            }
-        })
-        .collect()
+    let rows = batch.rows as usize;
+    let shared = match Shared::new(batch) {
+        Ok(shared) => Rc::new(shared),
+        Err(message) => return vec![Verdict::Fail(message); rows],
+    };
+    let mut row = Row::at(shared, 0);
+    let mut verdicts = Vec::with_capacity(rows);
+    for index in 0..rows {
+        row.move_to(index);
+        verdicts.push(match filter(&row, &context) {
+            Ok(Outcome::Keep) => Verdict::Keep,
+            Ok(Outcome::Skip(reason)) => Verdict::Skip(reason),
+            Ok(Outcome::Fail(message)) => Verdict::Fail(message),
+            Err(error) => Verdict::Fail(error.to_string()),
+        });
+    }
+    verdicts
 }
 
 /// Runs `transform` over every row of `batch`: one outcome per row, in order,
@@ -47,52 +76,58 @@ pub fn run_transform(
 ) -> Transformed {
     install_panic_hook();
     let context = Context::from(context);
-    let schema: Rc<[String]> = batch.fields.into();
-    let mut decided = Vec::with_capacity(batch.rows.len());
-    let mut fields: Vec<String> = schema.to_vec();
-    for values in batch.rows {
-        let mut row = match row(&schema, values) {
-            Ok(row) => row,
-            Err(message) => {
-                decided.push(Err(WireOutcome::Fail(message)));
-                continue;
-            }
-        };
+    let rows = batch.rows as usize;
+    let mut fields = batch.fields.clone();
+    let shared = match Shared::new(batch) {
+        Ok(shared) => Rc::new(shared),
+        Err(message) => {
+            return Transformed {
+                fields,
+                text: String::new(),
+                references: Vec::new(),
+                outcomes: vec![WireOutcome::Fail(message); rows],
+                changes: Vec::new(),
+            };
+        }
+    };
+    let base = fields.len();
+    let mut row = Row::at(shared, 0);
+    let mut outcomes = Vec::with_capacity(rows);
+    let mut changes = Vec::new();
+    let mut text = String::new();
+    let mut references = Vec::new();
+    for index in 0..rows {
+        row.move_to(index);
         let outcome = match transform(&mut row, &context) {
             Ok(Outcome::Keep) if row.is_changed() => {
                 for name in row.added_fields() {
-                    if !fields[schema.len()..].iter().any(|field| field == name) {
+                    if !fields[base..].iter().any(|field| field == name) {
                         fields.push(name.to_owned());
                     }
                 }
-                Ok(row)
+                for (field, value) in row.changes(&fields[base..]) {
+                    changes.push(FieldChange {
+                        row: index as u32,
+                        field,
+                        value: value.map(|value| value.to_wire(&mut text, &mut references)),
+                    });
+                }
+                WireOutcome::Changed
             }
-            Ok(Outcome::Keep) => Err(WireOutcome::Unchanged),
-            Ok(Outcome::Skip(reason)) => Err(WireOutcome::Skip(reason)),
-            Ok(Outcome::Fail(message)) => Err(WireOutcome::Fail(message)),
-            Err(error) => Err(WireOutcome::Fail(error.to_string())),
+            Ok(Outcome::Keep) => WireOutcome::Unchanged,
+            Ok(Outcome::Skip(reason)) => WireOutcome::Skip(reason),
+            Ok(Outcome::Fail(message)) => WireOutcome::Fail(message),
+            Err(error) => WireOutcome::Fail(error.to_string()),
         };
-        decided.push(outcome);
+        outcomes.push(outcome);
     }
-    let outcomes = decided
-        .into_iter()
-        .map(|decided| match decided {
-            Ok(row) => WireOutcome::Changed(row.into_changes(&fields)),
-            Err(outcome) => outcome,
-        })
-        .collect();
-    Transformed { fields, outcomes }
-}
-
-fn row(schema: &Rc<[String]>, values: Vec<Value>) -> Result<Row, String> {
-    if values.len() != schema.len() {
-        return Err(format!(
-            "the host sent {} values for the {} fields of the batch",
-            values.len(),
-            schema.len()
-        ));
+    Transformed {
+        fields,
+        text,
+        references,
+        outcomes,
+        changes,
     }
-    Ok(Row::new(Rc::clone(schema), values))
 }
 
 /// Reports a panic to the host's log (as an error line starting with

@@ -1,8 +1,10 @@
 //! A native test harness: run a plugin function over a batch with plain
 //! `cargo test`, no WebAssembly needed.
 //!
-//! The harness runs the same batch loop the component runs, so what a unit
-//! test sees (outcomes, added fields, log lines) is what the host will see.
+//! The harness runs the same batch loop the component runs, and sends the
+//! function only the fields it declares it reads (`reads = …`), as the host
+//! does, so what a unit test sees (outcomes, added fields, log lines, a
+//! field it forgot to declare) is what the host will see.
 //!
 //! ```
 //! use dualwrite_plugin_sdk::prelude::*;
@@ -22,9 +24,11 @@
 //! ```
 
 use crate::Context;
-use crate::bindings::types::{self, Outcome as WireOutcome, Transformed, Value, Verdict};
+use crate::Row;
+use crate::bindings::types::{self, Outcome as WireOutcome, Transformed, Verdict};
 use crate::log::Level;
 use crate::runtime::{FilterFn, TransformFn};
+use crate::value::{Value, ValueRef};
 
 /// Builds a batch: a schema, then rows (see [`values!`](crate::values)).
 #[derive(Debug, Clone, Default)]
@@ -58,11 +62,29 @@ impl Batch {
         self
     }
 
-    /// The batch as it crosses the contract.
-    pub fn into_wire(self) -> types::Batch {
+    /// The batch as it crosses the contract: every field, or only those of
+    /// `reads` the batch has (in the batch's order), as the host sends them.
+    pub fn into_wire(self, reads: Option<&[String]>) -> types::Batch {
+        let sent: Vec<usize> = (0..self.fields.len())
+            .filter(|&index| reads.is_none_or(|reads| reads.contains(&self.fields[index])))
+            .collect();
+        let mut text = String::new();
+        let mut references = Vec::new();
+        let mut values = Vec::with_capacity(self.rows.len() * sent.len());
+        for row in &self.rows {
+            for &index in &sent {
+                values.push(row[index].to_wire(&mut text, &mut references));
+            }
+        }
         types::Batch {
-            fields: self.fields,
-            rows: self.rows,
+            fields: sent
+                .iter()
+                .map(|&index| self.fields[index].clone())
+                .collect(),
+            rows: u32::try_from(self.rows.len()).unwrap_or(u32::MAX),
+            text,
+            references,
+            values,
         }
     }
 }
@@ -70,42 +92,96 @@ impl Batch {
 /// What a filter decided for a batch.
 #[derive(Debug, Clone)]
 pub struct FilterRun {
+    /// The fields the filter declared it reads (`None`: all of them); the
+    /// harness sent it only those, as the host does.
+    pub reads: Option<Vec<String>>,
     /// One verdict per row, in order.
     pub verdicts: Vec<Verdict>,
     /// The lines the plugin logged.
     pub logs: Vec<(Level, String)>,
 }
 
+/// What a transform did to one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowResult {
+    /// It went on as it came in.
+    Unchanged,
+    /// It went on with these changes: field and new value (`None`: left
+    /// out of the row).
+    Changed(Vec<(String, Option<Value>)>),
+    /// It was filtered out, for this reason.
+    Skip(String),
+    /// It failed with this message.
+    Fail(String),
+}
+
 /// What a transform made of a batch.
 #[derive(Debug, Clone)]
 pub struct TransformRun {
     input: Batch,
-    /// The schema of changed rows.
+    /// The fields the transform declared it reads (`None`: all of them);
+    /// the harness sent it only those, as the host does.
+    pub reads: Option<Vec<String>>,
+    /// The schema of the result: the fields sent, then those it added.
     pub fields: Vec<String>,
-    /// One outcome per row, in order.
-    pub outcomes: Vec<WireOutcome>,
+    /// One result per row, in order.
+    pub outcomes: Vec<RowResult>,
     /// The lines the plugin logged.
     pub logs: Vec<(Level, String)>,
 }
 
-/// Runs `filter` over `batch` with `context`.
+/// Runs `filter` over `batch` with `context`, sending it only the fields
+/// it declares it reads.
 pub fn filter(filter: FilterFn, context: &Context, batch: Batch) -> FilterRun {
+    let reads = context.ask_reads(|probe| {
+        let _ = filter(&Row::new(Vec::new().into(), Vec::new()), probe);
+    });
     crate::log::take();
-    let verdicts = crate::runtime::run_filter(filter, context.clone().into(), batch.into_wire());
+    let wire = batch.into_wire(reads.as_deref());
+    let verdicts = crate::runtime::run_filter(filter, context.clone().into(), wire);
     FilterRun {
+        reads,
         verdicts,
         logs: crate::log::take(),
     }
 }
 
-/// Runs `transform` over `batch` with `context`.
+/// Runs `transform` over `batch` with `context`, sending it only the fields
+/// it declares it reads.
 pub fn transform(transform: TransformFn, context: &Context, batch: Batch) -> TransformRun {
+    let reads = context.ask_reads(|probe| {
+        let _ = transform(&mut Row::new(Vec::new().into(), Vec::new()), probe);
+    });
     crate::log::take();
-    let Transformed { fields, outcomes } =
-        crate::runtime::run_transform(transform, context.clone().into(), batch.clone().into_wire());
+    let wire = batch.clone().into_wire(reads.as_deref());
+    let rows = batch.rows.len();
+    let result = crate::runtime::run_transform(transform, context.clone().into(), wire);
+    let mut outcomes: Vec<RowResult> = result
+        .outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            WireOutcome::Unchanged => RowResult::Unchanged,
+            WireOutcome::Changed => RowResult::Changed(Vec::new()),
+            WireOutcome::Skip(reason) => RowResult::Skip(reason.clone()),
+            WireOutcome::Fail(message) => RowResult::Fail(message.clone()),
+        })
+        .collect();
+    outcomes.resize(rows, RowResult::Unchanged);
+    for change in &result.changes {
+        let name = result.fields[change.field as usize].clone();
+        let value = change.value.as_ref().map(|value| {
+            ValueRef::of_wire(value, &result.text, &result.references)
+                .expect("the SDK writes spans into its own text")
+                .to_owned()
+        });
+        if let Some(RowResult::Changed(changes)) = outcomes.get_mut(change.row as usize) {
+            changes.push((name, value));
+        }
+    }
     TransformRun {
         input: batch,
-        fields,
+        reads,
+        fields: result.fields,
         outcomes,
         logs: crate::log::take(),
     }
@@ -154,22 +230,17 @@ impl TransformRun {
     /// Field `field` of row `index` after the transform: `None` when the row
     /// was skipped or failed or does not have the field.
     pub fn value(&self, index: usize, field: &str) -> Option<&Value> {
+        let input = || {
+            let position = self.input.fields.iter().position(|name| name == field)?;
+            self.input.rows.get(index)?.get(position)
+        };
         match self.outcomes.get(index)? {
-            WireOutcome::Unchanged => {
-                let position = self.input.fields.iter().position(|name| name == field)?;
-                self.input.rows.get(index)?.get(position)
-            }
-            WireOutcome::Changed(changes) => {
-                let position = self.fields.iter().position(|name| name == field)?;
-                match changes
-                    .iter()
-                    .find(|change| change.field as usize == position)
-                {
-                    Some(change) => change.value.as_ref(),
-                    None => self.input.rows.get(index)?.get(position),
-                }
-            }
-            WireOutcome::Skip(_) | WireOutcome::Fail(_) => None,
+            RowResult::Unchanged => input(),
+            RowResult::Changed(changes) => match changes.iter().find(|(name, _)| name == field) {
+                Some((_, value)) => value.as_ref(),
+                None => input(),
+            },
+            RowResult::Skip(_) | RowResult::Fail(_) => None,
         }
     }
 
@@ -183,13 +254,13 @@ impl TransformRun {
 
     /// Whether row `index` went on unchanged.
     pub fn unchanged(&self, index: usize) -> bool {
-        matches!(self.outcomes.get(index), Some(WireOutcome::Unchanged))
+        matches!(self.outcomes.get(index), Some(RowResult::Unchanged))
     }
 
     /// The reason row `index` was skipped, if it was.
     pub fn skipped(&self, index: usize) -> Option<&str> {
         match self.outcomes.get(index) {
-            Some(WireOutcome::Skip(reason)) => Some(reason),
+            Some(RowResult::Skip(reason)) => Some(reason),
             _ => None,
         }
     }
@@ -197,7 +268,7 @@ impl TransformRun {
     /// The message row `index` failed with, if it failed.
     pub fn failure(&self, index: usize) -> Option<&str> {
         match self.outcomes.get(index) {
-            Some(WireOutcome::Fail(message)) => Some(message),
+            Some(RowResult::Fail(message)) => Some(message),
             _ => None,
         }
     }

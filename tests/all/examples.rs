@@ -5,7 +5,9 @@
 use crate::support::{context, rows};
 use dualwrite::plugin::bindings::FieldChange;
 use dualwrite::plugin::json::value_to_json;
-use dualwrite::plugin::{Outcome, PluginLimits, Transformed, Value, Verdict};
+use dualwrite::plugin::{
+    Interface, Outcome, PluginLimits, Rows, Transformed, Value, ValueRef, Verdict,
+};
 use dualwrite_tests::*;
 use serde_json::json;
 
@@ -191,18 +193,56 @@ fn a_warm_instance_serves_the_next_batch_and_a_fresh_one_gives_the_same_result()
     );
     let batch = rows(r#"[{"fullname": "Ada Lovelace"}]"#);
     let ctx = context("contacts", &[]);
+    // The first batch first asks the plugin which fields it reads, on a
+    // fresh instance, then runs on that instance: its second call.
     let first = plugin.transform(&ctx, &batch).expect("runs");
     let second = plugin.transform(&ctx, &batch).expect("runs");
     let third = plugin.transform(&ctx, &batch).expect("runs");
-    assert!(first.stats.fresh_instance);
     assert!(
-        !second.stats.fresh_instance,
-        "the first call's instance was kept warm"
+        !first.stats.fresh_instance,
+        "the batch ran on the instance that answered `reads`"
     );
     assert!(
-        third.stats.fresh_instance,
+        second.stats.fresh_instance,
         "an instance is replaced after calls_per_instance calls"
+    );
+    assert!(
+        !third.stats.fresh_instance,
+        "the second call's instance was kept warm"
     );
     assert_eq!(first.result, second.result);
     assert_eq!(first.result, third.result);
+}
+
+#[test]
+fn a_plugin_is_sent_only_the_fields_it_reads_and_its_changes_land_in_the_rows() {
+    let plugin = load(CURRENCY_PRECISION, PluginLimits::default());
+    let ctx = context(
+        "customers",
+        &[("fields", "CREDITLIMIT"), ("rounding", "half-up")],
+    );
+    let reads = plugin
+        .reads(Interface::Transform, &ctx)
+        .expect("answers")
+        .result;
+    assert_eq!(reads, Some(vec!["CREDITLIMIT".to_owned()]));
+    let mut flat = Rows::from_batch(&rows(
+        r#"[{"NAME": "Contoso", "CREDITLIMIT": {"decimal": "1.005"}}, {"NAME": "Fabrikam", "CREDITLIMIT": {"decimal": "2.50"}}]"#,
+    ));
+    let sent = flat.wire_batch(&[0, 1], &flat.columns_for(reads.as_deref()));
+    assert_eq!(sent.fields, ["CREDITLIMIT"], "only the field it reads");
+    assert!(sent.text.is_empty(), "no other field's text is sent");
+    let verdicts = plugin
+        .transform_rows(&ctx, &mut flat, &[0, 1], reads.as_deref())
+        .expect("runs")
+        .result;
+    assert_eq!(verdicts, [Verdict::Keep, Verdict::Keep]);
+    assert_eq!(
+        flat.get(0, 1).map(dualwrite::plugin::owned_value),
+        Some(Value::Decimal(rust_decimal::Decimal::new(101, 2).into()))
+    );
+    assert!(flat.is_changed(0, 1));
+    assert!(!flat.is_changed(1, 1), "2.50 already has two places");
+    assert_eq!(flat.get(0, 0), Some(ValueRef::Text("Contoso")));
+    assert!(!flat.row_changed(1));
 }

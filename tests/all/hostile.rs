@@ -5,7 +5,8 @@
 
 use crate::support::{context, rows};
 use dualwrite::plugin::{
-    Batch, Plugin, PluginError, PluginLimits, PluginTrap, Runtime, RuntimeConfig, TrapKind,
+    Batch, Interface, Plugin, PluginError, PluginLimits, PluginTrap, Rows, Runtime, RuntimeConfig,
+    TrapKind, Value, ValueRef, Verdict,
 };
 use dualwrite_tests::*;
 use std::time::Duration;
@@ -196,9 +197,56 @@ fn hostile_future_version() {
     )
     .expect_err("another contract version is refused");
     assert!(
-        matches!(&error, PluginError::WrongContract { found, supported: "0.1.0", .. } if found == "0.2.0"),
+        matches!(&error, PluginError::WrongContract { found, supported: "0.2.0", .. } if found == "0.3.0"),
         "{error}"
     );
+    assert!(
+        error.to_string().contains(
+            "was built against `dualwrite:plugin@0.3.0`, but this host speaks `dualwrite:plugin@0.2.0`"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn hostile_past_version() {
+    // Not hostile: a plugin of the released contract 0.1.0 keeps loading and
+    // working, and is sent every field.
+    let plugin = load(HOSTILE_PAST_VERSION, limits());
+    assert!(plugin.is_released_contract());
+    assert!(plugin.has_filter() && plugin.has_transform());
+    let ctx = context("customers", &[]);
+    let batch = rows(r#"[{"name": "Contoso", "n": 1}, {"name": "", "n": 2}]"#);
+    let verdicts = plugin.filter(&ctx, &batch).expect("filters").result;
+    assert_eq!(verdicts, [Verdict::Keep, Verdict::Skip("no name".into())]);
+    let result = plugin.transform(&ctx, &batch).expect("transforms").result;
+    assert_eq!(result.fields, ["name", "n", "length"]);
+    assert_eq!(
+        result.row(&batch, 0),
+        Some(vec![
+            Some(Value::Text("CONTOSO".into())),
+            Some(Value::Integer(1)),
+            Some(Value::Integer(7)),
+        ])
+    );
+    let reads = plugin
+        .reads(Interface::Transform, &ctx)
+        .expect("answers")
+        .result;
+    assert_eq!(reads, None, "0.1.0 declares no reads: every field is sent");
+
+    // Through `Rows`, as a map's chain runs it: every field is sent, the
+    // changes land in the rows.
+    let mut flat = Rows::from_batch(&batch);
+    let verdicts = plugin
+        .transform_rows(&ctx, &mut flat, &[1, 0], None)
+        .expect("transforms")
+        .result;
+    assert_eq!(verdicts, [Verdict::Keep, Verdict::Keep]);
+    let length = flat.position("length").expect("the added field");
+    assert_eq!(flat.get(0, length), Some(ValueRef::Integer(7)));
+    assert!(flat.is_changed(0, 0) && !flat.is_changed(0, 1));
+    assert_eq!(flat.get(1, 0), Some(ValueRef::Text("")), "unchanged");
 }
 
 #[test]
@@ -243,10 +291,9 @@ fn a_call_after_a_trap_gets_a_fresh_instance() {
     let plugin = load(HOSTILE_PANIC, limits());
     let ctx = context("customers", &[]);
     let fine = rows(r#"[{"name": ""}]"#);
-    let first = plugin
+    plugin
         .transform(&ctx, &fine)
         .expect("an empty name does not panic");
-    assert!(first.stats.fresh_instance);
     let second = plugin.transform(&ctx, &fine).expect("warm");
     assert!(!second.stats.fresh_instance);
     plugin.transform(&ctx, &batch()).expect_err("panics");

@@ -1,12 +1,14 @@
 //! Rows per second through each example plugin as a component, against the
 //! same logic run natively in the same process, at batches of 1, 64 and 1024
-//! rows; and the time to instantiate a plugin from its `InstancePre` with
-//! the pooling allocator.
+//! rows; the time to instantiate a plugin from its `InstancePre` with the
+//! pooling allocator; and the transform job (see [`transform_job`]), whose
+//! ratio is printed as `plugins/transform-job <ratio>`.
 //!
 //! Run with `cargo xtask bench -- --bench plugins` (or, once the plugins are
 //! built, `cargo bench -p dualwrite-tests --bench plugins`). Figures are
 //! ratios measured in one run, so a noisy machine moves both sides alike.
 
+use dualwrite::plugin::bindings::wire;
 use dualwrite::plugin::json::parse_rows;
 use dualwrite::plugin::{self as host, PluginLimits};
 use dualwrite_plugin_sdk::bindings::types as sdk;
@@ -14,6 +16,9 @@ use dualwrite_plugin_sdk::testing::{filter_wire, transform_wire};
 use dualwrite_tests::*;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+#[path = "plugins/transform_job.rs"]
+mod transform_job;
 
 /// How long each measurement runs (after a warm-up of a tenth of that).
 const MEASURE: Duration = Duration::from_millis(400);
@@ -105,7 +110,19 @@ fn main() {
         "{:<20} {:>6} {:>14} {:>14} {:>8}",
         "plugin", "batch", "component", "native", "ratio"
     );
-    for case in cases() {
+    // `PLUGINS_BENCH=name,…` measures only those plugins (and
+    // `transform-job`), for a quicker look at one.
+    let only: Option<Vec<String>> = std::env::var("PLUGINS_BENCH").ok().map(|names| {
+        names
+            .split(',')
+            .map(|name| name.trim().to_owned())
+            .collect()
+    });
+    let wanted = |name: &str| {
+        only.as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name))
+    };
+    for case in cases().into_iter().filter(|case| wanted(case.name)) {
         let plugin = load(case.path, PluginLimits::default());
         for size in [1usize, 64, 1024] {
             let json = format!(
@@ -130,12 +147,31 @@ fn main() {
                 company: None,
                 settings: context.settings.clone(),
             };
+            // The host holds the batch flat, as a map's chain does; each
+            // call sends the plugin the fields it reads and, for a
+            // transform, writes the changes into a copy of the rows.
+            let rows = host::Rows::from_batch(&batch);
+            let all: Vec<usize> = (0..rows.len()).collect();
+            let interface = match case.native {
+                Native::Filter(_) => host::Interface::Filter,
+                Native::Transform(_) => host::Interface::Transform,
+            };
+            let reads = plugin.reads(interface, &context).expect("answers").result;
             let component = rows_per_second(size, || match case.native {
                 Native::Filter(_) => {
-                    black_box(plugin.filter(&context, &batch).expect("runs"));
+                    black_box(
+                        plugin
+                            .filter_rows(&context, &rows, &all, reads.as_deref())
+                            .expect("runs"),
+                    );
                 }
                 Native::Transform(_) => {
-                    black_box(plugin.transform(&context, &batch).expect("runs"));
+                    let mut rows = rows.clone();
+                    black_box(
+                        plugin
+                            .transform_rows(&context, &mut rows, &all, reads.as_deref())
+                            .expect("runs"),
+                    );
                 }
             });
             let native = rows_per_second(size, || match case.native {
@@ -157,6 +193,9 @@ fn main() {
         }
     }
 
+    if !wanted("instantiation") && !wanted("transform-job") {
+        return;
+    }
     let plugin = load(CURRENCY_PRECISION, PluginLimits::default());
     let rounds = 2_000;
     plugin.prewarm().expect("instantiates");
@@ -168,6 +207,10 @@ fn main() {
     println!(
         "\ninstantiation from InstancePre (pooling allocator): {per:?} per instance (mean of {rounds})"
     );
+
+    if wanted("transform-job") {
+        transform_job::run(|rows, run| rows_per_second(rows, run));
+    }
 }
 
 /// Rows per second of `run` (which handles `rows` rows a call), measured
@@ -186,31 +229,38 @@ fn rows_per_second(rows: usize, mut run: impl FnMut()) -> f64 {
     (calls as f64 * rows as f64) / started.elapsed().as_secs_f64()
 }
 
+/// The batch as the SDK's batch loop receives it: the host's wire form of
+/// every field, in the SDK's own copy of the contract's types.
 fn to_sdk_batch(batch: &host::Batch) -> sdk::Batch {
+    let rows = host::Rows::from_batch(batch);
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let wire = rows.wire_batch(&all, &rows.columns_for(None));
     sdk::Batch {
-        fields: batch.fields.clone(),
-        rows: batch
-            .rows
-            .iter()
-            .map(|row| row.iter().map(to_sdk_value).collect())
-            .collect(),
+        fields: wire.fields,
+        rows: wire.rows,
+        text: wire.text,
+        references: Vec::new(),
+        values: wire.values.iter().map(to_sdk_value).collect(),
     }
 }
 
-fn to_sdk_value(value: &host::Value) -> sdk::Value {
+fn to_sdk_value(value: &wire::Value) -> sdk::Value {
     match value {
-        host::Value::Null => sdk::Value::Null,
-        host::Value::Boolean(b) => sdk::Value::Boolean(*b),
-        host::Value::Integer(n) => sdk::Value::Integer(*n),
-        host::Value::Float(f) => sdk::Value::Float(*f),
-        host::Value::Decimal(d) => sdk::Value::Decimal(sdk::Decimal {
+        wire::Value::Null => sdk::Value::Null,
+        wire::Value::Boolean(b) => sdk::Value::Boolean(*b),
+        wire::Value::Integer(n) => sdk::Value::Integer(*n),
+        wire::Value::Float(f) => sdk::Value::Float(*f),
+        wire::Value::Decimal(d) => sdk::Value::Decimal(sdk::Decimal {
             lo: d.lo,
             hi: d.hi,
             scale: d.scale,
             negative: d.negative,
         }),
-        host::Value::Text(t) => sdk::Value::Text(t.clone()),
-        host::Value::Choice(c) => sdk::Value::Choice(*c),
-        other => panic!("the benchmark rows have no {}", other.type_name()),
+        wire::Value::Text(span) => sdk::Value::Text(sdk::Span {
+            start: span.start,
+            len: span.len,
+        }),
+        wire::Value::Choice(c) => sdk::Value::Choice(*c),
+        other => panic!("the benchmark rows have no {other:?}"),
     }
 }

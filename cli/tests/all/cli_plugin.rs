@@ -132,16 +132,16 @@ fn check_reports_exports_imports_and_verdict() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("plugin   company-filter@0.1.0"), "{stdout}");
     assert!(
-        stdout.contains("exports  dualwrite:plugin/filter@0.1.0"),
+        stdout.contains("exports  dualwrite:plugin/filter@0.2.0"),
         "{stdout}"
     );
-    assert!(stdout.contains("dualwrite:plugin/host@0.1.0"), "{stdout}");
+    assert!(stdout.contains("dualwrite:plugin/host@0.2.0"), "{stdout}");
     assert!(stdout.contains("accepted as a filter"), "{stdout}");
 
     let out = dualwrite(&["plugin", "check", &component("hostile-future-version")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stdout).contains("built against `dualwrite:plugin@0.2.0`"),
+        text(&out.stdout).contains("built against `dualwrite:plugin@0.3.0`"),
         "{}",
         text(&out.stdout)
     );

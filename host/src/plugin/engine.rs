@@ -1,10 +1,11 @@
-//! The one wasmtime [`Engine`] of a process, its [`Linker`], and the epoch
-//! ticker that enforces deadlines.
+//! The one wasmtime [`Engine`] of a process, its [`Linker`] (the `host`
+//! interface of each contract version it loads), and the epoch ticker that
+//! enforces deadlines.
 //!
 //! Every setting is chosen on purpose; see the comments in
 //! [`Runtime::new`]. A [`Runtime`] is cheap to clone (it is an `Arc`).
 
-use super::bindings::Plugin as PluginWorld;
+use super::bindings::{v0_1, v0_2};
 use super::cache::CompileCache;
 use super::limits::{PluginLimits, StoreState};
 use std::path::PathBuf;
@@ -101,8 +102,11 @@ impl Runtime {
                 Engine::new(&engine_config(&config, false))?
             }
         };
+        // Both contracts' `host` interfaces: components of the released
+        // 0.1.0 keep loading beside those of the current 0.2.0.
         let mut linker = Linker::new(&engine);
-        PluginWorld::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)?;
+        v0_2::Plugin::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)?;
+        v0_1::Plugin::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)?;
         let ticking = Arc::new(AtomicBool::new(true));
         spawn_ticker(engine.clone(), Arc::clone(&ticking))?;
         let cache = CompileCache::new(config.cache_dir.clone(), &engine);

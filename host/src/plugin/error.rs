@@ -114,7 +114,7 @@ pub enum PluginError {
     },
     /// The component was built against another version of the contract.
     #[error(
-        "plugin {plugin} was built against `dualwrite:plugin@{found}`, but this host speaks `dualwrite:plugin@{supported}`; rebuild it with the matching dualwrite-plugin-sdk"
+        "plugin {plugin} was built against `dualwrite:plugin@{found}`, but this host speaks `dualwrite:plugin@{supported}` (and loads the released 0.1.0); rebuild it with the matching dualwrite-plugin-sdk"
     )]
     WrongContract {
         /// The plugin.
@@ -123,6 +123,17 @@ pub enum PluginError {
         found: String,
         /// The version the host speaks.
         supported: &'static str,
+    },
+    /// The component imports and exports interfaces of several contract
+    /// versions.
+    #[error(
+        "plugin {plugin} mixes contract versions {versions} in its imports and exports; rebuild it against one version with the matching dualwrite-plugin-sdk"
+    )]
+    MixedContract {
+        /// The plugin.
+        plugin: String,
+        /// The versions it names.
+        versions: String,
     },
     /// The component exports neither interface.
     #[error(

@@ -1,12 +1,16 @@
-//! Looking at a `.wasm` file before compiling it: is it a component, of our
-//! contract's version, importing only what plugins may import, exporting a
-//! filter or a transform? And what are its name and version?
+//! Looking at a `.wasm` file before compiling it: is it a component, of a
+//! contract version the host loads (the current one or a released one),
+//! importing only what plugins may import, exporting a filter or a
+//! transform? And what are its name and version?
 //!
 //! Everything here reads bytes with `wasmparser` and `wasm-metadata`; nothing
 //! is compiled or run, so `dualwrite plugin check` can explain a refusal
 //! without touching wasmtime.
 
-use super::bindings::{ALLOWED_IMPORTS, CONTRACT_VERSION, FILTER_EXPORT, TRANSFORM_EXPORT};
+use super::bindings::{
+    ALLOWED_IMPORTS, CONTRACT_VERSION, FILTER_EXPORT, FILTER_EXPORT_0_1, RELEASED_VERSIONS,
+    TRANSFORM_EXPORT, TRANSFORM_EXPORT_0_1,
+};
 use super::error::PluginError;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
@@ -32,33 +36,62 @@ impl Inspection {
         }
     }
 
-    /// Whether it exports the filter interface.
+    /// Whether it exports the filter interface (of any version the host
+    /// loads).
     pub fn exports_filter(&self) -> bool {
-        self.exports.iter().any(|name| name == FILTER_EXPORT)
+        self.exports
+            .iter()
+            .any(|name| name == FILTER_EXPORT || name == FILTER_EXPORT_0_1)
     }
 
-    /// Whether it exports the transform interface.
+    /// Whether it exports the transform interface (of any version the host
+    /// loads).
     pub fn exports_transform(&self) -> bool {
-        self.exports.iter().any(|name| name == TRANSFORM_EXPORT)
+        self.exports
+            .iter()
+            .any(|name| name == TRANSFORM_EXPORT || name == TRANSFORM_EXPORT_0_1)
+    }
+
+    /// The contract version its `dualwrite:plugin` imports and exports name
+    /// (the first one, when they name several).
+    pub fn contract(&self) -> Option<&str> {
+        self.imports
+            .iter()
+            .chain(&self.exports)
+            .find_map(|name| contract_version(name))
+    }
+
+    /// Whether it was built against the released contract 0.1.0.
+    pub fn is_released_0_1(&self) -> bool {
+        self.contract() == Some("0.1.0")
     }
 
     /// Every reason the host would refuse it (empty: it would be accepted).
     pub fn problems(&self) -> Vec<PluginError> {
         let plugin = self.id();
         let mut problems = Vec::new();
-        let mut other_version = None;
+        let mut unknown = None;
+        let mut versions: Vec<&str> = Vec::new();
         for name in self.imports.iter().chain(&self.exports) {
-            if let Some(version) = contract_version(name)
-                && version != CONTRACT_VERSION
-            {
-                other_version.get_or_insert_with(|| version.to_owned());
+            let Some(version) = contract_version(name) else {
+                continue;
+            };
+            if version != CONTRACT_VERSION && !RELEASED_VERSIONS.contains(&version) {
+                unknown.get_or_insert_with(|| version.to_owned());
+            } else if !versions.contains(&version) {
+                versions.push(version);
             }
         }
-        if let Some(found) = other_version {
+        if let Some(found) = unknown {
             problems.push(PluginError::WrongContract {
                 plugin: plugin.clone(),
                 found,
                 supported: CONTRACT_VERSION,
+            });
+        } else if versions.len() > 1 {
+            problems.push(PluginError::MixedContract {
+                plugin: plugin.clone(),
+                versions: versions.join(" and "),
             });
         }
         for import in &self.imports {
@@ -209,7 +242,7 @@ mod tests {
             exports: exports.iter().map(|s| s.to_string()).collect(),
         };
         assert!(
-            inspection(&ALLOWED_IMPORTS, &[TRANSFORM_EXPORT])
+            inspection(&ALLOWED_IMPORTS[..2], &[TRANSFORM_EXPORT])
                 .problems()
                 .is_empty()
         );
@@ -220,11 +253,25 @@ mod tests {
                 .to_string()
                 .contains("imports `wasi:clocks/wall-clock@0.2.0`")
         );
-        let problems = inspection(&[], &["dualwrite:plugin/transform@0.2.0"]).problems();
+        let problems = inspection(&[], &["dualwrite:plugin/transform@0.3.0"]).problems();
         assert!(
             problems[0]
                 .to_string()
-                .contains("built against `dualwrite:plugin@0.2.0`")
+                .contains("built against `dualwrite:plugin@0.3.0`")
+        );
+        let released = inspection(
+            &["dualwrite:plugin/host@0.1.0"],
+            &["dualwrite:plugin/filter@0.1.0"],
+        );
+        assert!(released.problems().is_empty(), "0.1.0 still loads");
+        assert!(released.is_released_0_1() && released.exports_filter());
+        let problems = inspection(&["dualwrite:plugin/host@0.1.0"], &[FILTER_EXPORT]).problems();
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("mixes contract versions 0.1.0 and 0.2.0"),
+            "{}",
+            problems[0]
         );
         let problems = inspection(&[], &["other:thing/run"]).problems();
         assert!(matches!(problems[0], PluginError::NoExports { .. }));

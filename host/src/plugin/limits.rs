@@ -2,8 +2,7 @@
 //! that enforces it ([`StoreState`]): the memory and table limiter, the
 //! wall-clock deadline, and the capped log of the call.
 
-use super::bindings::Level;
-use super::bindings::dualwrite::plugin::{host, types};
+use super::bindings::{Level, v0_1, v0_2};
 use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 
@@ -126,10 +125,32 @@ impl ResourceLimiter for StoreState {
     }
 }
 
-impl types::Host for StoreState {}
+impl v0_1::dualwrite::plugin::types::Host for StoreState {}
 
-impl host::Host for StoreState {
+impl v0_1::dualwrite::plugin::host::Host for StoreState {
     fn log(&mut self, level: Level, message: String) {
+        self.write_log(level, message);
+    }
+}
+
+impl v0_2::dualwrite::plugin::types::Host for StoreState {}
+
+impl v0_2::dualwrite::plugin::host::Host for StoreState {
+    fn log(&mut self, level: v0_2::dualwrite::plugin::host::Level, message: String) {
+        use v0_2::dualwrite::plugin::host::Level as Current;
+        let level = match level {
+            Current::Trace => Level::Trace,
+            Current::Debug => Level::Debug,
+            Current::Info => Level::Info,
+            Current::Warn => Level::Warn,
+            Current::Error => Level::Error,
+        };
+        self.write_log(level, message);
+    }
+}
+
+impl StoreState {
+    fn write_log(&mut self, level: Level, message: String) {
         let level = level_name(level);
         if level == "error" && message.starts_with("panicked at ") && self.panic.is_none() {
             self.panic = Some(cut(&message, self.limits.log_line_bytes));

@@ -4,9 +4,16 @@
 //! - [`Runtime`]: the one wasmtime engine (pooling allocator, epoch
 //!   deadlines), its linker (only `dualwrite:plugin/host`, no WASI) and the
 //!   on-disk cache of compiled plugins.
-//! - [`Plugin`]: one loaded plugin version: inspected, compiled once, linked
-//!   into an `InstancePre`; [`Plugin::filter`] and [`Plugin::transform`] run
-//!   a batch and return the checked result with [`CallStats`].
+//! - [`Plugin`]: one loaded plugin version (of the current contract 0.2.0 or
+//!   the released 0.1.0): inspected, compiled once, linked into an
+//!   `InstancePre`; [`Plugin::reads`] asks which fields it reads;
+//!   [`Plugin::filter_rows`] and [`Plugin::transform_rows`] run it over
+//!   [`Rows`] (only the fields it reads), [`Plugin::filter`] and
+//!   [`Plugin::transform`] over an owned [`Batch`], and return the checked
+//!   result with [`CallStats`].
+//! - [`Rows`]: a batch held flat (columns of wire values, one text buffer),
+//!   passed from one plugin call to the next; a transform's changes are
+//!   written into it and marked.
 //! - [`PluginLimits`]: a plugin's budget (time, memory, tables, fuel, output,
 //!   log lines) and its quarantine threshold.
 //! - [`inspect()`]: what a `.wasm` file is and why it would be refused.
@@ -27,6 +34,7 @@
 
 pub mod bindings;
 mod cache;
+mod calls;
 mod engine;
 mod error;
 mod inspect;
@@ -34,11 +42,14 @@ pub mod json;
 mod limits;
 #[expect(clippy::module_inception, reason = "the module's main type")]
 mod plugin;
+mod rows;
 mod validate;
 
 pub use bindings::{Batch, Context, Direction, Outcome, Transformed, Value, Verdict};
+pub use calls::Interface;
 pub use engine::{EPOCH_TICK, MAX_MEMORY, MAX_STACK, Runtime, RuntimeConfig};
 pub use error::{PluginError, PluginTrap, TrapKind};
 pub use inspect::{Inspection, inspect};
 pub use limits::{LogLine, PluginLimits};
 pub use plugin::{Call, CallStats, Plugin, PluginHealth};
+pub use rows::{Rows, ValueRef, owned_value};

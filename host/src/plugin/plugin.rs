@@ -2,21 +2,21 @@
 //!
 //! Loading inspects the bytes (see [`inspect`](super::inspect)), compiles
 //! them once (through the on-disk cache), and links them into an
-//! [`InstancePre`]. A call takes a warm instance or makes a fresh one from
-//! the `InstancePre`, arms the deadline, calls the one export for the whole
-//! batch, and checks the result against the contract.
+//! [`InstancePre`], with the export indices of the contract version it was
+//! built against. A call (see `calls.rs`) takes a warm instance or makes a
+//! fresh one from the `InstancePre`, arms the deadline, calls the one export
+//! for the whole batch, and checks the result against the contract.
 //!
 //! **Invariant**: an instance that trapped or broke the contract is dropped,
 //! never called again; the next call gets a fresh one. Warm instances are
 //! kept only after a clean call, and replaced after
 //! [`PluginLimits::calls_per_instance`] calls.
 
-use super::bindings::{Batch, Context, FilterIndices, TransformIndices, Transformed, Verdict};
+use super::bindings::{released, wire};
 use super::engine::{MAX_MEMORY, Runtime};
 use super::error::{PluginError, PluginTrap, TrapKind};
 use super::inspect::{Inspection, inspect};
 use super::limits::{LogLine, PluginLimits, StoreState};
-use super::validate;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,18 +30,35 @@ const WARM_INSTANCES: usize = 4;
 pub struct Plugin {
     runtime: Runtime,
     inspection: Inspection,
-    id: String,
-    limits: PluginLimits,
+    pub(super) id: String,
+    pub(super) limits: PluginLimits,
     pre: InstancePre<StoreState>,
-    filter: Option<FilterIndices>,
-    transform: Option<TransformIndices>,
+    pub(super) exports: Exports,
     from_cache: bool,
     warm: Mutex<Vec<Warm>>,
     health: Mutex<Health>,
+    /// The fields each interface reads under a direction and settings, as
+    /// the plugin answered (for [`Plugin::filter`] and [`Plugin::transform`]).
+    pub(super) reads: Mutex<Vec<super::calls::ReadsEntry>>,
+}
+
+/// The export indices of a plugin, by the contract version it was built
+/// against.
+pub(super) enum Exports {
+    /// The current contract, 0.2.0.
+    Current {
+        filter: Option<wire::FilterIndices>,
+        transform: Option<wire::TransformIndices>,
+    },
+    /// The released contract 0.1.0.
+    Released {
+        filter: Option<released::FilterIndices>,
+        transform: Option<released::TransformIndices>,
+    },
 }
 
 /// What a call used, besides its result.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct CallStats {
     /// Wall-clock time of the call, instantiation included.
     #[serde(with = "humantime_serde")]
@@ -99,8 +116,9 @@ impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
             .field("id", &self.id)
-            .field("filter", &self.filter.is_some())
-            .field("transform", &self.transform.is_some())
+            .field("filter", &self.has_filter())
+            .field("transform", &self.has_transform())
+            .field("contract", &self.inspection.contract())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -156,27 +174,44 @@ impl Plugin {
             .linker
             .instantiate_pre(&component)
             .map_err(incompatible)?;
-        let filter = inspection
-            .exports_filter()
-            .then(|| FilterIndices::new(&pre))
-            .transpose()
-            .map_err(incompatible)?;
-        let transform = inspection
-            .exports_transform()
-            .then(|| TransformIndices::new(&pre))
-            .transpose()
-            .map_err(incompatible)?;
+        let exports = if inspection.is_released_0_1() {
+            Exports::Released {
+                filter: inspection
+                    .exports_filter()
+                    .then(|| released::FilterIndices::new(&pre))
+                    .transpose()
+                    .map_err(incompatible)?,
+                transform: inspection
+                    .exports_transform()
+                    .then(|| released::TransformIndices::new(&pre))
+                    .transpose()
+                    .map_err(incompatible)?,
+            }
+        } else {
+            Exports::Current {
+                filter: inspection
+                    .exports_filter()
+                    .then(|| wire::FilterIndices::new(&pre))
+                    .transpose()
+                    .map_err(incompatible)?,
+                transform: inspection
+                    .exports_transform()
+                    .then(|| wire::TransformIndices::new(&pre))
+                    .transpose()
+                    .map_err(incompatible)?,
+            }
+        };
         Ok(Plugin {
             runtime: runtime.clone(),
             id,
             inspection,
             limits,
             pre,
-            filter,
-            transform,
+            exports,
             from_cache,
             warm: Mutex::new(Vec::new()),
             health: Mutex::new(Health::default()),
+            reads: Mutex::new(Vec::new()),
         })
     }
 
@@ -202,12 +237,24 @@ impl Plugin {
 
     /// Whether it exports a filter.
     pub fn has_filter(&self) -> bool {
-        self.filter.is_some()
+        match &self.exports {
+            Exports::Current { filter, .. } => filter.is_some(),
+            Exports::Released { filter, .. } => filter.is_some(),
+        }
     }
 
     /// Whether it exports a transform.
     pub fn has_transform(&self) -> bool {
-        self.transform.is_some()
+        match &self.exports {
+            Exports::Current { transform, .. } => transform.is_some(),
+            Exports::Released { transform, .. } => transform.is_some(),
+        }
+    }
+
+    /// Whether it was built against the released contract 0.1.0 (every
+    /// field is sent, row by row).
+    pub fn is_released_contract(&self) -> bool {
+        matches!(self.exports, Exports::Released { .. })
     }
 
     /// Its health: failures and quarantine.
@@ -239,65 +286,9 @@ impl Plugin {
         Ok(())
     }
 
-    /// Runs the filter over `batch`: one verdict per row.
-    pub fn filter(
+    pub(super) fn call<T>(
         &self,
-        context: &Context,
-        batch: &Batch,
-    ) -> Result<Call<Vec<Verdict>>, PluginError> {
-        let indices = self
-            .filter
-            .as_ref()
-            .ok_or_else(|| PluginError::NotExported {
-                plugin: self.id.clone(),
-                interface: super::bindings::FILTER_EXPORT,
-                map: context.table_map.clone(),
-            })?;
-        self.call(
-            context,
-            |store, instance| {
-                let verdicts = indices.load(&mut *store, instance)?.call_filter(
-                    &mut *store,
-                    context,
-                    batch,
-                )?;
-                Ok(verdicts)
-            },
-            |verdicts| validate::verdicts(batch, verdicts, &self.limits),
-        )
-    }
-
-    /// Runs the transform over `batch`: one outcome per row.
-    pub fn transform(
-        &self,
-        context: &Context,
-        batch: &Batch,
-    ) -> Result<Call<Transformed>, PluginError> {
-        let indices = self
-            .transform
-            .as_ref()
-            .ok_or_else(|| PluginError::NotExported {
-                plugin: self.id.clone(),
-                interface: super::bindings::TRANSFORM_EXPORT,
-                map: context.table_map.clone(),
-            })?;
-        self.call(
-            context,
-            |store, instance| {
-                let transformed = indices.load(&mut *store, instance)?.call_transform(
-                    &mut *store,
-                    context,
-                    batch,
-                )?;
-                Ok(transformed)
-            },
-            |transformed| validate::transformed(batch, transformed, &self.limits),
-        )
-    }
-
-    fn call<T>(
-        &self,
-        context: &Context,
+        map: &str,
         run: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<T>,
         check: impl FnOnce(&T) -> Result<(), String>,
     ) -> Result<Call<T>, PluginError> {
@@ -305,7 +296,7 @@ impl Plugin {
         let started = Instant::now();
         let (mut warm, fresh_instance) = match self.take_warm() {
             Some(warm) => (warm, false),
-            None => (self.instantiate(&context.table_map)?, true),
+            None => (self.instantiate(map)?, true),
         };
         let store = &mut warm.store;
         store.data_mut().start_call();
@@ -338,7 +329,7 @@ impl Plugin {
             Err(error) => {
                 let trap = PluginTrap {
                     plugin: self.id.clone(),
-                    map: context.table_map.clone(),
+                    map: map.to_owned(),
                     kind: self.classify(state, &error),
                 };
                 self.record_failure(trap.to_string());
@@ -348,7 +339,7 @@ impl Plugin {
         if let Err(violation) = check(&result) {
             let error = PluginError::Contract {
                 plugin: self.id.clone(),
-                map: context.table_map.clone(),
+                map: map.to_owned(),
                 violation,
             };
             self.record_failure(error.to_string());

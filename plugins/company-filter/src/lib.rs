@@ -8,13 +8,18 @@
 use dualwrite_plugin_sdk::SettingError;
 use dualwrite_plugin_sdk::prelude::*;
 
+/// The one field the filter reads: the `field` setting, or `dataAreaId`.
+pub fn company_field(ctx: &Context) -> Vec<String> {
+    vec![ctx.setting("field").unwrap_or("dataAreaId").to_owned()]
+}
+
 /// The plugin's filter, over one row (see the crate docs for its settings).
-#[filter]
+#[filter(reads = company_field)]
 pub fn by_company(row: &Row, ctx: &Context) -> Outcome {
     let field = ctx.setting("field").unwrap_or("dataAreaId");
-    let company = match row.get(field) {
-        Some(_) => row.opt_text(field)?,
-        None => ctx.company(),
+    let company = match row.has(field) {
+        true => row.opt_text(field)?,
+        false => ctx.company(),
     };
     let Some(company) = company else {
         return Outcome::fail(format!(
@@ -77,6 +82,20 @@ mod tests {
             &ctx,
             Batch::new(["name"]).row(values!["Contoso"]),
         );
+        assert!(run.kept(0));
+    }
+
+    #[test]
+    fn only_the_company_field_is_sent() {
+        let ctx = Context::new("customers", Direction::LeftToRight)
+            .with_setting("companies", "usmf")
+            .with_setting("field", "company");
+        let run = testing::filter(
+            by_company,
+            &ctx,
+            Batch::new(["name", "company"]).row(values!["Contoso", "usmf"]),
+        );
+        assert_eq!(run.reads, Some(vec!["company".to_owned()]));
         assert!(run.kept(0));
     }
 

@@ -43,8 +43,13 @@ pub fn round(value: Decimal, places: u32, strategy: RoundingStrategy) -> Decimal
     rounded
 }
 
+/// The fields the transform reads: those of the `fields` setting.
+pub fn listed_fields(ctx: &Context) -> Vec<String> {
+    ctx.list("fields").map(str::to_owned).collect()
+}
+
 /// The plugin's transform, over one row (see the crate docs for its settings).
-#[transform]
+#[transform(reads = listed_fields)]
 pub fn round_fields(row: &mut Row, ctx: &Context) -> Outcome {
     let places: u32 = ctx.parse_or("places", 2)?;
     if places > MAX_PLACES {
@@ -124,6 +129,11 @@ mod tests {
         );
         assert_eq!(run.value(0, "balance"), Some(&Value::from(dec("7.0000"))));
         assert_eq!(run.value(0, "other"), Some(&Value::from(dec("1.999999"))));
+        assert_eq!(
+            run.fields,
+            ["creditlimit", "balance"],
+            "only the listed fields are sent"
+        );
         assert!(run.unchanged(1), "already at four places");
         assert_eq!(
             run.failure(2),

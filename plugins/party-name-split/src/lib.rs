@@ -15,6 +15,17 @@ const PARTICLES: &[&str] = &[
     "ten", "ter", "van", "von",
 ];
 
+/// Whether `word` is one of [`PARTICLES`] in any case. The particles are
+/// ASCII and no other character lowercases into one of their letters (the
+/// Kelvin sign lowercases to `k`, which none has), so comparing ASCII
+/// letters without regard to case is the same test as `to_lowercase`, with
+/// no string made for every word.
+fn is_particle(word: &str) -> bool {
+    PARTICLES
+        .iter()
+        .any(|particle| particle.eq_ignore_ascii_case(word))
+}
+
 /// A full name taken apart.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Parts<'a> {
@@ -51,9 +62,7 @@ pub fn split(full: &str) -> Parts<'_> {
         },
         [first, rest @ ..] => {
             let mut last_start = rest.len() - 1;
-            while last_start > 0
-                && PARTICLES.contains(&rest[last_start - 1].to_lowercase().as_str())
-            {
+            while last_start > 0 && is_particle(rest[last_start - 1]) {
                 last_start -= 1;
             }
             Parts {
@@ -65,8 +74,22 @@ pub fn split(full: &str) -> Parts<'_> {
     }
 }
 
+/// The fields the transform reads: the full name left to right, its parts
+/// right to left.
+pub fn name_fields(ctx: &Context) -> Vec<String> {
+    let setting = |name, default| ctx.setting(name).unwrap_or(default).to_owned();
+    match ctx.direction() {
+        Direction::LeftToRight => vec![setting("full", "fullname")],
+        Direction::RightToLeft => vec![
+            setting("first", "firstname"),
+            setting("middle", "middlename"),
+            setting("last", "lastname"),
+        ],
+    }
+}
+
 /// The plugin's transform, over one row (see the crate docs for its settings).
-#[transform]
+#[transform(reads = name_fields)]
 pub fn split_name(row: &mut Row, ctx: &Context) -> Outcome {
     let full = ctx.setting("full").unwrap_or("fullname");
     let first = ctx.setting("first").unwrap_or("firstname");
@@ -123,6 +146,7 @@ mod tests {
         );
         check("Ludwig van Beethoven", "Ludwig", "", "van Beethoven");
         check("Maria de la Cruz", "Maria", "", "de la Cruz");
+        check("Pieter VAN DER Berg", "Pieter", "", "VAN DER Berg");
         check("Lovelace, Ada King", "Ada", "King", "Lovelace");
         check("Cher", "", "", "Cher");
         check("", "", "", "");

@@ -10,11 +10,13 @@ use dualwrite_plugin_sdk::prelude::*;
 use phonenumber::Mode;
 use phonenumber::country::Id;
 
+mod valid;
+
 /// `number` in E.164, reading it as a number of `region` when it has no
 /// country code; `None` when it is not a valid phone number.
 pub fn normalize(number: &str, region: Id) -> Option<String> {
     let parsed = phonenumber::parse(Some(region), number).ok()?;
-    phonenumber::is_valid(&parsed).then(|| parsed.format().mode(Mode::E164).to_string())
+    valid::is_valid(&parsed).then(|| parsed.format().mode(Mode::E164).to_string())
 }
 
 fn region(ctx: &Context) -> Result<Id, SettingError> {
@@ -29,8 +31,17 @@ fn region(ctx: &Context) -> Result<Id, SettingError> {
         })
 }
 
+/// The fields the transform reads and normalises: those of the `fields`
+/// setting, or `telephone1`.
+pub fn phone_fields(ctx: &Context) -> Vec<String> {
+    match ctx.setting("fields") {
+        Some(_) => ctx.list("fields").map(str::to_owned).collect(),
+        None => vec!["telephone1".to_owned()],
+    }
+}
+
 /// The plugin's transform, over one row (see the crate docs for its settings).
-#[transform]
+#[transform(reads = phone_fields)]
 pub fn normalize_phones(row: &mut Row, ctx: &Context) -> Outcome {
     let region = region(ctx)?;
     let fields: Vec<&str> = match ctx.setting("fields") {

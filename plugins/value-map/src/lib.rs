@@ -10,8 +10,9 @@
 //! A left value may be written as a finops enum literal
 //! (`Microsoft.Dynamics.DataEntities.CustomerType'Organization'`).
 
-use dualwrite_plugin_sdk::SettingError;
 use dualwrite_plugin_sdk::prelude::*;
+use dualwrite_plugin_sdk::{RowError, SettingError};
+use std::borrow::Cow;
 
 /// The pairs of the `values` setting.
 pub fn pairs(values: &str) -> Result<Vec<(&str, &str)>, SettingError> {
@@ -19,16 +20,20 @@ pub fn pairs(values: &str) -> Result<Vec<(&str, &str)>, SettingError> {
         .split(',')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            pair.split_once(':')
-                .map(|(left, right)| (left.trim(), right.trim()))
-                .ok_or_else(|| SettingError::Invalid {
-                    name: "values".into(),
-                    value: values.into(),
-                    reason: format!("`{pair}` is not a `left:right` pair"),
-                })
-        })
+        .map(|item| pair(values, item))
         .collect()
+}
+
+/// One `left:right` item of the `values` setting (all of it, for the
+/// message).
+fn pair<'a>(values: &str, item: &'a str) -> Result<(&'a str, &'a str), SettingError> {
+    item.split_once(':')
+        .map(|(left, right)| (left.trim(), right.trim()))
+        .ok_or_else(|| SettingError::Invalid {
+            name: "values".into(),
+            value: values.into(),
+            reason: format!("`{item}` is not a `left:right` pair"),
+        })
 }
 
 /// The symbol of a finops enum literal (`Ns.Enum'Symbol'` → `Symbol`), or
@@ -47,39 +52,62 @@ fn typed(text: &str) -> Value {
     }
 }
 
-fn as_key(value: &Value) -> Option<String> {
+/// The key a value is looked up by: a text's enum symbol (borrowed), or a
+/// choice, number or yes/no as text.
+fn as_key(value: &Value) -> Option<Cow<'_, str>> {
     match value {
-        Value::Text(text) => Some(enum_symbol(text).to_owned()),
-        Value::Choice(choice) => Some(choice.to_string()),
-        Value::Integer(n) => Some(n.to_string()),
-        Value::Boolean(b) => Some(b.to_string()),
+        Value::Text(text) => Some(Cow::Borrowed(enum_symbol(text))),
+        Value::Choice(choice) => Some(Cow::Owned(choice.to_string())),
+        Value::Integer(n) => Some(Cow::Owned(n.to_string())),
+        Value::Boolean(b) => Some(Cow::Owned(b.to_string())),
         _ => None,
     }
 }
 
+/// The one field the transform reads: the `field` setting (none when it is
+/// not set; every row then fails for the missing setting).
+pub fn mapped_field(ctx: &Context) -> Vec<String> {
+    ctx.setting("field")
+        .map(str::to_owned)
+        .into_iter()
+        .collect()
+}
+
 /// The plugin's transform, over one row (see the crate docs for its settings).
-#[transform]
+#[transform(reads = mapped_field)]
 pub fn map_value(row: &mut Row, ctx: &Context) -> Outcome {
     let field = ctx.required("field")?;
-    let pairs = pairs(ctx.required("values")?)?;
-    let Some(value) = row.get(field) else {
-        return Outcome::Keep;
+    let values = ctx.required("values")?;
+    // Text, the common case, is read in place; other types through a copy.
+    let key = match row.opt_text(field) {
+        Ok(Some(text)) => Cow::Borrowed(enum_symbol(text)),
+        Ok(None) => return Outcome::Keep,
+        Err(RowError::Missing { .. }) => return Outcome::Keep,
+        Err(_) => {
+            let value = row.value(field)?;
+            match as_key(value) {
+                Some(key) => Cow::Owned(key.into_owned()),
+                None => {
+                    return Outcome::fail(format!(
+                        "field `{field}` holds {}; expected text or a choice",
+                        value.type_name()
+                    ));
+                }
+            }
+        }
     };
-    if value.is_null() {
-        return Outcome::Keep;
+    // Every pair is checked, so a malformed one fails every row, as it
+    // should, not only the rows that get that far.
+    let mut found = None;
+    for item in ctx.list("values") {
+        let (left, right) = pair(values, item)?;
+        if found.is_none() {
+            found = match ctx.direction() {
+                Direction::LeftToRight => (left == key).then(|| typed(right)),
+                Direction::RightToLeft => (right == key).then(|| Value::from(left)),
+            };
+        }
     }
-    let Some(key) = as_key(value) else {
-        return Outcome::fail(format!(
-            "field `{field}` holds {}; expected text or a choice",
-            value.type_name()
-        ));
-    };
-    let found = pairs
-        .iter()
-        .find_map(|&(left, right)| match ctx.direction() {
-            Direction::LeftToRight => (left == key).then(|| typed(right)),
-            Direction::RightToLeft => (right == key).then(|| Value::from(left)),
-        });
     match found.or_else(|| ctx.setting("default").map(typed)) {
         Some(mapped) => {
             row.set(field, mapped);

@@ -1,10 +1,11 @@
 //! Reads the wall clock through WASI: the host links no WASI and must refuse
-//! to load it, naming the import.
+//! to load it, naming the import. (Built against the released contract
+//! 0.1.0: the import is refused whatever the contract's version.)
 
 #[cfg(target_arch = "wasm32")]
 mod component {
     wit_bindgen::generate!({
-        path: ["../../../wit", "wit"],
+        path: ["../../../wit/v0.1.0", "wit"],
         world: "hostile:wasi/plugin",
         generate_all,
     });

@@ -9,11 +9,18 @@ mod component {
     struct ShortChanged;
 
     impl Guest for ShortChanged {
+        fn reads(_: Context) -> Option<Vec<String>> {
+            None
+        }
+
         fn transform(_: Context, batch: Batch) -> Transformed {
-            let rows = batch.rows.len().saturating_sub(1);
+            let rows = (batch.rows as usize).saturating_sub(1);
             Transformed {
                 fields: batch.fields,
+                text: String::new(),
+                references: Vec::new(),
                 outcomes: vec![Outcome::Unchanged; rows],
+                changes: Vec::new(),
             }
         }
     }
