@@ -371,8 +371,9 @@ async fn no_token_refused_credentials_and_an_unset_secret() {
     assert!(!run.success);
     assert_eq!(run.codes(), ["DW027", "DW027"], "{}", run.stdout);
     assert!(
-        run.stdout
-            .contains(&format!("`{SECRET_ENV}` (its client secret) is not set")),
+        run.stdout.contains(&format!(
+            "the environment variable `{SECRET_ENV}` is not set"
+        )),
         "{}",
         run.stdout
     );
