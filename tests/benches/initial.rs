@@ -13,34 +13,15 @@
 use std::time::{Duration, Instant};
 
 use dualwrite::checkpoint::Direction;
-use dualwrite::config::{BuildOptions, Config};
-use dualwrite::connector::{
-    BatchMode, ConnectorOptions, Credentials, DataverseConnector, Key, Row, Write,
-};
-use dualwrite::map::EmulatorCatalogue;
+use dualwrite::connector::{ConnectorOptions, DataverseConnector, FinopsConnector, Key, Write};
 use dualwrite::sync::{Engine, EngineOptions};
-use dualwrite_emulators::{
-    self as emulator, EmulatorConfig, ProtectionLimits, RunningEmulator, Seed, ServiceKind,
-};
+use dualwrite_emulators::{self as emulator, RunningEmulator, Seed, ServiceKind};
 use serde_json::json;
 
-fn credentials(emulator: &RunningEmulator) -> Credentials {
-    Credentials {
-        token_url: emulator.token_url(),
-        client_id: "dualwrite".into(),
-        client_secret: "dualwrite-secret".into(),
-        scope: format!("{}/.default", emulator.url()),
-    }
-}
+#[allow(dead_code, reason = "each benchmark uses part of it")]
+mod support;
 
-fn unlimited(seed: Seed, rows: usize) -> EmulatorConfig {
-    EmulatorConfig {
-        seed,
-        rows,
-        limits: ProtectionLimits::UNLIMITED,
-        ..EmulatorConfig::default()
-    }
-}
+use support::{Target, account, burst, credentials, object, rate};
 
 fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
     format!(
@@ -48,24 +29,7 @@ fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
 [engine]
 data = "data"
 batch_size = 1000
-
-[systems.finops]
-kind = "finops"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "SECRET" }}
-
-[systems.dataverse]
-kind = "dataverse"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "SECRET" }}
-
-[[maps]]
-name = "legal-entities"
-left = {{ system = "finops", table = "LegalEntities" }}
-right = {{ system = "dataverse", table = "cdm_companies" }}
-key = ["LegalEntityId > cdm_companycode"]
-fields = ["Name > cdm_name"]
-
+{systems}{legal}
 [[maps]]
 name = "customers"
 left = {{ system = "finops", table = "CustomersV3" }}
@@ -74,18 +38,19 @@ key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_compan
 depends_on = ["legal-entities"]
 fields = ["OrganizationName = name", "CreditLimit = creditlimit"]
 "#,
-        finops.service_url(),
-        finops.token_url(),
-        dataverse.service_url(),
-        dataverse.token_url()
+        systems = support::systems(finops, dataverse, false),
+        legal = support::LEGAL_ENTITIES_MAP,
     )
 }
 
 /// The best raw `$batch` rate of `rows` accounts into an empty Dataverse.
 async fn raw_rate(rows: usize) -> f64 {
-    let dataverse = emulator::start(ServiceKind::Dataverse, unlimited(Seed::None, 0))
-        .await
-        .expect("dataverse emulator starts");
+    let dataverse = emulator::start(
+        ServiceKind::Dataverse,
+        support::emulator_config(Seed::None, 0, 0),
+    )
+    .await
+    .expect("dataverse emulator starts");
     let dv = DataverseConnector::new(
         &dataverse.service_url(),
         credentials(&dataverse),
@@ -94,63 +59,20 @@ async fn raw_rate(rows: usize) -> f64 {
     dv.upsert(
         "cdm_companies",
         &Key::single("cdm_companycode", "usmf"),
-        &Row::from_iter([("cdm_name".to_owned(), json!("Contoso"))]),
+        &object(json!({"cdm_name": "Contoso"})),
     )
     .await
     .expect("company");
+    let target = Target::Dataverse(dv);
     let mut best = 0f64;
     let mut next = 0;
     for depth in [1, 4, 8] {
         let writes: Vec<Write> = (next..next + rows).map(account).collect();
         next += rows;
-        let started = Instant::now();
-        let mut flying = tokio::task::JoinSet::new();
-        for part in writes.chunks(1000) {
-            while flying.len() >= depth {
-                applied(flying.join_next().await);
-            }
-            let (dv, part) = (dv.clone(), part.to_vec());
-            flying.spawn(async move { dv.write_batch(&part, BatchMode::ContinueOnError).await });
-        }
-        while let Some(done) = flying.join_next().await {
-            applied(Some(done));
-        }
-        best = best.max(rows as f64 / started.elapsed().as_secs_f64());
+        best = best.max(rate(rows, burst(&target, &writes, 1000, depth).await));
     }
     dataverse.shutdown().await.expect("dataverse stops");
     best
-}
-
-type Outcomes =
-    Result<Vec<dualwrite::connector::WriteOutcome>, dualwrite::connector::ConnectorError>;
-
-fn applied(done: Option<Result<Outcomes, tokio::task::JoinError>>) {
-    let outcomes = done
-        .expect("a batch in flight")
-        .expect("the batch task ends")
-        .expect("batch");
-    assert!(
-        outcomes.iter().all(|o| o.is_applied()),
-        "a raw write failed"
-    );
-}
-
-fn account(n: usize) -> Write {
-    let mut row = Row::from_iter([
-        ("name".to_owned(), json!(format!("Account {n}"))),
-        ("creditlimit".to_owned(), json!(n % 50 * 1000)),
-    ]);
-    DataverseConnector::bind(
-        &mut row,
-        "msdyn_company",
-        "cdm_companies",
-        &Key::single("cdm_companycode", "usmf"),
-    );
-    Write::Upsert {
-        table: "accounts".into(),
-        key: Key::single("accountnumber", &format!("RAW-{n:07}")),
-        row,
-    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -160,11 +82,14 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let seeding = Instant::now();
-    let finops = emulator::start(ServiceKind::Finops, unlimited(Seed::None, rows))
-        .await
-        .expect("finops emulator starts");
+    let finops = emulator::start(
+        ServiceKind::Finops,
+        support::emulator_config(Seed::None, rows, 0),
+    )
+    .await
+    .expect("finops emulator starts");
     let seeded = seeding.elapsed();
-    let fo = dualwrite::connector::FinopsConnector::new(
+    let fo = FinopsConnector::new(
         &finops.service_url(),
         credentials(&finops),
         ConnectorOptions::default(),
@@ -173,25 +98,19 @@ async fn main() {
         fo.upsert(
             "LegalEntities",
             &Key::single("LegalEntityId", code),
-            &Row::from_iter([("Name".to_owned(), json!(format!("Contoso {code}")))]),
+            &object(json!({"Name": format!("Contoso {code}")})),
         )
         .await
         .expect("legal entity");
     }
-    let dataverse = emulator::start(ServiceKind::Dataverse, unlimited(Seed::None, 0))
-        .await
-        .expect("dataverse emulator starts");
+    let dataverse = emulator::start(
+        ServiceKind::Dataverse,
+        support::emulator_config(Seed::None, 0, 0),
+    )
+    .await
+    .expect("dataverse emulator starts");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let text = config(&finops, &dataverse);
-    let plan = Config::from_toml("initial.toml", &text)
-        .expect("config parses")
-        .build(&BuildOptions {
-            file: "initial.toml".into(),
-            base_dir: dir.path().to_path_buf(),
-            catalogue: &EmulatorCatalogue::builtin().expect("catalogue"),
-            env: &|_| Some("dualwrite-secret".to_owned()),
-        })
-        .expect("config is valid");
+    let plan = support::plan(&config(&finops, &dataverse), dir.path());
     let started = Instant::now();
     let engine = Engine::start(plan, EngineOptions::default())
         .await
@@ -213,7 +132,7 @@ async fn main() {
     }
     let took = started.elapsed();
     engine.shutdown().await.expect("engine stops");
-    let sync = rows as f64 / took.as_secs_f64();
+    let sync = rate(rows, took);
     let raw = raw_rate(rows.min(50_000)).await;
     println!(
         "| rows | seeding the emulator s | initial sync s | sync rows/s | best raw rows/s | ratio |"

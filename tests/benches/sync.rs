@@ -23,17 +23,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use dualwrite::checkpoint::{Action, Direction};
-use dualwrite::config::{BuildOptions, Config};
-use dualwrite::connector::{
-    BatchMode, ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Row, Write,
-};
-use dualwrite::map::EmulatorCatalogue;
+use dualwrite::connector::{ConnectorOptions, DataverseConnector, FinopsConnector, Key, Write};
 use dualwrite::sync::{Engine, EngineOptions, RunningEngine};
-use dualwrite_emulators::{
-    self as emulator, EmulatorConfig, FaultConfig, ProtectionLimits, RunningEmulator, Seed,
-    ServiceKind, Subscription,
-};
-use serde_json::{Value, json};
+use dualwrite_emulators::{self as emulator, RunningEmulator, Seed, ServiceKind, Subscription};
+use serde_json::json;
+
+#[allow(dead_code, reason = "each benchmark uses part of it")]
+mod support;
+
+use support::{Target, account, burst, credentials, object, rate};
 
 /// Throughput rounds; the median is reported.
 const ROUNDS: usize = 3;
@@ -67,6 +65,15 @@ impl World {
             engine.shutdown().await.expect("engine stops");
         }
     }
+
+    /// The raw `$batch` target on one side.
+    fn target(&self, to_finops: bool) -> Target {
+        if to_finops {
+            Target::Finops(self.fo.clone())
+        } else {
+            Target::Dataverse(self.dv.clone())
+        }
+    }
 }
 
 /// Milliseconds of latency added to every emulator request.
@@ -77,29 +84,8 @@ fn latency_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn credentials(emulator: &RunningEmulator) -> Credentials {
-    Credentials {
-        token_url: emulator.token_url(),
-        client_id: "dualwrite".into(),
-        client_secret: "dualwrite-secret".into(),
-        scope: format!("{}/.default", emulator.url()),
-    }
-}
-
-fn object(value: Value) -> Row {
-    value.as_object().cloned().unwrap_or_default()
-}
-
 async fn emulators() -> (RunningEmulator, RunningEmulator) {
-    let config = || EmulatorConfig {
-        seed: Seed::None,
-        limits: ProtectionLimits::UNLIMITED,
-        faults: FaultConfig {
-            latency_ms: latency_ms(),
-            ..FaultConfig::default()
-        },
-        ..EmulatorConfig::default()
-    };
+    let config = || support::emulator_config(Seed::None, 0, latency_ms());
     let finops = emulator::start(ServiceKind::Finops, config())
         .await
         .expect("finops emulator starts");
@@ -139,25 +125,7 @@ async fn world(engine: Option<&str>) -> World {
 [engine]
 data = "data"
 {lines}
-
-[systems.finops]
-kind = "finops"
-url = "{fo}"
-auth = {{ token_url = "{fo_token}", client_id = "dualwrite", client_secret_env = "SECRET" }}
-events_secret_env = "EVENTS"
-
-[systems.dataverse]
-kind = "dataverse"
-url = "{dv}"
-auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env = "SECRET" }}
-
-[[maps]]
-name = "legal-entities"
-left = {{ system = "finops", table = "LegalEntities" }}
-right = {{ system = "dataverse", table = "cdm_companies" }}
-key = ["LegalEntityId > cdm_companycode"]
-fields = ["Name > cdm_name"]
-
+{systems}{legal}
 [[maps]]
 name = "customers"
 left = {{ system = "finops", table = "CustomersV3" }}
@@ -166,26 +134,10 @@ key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_compan
 depends_on = ["legal-entities"]
 fields = ["OrganizationName = name", "CreditLimit = creditlimit", "PrimaryContactPhone = telephone1"]
 "#,
-            fo = world.finops.service_url(),
-            fo_token = world.finops.token_url(),
-            dv = world.dataverse.service_url(),
-            dv_token = world.dataverse.token_url(),
+            systems = support::systems(&world.finops, &world.dataverse, true),
+            legal = support::LEGAL_ENTITIES_MAP,
         );
-        let config = Config::from_toml("bench.toml", &text).expect("config parses");
-        let catalogue = EmulatorCatalogue::builtin().expect("catalogue");
-        let env = |name: &str| match name {
-            "SECRET" => Some("dualwrite-secret".to_owned()),
-            "EVENTS" => Some("bench-secret".to_owned()),
-            _ => None,
-        };
-        let plan = config
-            .build(&BuildOptions {
-                file: "bench.toml".into(),
-                base_dir: world._dir.path().to_path_buf(),
-                catalogue: &catalogue,
-                env: &env,
-            })
-            .expect("config is valid");
+        let plan = support::plan(&text, world._dir.path());
         world.plan = Some(plan);
         let engine = world.start_engine().await;
         wait(Duration::from_secs(60), || engine.initialized()).await;
@@ -238,66 +190,6 @@ fn customer(n: usize) -> Write {
     }
 }
 
-fn account(n: usize) -> Write {
-    let mut row = object(json!({"name": format!("Account {n}"), "creditlimit": n}));
-    DataverseConnector::bind(
-        &mut row,
-        "msdyn_company",
-        "cdm_companies",
-        &Key::single("cdm_companycode", "usmf"),
-    );
-    Write::Upsert {
-        table: "accounts".into(),
-        key: Key::single("accountnumber", &format!("A{n:06}")),
-        row,
-    }
-}
-
-/// Writes `writes` in `$batch`es of `chunk`, `depth` of them in flight at
-/// once; returns the time taken.
-async fn burst(
-    world: &World,
-    to_finops: bool,
-    writes: &[Write],
-    chunk: usize,
-    depth: usize,
-) -> Duration {
-    let started = Instant::now();
-    let mut flying = tokio::task::JoinSet::new();
-    for part in writes.chunks(chunk) {
-        while flying.len() >= depth {
-            landed(flying.join_next().await);
-        }
-        let part = part.to_vec();
-        let (fo, dv) = (world.fo.clone(), world.dv.clone());
-        flying.spawn(async move {
-            if to_finops {
-                fo.write_batch(&part, BatchMode::ContinueOnError).await
-            } else {
-                dv.write_batch(&part, BatchMode::ContinueOnError).await
-            }
-        });
-    }
-    while let Some(done) = flying.join_next().await {
-        landed(Some(done));
-    }
-    started.elapsed()
-}
-
-type Outcomes =
-    Result<Vec<dualwrite::connector::WriteOutcome>, dualwrite::connector::ConnectorError>;
-
-fn landed(done: Option<Result<Outcomes, tokio::task::JoinError>>) {
-    let outcomes = done
-        .expect("a batch in flight")
-        .expect("the batch task ends")
-        .expect("batch");
-    assert!(
-        outcomes.iter().all(|o| o.is_applied()),
-        "a batch write failed"
-    );
-}
-
 /// The best raw `$batch` rate into the target over batch sizes and depths.
 async fn best_raw(
     world: &World,
@@ -311,9 +203,10 @@ async fn best_raw(
         for depth in [1, 4, 8] {
             let writes: Vec<Write> = (*next..*next + rows).map(&make).collect();
             *next += rows;
-            let rate = rate(rows, burst(world, to_finops, &writes, chunk, depth).await);
+            let target = world.target(to_finops);
+            let rate = rate(rows, burst(&target, &writes, chunk, depth).await);
             if std::env::var_os("SYNC_BENCH_VERBOSE").is_some() {
-                let target = if to_finops { "finops" } else { "dataverse" };
+                let target = target.name();
                 println!(
                     "raw into {target}: batches of {chunk}, {depth} in flight: {rate:.0} rows/s"
                 );
@@ -322,10 +215,6 @@ async fn best_raw(
         }
     }
     best
-}
-
-fn rate(rows: usize, elapsed: Duration) -> f64 {
-    rows as f64 / elapsed.as_secs_f64()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -436,7 +325,7 @@ async fn main() {
                 .map(|n| if to_finops { customer(n) } else { account(n) })
                 .collect();
             next += rows;
-            burst(&synced, to_finops, &writes, 1000, 4).await;
+            burst(&synced.target(to_finops), &writes, 1000, 4).await;
             let started = Instant::now();
             let engine = synced.start_engine().await;
             written(engine, direction, rows).await;
@@ -500,7 +389,7 @@ async fn main() {
         .and_then(|e| e.webhook_url("finops"))
         .expect("webhook receiver");
     pushed.finops.subscribe(Subscription {
-        url: format!("{url}?code=bench-secret"),
+        url: format!("{url}?code={}", support::EVENTS_SECRET),
         entities: vec!["CustomersV3".into()],
     });
     print_latency(

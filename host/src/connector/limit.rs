@@ -157,7 +157,7 @@ mod tests {
     #[tokio::test]
     async fn throttling_halves_the_limit_once_per_round_and_successes_raise_it() {
         let limiter = Limiter::new(8);
-        let permits: Vec<Permit> = futures_join(&limiter, 8).await;
+        let permits: Vec<Permit> = acquire_n(&limiter, 8).await;
         assert_eq!(limiter.limit(), 8);
         // Four requests of the same round are throttled: one halving.
         for permit in &permits[..4] {
@@ -204,7 +204,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(250));
     }
 
-    async fn futures_join(limiter: &Arc<Limiter>, n: usize) -> Vec<Permit> {
+    async fn acquire_n(limiter: &Arc<Limiter>, n: usize) -> Vec<Permit> {
         let mut permits = Vec::new();
         for _ in 0..n {
             permits.push(limiter.acquire().await);

@@ -52,7 +52,8 @@ impl System {
         if plan.ca.is_some() {
             options.ca = plan.ca.clone();
         }
-        options.max_in_flight = options.max_in_flight.min(plan.max_concurrency).max(1);
+        // The config's `max_concurrency` (validated: 1 to 52) is the limit.
+        options.max_in_flight = plan.max_concurrency;
         let auth = plan.auth.as_ref().ok_or_else(|| SyncError::Setup {
             detail: format!(
                 "system `{}` has no `auth`: add `auth = {{ token_url, client_id, client_secret_env }}`",
