@@ -324,10 +324,12 @@ fn run_plugins(
     if upserts.is_empty() {
         return;
     }
+    // The rows are taken out for the chain, not copied: a kept row goes
+    // back, a skipped or failed one leaves with its change.
     let mut rows: Vec<(Option<String>, Row)> = upserts
         .iter()
         .map(|&i| {
-            let row = outgoing[i].planned.row.clone().unwrap_or_default();
+            let row = outgoing[i].planned.row.take().unwrap_or_default();
             let company = company_field
                 .as_ref()
                 .and_then(|f| row.get(f))
