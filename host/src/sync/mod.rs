@@ -53,12 +53,12 @@ mod error;
 mod keys;
 mod pipeline;
 pub mod plugins;
+mod receiver;
 mod record;
 pub mod refs;
 mod runtime;
 pub mod shape;
 pub mod system;
-mod webhook;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -291,7 +291,7 @@ impl Engine {
         let webhook = match listen {
             Some(addr) => {
                 let (stop, stopped) = watch::channel(false);
-                let (bound, task) = webhook::serve(shared.clone(), addr, stopped).await?;
+                let (bound, task) = receiver::serve(shared.clone(), addr, stopped).await?;
                 Some((bound, stop, task))
             }
             None => None,
