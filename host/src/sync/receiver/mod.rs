@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::{Shared, SyncError};
 
+mod context;
 mod finops;
 
 /// The header carrying the shared secret.
