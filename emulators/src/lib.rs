@@ -69,7 +69,7 @@ pub use guard::{FaultConfig, MAX_OUTAGE_SECONDS, ProtectionLimits};
 pub use security::{Access, Depth, SecurityRole, TableAccess};
 pub use server::RunningEmulator;
 pub use store::StoreError;
-pub use tls::CA_FILE_NAME;
+pub use tls::{CA_FILE_NAME, GeneratedTls};
 
 /// Which service an emulator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

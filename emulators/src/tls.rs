@@ -20,7 +20,7 @@ pub const CA_FILE_NAME: &str = "emulator-ca.pem";
 
 /// A generated CA and the server certificate it signed.
 #[derive(Debug)]
-pub(crate) struct GeneratedTls {
+pub struct GeneratedTls {
     /// The CA certificate, PEM.
     pub ca_pem: String,
     /// The server certificate, PEM.

@@ -28,6 +28,7 @@ fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
         r#"
 [engine]
 data = "data"
+polling_share = 1.0
 batch_size = 1000
 {systems}{legal}
 [[maps]]

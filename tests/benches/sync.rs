@@ -124,6 +124,7 @@ async fn world(engine: Option<&str>) -> World {
             r#"
 [engine]
 data = "data"
+polling_share = 1.0
 {lines}
 {systems}{legal}
 [[maps]]

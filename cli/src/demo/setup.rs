@@ -203,6 +203,9 @@ fn plan(
     );
     config.engine.data = data.to_path_buf();
     config.engine.poll_interval = POLL_INTERVAL;
+    // The emulators run here, for one demo: half their request limit may
+    // go to polls, so the demo's maps each poll about as often as asked.
+    config.engine.polling_share = 0.5;
     config.engine.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     config.engine.lookup_wait = Duration::from_secs(60);
     for step in PLUGINS {
@@ -267,5 +270,6 @@ fn system(kind: SystemKind, emulator: &RunningEmulator, events: Option<&str>) ->
         events_secret_env: events.map(str::to_owned),
         ca_file: emulator.ca_file().map(Path::to_path_buf),
         max_concurrency: dualwrite::config::MAX_CONCURRENCY,
+        request_limit: dualwrite::config::REQUEST_LIMIT,
     }
 }

@@ -47,6 +47,7 @@ fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
 [engine]
 data = "data"
 poll_interval = "100ms"
+polling_share = 1.0
 batch_size = {BATCH}
 batches_in_flight = {IN_FLIGHT}
 

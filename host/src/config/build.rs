@@ -101,6 +101,8 @@ impl Config {
             .collect();
 
         self.check_engine(&mut report);
+        let receiver_tls =
+            super::receiver::receiver_tls(&self.engine, &options.base_dir, &mut report);
         let order = self.dependency_order(&mut report);
         report
             .problems
@@ -120,6 +122,7 @@ impl Config {
             systems,
             maps,
             engine,
+            receiver_tls,
             warnings: report.problems,
         })
     }
@@ -155,6 +158,27 @@ impl Config {
                     .at_field(format!("systems.{name}.max_concurrency")),
                 );
             }
+            if system.request_limit == 0 {
+                report.push(
+                    Problem::new(
+                        ProblemCode::PollingBudget,
+                        format!("system `{name}`: `request_limit` is 0, so it could never be polled"),
+                        "set `request_limit` to the requests the service allows the application user in 5 minutes (6000 for Dataverse)",
+                    )
+                    .at_field(format!("systems.{name}.request_limit")),
+                );
+            }
+        }
+        let share = self.engine.polling_share;
+        if !(share > 0.0 && share <= 1.0) {
+            report.push(
+                Problem::new(
+                    ProblemCode::PollingBudget,
+                    format!("`[engine] polling_share` is {share}"),
+                    "set `polling_share` above 0 and at most 1: the share of each system's request limit that polls may use (0.1 is 10%)",
+                )
+                .at_field("engine.polling_share"),
+            );
         }
         let size = self.engine.batch_size;
         let message = match size {
@@ -263,6 +287,7 @@ fn build_system(
         events_secret,
         ca,
         max_concurrency: system.max_concurrency,
+        request_limit: system.request_limit,
     }
 }
 

@@ -61,6 +61,7 @@ mod checks;
 mod error;
 mod lookups;
 mod plugins;
+mod receiver;
 #[cfg(test)]
 mod tests;
 
@@ -119,10 +120,22 @@ pub struct EngineConfig {
     /// parked (`5m`).
     #[serde(default = "default_lookup_wait", with = "humantime_serde")]
     pub lookup_wait: std::time::Duration,
+    /// The share of each system's `request_limit` that polls of all maps
+    /// may use together (`0.1`); polls are spread to stay within it.
+    #[serde(default = "default_polling_share")]
+    pub polling_share: f64,
     /// Address of the webhook receiver for finops data events
     /// (`POST /events/{system}`); absent for none.
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// The receiver's certificate chain (PEM) when it serves HTTPS, as the
+    /// services require of a webhook; with `tls_private_key_file`.
+    #[serde(default)]
+    pub tls_certificate_file: Option<PathBuf>,
+    /// The private key of `tls_certificate_file` (PEM); absent when that
+    /// file holds it too.
+    #[serde(default)]
+    pub tls_private_key_file: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -134,7 +147,10 @@ impl Default for EngineConfig {
             batch_size: default_batch(),
             batches_in_flight: default_batches_in_flight(),
             lookup_wait: default_lookup_wait(),
+            polling_share: default_polling_share(),
             listen: None,
+            tls_certificate_file: None,
+            tls_private_key_file: None,
         }
     }
 }
@@ -145,6 +161,10 @@ fn default_data() -> PathBuf {
 
 fn default_poll() -> std::time::Duration {
     std::time::Duration::from_secs(1)
+}
+
+fn default_polling_share() -> f64 {
+    0.1
 }
 
 fn default_catch_all() -> std::time::Duration {
@@ -190,11 +210,30 @@ pub struct SystemConfig {
     /// while. Any other value is a `DW033 concurrency` error.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// Requests this system allows the application user in 5 minutes
+    /// (`6000`, Dataverse's service protection limit); the engine's polls
+    /// of all maps stay within `engine.polling_share` of it.
+    #[serde(default = "default_request_limit")]
+    pub request_limit: u32,
 }
 
 fn default_max_concurrency() -> usize {
     MAX_CONCURRENCY
 }
+
+fn default_request_limit() -> u32 {
+    REQUEST_LIMIT
+}
+
+/// Requests one user may send Dataverse in 5 minutes: "6,000 within the
+/// 5 minute sliding window"
+/// (<https://learn.microsoft.com/power-apps/developer/data-platform/api-limits>).
+/// finops publishes no such number for its resource-based limits; the
+/// retired user-based ones were the same.
+pub const REQUEST_LIMIT: u32 = 6000;
+
+/// The window of [`REQUEST_LIMIT`].
+pub const REQUEST_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The most requests in flight one system may be given: Dataverse allows
 /// 52 concurrent requests per user

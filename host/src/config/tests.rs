@@ -611,3 +611,104 @@ fn a_certificate_or_key_that_cannot_serve_is_dw035_naming_system_and_file() {
         );
     }
 }
+
+#[test]
+fn a_polling_share_or_request_limit_out_of_bounds_is_dw037() {
+    for (extra, field) in [
+        ("[engine]\npolling_share = 0.0\n", "engine.polling_share"),
+        ("[engine]\npolling_share = 1.5\n", "engine.polling_share"),
+        ("[engine]\npolling_share = nan\n", "engine.polling_share"),
+    ] {
+        let text = format!("{STANDARD_MAPS}\n{extra}");
+        let problems = build(&text, &secrets).expect_err("refused");
+        let problem = problems
+            .iter()
+            .find(|problem| problem.code == ProblemCode::PollingBudget)
+            .unwrap_or_else(|| panic!("no DW037 for {extra}: {problems:?}"));
+        assert_eq!(problem.field.as_deref(), Some(field));
+    }
+    let text = STANDARD_MAPS.replacen(
+        "[systems.dataverse]\n",
+        "[systems.dataverse]\nrequest_limit = 0\n",
+        1,
+    );
+    let problems = build(&text, &secrets).expect_err("refused");
+    assert!(
+        problems.iter().any(|p| p.code == ProblemCode::PollingBudget
+            && p.field.as_deref() == Some("systems.dataverse.request_limit")),
+        "{problems:?}"
+    );
+    let plan = build(STANDARD_MAPS, &secrets).expect("the defaults are valid");
+    assert_eq!(plan.systems["dataverse"].request_limit, 6000);
+    assert!((plan.engine.polling_share - 0.1).abs() < f64::EPSILON);
+}
+
+#[test]
+fn the_receivers_certificate_and_key_are_read_at_build_and_a_bad_one_is_dw036() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (certificate, key) = certificate_pem(&rcgen::PKCS_ECDSA_P256_SHA256, false);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let certificate_file = write("receiver.pem", &certificate);
+    let key_file = write("receiver-key.pem", &key);
+    let both_file = write("both.pem", &format!("{certificate}{key}"));
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let engine = |lines: &str| format!("{STANDARD_MAPS}\n[engine]\n{lines}\n");
+
+    let plan = build(
+        &engine(&format!(
+            "tls_certificate_file = {certificate_file:?}\ntls_private_key_file = {key_file:?}"
+        )),
+        &secrets,
+    )
+    .expect("a certificate and its key");
+    let tls = plan.receiver_tls.expect("read at build");
+    assert_eq!(tls.key_pem, key.as_bytes());
+    let plan = build(
+        &engine(&format!("tls_certificate_file = {both_file:?}")),
+        &secrets,
+    )
+    .expect("both in one file");
+    assert!(plan.receiver_tls.is_some());
+    assert!(
+        build(STANDARD_MAPS, &secrets)
+            .expect("valid")
+            .receiver_tls
+            .is_none()
+    );
+
+    let cases = [
+        (
+            format!("tls_certificate_file = {missing:?}"),
+            "engine.tls_certificate_file",
+            "cannot read",
+        ),
+        (
+            format!("tls_private_key_file = {key_file:?}"),
+            "engine.tls_private_key_file",
+            "without `tls_certificate_file`",
+        ),
+        (
+            format!("tls_certificate_file = {certificate_file:?}"),
+            "engine.tls_certificate_file",
+            "no unencrypted PEM private key",
+        ),
+        (
+            format!("tls_certificate_file = {key_file:?}\ntls_private_key_file = {key_file:?}"),
+            "engine.tls_certificate_file",
+            "no PEM `CERTIFICATE`",
+        ),
+    ];
+    for (lines, field, why) in cases {
+        let problems = build(&engine(&lines), &secrets).expect_err("refused");
+        let problem = problems
+            .iter()
+            .find(|problem| problem.code == ProblemCode::ReceiverTls)
+            .unwrap_or_else(|| panic!("no DW036 for {lines}: {problems:?}"));
+        assert_eq!(problem.field.as_deref(), Some(field), "{problem}");
+        assert!(problem.message.contains(why), "{problem}");
+    }
+}

@@ -184,6 +184,8 @@ pub struct SystemPlan {
     pub ca: Option<crate::connector::TrustedCa>,
     /// Most requests in flight at once (`max_concurrency`).
     pub max_concurrency: usize,
+    /// Requests allowed in 5 minutes (`request_limit`).
+    pub request_limit: u32,
 }
 
 /// One side of a map.
@@ -318,6 +320,26 @@ impl MapPlan {
     }
 }
 
+/// The webhook receiver's certificate chain and private key (PEM), read
+/// from `[engine] tls_certificate_file` and `tls_private_key_file`.
+#[derive(Clone)]
+pub struct ReceiverTls {
+    /// The certificate chain, PEM.
+    pub certificate_pem: Vec<u8>,
+    /// The private key, PEM.
+    pub key_pem: Vec<u8>,
+    /// Where they were read from, for messages.
+    pub files: String,
+}
+
+impl fmt::Debug for ReceiverTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceiverTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A validated config: what the sync engine runs.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -327,6 +349,9 @@ pub struct Plan {
     pub maps: Vec<MapPlan>,
     /// How the engine runs (`data` made absolute against the config file).
     pub engine: crate::config::EngineConfig,
+    /// The webhook receiver's certificate and key, read at build, when it
+    /// serves HTTPS.
+    pub receiver_tls: Option<ReceiverTls>,
     /// Warning-level problems found while building.
     pub warnings: Vec<Problem>,
 }

@@ -84,6 +84,8 @@ problem_codes! {
     Concurrency = "DW033" "concurrency" Error, "`[engine] batches_in_flight` or a system's `max_concurrency` is 0 or over its limit.";
     AuthConfig = "DW034" "auth-config" Error, "A system's `auth` names no token endpoint (`tenant` or `token_url`), a tenant that is not a directory, or not exactly one of `client_secret_env` and `certificate_file`.";
     ClientCertificate = "DW035" "client-certificate" Error, "A system's `certificate_file` or `private_key_file` cannot be read, is not an RSA certificate and key in PEM, is outside its validity, or the key is not the certificate's.";
+    ReceiverTls = "DW036" "receiver-tls" Error, "`[engine] tls_certificate_file` or `tls_private_key_file` cannot be read or holds no PEM certificate chain or private key, or the key is set without the certificate.";
+    PollingBudget = "DW037" "polling-budget" Error, "`[engine] polling_share` is not above 0 and at most 1, or a system's `request_limit` is 0.";
 }
 
 impl fmt::Display for ProblemCode {

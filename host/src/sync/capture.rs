@@ -35,22 +35,31 @@ pub(super) async fn run(
     side: Side,
     webhook: bool,
 ) -> Result<(), SyncError> {
-    let pushed = webhook
-        && side == Side::Left
-        && shared
-            .plan
-            .systems
-            .get(&map.plan.side(side).system)
-            .is_some_and(|s| s.events_secret.is_some());
-    let interval = if pushed {
-        shared.plan.engine.catch_all_interval
-    } else {
-        shared.plan.engine.poll_interval
-    };
+    let configured = configured_interval(&shared, &map.plan, side, webhook);
+    let system = &map.plan.side(side).system;
+    let budget = &shared.budgets[system];
+    let interval = budget.interval(configured);
+    if interval > configured {
+        tracing::info!(
+            map = %map.name(), side = side.name(), %system,
+            configured = %humantime::format_duration(configured),
+            polls_every = %humantime::format_duration(interval),
+            "Many maps poll this system: polls are spread to stay within the polling budget."
+        );
+    }
+    // Whether the last read had more to give: the next read continues it
+    // at once and is not a poll of the budget.
+    let mut continuing = false;
     let mut retry = backoff();
     loop {
         if map.halting() {
             return Ok(());
+        }
+        if !continuing {
+            tokio::select! {
+                _ = budget.poll() => {}
+                _ = map.halted() => return Ok(()),
+            }
         }
         // A read stuck in retries (throttling, an outage) must not hold up
         // shutdown; dropping it is safe: nothing was queued yet.
@@ -61,6 +70,7 @@ pub(super) async fn run(
         let wait = match read {
             Ok(more) => {
                 retry = backoff();
+                continuing = more;
                 if more { Duration::ZERO } else { interval }
             }
             Err(FlowError::Checkpoint(error)) => return Err(error.into()),
@@ -76,6 +86,28 @@ pub(super) async fn run(
             _ = tokio::time::sleep(wait) => {}
             _ = map.halted() => return Ok(()),
         }
+    }
+}
+
+/// The interval the config gives `side` of `plan`: `catch_all_interval`
+/// when its changes are pushed to the receiver, else `poll_interval`.
+pub(super) fn configured_interval(
+    shared: &Shared,
+    plan: &MapPlan,
+    side: Side,
+    receiver: bool,
+) -> Duration {
+    let pushed = receiver
+        && side == Side::Left
+        && shared
+            .plan
+            .systems
+            .get(&plan.side(side).system)
+            .is_some_and(|s| s.events_secret.is_some());
+    if pushed {
+        shared.plan.engine.catch_all_interval
+    } else {
+        shared.plan.engine.poll_interval
     }
 }
 

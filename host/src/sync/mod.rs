@@ -45,6 +45,7 @@
 //! Boundary: the engine drives connectors, the checkpoint store and the
 //! plugin runtime; it speaks no HTTP itself except the webhook receiver.
 
+mod budget;
 mod capture;
 mod conflict;
 mod decide;
@@ -53,7 +54,7 @@ mod error;
 mod keys;
 mod pipeline;
 pub mod plugins;
-mod receiver;
+pub mod receiver;
 mod record;
 pub mod refs;
 mod runtime;
@@ -76,6 +77,7 @@ use crate::connector::ConnectorOptions;
 use crate::map::Plan;
 use crate::plugin::{Runtime, RuntimeConfig};
 
+pub use budget::Polling;
 pub use error::SyncError;
 pub use runtime::{MapCommand, MapState};
 
@@ -176,6 +178,8 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<SyncEvent>,
     /// Notified whenever a map's state changes.
     pub states_changed: Notify,
+    /// Each system's polling budget, shared by the maps polling it.
+    pub budgets: HashMap<String, budget::PollBudget>,
 }
 
 impl Shared {
@@ -280,6 +284,7 @@ impl Engine {
         }
         let (events, _) = broadcast::channel(4096);
         let listen = plan.engine.listen;
+        let budgets = budget_of_each_system(&plan, &maps);
         let shared = Arc::new(Shared {
             plan,
             store,
@@ -287,6 +292,7 @@ impl Engine {
             maps,
             events,
             states_changed: Notify::new(),
+            budgets,
         });
         let webhook = match listen {
             Some(addr) => {
@@ -334,10 +340,48 @@ impl RunningEngine {
         self.webhook.as_ref().map(|(addr, _, _)| *addr)
     }
 
-    /// The URL finops data events for system `system` are posted to.
+    /// The URL the events of system `system` are posted to (`https://`
+    /// when the receiver serves TLS).
     pub fn webhook_url(&self, system: &str) -> Option<String> {
+        let scheme = match self.shared.plan.receiver_tls {
+            Some(_) => "https",
+            None => "http",
+        };
         self.webhook_addr()
-            .map(|addr| format!("http://{addr}/events/{system}"))
+            .map(|addr| format!("{scheme}://{addr}/events/{system}"))
+    }
+
+    /// How often each side of `map` that flows is polled: the configured
+    /// interval, and what the system's polling budget makes of it.
+    pub fn polling(&self, map: &str) -> Vec<(shape::Side, Polling)> {
+        let Some(runtime) = self.shared.maps.get(map) else {
+            return Vec::new();
+        };
+        [shape::Side::Left, shape::Side::Right]
+            .into_iter()
+            .filter(|side| runtime.side(*side).flows)
+            .map(|side| {
+                let system = &runtime.plan.side(side).system;
+                let configured = capture::configured_interval(
+                    &self.shared,
+                    &runtime.plan,
+                    side,
+                    self.webhook.is_some(),
+                );
+                (side, self.shared.budgets[system].status(system, configured))
+            })
+            .collect()
+    }
+
+    /// The requests, retries and throttling of system `system` so far.
+    pub fn system_stats(&self, system: &str) -> Option<crate::connector::ConnectorStats> {
+        self.shared
+            .systems
+            .get(system)
+            .map(|system| match &system.connector {
+                system::Connector::Dataverse(connector) => connector.stats(),
+                system::Connector::Finops(connector) => connector.stats(),
+            })
     }
 
     /// Counters of a map's direction.
@@ -454,4 +498,32 @@ impl RunningEngine {
         }
         Ok(())
     }
+}
+
+/// The polling budget of each system: `polling_share` of its
+/// `request_limit`, shared by the capture tasks of the enabled maps that
+/// read it.
+fn budget_of_each_system(
+    plan: &Plan,
+    maps: &HashMap<String, Arc<MapRuntime>>,
+) -> HashMap<String, budget::PollBudget> {
+    let mut pollers: HashMap<&str, usize> = HashMap::new();
+    for map in plan.maps.iter().filter(|m| m.enabled) {
+        for side in [shape::Side::Left, shape::Side::Right] {
+            if maps.get(&map.name).is_some_and(|m| m.side(side).flows) {
+                *pollers.entry(map.side(side).system.as_str()).or_default() += 1;
+            }
+        }
+    }
+    plan.systems
+        .iter()
+        .map(|(name, system)| {
+            let budget = budget::PollBudget::new(
+                system.request_limit,
+                plan.engine.polling_share,
+                pollers.get(name.as_str()).copied().unwrap_or(0),
+            );
+            (name.clone(), budget)
+        })
+        .collect()
 }

@@ -10,7 +10,9 @@ mod lifecycle;
 mod lookups;
 mod ordering;
 mod plugins;
+mod polling;
 mod races;
+mod receiver;
 mod refusals;
 mod restart;
 mod tls;
@@ -186,7 +188,13 @@ impl Sync {
     pub fn config_text(&self) -> String {
         // Defaults for the tests, unless the test sets the key itself.
         let mut engine = self.engine_extra.clone();
-        for line in ["poll_interval = \"100ms\"", "lookup_wait = \"30s\""] {
+        // The emulators serve these tests alone: polls may use the whole
+        // request limit, so each map polls about as often as it asks.
+        for line in [
+            "poll_interval = \"100ms\"",
+            "lookup_wait = \"30s\"",
+            "polling_share = 1.0",
+        ] {
             let name = line.split(' ').next().unwrap_or_default();
             if !engine.lines().any(|l| l.starts_with(name)) {
                 engine.push('\n');
