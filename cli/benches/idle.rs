@@ -4,8 +4,10 @@
 //! map has finished its initial copy and a few polls went by.
 //!
 //! Run with `cargo bench -p dualwrite-cli --bench idle`; prints a table
-//! and the line `host/rss 50-maps-idle <MiB>`. `IDLE_BENCH_MAPS` sets the
-//! number of maps.
+//! and the lines `host/rss 50-maps-idle <MiB>` and
+//! `host/requests-per-second 50-maps-idle <n>` (what the idle maps send
+//! both services together: their polls, within each system's polling
+//! budget). `IDLE_BENCH_MAPS` sets the number of maps.
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -102,10 +104,12 @@ async fn main() {
         .spawn()
         .expect("dualwrite run starts");
     let pid = child.id();
-    // Every map reads both sides at start, then polls each second: the
-    // figure is taken after the start and a few polls.
+    // Every map reads both sides at start, then polls within the budget:
+    // the figures are taken after the start and a few polls.
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let requests = || finops.requests() + dataverse.requests();
+    let (before, sampling) = (requests(), Instant::now());
     let mut samples = Vec::new();
     for _ in 0..5 {
         if let Some(kib) = rss_kib(pid) {
@@ -113,6 +117,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let per_second = (requests() - before) as f64 / sampling.elapsed().as_secs_f64();
     let alive = child.try_wait().ok().flatten().is_none();
     let _ = child.kill();
     let output = child.wait_with_output().expect("dualwrite run ends");
@@ -123,11 +128,17 @@ async fn main() {
     );
     let peak = samples.iter().copied().max().expect("an RSS sample");
     let mib = peak as f64 / 1024.0;
-    println!("| maps | seconds running | RSS (MiB, highest of 5 samples) |");
-    println!("|---|---|---|");
-    println!("| {maps} | {} | {mib:.1} |", started.elapsed().as_secs());
+    println!(
+        "| maps | seconds running | RSS (MiB, highest of 5 samples) | requests/s to both services |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| {maps} | {} | {mib:.1} | {per_second:.1} |",
+        started.elapsed().as_secs()
+    );
     println!();
     println!("host/rss {maps}-maps-idle {mib:.1}");
+    println!("host/requests-per-second {maps}-maps-idle {per_second:.1}");
     finops.shutdown().await.expect("finops stops");
     dataverse.shutdown().await.expect("dataverse stops");
 }

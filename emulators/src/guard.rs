@@ -104,6 +104,7 @@ pub struct Guard {
     usage: Mutex<HashMap<String, Usage>>,
     faults: Mutex<FaultState>,
     codes: ThrottleCodes,
+    admitted: std::sync::atomic::AtomicU64,
 }
 
 /// The error codes a service uses for its 429s.
@@ -150,6 +151,12 @@ fn throttled(code: &str, message: String, retry_after: u64) -> ApiError {
 }
 
 impl Guard {
+    /// Service requests that reached the guard so far (token requests and
+    /// admin routes are not service requests).
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A guard with these limits and faults.
     pub fn new(limits: ProtectionLimits, faults: FaultConfig, codes: ThrottleCodes) -> Self {
         let guard = Self {
@@ -157,6 +164,7 @@ impl Guard {
             usage: Mutex::new(HashMap::new()),
             faults: Mutex::new(FaultState::default()),
             codes,
+            admitted: std::sync::atomic::AtomicU64::new(0),
         };
         guard.set_faults(faults);
         guard
@@ -234,6 +242,8 @@ impl Guard {
     /// Counts a request of `client` against its limits; the returned guard
     /// holds its in-flight slot until dropped.
     pub fn admit(&self, client: &str) -> Result<InFlight<'_>, ApiError> {
+        self.admitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let limits = *self.limits.lock().unwrap_or_else(|e| e.into_inner());
         let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         let w = usage.entry(client.to_string()).or_insert_with(|| Usage {

@@ -63,6 +63,12 @@ impl RunningEmulator {
         self.ca.as_ref().map(|(_, pem)| pem.as_str())
     }
 
+    /// Service requests received so far, of every client (token requests
+    /// and `/admin` routes excluded).
+    pub fn requests(&self) -> u64 {
+        self.state.guard.admitted()
+    }
+
     /// The service root: `…/api/data/v9.2` or `…/data`.
     pub fn service_url(&self) -> String {
         match self.state.kind {

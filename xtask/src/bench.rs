@@ -52,6 +52,9 @@ fn target(name: &str) -> &'static str {
         "initial-sync/seconds" => "≤ 120 (1,000,000 rows)",
         n if n.starts_with("initial-sync/raw") => "≥ 0.8",
         n if n.starts_with("host/rss") => "≤ 100 MiB",
+        // 10% of 6,000 requests in 5 minutes, for each of the two systems.
+        n if n.starts_with("host/requests-per-second") => "≤ 4 (2 per system)",
+        n if n.starts_with("sync/push-p95-ms") => "≤ 250",
         _ => "",
     }
 }
@@ -155,5 +158,10 @@ mod tests {
         assert_eq!(target("sync/raw finops-to-dataverse"), "≥ 0.5");
         assert_eq!(target("sync/raw finops-to-dataverse (30 ms)"), "≥ 0.8");
         assert_eq!(target("plugins/transform-job"), "≤ 1.3x");
+        assert_eq!(target("sync/push-p95-ms finops-to-dataverse"), "≤ 250");
+        assert_eq!(
+            target("host/requests-per-second 50-maps-idle"),
+            "≤ 4 (2 per system)"
+        );
     }
 }

@@ -48,8 +48,9 @@ pub(super) async fn run(
         );
     }
     // Whether the last read had more to give: the next read continues it
-    // at once and is not a poll of the budget.
-    let mut continuing = false;
+    // at once and is not a poll of the budget. The first read (the initial
+    // copy, or tracking resumed at start) is not one either.
+    let mut continuing = true;
     let mut retry = backoff();
     loop {
         if map.halting() {
