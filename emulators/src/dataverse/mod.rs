@@ -16,6 +16,7 @@
 mod definitions;
 mod functions;
 pub(crate) mod ops;
+mod property;
 mod read;
 pub(crate) mod write;
 
@@ -36,6 +37,18 @@ pub(crate) const SYSTEM_FIELDS: &[&str] = &["versionnumber", "createdon", "modif
 
 pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, BAD_REQUEST, message)
+}
+
+pub(crate) fn not_found(table: &TableDef, key: &KeySegment) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        NOT_FOUND,
+        format!(
+            "{} With {} Does Not Exist",
+            table.entity_name(),
+            describe_key(key)
+        ),
+    )
 }
 
 pub(crate) fn unknown_property(table: &TableDef, name: &str) -> ApiError {
@@ -75,22 +88,63 @@ pub(crate) async fn route(
             format!("Resource not found for the segment '{set}'."),
         ));
     };
-    state.security.authorize(table, &request)?;
-    match (rest, &request.method, &key) {
-        ("", _, _) => {}
-        ("$count", &Method::GET, None) => return read::count(state, table, &request),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                BAD_REQUEST,
-                format!("Resource not found for the segment '{rest}'."),
-            ));
-        }
+    // A write below a row (a property, a `$ref`) is the update of one row,
+    // checked as such below; everything else is checked as it is.
+    if rest.is_empty() || request.method == Method::GET {
+        state.security.authorize(table, &request)?;
     }
-    match (&request.method, key) {
-        (&Method::GET, None) => read::collection(state, table, &request),
-        (&Method::GET, Some(key)) => read::one(state, table, &key, &request),
-        (_, key) => ops::execute(state, table, key, &request).await,
+    match (rest, &request.method, key) {
+        ("", _, key) => match (&request.method, key) {
+            (&Method::GET, None) => read::collection(state, table, &request),
+            (&Method::GET, Some(key)) => read::one(state, table, &key, &request),
+            (_, key) => ops::execute(state, table, key, &request).await,
+        },
+        ("$count", &Method::GET, None) => read::count(state, table, &request),
+        (rest, &Method::GET, Some(key)) => property::read(state, table, &key, rest),
+        (rest, _, Some(key)) => {
+            let write = property::as_write(state, table, key, rest, &request)?;
+            state.security.authorize(write.table, &write.request)?;
+            ops::execute_bare(state, write.table, write.key, &write.request).await
+        }
+        (rest, _, None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_REQUEST,
+            format!("Resource not found for the segment '{rest}'."),
+        )),
+    }
+}
+
+/// The write a request below the service root makes, for `$batch` change
+/// sets: the table, the key, and for a write below a row (a property, a
+/// `$ref`) the update it amounts to, answered with a bare `204`.
+pub(crate) fn write_target<'m>(
+    state: &'m SharedState,
+    request: &ApiRequest,
+) -> Result<(&'m TableDef, Option<KeySegment>, Option<ApiRequest>), ApiError> {
+    let (segment, rest) = request.path.split_once('/').unwrap_or((&request.path, ""));
+    let (set, key) = parse_segment(segment, BAD_REQUEST)?;
+    let table = state.metadata.table(&set).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_REQUEST,
+            format!("Resource not found for the segment '{set}'."),
+        )
+    })?;
+    match (rest, key) {
+        ("", key) => {
+            state.security.authorize(table, request)?;
+            Ok((table, key, None))
+        }
+        (rest, Some(key)) => {
+            let write = property::as_write(state, table, key, rest, request)?;
+            state.security.authorize(write.table, &write.request)?;
+            Ok((write.table, Some(write.key), Some(write.request)))
+        }
+        (rest, None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_REQUEST,
+            format!("Resource not found for the segment '{rest}'."),
+        )),
     }
 }
 

@@ -7,6 +7,8 @@ mod batch;
 mod dataverse;
 mod dataverse_changes;
 mod emulator_ops;
+mod fidelity_batch;
+mod fidelity_dataverse;
 mod finops;
 mod metadata;
 mod security;
