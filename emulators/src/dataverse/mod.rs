@@ -63,6 +63,9 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     if request.path == "$batch" {
         return super::batch::handle(state, request).await;
     }
+    if request.path.is_empty() && request.method == Method::GET {
+        return service_document(state);
+    }
     if functions::handles(&request.path) {
         return functions::handle(state, &request);
     }
@@ -73,6 +76,23 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
         Ok(r) => r,
         Err(e) => e.to_response(),
     }
+}
+
+/// `GET /api/data/v9.2/`: the OData service document (OData JSON Format
+/// 4.0 §5), one `EntitySet` per table.
+fn service_document(state: &SharedState) -> ApiResponse {
+    let value: Vec<serde_json::Value> = state
+        .metadata
+        .tables()
+        .map(|t| serde_json::json!({"name": t.name, "kind": "EntitySet", "url": t.name}))
+        .collect();
+    ApiResponse::json(
+        StatusCode::OK,
+        serde_json::json!({
+            "@odata.context": format!("{}/api/data/v9.2/$metadata", state.base_url),
+            "value": value,
+        }),
+    )
 }
 
 pub(crate) async fn route(

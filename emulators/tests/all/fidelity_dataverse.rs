@@ -242,3 +242,24 @@ async fn collection_valued_navigation_properties_take_ref() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+/// The service document at the root (OData JSON Format 4.0 §5), which the
+/// Web API answers at `[Organization URI]/api/data/v9.2/`.
+#[tokio::test]
+async fn the_service_document_lists_the_entity_sets() {
+    let h = Harness::dataverse().await;
+    let (status, body) = h.get_json("").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["@odata.context"],
+        format!("{}/$metadata", h.emulator.service_url())
+    );
+    assert!(
+        body["value"]
+            .as_array()
+            .expect("value")
+            .contains(&json!({"name": "accounts", "kind": "EntitySet", "url": "accounts"})),
+        "{body}"
+    );
+    h.emulator.shutdown().await.expect("shutdown");
+}
