@@ -15,6 +15,7 @@
 
 mod definitions;
 mod functions;
+mod money;
 pub(crate) mod ops;
 mod property;
 mod read;

@@ -193,6 +193,7 @@ pub(crate) fn apply(
             }
             let mut row = Map::new();
             apply_body(state, tx, table, &mut row, &write.body)?;
+            super::money::derive(state, tx, table, &mut row)?;
             row.insert(pk_field, Value::String(id.clone()));
             row.insert("createdon".into(), now());
             row.insert("modifiedon".into(), now());
@@ -254,6 +255,7 @@ pub(crate) fn apply(
                 ))));
             }
             apply_body(state, tx, table, &mut row, &write.body)?;
+            super::money::derive(state, tx, table, &mut row)?;
             if created {
                 row.insert("createdon".into(), now());
             }

@@ -132,6 +132,11 @@ pub(super) fn apply_body(
                 table.entity_name()
             ))));
         };
+        if super::money::computed(table, name) {
+            return Err(abort(bad_request(format!(
+                "'{name}' is computed by the service from the row's currency: set transactioncurrencyid@odata.bind and the money column instead"
+            ))));
+        }
         if field.field_type == FieldType::Lookup {
             return Err(abort(bad_request(format!(
                 "'{name}' is a lookup: set it with \"{name}@odata.bind\": \"/<entityset>(<guid>)\""

@@ -263,3 +263,60 @@ async fn the_service_document_lists_the_entity_sets() {
     );
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+/// Money columns carry `exchangerate` and `<column>_base`, computed from
+/// the row's currency and refused when written (account reference:
+/// <https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/account>).
+#[tokio::test]
+async fn money_columns_bring_exchangerate_and_base_values() {
+    let h = Harness::dataverse().await;
+    let euro = create(
+        &h,
+        "transactioncurrencies",
+        json!({"isocurrencycode": "EUR", "currencyname": "Euro", "exchangerate": 0.8}),
+    )
+    .await;
+    let account = create(
+        &h,
+        "accounts",
+        json!({
+            "name": "Money",
+            "creditlimit": 1000,
+            "revenue": 50,
+            "transactioncurrencyid@odata.bind": format!("/transactioncurrencies({euro})"),
+        }),
+    )
+    .await;
+    let (_, row) = h.get_json(&format!("accounts({account})")).await;
+    assert_eq!(row["exchangerate"], 0.8);
+    assert_eq!(row["creditlimit_base"], 1250.0);
+    assert_eq!(row["revenue_base"], 62.5);
+    assert_eq!(row["aging30_base"], Value::Null);
+
+    let plain = create(
+        &h,
+        "accounts",
+        json!({"name": "No currency", "creditlimit": 7}),
+    )
+    .await;
+    let (_, row) = h.get_json(&format!("accounts({plain})")).await;
+    assert_eq!(row["exchangerate"], 1.0);
+    assert_eq!(row["creditlimit_base"], 7.0);
+
+    for body in [json!({"creditlimit_base": 1}), json!({"exchangerate": 2})] {
+        let (status, error) = send_json(
+            h.request(Method::PATCH, &format!("accounts({account})"))
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("computed by the service"),
+            "{error}"
+        );
+    }
+    h.emulator.shutdown().await.expect("shutdown");
+}
