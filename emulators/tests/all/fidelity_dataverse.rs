@@ -320,3 +320,86 @@ async fn money_columns_bring_exchangerate_and_base_values() {
     }
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+/// Headers as the create and update pages show them: `OData-EntityId` on a
+/// `204`, no `ETag` on writes, `ETag` on a single read, `OData-Version:
+/// 4.0` everywhere, `Preference-Applied` only for an applied preference;
+/// an unknown property in a payload is `0x80048d19`
+/// (<https://learn.microsoft.com/power-apps/developer/data-platform/webapi/create-entity-web-api>,
+/// <https://learn.microsoft.com/power-apps/developer/data-platform/webapi/update-delete-entities-using-web-api>).
+#[tokio::test]
+async fn headers_appear_where_documented() {
+    let h = Harness::dataverse().await;
+    let response = h
+        .request(Method::POST, "accounts")
+        .json(&json!({"name": "Headers"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let headers = response.headers();
+    assert_eq!(headers["odata-version"], "4.0");
+    assert!(headers.contains_key("odata-entityid"));
+    assert!(!headers.contains_key("etag"), "{headers:?}");
+    assert!(!headers.contains_key("preference-applied"), "{headers:?}");
+    let entity = headers["odata-entityid"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    let id = entity
+        .rsplit_once('(')
+        .expect("key")
+        .1
+        .trim_end_matches(')')
+        .to_string();
+
+    let response = h
+        .request(Method::GET, &format!("accounts({id})?$select=name"))
+        .send()
+        .await
+        .expect("sent");
+    let etag = response.headers()["etag"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(!response.headers().contains_key("preference-applied"));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["@odata.etag"], etag.as_str());
+    assert_eq!(
+        body["@odata.context"],
+        format!(
+            "{}/$metadata#accounts(name)/$entity",
+            h.emulator.service_url()
+        )
+    );
+
+    let response = h
+        .request(Method::PATCH, &format!("accounts({id})"))
+        .header("Prefer", "return=representation")
+        .json(&json!({"name": "Again"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["preference-applied"],
+        "return=representation"
+    );
+
+    let (status, body) = send_json(
+        h.request(Method::PATCH, &format!("accounts({id})"))
+            .json(&json!({"nosuchcolumn": 1})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "0x80048d19", "{body}");
+    let (_, body) = h.get_json("accounts?$select=name,accountid").await;
+    assert_eq!(
+        body["@odata.context"],
+        format!(
+            "{}/$metadata#accounts(name,accountid)",
+            h.emulator.service_url()
+        )
+    );
+    h.emulator.shutdown().await.expect("shutdown");
+}
