@@ -182,26 +182,45 @@ fn parse_items(state: &SharedState, request: &ApiRequest) -> Result<Vec<Item>, A
 }
 
 /// Replaces `$N` references (URL start, `@odata.bind` values) with the
-/// entity paths of earlier `Content-ID`s.
-fn substitute(part: &mut Part, ids: &HashMap<String, String>) {
+/// entity paths of the `Content-ID`s before it in its change set. OData
+/// 4.0 (§11.7.3.1, which the batch page follows) lets a request reference
+/// only requests of its own change set, so a reference to any other name
+/// is refused.
+fn substitute(
+    state: &SharedState,
+    part: &mut Part,
+    ids: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let unknown = |id: &str| {
+        bad(
+            state,
+            format!(
+                "Content-ID Reference: '${id}' does not exist in the batch context: reference an earlier request of the same change set"
+            ),
+        )
+    };
     if let Some(rest) = part.request.path.strip_prefix('$') {
         let (id, tail) = rest.split_at(
             rest.find(|c: char| !c.is_ascii_alphanumeric())
                 .unwrap_or(rest.len()),
         );
-        if let Some(path) = ids.get(id) {
+        // `$batch`, `$metadata` and the like are not references.
+        if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) || ids.contains_key(id) {
+            let path = ids.get(id).ok_or_else(|| unknown(id))?;
             part.request.path = format!("{path}{tail}");
         }
     }
-    if ids.is_empty() || part.request.body.is_empty() {
-        return;
+    if part.request.body.is_empty() {
+        return Ok(());
     }
     if let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&part.request.body) {
         let mut changed = false;
         for (k, v) in body.iter_mut() {
-            if let (true, Some(reference)) = (k.ends_with("@odata.bind"), v.as_str())
-                && let Some(path) = reference.strip_prefix('$').and_then(|id| ids.get(id))
-            {
+            if let (true, Some(id)) = (
+                k.ends_with("@odata.bind"),
+                v.as_str().and_then(|r| r.strip_prefix('$')),
+            ) {
+                let path = ids.get(id).ok_or_else(|| unknown(id))?;
                 *v = Value::String(format!("/{path}"));
                 changed = true;
             }
@@ -210,6 +229,35 @@ fn substitute(part: &mut Part, ids: &HashMap<String, String>) {
             part.request.body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         }
     }
+    Ok(())
+}
+
+/// Finds the table, checks access and prepares one write of a change set.
+async fn prepare_part<'s>(
+    state: &'s SharedState,
+    request: &ApiRequest,
+) -> Result<Prepared<'s>, ApiError> {
+    if state.kind == ServiceKind::Dataverse {
+        let (table, key, rewritten) = dataverse::write_target(state, request)?;
+        return Ok(match rewritten {
+            None => prepare(state, table, key, request).await?,
+            Some(rewritten) => {
+                let mut write = dataverse::ops::prepare(state, table, key, &rewritten).await?;
+                write.bare = true;
+                Prepared::Dataverse(write)
+            }
+        });
+    }
+    let (set, key) = parse_segment(&request.path, code(state))?;
+    let table = state.metadata.table(&set).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            code(state),
+            format!("Resource not found for the segment '{set}'."),
+        )
+    })?;
+    state.security.authorize(table, request)?;
+    prepare(state, table, key, request).await
 }
 
 async fn run_single(state: &SharedState, part: Part) -> ApiResponse {
@@ -227,33 +275,20 @@ async fn run_single(state: &SharedState, part: Part) -> ApiResponse {
 async fn run_change_set(
     state: &SharedState,
     mut parts: Vec<Part>,
-    ids: &mut HashMap<String, String>,
 ) -> Result<Vec<(Option<String>, ApiResponse)>, (Option<String>, ApiError)> {
+    let mut ids = HashMap::new();
     let mut prepared = Vec::new();
     for part in parts.iter_mut() {
-        substitute(part, ids);
-        let fail = |e: ApiError| (part.content_id.clone(), e);
-        let (set, key) = parse_segment(&part.request.path, code(state)).map_err(fail)?;
-        let table = state.metadata.table(&set).ok_or_else(|| {
-            fail(ApiError::new(
-                StatusCode::NOT_FOUND,
-                code(state),
-                format!("Resource not found for the segment '{set}'."),
-            ))
-        })?;
-        state
-            .security
-            .authorize(table, &part.request)
-            .map_err(fail)?;
+        let content_id = part.content_id.clone();
+        let fail = |e: ApiError| (content_id.clone(), e);
+        substitute(state, part, &ids).map_err(fail)?;
         if part.request.method == Method::GET {
             return Err(fail(bad(
                 state,
-                "a change set may hold only POST, PATCH and DELETE requests: move GETs out of it",
+                "a change set may hold only POST, PATCH, PUT and DELETE requests: move GETs out of it",
             )));
         }
-        let write = prepare(state, table, key, &part.request)
-            .await
-            .map_err(fail)?;
+        let write = prepare_part(state, &part.request).await.map_err(fail)?;
         if let Some(id) = &part.content_id {
             ids.insert(id.clone(), entity_path(state, &write, &part.request.path));
         }
@@ -305,20 +340,22 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     }
     let continue_on_error = prefer(&request.headers, "odata.continue-on-error");
     let mut answer = BatchResponse::new(format!("batchresponse_{}", uuid::Uuid::new_v4()));
-    let mut ids = HashMap::new();
+    let none = HashMap::new();
     for item in items {
         let failed = match item {
             Item::Single(mut part) => {
-                substitute(&mut part, &ids);
                 let content_id = part.content_id.clone();
-                let response = run_single(state, *part).await;
+                let response = match substitute(state, &mut part, &none) {
+                    Ok(()) => run_single(state, *part).await,
+                    Err(e) => e.to_response(),
+                };
                 let failed = response.status.as_u16() >= 400;
                 answer
                     .items
                     .push(codec::Item::Single(to_codec(content_id, &response)));
                 failed
             }
-            Item::ChangeSet(parts) => match run_change_set(state, parts, &mut ids).await {
+            Item::ChangeSet(parts) => match run_change_set(state, parts).await {
                 Ok(responses) => {
                     answer.items.push(codec::Item::ChangeSet {
                         boundary: format!("changesetresponse_{}", uuid::Uuid::new_v4()),

@@ -281,10 +281,13 @@ async fn serve_tls(
 
 fn router(state: SharedState) -> Router {
     let service = match state.kind {
-        ServiceKind::Dataverse => {
-            Router::new().route("/api/data/v9.2/{*rest}", any(service_request))
-        }
-        ServiceKind::Finops => Router::new().route("/data/{*rest}", any(service_request)),
+        // The root itself (`/data/`) answers the service document.
+        ServiceKind::Dataverse => Router::new()
+            .route("/api/data/v9.2/", any(service_request))
+            .route("/api/data/v9.2/{*rest}", any(service_request)),
+        ServiceKind::Finops => Router::new()
+            .route("/data/", any(service_request))
+            .route("/data/{*rest}", any(service_request)),
     }
     .layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()

@@ -15,7 +15,9 @@
 
 mod definitions;
 mod functions;
+mod money;
 pub(crate) mod ops;
+mod property;
 mod read;
 pub(crate) mod write;
 
@@ -38,6 +40,18 @@ pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, BAD_REQUEST, message)
 }
 
+pub(crate) fn not_found(table: &TableDef, key: &KeySegment) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        NOT_FOUND,
+        format!(
+            "{} With {} Does Not Exist",
+            table.entity_name(),
+            describe_key(key)
+        ),
+    )
+}
+
 pub(crate) fn unknown_property(table: &TableDef, name: &str) -> ApiError {
     bad_request(format!(
         "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{}'.",
@@ -50,6 +64,9 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     if request.path == "$batch" {
         return super::batch::handle(state, request).await;
     }
+    if request.path.is_empty() && request.method == Method::GET {
+        return service_document(state);
+    }
     if functions::handles(&request.path) {
         return functions::handle(state, &request);
     }
@@ -60,6 +77,23 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
         Ok(r) => r,
         Err(e) => e.to_response(),
     }
+}
+
+/// `GET /api/data/v9.2/`: the OData service document (OData JSON Format
+/// 4.0 §5), one `EntitySet` per table.
+fn service_document(state: &SharedState) -> ApiResponse {
+    let value: Vec<serde_json::Value> = state
+        .metadata
+        .tables()
+        .map(|t| serde_json::json!({"name": t.name, "kind": "EntitySet", "url": t.name}))
+        .collect();
+    ApiResponse::json(
+        StatusCode::OK,
+        serde_json::json!({
+            "@odata.context": format!("{}/api/data/v9.2/$metadata", state.base_url),
+            "value": value,
+        }),
+    )
 }
 
 pub(crate) async fn route(
@@ -75,22 +109,63 @@ pub(crate) async fn route(
             format!("Resource not found for the segment '{set}'."),
         ));
     };
-    state.security.authorize(table, &request)?;
-    match (rest, &request.method, &key) {
-        ("", _, _) => {}
-        ("$count", &Method::GET, None) => return read::count(state, table, &request),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                BAD_REQUEST,
-                format!("Resource not found for the segment '{rest}'."),
-            ));
-        }
+    // A write below a row (a property, a `$ref`) is the update of one row,
+    // checked as such below; everything else is checked as it is.
+    if rest.is_empty() || request.method == Method::GET {
+        state.security.authorize(table, &request)?;
     }
-    match (&request.method, key) {
-        (&Method::GET, None) => read::collection(state, table, &request),
-        (&Method::GET, Some(key)) => read::one(state, table, &key, &request),
-        (_, key) => ops::execute(state, table, key, &request).await,
+    match (rest, &request.method, key) {
+        ("", _, key) => match (&request.method, key) {
+            (&Method::GET, None) => read::collection(state, table, &request),
+            (&Method::GET, Some(key)) => read::one(state, table, &key, &request),
+            (_, key) => ops::execute(state, table, key, &request).await,
+        },
+        ("$count", &Method::GET, None) => read::count(state, table, &request),
+        (rest, &Method::GET, Some(key)) => property::read(state, table, &key, rest),
+        (rest, _, Some(key)) => {
+            let write = property::as_write(state, table, key, rest, &request)?;
+            state.security.authorize(write.table, &write.request)?;
+            ops::execute_bare(state, write.table, write.key, &write.request).await
+        }
+        (rest, _, None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_REQUEST,
+            format!("Resource not found for the segment '{rest}'."),
+        )),
+    }
+}
+
+/// The write a request below the service root makes, for `$batch` change
+/// sets: the table, the key, and for a write below a row (a property, a
+/// `$ref`) the update it amounts to, answered with a bare `204`.
+pub(crate) fn write_target<'m>(
+    state: &'m SharedState,
+    request: &ApiRequest,
+) -> Result<(&'m TableDef, Option<KeySegment>, Option<ApiRequest>), ApiError> {
+    let (segment, rest) = request.path.split_once('/').unwrap_or((&request.path, ""));
+    let (set, key) = parse_segment(segment, BAD_REQUEST)?;
+    let table = state.metadata.table(&set).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_REQUEST,
+            format!("Resource not found for the segment '{set}'."),
+        )
+    })?;
+    match (rest, key) {
+        ("", key) => {
+            state.security.authorize(table, request)?;
+            Ok((table, key, None))
+        }
+        (rest, Some(key)) => {
+            let write = property::as_write(state, table, key, rest, request)?;
+            state.security.authorize(write.table, &write.request)?;
+            Ok((write.table, Some(write.key), Some(write.request)))
+        }
+        (rest, None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_REQUEST,
+            format!("Resource not found for the segment '{rest}'."),
+        )),
     }
 }
 

@@ -18,7 +18,7 @@ use super::write::{
     Abort, abort, apply_body, commit_failed, guid_pk, now, parse_body, resolve_key, set_version,
     tx_pk, written,
 };
-use super::{NOT_FOUND, bad_request, describe_key};
+use super::{NOT_FOUND, bad_request, describe_key, not_found};
 use dualwrite::schema::{FieldType, TableDef};
 
 /// What a prepared write does.
@@ -47,6 +47,8 @@ pub(crate) struct PreparedWrite<'t> {
     pub kind: WriteKind,
     pub body: Map<String, Value>,
     pub representation: bool,
+    /// A write below a row (a property, a `$ref`): answered `204` alone.
+    pub bare: bool,
 }
 
 /// The result of an applied write: the row written (none for a delete).
@@ -54,18 +56,6 @@ pub(crate) struct PreparedWrite<'t> {
 pub(crate) struct Outcome {
     row: Option<StoredRow>,
     created: bool,
-}
-
-fn not_found(table: &TableDef, key: &KeySegment) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        NOT_FOUND,
-        format!(
-            "{} With {} Does Not Exist",
-            table.entity_name(),
-            describe_key(key)
-        ),
-    )
 }
 
 fn version_mismatch() -> ApiError {
@@ -140,6 +130,7 @@ pub(crate) async fn prepare<'t>(
         kind,
         body,
         representation: prefer(&request.headers, "return=representation"),
+        bare: false,
     })
 }
 
@@ -202,6 +193,7 @@ pub(crate) fn apply(
             }
             let mut row = Map::new();
             apply_body(state, tx, table, &mut row, &write.body)?;
+            super::money::derive(state, tx, table, &mut row)?;
             row.insert(pk_field, Value::String(id.clone()));
             row.insert("createdon".into(), now());
             row.insert("modifiedon".into(), now());
@@ -263,6 +255,7 @@ pub(crate) fn apply(
                 ))));
             }
             apply_body(state, tx, table, &mut row, &write.body)?;
+            super::money::derive(state, tx, table, &mut row)?;
             if created {
                 row.insert("createdon".into(), now());
             }
@@ -315,6 +308,7 @@ pub(crate) fn respond(
     outcome: &Outcome,
 ) -> ApiResponse {
     match &outcome.row {
+        Some(_) if write.bare => ApiResponse::empty(StatusCode::NO_CONTENT),
         Some(row) => written(
             state,
             write.table,
@@ -343,6 +337,22 @@ pub(crate) async fn execute(
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let write = prepare(state, table, key, request).await?;
+    commit(state, write).await
+}
+
+/// As [`execute`], for a write below a row, answered with a bare `204`.
+pub(crate) async fn execute_bare(
+    state: &SharedState,
+    table: &TableDef,
+    key: KeySegment,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let mut write = prepare(state, table, Some(key), request).await?;
+    write.bare = true;
+    commit(state, write).await
+}
+
+async fn commit(state: &SharedState, write: PreparedWrite<'_>) -> Result<ApiResponse, ApiError> {
     let outcome = state
         .store
         .transact_serial(|tx| apply(state, tx, &write))

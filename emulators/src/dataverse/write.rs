@@ -9,7 +9,7 @@ use super::super::SharedState;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::rows::{KeySegment, key_field_name, parse_segment, with_first};
 use super::super::store::{Tx, TxFailure, WriteConflict, encode_key};
-use super::read::{etag, render, storage};
+use super::read::{render, storage};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request, describe_key, unknown_property};
 use dualwrite::schema::{FieldType, TableDef};
 
@@ -127,11 +127,21 @@ pub(super) fn apply_body(
             continue;
         }
         let Some(field) = table.field(name) else {
-            return Err(abort(bad_request(format!(
-                "The property '{name}' does not exist on type 'Microsoft.Dynamics.CRM.{}'. Make sure to only use property names that are defined by the type.",
-                table.entity_name()
-            ))));
+            // The service's code for a payload naming an unknown property.
+            return Err(abort(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "0x80048d19",
+                format!(
+                    "The property '{name}' does not exist on type 'Microsoft.Dynamics.CRM.{}'. Make sure to only use property names that are defined by the type.",
+                    table.entity_name()
+                ),
+            )));
         };
+        if super::money::computed(table, name) {
+            return Err(abort(bad_request(format!(
+                "'{name}' is computed by the service from the row's currency: set transactioncurrencyid@odata.bind and the money column instead"
+            ))));
+        }
         if field.field_type == FieldType::Lookup {
             return Err(abort(bad_request(format!(
                 "'{name}' is a lookup: set it with \"{name}@odata.bind\": \"/<entityset>(<guid>)\""
@@ -250,9 +260,9 @@ pub(super) fn written(
     } else {
         ApiResponse::empty(StatusCode::NO_CONTENT)
     };
-    response
-        .with_header(HeaderName::from_static("odata-entityid"), location)
-        .with_header(axum::http::header::ETAG, etag(row))
+    // The create and update pages show OData-EntityId alone (no ETag):
+    // the representation carries @odata.etag in its body.
+    response.with_header(HeaderName::from_static("odata-entityid"), location)
 }
 
 pub(crate) fn commit_failed(e: TxFailure<ApiError>) -> ApiError {

@@ -15,6 +15,7 @@
 
 mod csdl;
 pub(crate) mod ops;
+mod query;
 
 use ops::key_of;
 
@@ -57,6 +58,9 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     }
     if request.path == "$metadata" {
         return csdl::handle(state, &request);
+    }
+    if request.path.is_empty() && request.method == Method::GET {
+        return service_document(state);
     }
     match route(state, &request).await {
         Ok(r) => r,
@@ -219,19 +223,24 @@ fn visible_rows(
     table: &TableDef,
     request: &ApiRequest,
 ) -> Result<(super::http::QueryOptions, Vec<StoredRow>), ApiError> {
-    let options = parse_query(&request.query, "BadRequest")?;
+    let mut options = parse_query(&request.query, "BadRequest")?;
     check_names(table, &options, &[], |n| {
         bad(format!(
             "Could not find a property named '{n}' on type 'Microsoft.Dynamics.DataEntities.{}'.",
             table.name
         ))
     })?;
+    let filter = options.filter.take().map(|f| query::FinopsFilter::new(&f));
     let mut rows = state.store.rows(&table.name).map_err(storage)?;
-    if let (Some(company), false) = (&table.company_field, options.cross_company) {
-        rows.retain(|r| {
-            r.row.get(company).and_then(Value::as_str) == Some(state.default_company.as_str())
-        });
-    }
+    let company = table
+        .company_field
+        .as_ref()
+        .filter(|_| !options.cross_company);
+    rows.retain(|r| {
+        company.is_none_or(|c| {
+            r.row.get(c).and_then(Value::as_str) == Some(state.default_company.as_str())
+        }) && filter.as_ref().is_none_or(|f| f.matches(&r.row))
+    });
     let rows = run_query(rows, &options);
     Ok((options, rows))
 }
@@ -275,7 +284,28 @@ fn collection(
             json!(format!("{}/data/{}?{query}", state.base_url, table.name)),
         );
     }
-    Ok(ApiResponse::json(StatusCode::OK, Value::Object(body)))
+    let mut response = ApiResponse::json(StatusCode::OK, Value::Object(body));
+    if let Some(n) = max_page_size(&request.headers) {
+        response = response.with_header(
+            axum::http::HeaderName::from_static("preference-applied"),
+            format!("odata.maxpagesize={}", n.clamp(1, PAGE)),
+        );
+    }
+    Ok(response)
+}
+
+/// `GET /data/`: the OData service document (OData JSON Format 4.0 §5),
+/// one `EntitySet` per public data entity.
+fn service_document(state: &SharedState) -> ApiResponse {
+    let value: Vec<Value> = state
+        .metadata
+        .tables()
+        .map(|t| json!({"name": t.name, "kind": "EntitySet", "url": t.name}))
+        .collect();
+    ApiResponse::json(
+        StatusCode::OK,
+        json!({"@odata.context": format!("{}/data/$metadata", state.base_url), "value": value}),
+    )
 }
 
 fn changes(

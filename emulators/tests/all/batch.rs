@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::support::Harness;
 
-const BATCH: &str = "batch_80dd1615-2a10-428a-bb6f-0e559792721f";
+pub(crate) const BATCH: &str = "batch_80dd1615-2a10-428a-bb6f-0e559792721f";
 
-fn http_part(content_id: Option<u32>, request_line: &str, body: Option<&str>) -> String {
+pub(crate) fn http_part(content_id: Option<u32>, request_line: &str, body: Option<&str>) -> String {
     let id = content_id
         .map(|n| format!("Content-ID: {n}\r\n"))
         .unwrap_or_default();
@@ -21,7 +21,7 @@ fn http_part(content_id: Option<u32>, request_line: &str, body: Option<&str>) ->
     )
 }
 
-fn change_set(boundary: &str, parts: &[String]) -> String {
+pub(crate) fn change_set(boundary: &str, parts: &[String]) -> String {
     let mut out = format!("Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n");
     for p in parts {
         out.push_str(&format!("--{boundary}\r\n{p}"));
@@ -30,7 +30,7 @@ fn change_set(boundary: &str, parts: &[String]) -> String {
     out
 }
 
-fn batch(items: &[String]) -> String {
+pub(crate) fn batch(items: &[String]) -> String {
     let mut out = String::new();
     for item in items {
         out.push_str(&format!("--{BATCH}\r\n{item}"));
@@ -39,7 +39,7 @@ fn batch(items: &[String]) -> String {
     out
 }
 
-async fn send(
+pub(crate) async fn send(
     h: &Harness,
     body: String,
     continue_on_error: bool,

@@ -22,6 +22,10 @@
 //! public = true                    # finops: IsPublic, served by OData (default true)
 //! ```
 //!
+//! Dataverse one-to-many relationships (the collection-valued navigation
+//! properties, [`RelationshipDef`]) come as `[[relationships]]` with
+//! `name`, `referenced`, `referencing` and `lookup`.
+//!
 //! Field types: `string`, `integer`, `decimal`, `boolean`, `guid`, `date`,
 //! `datetime`, `enum` (finops, with `enum = "NoYes"`), `lookup` (Dataverse,
 //! with `target`). Key fields must be declared fields.
@@ -215,17 +219,37 @@ impl TableDef {
     }
 }
 
+/// A one-to-many relationship between two Dataverse tables: its name is
+/// the collection-valued navigation property of the referenced (one) side,
+/// and the lookup on the referencing (many) side is its single-valued one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelationshipDef {
+    /// Relationship name, e.g. `contact_customer_accounts`.
+    pub name: String,
+    /// Entity set of the one side (`accounts`).
+    pub referenced: String,
+    /// Entity set of the many side (`contacts`).
+    pub referencing: String,
+    /// The lookup field of the many side that points to the one side.
+    pub lookup: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetadataFile {
     #[serde(default)]
     tables: Vec<TableDef>,
+    #[serde(default)]
+    relationships: Vec<RelationshipDef>,
 }
 
-/// All tables of one service, by entity set name.
+/// All tables of one service, by entity set name, and the relationships
+/// between them.
 #[derive(Debug, Clone, Default)]
 pub struct Metadata {
     tables: BTreeMap<String, TableDef>,
+    relationships: Vec<RelationshipDef>,
 }
 
 impl Metadata {
@@ -234,6 +258,7 @@ impl Metadata {
         let file: MetadataFile = toml::from_str(text)?;
         let mut out = Self::default();
         out.extend(file.tables)?;
+        out.relationships = file.relationships;
         Ok(out)
     }
 
@@ -249,6 +274,22 @@ impl Metadata {
     /// Adds the tables of `other`, replacing tables of the same name.
     pub fn merge(&mut self, other: Metadata) {
         self.tables.extend(other.tables);
+        self.relationships
+            .retain(|r| !other.relationships.iter().any(|o| o.name == r.name));
+        self.relationships.extend(other.relationships);
+    }
+
+    /// The relationship whose collection-valued navigation property on
+    /// `referenced` is `name`.
+    pub fn relationship(&self, referenced: &str, name: &str) -> Option<&RelationshipDef> {
+        self.relationships
+            .iter()
+            .find(|r| r.referenced == referenced && r.name == name)
+    }
+
+    /// All relationships.
+    pub fn relationships(&self) -> impl Iterator<Item = &RelationshipDef> {
+        self.relationships.iter()
     }
 
     fn extend(&mut self, tables: Vec<TableDef>) -> Result<(), MetadataError> {
