@@ -54,6 +54,8 @@ pub(crate) struct PreparedWrite<'t> {
 pub(crate) struct Outcome {
     row: Option<StoredRow>,
     created: bool,
+    /// A delete: the id of the row deleted.
+    deleted: Option<String>,
 }
 
 fn not_found(table: &TableDef, key: &KeySegment) -> ApiError {
@@ -210,6 +212,7 @@ pub(crate) fn apply(
             Ok(Outcome {
                 row: Some(stored),
                 created: true,
+                deleted: None,
             })
         }
         WriteKind::Upsert {
@@ -277,6 +280,7 @@ pub(crate) fn apply(
             Ok(Outcome {
                 row: Some(stored),
                 created,
+                deleted: None,
             })
         }
         WriteKind::Delete { key, if_match } => {
@@ -295,6 +299,11 @@ pub(crate) fn apply(
                 return Err(abort(version_mismatch()));
             }
             let mut tomb = Map::new();
+            let deleted = old
+                .row
+                .get(&pk_field)
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             if let Some(id) = old.row.get(&pk_field) {
                 tomb.insert(pk_field, id.clone());
             }
@@ -303,17 +312,27 @@ pub(crate) fn apply(
             Ok(Outcome {
                 row: None,
                 created: false,
+                deleted,
             })
         }
     }
 }
 
-/// Step 3: the response of a committed write.
+/// Step 3: the response of a committed write, after queuing the webhook
+/// contexts of the steps registered on it.
 pub(crate) fn respond(
     state: &SharedState,
     write: &PreparedWrite<'_>,
     outcome: &Outcome,
 ) -> ApiResponse {
+    super::webhooks::after_commit(
+        state,
+        write.table,
+        &write.body,
+        outcome.row.as_ref(),
+        outcome.created,
+        outcome.deleted.as_deref(),
+    );
     match &outcome.row {
         Some(row) => written(
             state,

@@ -10,4 +10,5 @@ mod emulator_ops;
 mod finops;
 mod metadata;
 mod security;
+mod steps;
 mod support;
