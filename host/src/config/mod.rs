@@ -103,8 +103,9 @@ pub struct EngineConfig {
     /// How often change tracking and row versions are polled (`1s`).
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll_interval: std::time::Duration,
-    /// How often finops is polled when data events arrive by webhook: the
-    /// catch-all for an event lost on the way (`30s`).
+    /// How often a side is polled when its changes arrive by webhook (finops
+    /// data events, Dataverse steps): the catch-all for an event lost on
+    /// the way (`30s`).
     #[serde(default = "default_catch_all", with = "humantime_serde")]
     pub catch_all_interval: std::time::Duration,
     /// Most changes one write batch carries: from 1 to 1,000, what one
@@ -119,10 +120,17 @@ pub struct EngineConfig {
     /// parked (`5m`).
     #[serde(default = "default_lookup_wait", with = "humantime_serde")]
     pub lookup_wait: std::time::Duration,
-    /// Address of the webhook receiver for finops data events
-    /// (`POST /events/{system}`); absent for none.
+    /// Address of the webhook receiver (`POST /events/{system}`): finops
+    /// data events and Dataverse webhooks; absent for none.
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// The URL the services reach the receiver at (`https://…`, or
+    /// `http://` to a loopback host; `DW036 public-url` otherwise): a
+    /// Dataverse system with `events_secret_env` gets its webhook
+    /// registered at `{public_url}/events/{system}`. Absent: no webhook is
+    /// registered and Dataverse is polled.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -135,6 +143,7 @@ impl Default for EngineConfig {
             batches_in_flight: default_batches_in_flight(),
             lookup_wait: default_lookup_wait(),
             listen: None,
+            public_url: None,
         }
     }
 }
@@ -174,10 +183,14 @@ pub struct SystemConfig {
     /// OAuth2 client credentials.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
-    /// finops: the environment variable holding the shared secret data
-    /// event webhooks must present (`X-Dualwrite-Secret` header or `code`
-    /// query parameter). Set, finops changes arrive by webhook and row
-    /// versions are polled at `engine.catch_all_interval`.
+    /// The environment variable holding the shared secret webhooks must
+    /// present (`X-Dualwrite-Secret` header or `code` query parameter).
+    /// finops: its data events arrive by webhook and row versions are
+    /// polled at `engine.catch_all_interval`. Dataverse, with
+    /// `engine.listen` and `engine.public_url`: the host registers its own
+    /// webhook (a service endpoint sending the secret in the header) and
+    /// steps for the maps it runs, and change tracking is read at
+    /// `engine.catch_all_interval`.
     #[serde(default)]
     pub events_secret_env: Option<String>,
     /// A PEM file of the private CA that signed the service's certificate,

@@ -84,6 +84,7 @@ problem_codes! {
     Concurrency = "DW033" "concurrency" Error, "`[engine] batches_in_flight` or a system's `max_concurrency` is 0 or over its limit.";
     AuthConfig = "DW034" "auth-config" Error, "A system's `auth` names no token endpoint (`tenant` or `token_url`), a tenant that is not a directory, or not exactly one of `client_secret_env` and `certificate_file`.";
     ClientCertificate = "DW035" "client-certificate" Error, "A system's `certificate_file` or `private_key_file` cannot be read, is not an RSA certificate and key in PEM, is outside its validity, or the key is not the certificate's.";
+    PublicUrl = "DW036" "public-url" Error, "`[engine] public_url` is not an absolute URL, is `http://` to a host that is not loopback, or carries a query or fragment.";
 }
 
 impl fmt::Display for ProblemCode {
