@@ -35,13 +35,14 @@ pub(super) async fn run(
     side: Side,
     webhook: bool,
 ) -> Result<(), SyncError> {
-    let pushed = webhook
+    let pushed = (webhook
         && side == Side::Left
         && shared
             .plan
             .systems
             .get(&map.plan.side(side).system)
-            .is_some_and(|s| s.events_secret.is_some());
+            .is_some_and(|s| s.events_secret.is_some()))
+        || map.pushed(side);
     let interval = if pushed {
         shared.plan.engine.catch_all_interval
     } else {

@@ -1,5 +1,5 @@
-//! The receiver of finops data events: `POST /events/{system}` with one
-//! event as JSON, authenticated by the system's shared secret (header
+//! The receiver of finops data events and Dataverse webhooks (`finops`,
+//! `dataverse`): `POST /events/{system}` with one event as JSON, authenticated by the system's shared secret (header
 //! `X-Dualwrite-Secret`, or query parameter `code`). The event is queued
 //! for every map reading that entity, flushed, and only then answered
 //! 2xx; anything else is answered 4xx or 5xx so the sender retries.
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::{Shared, SyncError};
 
 mod context;
+mod dataverse;
 mod finops;
 
 /// The header carrying the shared secret.
@@ -96,7 +97,11 @@ async fn receive(
             ),
         );
     }
-    match finops::accept(&shared, &system, &body) {
+    let accepted = match plan.kind {
+        crate::map::SystemKind::Dataverse => dataverse::accept(&shared, &system, &body).await,
+        crate::map::SystemKind::Finops => finops::accept(&shared, &system, &body),
+    };
+    match accepted {
         Ok(()) => (StatusCode::OK, String::new()),
         Err((status, message)) => (status, message),
     }
