@@ -24,6 +24,8 @@
 //!   queues; `rows`: key segments, key encoding, `$select` and query runs;
 //!   `metadata`: tables, fields and keys (built-in TOML plus a custom file).
 //! - `hooks`: pre-commit hooks; `events`: finops data events to webhooks;
+//!   `dataverse::webhooks`: the contexts of the Dataverse webhook steps
+//!   registered through `dataverse::steps`;
 //!   `seed`: demo data and `--rows N`; `admin`: the `/admin` routes.
 //!
 //! Boundary: the emulators use [`dualwrite::odata`] and nothing else of the
@@ -240,6 +242,8 @@ pub(crate) struct State {
     pub guard: guard::Guard,
     pub hooks: hooks::Hooks,
     pub events: events::DataEvents,
+    /// Dataverse: the deliveries of the registered webhooks.
+    pub webhooks: dataverse::webhooks::Webhooks,
     pub base_url: String,
     pub default_company: String,
 }

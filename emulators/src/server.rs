@@ -126,6 +126,7 @@ impl RunningEmulator {
             }
         }
         self.state.events.shutdown().await;
+        self.state.webhooks.shutdown().await;
         self.state.store.flush()?;
         Ok(())
     }
@@ -137,6 +138,7 @@ impl Drop for RunningEmulator {
             let _ = tx.send(());
         }
         self.state.events.stop();
+        self.state.webhooks.stop();
         let _ = self.state.store.flush();
     }
 }
@@ -161,6 +163,7 @@ pub(super) async fn start(
         })?;
     let store = Arc::new(super::store::Store::open(config.data_dir.as_deref())?);
     let events = super::events::DataEvents::start(store.clone())?;
+    let webhooks = dataverse::webhooks::Webhooks::start(store.clone(), "emulator".into())?;
     let builtin = match kind {
         ServiceKind::Dataverse => dualwrite::schema::DATAVERSE_TABLES,
         ServiceKind::Finops => dualwrite::schema::FINOPS_TABLES,
@@ -196,6 +199,7 @@ pub(super) async fn start(
         guard: Guard::new(config.limits, config.faults.clone(), codes),
         hooks: Default::default(),
         events,
+        webhooks,
         base_url: format!("{}://{addr}", if config.tls { "https" } else { "http" }),
         default_company: config.default_company.to_lowercase(),
     });

@@ -8,6 +8,9 @@
 //!   `If-None-Match`), DELETE, lookups through `field@odata.bind`.
 //! - `definitions`: `EntityDefinitions`; `functions`: `WhoAmI` and the
 //!   user privilege functions.
+//! - `steps`: webhook registrations (`serviceendpoints`, `sdkmessages`,
+//!   `sdkmessagefilters`, `sdkmessageprocessingsteps`); `webhooks`: the
+//!   `RemoteExecutionContext` each registered step sends after a commit.
 //!
 //! Every row carries its primary key GUID, `versionnumber` (the store's
 //! global version), `createdon`, `modifiedon`, and `@odata.etag` =
@@ -19,6 +22,8 @@ mod money;
 pub(crate) mod ops;
 mod property;
 mod read;
+mod steps;
+pub(crate) mod webhooks;
 pub(crate) mod write;
 
 use axum::http::{Method, StatusCode};
@@ -72,6 +77,9 @@ pub(crate) async fn handle(state: &SharedState, request: ApiRequest) -> ApiRespo
     }
     if definitions::handles(&request.path) {
         return definitions::handle(state, &request);
+    }
+    if steps::handles(&request.path) {
+        return steps::handle(state, request).await;
     }
     match route(state, request).await {
         Ok(r) => r,

@@ -56,6 +56,8 @@ pub(crate) struct PreparedWrite<'t> {
 pub(crate) struct Outcome {
     row: Option<StoredRow>,
     created: bool,
+    /// A delete: the id of the row deleted.
+    deleted: Option<String>,
 }
 
 fn version_mismatch() -> ApiError {
@@ -202,6 +204,7 @@ pub(crate) fn apply(
             Ok(Outcome {
                 row: Some(stored),
                 created: true,
+                deleted: None,
             })
         }
         WriteKind::Upsert {
@@ -270,6 +273,7 @@ pub(crate) fn apply(
             Ok(Outcome {
                 row: Some(stored),
                 created,
+                deleted: None,
             })
         }
         WriteKind::Delete { key, if_match } => {
@@ -288,6 +292,11 @@ pub(crate) fn apply(
                 return Err(abort(version_mismatch()));
             }
             let mut tomb = Map::new();
+            let deleted = old
+                .row
+                .get(&pk_field)
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             if let Some(id) = old.row.get(&pk_field) {
                 tomb.insert(pk_field, id.clone());
             }
@@ -296,17 +305,27 @@ pub(crate) fn apply(
             Ok(Outcome {
                 row: None,
                 created: false,
+                deleted,
             })
         }
     }
 }
 
-/// Step 3: the response of a committed write.
+/// Step 3: the response of a committed write, after queuing the webhook
+/// contexts of the steps registered on it.
 pub(crate) fn respond(
     state: &SharedState,
     write: &PreparedWrite<'_>,
     outcome: &Outcome,
 ) -> ApiResponse {
+    super::webhooks::after_commit(
+        state,
+        write.table,
+        &write.body,
+        outcome.row.as_ref(),
+        outcome.created,
+        outcome.deleted.as_deref(),
+    );
     match &outcome.row {
         Some(_) if write.bare => ApiResponse::empty(StatusCode::NO_CONTENT),
         Some(row) => written(

@@ -13,4 +13,5 @@ mod fidelity_finops;
 mod finops;
 mod metadata;
 mod security;
+mod steps;
 mod support;

@@ -180,6 +180,9 @@ impl Config {
                 .at_field("engine.polling_share"),
             );
         }
+        if let Some(url) = &self.engine.public_url {
+            check_public_url(url, report);
+        }
         let size = self.engine.batch_size;
         let message = match size {
             0 => "`[engine] batch_size` is 0, so no change would ever be written".to_string(),
@@ -291,6 +294,49 @@ fn build_system(
     }
 }
 
+/// Whether `url`'s host is loopback (127.0.0.0/8, ::1, localhost).
+fn loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// `[engine] public_url`: where the services post webhooks, so `https://`
+/// (the secret travels in a header), or `http://` to a loopback host (the
+/// emulators); the receiver's path is appended, so no query or fragment.
+fn check_public_url(url: &str, report: &mut Report) {
+    let problem = match reqwest::Url::parse(url) {
+        Err(error) => format!("`[engine] public_url` is `{url}`, not an absolute URL: {error}"),
+        Ok(parsed)
+            if parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback(&parsed)) =>
+        {
+            if parsed.query().is_none() && parsed.fragment().is_none() {
+                return;
+            }
+            format!("`[engine] public_url` is `{url}`, with a query or fragment")
+        }
+        Ok(parsed) if parsed.scheme() == "http" => format!(
+            "`[engine] public_url` is `{url}`, plain HTTP to a host that is not loopback: the webhook secret would cross the network in clear"
+        ),
+        Ok(parsed) => format!(
+            "`[engine] public_url` is `{url}`, a `{}:` URL the services cannot post to",
+            parsed.scheme()
+        ),
+    };
+    report.push(
+        Problem::new(
+            ProblemCode::PublicUrl,
+            problem,
+            "set `public_url` to the https:// address the services reach `engine.listen` at, such as https://dualwrite.contoso.com (http:// only to 127.0.0.1, ::1 or localhost); the receiver's path /events/{system} is added to it",
+        )
+        .at_field("engine.public_url"),
+    );
+}
+
 /// `http://` only to a loopback host (the emulators); anything else must be
 /// `https://`, so tokens and rows never cross a network in clear.
 pub(super) fn check_url(name: &str, field: &str, url: &str, report: &mut Report) {
@@ -300,14 +346,7 @@ pub(super) fn check_url(name: &str, field: &str, url: &str, report: &mut Report)
     if parsed.scheme() != "http" {
         return;
     }
-    let loopback = parsed.host_str().is_some_and(|host| {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
-    if loopback {
+    if loopback(&parsed) {
         return;
     }
     report.push(

@@ -104,8 +104,9 @@ pub struct EngineConfig {
     /// How often change tracking and row versions are polled (`1s`).
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll_interval: std::time::Duration,
-    /// How often finops is polled when data events arrive by webhook: the
-    /// catch-all for an event lost on the way (`30s`).
+    /// How often a side is polled when its changes arrive by webhook (finops
+    /// data events, Dataverse steps): the catch-all for an event lost on
+    /// the way (`30s`).
     #[serde(default = "default_catch_all", with = "humantime_serde")]
     pub catch_all_interval: std::time::Duration,
     /// Most changes one write batch carries: from 1 to 1,000, what one
@@ -124,8 +125,8 @@ pub struct EngineConfig {
     /// may use together (`0.1`); polls are spread to stay within it.
     #[serde(default = "default_polling_share")]
     pub polling_share: f64,
-    /// Address of the webhook receiver for finops data events
-    /// (`POST /events/{system}`); absent for none.
+    /// Address of the webhook receiver (`POST /events/{system}`): finops
+    /// data events and Dataverse webhooks; absent for none.
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
     /// The receiver's certificate chain (PEM) when it serves HTTPS, as the
@@ -136,6 +137,13 @@ pub struct EngineConfig {
     /// file holds it too.
     #[serde(default)]
     pub tls_private_key_file: Option<PathBuf>,
+    /// The URL the services reach the receiver at (`https://…`, or
+    /// `http://` to a loopback host; `DW038 public-url` otherwise): a
+    /// Dataverse system with `events_secret_env` gets its webhook
+    /// registered at `{public_url}/events/{system}`. Absent: no webhook is
+    /// registered and Dataverse is polled.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -151,6 +159,7 @@ impl Default for EngineConfig {
             listen: None,
             tls_certificate_file: None,
             tls_private_key_file: None,
+            public_url: None,
         }
     }
 }
@@ -194,10 +203,14 @@ pub struct SystemConfig {
     /// OAuth2 client credentials.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
-    /// finops: the environment variable holding the shared secret data
-    /// event webhooks must present (`X-Dualwrite-Secret` header or `code`
-    /// query parameter). Set, finops changes arrive by webhook and row
-    /// versions are polled at `engine.catch_all_interval`.
+    /// The environment variable holding the shared secret webhooks must
+    /// present (`X-Dualwrite-Secret` header or `code` query parameter).
+    /// finops: its data events arrive by webhook and row versions are
+    /// polled at `engine.catch_all_interval`. Dataverse, with
+    /// `engine.listen` and `engine.public_url`: the host registers its own
+    /// webhook (a service endpoint sending the secret in the header) and
+    /// steps for the maps it runs, and change tracking is read at
+    /// `engine.catch_all_interval`.
     #[serde(default)]
     pub events_secret_env: Option<String>,
     /// A PEM file of the private CA that signed the service's certificate,

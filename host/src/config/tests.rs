@@ -712,3 +712,40 @@ fn the_receivers_certificate_and_key_are_read_at_build_and_a_bad_one_is_dw036() 
         assert!(problem.message.contains(why), "{problem}");
     }
 }
+
+#[test]
+fn a_public_url_is_https_or_loopback_http_without_a_query() {
+    let with = |url: &str| {
+        format!(
+            "[engine]\nlisten = \"127.0.0.1:8090\"\npublic_url = \"{url}\"\n{}",
+            systems("https://contoso.operations.dynamics.com", "")
+        )
+    };
+    for url in [
+        "https://dualwrite.contoso.com",
+        "https://dualwrite.contoso.com/hooks/",
+        "http://127.0.0.1:8090",
+        "http://localhost:8090",
+    ] {
+        let plan = build(&with(url), &secrets).unwrap_or_else(|p| panic!("{url}: {p:#?}"));
+        assert_eq!(plan.engine.public_url.as_deref(), Some(url));
+    }
+    for url in [
+        "http://dualwrite.contoso.com",
+        "dualwrite.contoso.com",
+        "ftp://dualwrite.contoso.com",
+        "https://dualwrite.contoso.com/?code=x",
+    ] {
+        let problems = problems_with(&with(url), ProblemCode::PublicUrl);
+        let [problem] = problems.as_slice() else {
+            panic!("{url}: one public-url problem, got {problems:#?}");
+        };
+        assert!(problem.is_error(), "{problem}");
+        assert_eq!(problem.field.as_deref(), Some("engine.public_url"));
+        let shown = problem.to_string();
+        assert!(
+            shown.contains("DW038 public-url") && shown.contains(url) && shown.contains("https://"),
+            "{shown}"
+        );
+    }
+}

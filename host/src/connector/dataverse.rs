@@ -14,7 +14,7 @@ use super::{ChangePage, ClientAuth, Deleted, Key, Query, QueryPage, Row, Write};
 /// flight and the counters.
 #[derive(Debug, Clone)]
 pub struct DataverseConnector {
-    transport: Arc<Transport>,
+    pub(super) transport: Arc<Transport>,
 }
 
 impl DataverseConnector {

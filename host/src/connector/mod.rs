@@ -58,6 +58,7 @@ mod key;
 mod limit;
 mod metadata;
 mod probe;
+mod steps;
 mod tls;
 mod transport;
 
@@ -73,6 +74,7 @@ pub use finops::FinopsConnector;
 pub use key::{Key, KeyValue};
 pub use metadata::{ENTITY_DEFINITIONS, MetadataReader, TablePrivilege};
 pub use probe::probe;
+pub use steps::{REGISTRATION_PRIVILEGES, WEBHOOK_MESSAGES, WebhookSteps};
 pub use tls::TrustedCa;
 pub use transport::{ConnectorOptions, ConnectorStats, MAX_RETRY_AFTER, RetryPolicy};
 

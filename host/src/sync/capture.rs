@@ -35,7 +35,7 @@ pub(super) async fn run(
     side: Side,
     webhook: bool,
 ) -> Result<(), SyncError> {
-    let configured = configured_interval(&shared, &map.plan, side, webhook);
+    let configured = configured_interval(&shared, &map, side, webhook);
     let system = &map.plan.side(side).system;
     let budget = &shared.budgets[system];
     let interval = budget.interval(configured);
@@ -90,21 +90,23 @@ pub(super) async fn run(
     }
 }
 
-/// The interval the config gives `side` of `plan`: `catch_all_interval`
-/// when its changes are pushed to the receiver, else `poll_interval`.
+/// The interval the config gives `side` of `map`: `catch_all_interval`
+/// when its changes are pushed to the receiver (finops data events, or the
+/// host's Dataverse webhook registered), else `poll_interval`.
 pub(super) fn configured_interval(
     shared: &Shared,
-    plan: &MapPlan,
+    map: &MapRuntime,
     side: Side,
     receiver: bool,
 ) -> Duration {
-    let pushed = receiver
+    let pushed = (receiver
         && side == Side::Left
         && shared
             .plan
             .systems
-            .get(&plan.side(side).system)
-            .is_some_and(|s| s.events_secret.is_some());
+            .get(&map.plan.side(side).system)
+            .is_some_and(|s| s.events_secret.is_some()))
+        || map.pushed(side);
     if pushed {
         shared.plan.engine.catch_all_interval
     } else {

@@ -8,7 +8,9 @@
 //!   computed once, its chain, counters, state and tasks (a capture per
 //!   side that flows, one worker), supervised so that a failing task fails
 //!   its map ([`MapState::Failed`]) and no other; plus the webhook receiver
-//!   for finops data events when `engine.listen` is set.
+//!   for finops data events and Dataverse webhooks when `engine.listen` is
+//!   set. `push`: the host's own Dataverse webhook and each map's steps,
+//!   registered at start and removed when the map stops ([`Push`]).
 //!   [`RunningEngine::command`] pauses, resumes or stops one map.
 //! - `error`: [`SyncError`] (stops the engine or a map) and the flow
 //!   errors that say whether a read or a batch is retried.
@@ -54,6 +56,7 @@ mod error;
 mod keys;
 mod pipeline;
 pub mod plugins;
+mod push;
 pub mod receiver;
 mod record;
 pub mod refs;
@@ -79,6 +82,7 @@ use crate::plugin::{Runtime, RuntimeConfig};
 
 pub use budget::Polling;
 pub use error::SyncError;
+pub use push::{Push, endpoint_name, steps_name};
 pub use runtime::{MapCommand, MapState};
 
 use plugins::Chain;
@@ -175,6 +179,9 @@ pub(crate) struct Shared {
     pub store: Checkpoints,
     pub systems: HashMap<String, System>,
     pub maps: HashMap<String, Arc<MapRuntime>>,
+    /// Per pushed Dataverse system: the host's service endpoint, or why
+    /// it could not be registered.
+    pub webhooks: HashMap<String, Result<String, String>>,
     pub events: broadcast::Sender<SyncEvent>,
     /// Notified whenever a map's state changes.
     pub states_changed: Notify,
@@ -285,11 +292,13 @@ impl Engine {
         let (events, _) = broadcast::channel(4096);
         let listen = plan.engine.listen;
         let budgets = budget_of_each_system(&plan, &maps);
+        let webhooks = push::ensure_endpoints(&plan, &systems).await;
         let shared = Arc::new(Shared {
             plan,
             store,
             systems,
             maps,
+            webhooks,
             events,
             states_changed: Notify::new(),
             budgets,
@@ -364,7 +373,7 @@ impl RunningEngine {
                 let system = &runtime.plan.side(side).system;
                 let configured = capture::configured_interval(
                     &self.shared,
-                    &runtime.plan,
+                    runtime,
                     side,
                     self.webhook.is_some(),
                 );
@@ -426,6 +435,15 @@ impl RunningEngine {
     /// The state of one map.
     pub fn state(&self, map: &str) -> Option<MapState> {
         self.shared.maps.get(map).map(|runtime| runtime.state())
+    }
+
+    /// Whether Dataverse pushes the changes of `map`'s `side`: its webhook
+    /// steps registered, refused (and why), or no push configured.
+    pub fn push(&self, map: &str, side: shape::Side) -> Option<Push> {
+        self.shared
+            .maps
+            .get(map)
+            .map(|runtime| runtime.push_state(side))
     }
 
     /// Sends `command` to `map`; it takes effect between batches.

@@ -8,8 +8,8 @@
 //! panics puts the map in [`MapState::Failed`] with the reason, logged, and
 //! stops its other tasks; the other maps keep running.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -20,6 +20,7 @@ use crate::map::{MapPlan, Side};
 
 use super::keys::Keys;
 use super::plugins::Chain;
+use super::push::{self, Push, Registration};
 use super::shape;
 use super::{FlowCounters, Shared, SyncError, capture, worker};
 
@@ -85,6 +86,9 @@ pub(crate) struct MapRuntime {
     /// True when the map's tasks must end (the map is stopped, or the
     /// engine shuts down).
     halt: watch::Sender<bool>,
+    /// Per side: whether Dataverse pushes its changes, and the steps
+    /// registered for it.
+    push: Mutex<[(Push, Option<Registration>); 2]>,
 }
 
 impl MapRuntime {
@@ -112,8 +116,34 @@ impl MapRuntime {
             captured: Default::default(),
             state: watch::channel(state).0,
             halt: watch::channel(false).0,
+            push: Mutex::new([(Push::Off, None), (Push::Off, None)]),
             plan,
         }
+    }
+
+    fn push_slots(&self) -> std::sync::MutexGuard<'_, [(Push, Option<Registration>); 2]> {
+        self.push.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records how `side` learns of changes.
+    pub(super) fn set_push(&self, side: Side, push: Push, registration: Option<Registration>) {
+        self.push_slots()[side.index()] = (push, registration);
+    }
+
+    /// How `side` learns of changes.
+    pub fn push_state(&self, side: Side) -> Push {
+        self.push_slots()[side.index()].0.clone()
+    }
+
+    /// The steps registered for `side`, if any.
+    pub(crate) fn registration(&self, side: Side) -> Option<Registration> {
+        self.push_slots()[side.index()].1.clone()
+    }
+
+    /// Whether Dataverse pushes the changes of `side` (its steps are
+    /// registered), so change tracking is only the catch-all.
+    pub fn pushed(&self, side: Side) -> bool {
+        self.push_state(side) == Push::Registered
     }
 
     /// The map's name.
@@ -208,6 +238,8 @@ pub(crate) async fn supervise(
     pushed: bool,
 ) {
     let name = runtime.name().to_owned();
+    // Before the first read, so a change after it is pushed or read.
+    push::register(&shared, &runtime).await;
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
     for side in Side::BOTH {
         if runtime.side(side).flows {
@@ -248,6 +280,7 @@ pub(crate) async fn supervise(
                     Some(MapCommand::Stop) => {
                         runtime.halt();
                         stop_tasks(&name, &mut tasks).await;
+                        push::unregister(&shared, &runtime).await;
                         runtime.set_state(MapState::Stopped);
                         shared.states_changed.notify_waiters();
                         return;

@@ -9,5 +9,6 @@ mod finops;
 mod identity;
 mod preflight;
 mod resilience;
+mod steps;
 mod support;
 mod tls;

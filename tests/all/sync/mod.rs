@@ -11,6 +11,7 @@ mod lookups;
 mod ordering;
 mod plugins;
 mod polling;
+mod push;
 mod races;
 mod receiver;
 mod refusals;
@@ -79,6 +80,8 @@ pub struct Sync {
     /// The Dataverse service URL the engine is given, when not the
     /// emulator's own (a proxy in front of it).
     pub dataverse_via: Option<String>,
+    /// Lines added to `[systems.dataverse]`.
+    pub dataverse_extra: String,
 }
 
 fn emulator_config(tls: bool) -> EmulatorConfig {
@@ -128,6 +131,11 @@ impl Sync {
     }
 
     async fn start_serving(maps: &str, engine: &str, tls: bool) -> Sync {
+        Sync::start_with(maps, engine, tls, "").await
+    }
+
+    /// [`Sync::start`] with `dataverse` lines in `[systems.dataverse]`.
+    pub async fn start_with(maps: &str, engine: &str, tls: bool, dataverse_lines: &str) -> Sync {
         let finops = emulator::start(ServiceKind::Finops, emulator_config(tls))
             .await
             .expect("finops emulator starts");
@@ -158,6 +166,7 @@ impl Sync {
             maps: maps.to_owned(),
             engine_extra: engine.to_owned(),
             dataverse_via: None,
+            dataverse_extra: dataverse_lines.to_owned(),
         };
         sync.fo_upsert(
             "LegalEntities",
@@ -217,7 +226,8 @@ events_secret_env = "EVENTS_SECRET"
 kind = "dataverse"
 url = "{dv}"
 auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env = "DATAVERSE_SECRET" }}
-{dv_ca}{maps}"#,
+{dv_ca}{dv_extra}
+{maps}"#,
             extra = engine,
             fo = self.finops.service_url(),
             fo_token = self.finops.token_url(),
@@ -229,6 +239,7 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
             maps = self.maps,
             fo_ca = ca_line(&self.finops),
             dv_ca = ca_line(&self.dataverse),
+            dv_extra = self.dataverse_extra,
         )
     }
 
@@ -240,6 +251,7 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
         let env = |name: &str| match name {
             "FINOPS_SECRET" | "DATAVERSE_SECRET" => Some("dualwrite-secret".to_owned()),
             "EVENTS_SECRET" => Some("hook-secret".to_owned()),
+            "DATAVERSE_EVENTS_SECRET" => Some("dataverse-hook-secret".to_owned()),
             _ => None,
         };
         config

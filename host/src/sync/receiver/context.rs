@@ -19,7 +19,7 @@
 //! is ever written, so a forged or replayed event can cause a read, never a
 //! write of its contents.
 
-#![allow(dead_code)] // Read by the receivers of both services, next.
+#![allow(dead_code)] // `pre_image` is read by the finops receiver, next.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};

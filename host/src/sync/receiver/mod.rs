@@ -33,6 +33,7 @@ use super::{Shared, SyncError};
 use crate::map::ReceiverTls;
 
 mod context;
+mod dataverse;
 mod finops;
 
 /// The header carrying the shared secret.
@@ -186,7 +187,11 @@ async fn receive(
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
-    match finops::accept(shared, &system, &body) {
+    let accepted = match plan.kind {
+        crate::map::SystemKind::Dataverse => dataverse::accept(shared, &system, &body).await,
+        crate::map::SystemKind::Finops => finops::accept(shared, &system, &body),
+    };
+    match accepted {
         Ok(()) => StatusCode::OK.into_response(),
         Err(refusal) => refusal.into_response(),
     }

@@ -1,0 +1,463 @@
+//! What the Dataverse emulator's registered steps send: after each
+//! committed write, for every step on that table and message, a
+//! `RemoteExecutionContext` as JSON, queued per service endpoint and
+//! `POST`ed to its `url` with the documented headers
+//! (`x-request-id`, `x-ms-dynamics-organization`,
+//! `x-ms-dynamics-entity-name`, `x-ms-dynamics-request-name`,
+//! `x-ms-correlation-request-id`) and the endpoint's authentication:
+//! `authtype` 5 sends each `<setting name value>` of `authvalue` as a
+//! header, 6 as a query parameter, 4 the value as `?code=`
+//! (<https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>).
+//!
+//! - [`Webhooks`]: one delivery task per endpoint, over the store's event
+//!   queues (keyed `webhook:<endpoint id>`), resumed at start.
+//! - [`after_commit`]: the hook `ops::respond` calls once a write
+//!   committed.
+//!
+//! The `Target` of a `Create` or an `Update` is an `Entity` with the
+//! columns the request set (lookups as `EntityReference`s) and the row's
+//! id; of a `Delete`, an `EntityReference`. An `Update` step with
+//! `filteringattributes` fires only when the request set one of them, as
+//! the service does. An upsert that made the row is a `Create`.
+//!
+//! Invariants: contexts to one endpoint are delivered in commit order,
+//! each until the endpoint answers 2xx (retried after up to 1 s, doubling
+//! to 8 s, with the jitter of [`dualwrite::connector::backoff`]); a
+//! context leaves its queue only after that answer, so a stop or a crash
+//! mid-delivery sends it again (at least once). Endpoint settings are read
+//! at each attempt, so a changed `url` or secret applies to what is still
+//! queued.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use dualwrite::connector::backoff;
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::super::SharedState;
+use super::super::security::{business_unit_id, organization_id};
+use super::super::store::{Store, StoreError, StoredRow};
+use super::steps::{self, ENDPOINTS, HTTP_HEADER, HTTP_QUERY_STRING, WEBHOOK_KEY};
+use dualwrite::schema::{FieldType, TableDef};
+
+const CONTRACTS: &str = "http://schemas.microsoft.com/xrm/2011/Contracts";
+
+/// The queue of an endpoint in the store.
+fn queue(endpoint: &str) -> String {
+    format!("webhook:{endpoint}")
+}
+
+#[derive(Debug)]
+struct Delivery {
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+/// The delivery tasks of the registered service endpoints.
+#[derive(Debug)]
+pub(crate) struct Webhooks {
+    store: Arc<Store>,
+    organization: String,
+    deliveries: Mutex<HashMap<String, Delivery>>,
+}
+
+impl Webhooks {
+    /// Resumes the delivery of every stored endpoint. Must run inside a
+    /// tokio runtime.
+    pub(crate) fn start(store: Arc<Store>, organization: String) -> Result<Self, StoreError> {
+        let webhooks = Self {
+            store: store.clone(),
+            organization,
+            deliveries: Mutex::new(HashMap::new()),
+        };
+        for endpoint in store.rows(ENDPOINTS)? {
+            if let Some(id) = endpoint
+                .row
+                .get("serviceendpointid")
+                .and_then(Value::as_str)
+            {
+                webhooks.endpoint_changed(id);
+            }
+        }
+        Ok(webhooks)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Delivery>> {
+        self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An endpoint was made or changed: its delivery runs (and looks again).
+    pub(crate) fn endpoint_changed(&self, id: &str) {
+        let mut deliveries = self.lock();
+        if let Some(delivery) = deliveries.get(id)
+            && !delivery.task.is_finished()
+        {
+            delivery.wake.notify_one();
+            return;
+        }
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(deliver(self.store.clone(), id.to_owned(), wake.clone()));
+        wake.notify_one();
+        deliveries.insert(id.to_owned(), Delivery { wake, task });
+    }
+
+    /// An endpoint was deleted: its delivery ends and its queue is dropped.
+    pub(crate) fn endpoint_removed(&self, id: &str) {
+        if let Some(delivery) = self.lock().remove(id) {
+            delivery.task.abort();
+        }
+        // The queue shares the layout of the data event subscriptions.
+        if let Err(error) = self.store.remove_subscription(&queue(id)) {
+            tracing::error!(%error, endpoint = id, "Could not drop a webhook queue.");
+        }
+    }
+
+    fn publish(&self, endpoint: &str, context: &Value) {
+        match self.store.enqueue(&queue(endpoint), context) {
+            Ok(()) => {
+                if let Some(delivery) = self.lock().get(endpoint) {
+                    delivery.wake.notify_one();
+                }
+            }
+            Err(error) => tracing::error!(%error, endpoint, "Could not queue a webhook context."),
+        }
+    }
+
+    /// Stops the delivery tasks without waiting; queues stay stored.
+    pub(crate) fn stop(&self) {
+        for delivery in self.lock().values() {
+            delivery.task.abort();
+        }
+    }
+
+    /// Stops the delivery tasks and waits until they are gone.
+    pub(crate) async fn shutdown(&self) {
+        let deliveries: Vec<Delivery> = self.lock().drain().map(|(_, d)| d).collect();
+        for delivery in deliveries {
+            delivery.task.abort();
+            let _ = delivery.task.await;
+        }
+    }
+}
+
+/// The `<setting name="…" value="…" />` pairs of an `authvalue`.
+pub(crate) fn settings(authvalue: &str) -> Result<Vec<(String, String)>, String> {
+    let mut reader = Reader::from_str(authvalue);
+    let mut out = Vec::new();
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            format!("authvalue is not <settings><setting name=\"…\" value=\"…\" /></settings>: {e}")
+        })?;
+        match event {
+            Event::Start(element) | Event::Empty(element)
+                if element.local_name().as_ref() == b"setting" =>
+            {
+                let mut name = None;
+                let mut value = None;
+                for attribute in element.attributes() {
+                    let attribute = attribute.map_err(|e| format!("authvalue: {e}"))?;
+                    let text = attribute
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(|e| format!("authvalue: {e}"))?
+                        .into_owned();
+                    match attribute.key.local_name().as_ref() {
+                        b"name" => name = Some(text),
+                        b"value" => value = Some(text),
+                        _ => {}
+                    }
+                }
+                match (name, value) {
+                    (Some(name), Some(value)) => out.push((name, value)),
+                    _ => return Err("authvalue: each <setting> needs a name and a value".into()),
+                }
+            }
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
+    }
+}
+
+/// Queues the context of a committed write for each step on it: `body` is
+/// what the request set, `row` the row written (none for a delete, whose
+/// id is `deleted`).
+pub(crate) fn after_commit(
+    state: &SharedState,
+    table: &TableDef,
+    body: &Map<String, Value>,
+    row: Option<&StoredRow>,
+    created: bool,
+    deleted: Option<&str>,
+) {
+    let pk = table.primary_key.first().map_or("", String::as_str);
+    let (message, id) = match (row, deleted) {
+        (Some(row), _) => (
+            if created { "Create" } else { "Update" },
+            row.row.get(pk).and_then(Value::as_str).unwrap_or_default(),
+        ),
+        (None, Some(id)) => ("Delete", id),
+        (None, None) => return,
+    };
+    let set = set_columns(table, body);
+    for step in steps::steps_for(state, table, message) {
+        let filtering = step
+            .get("filteringattributes")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let wanted: Vec<&str> = filtering
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if message == "Update"
+            && !wanted.is_empty()
+            && !set.iter().any(|c| wanted.contains(&c.as_str()))
+        {
+            continue;
+        }
+        let Some(endpoint) = step.get("_eventhandler_value").and_then(Value::as_str) else {
+            continue;
+        };
+        let target = match row {
+            Some(row) => entity(state, table, &set, row, id),
+            None => reference(table.entity_name(), id),
+        };
+        let context = context(state, table, message, id, target, &step);
+        state.webhooks.publish(endpoint, &context);
+    }
+}
+
+/// The columns a request body set: its plain columns and its lookups
+/// (`nav@odata.bind` as `nav`).
+fn set_columns(table: &TableDef, body: &Map<String, Value>) -> Vec<String> {
+    body.keys()
+        .filter_map(|name| match name.strip_suffix("@odata.bind") {
+            Some(nav) => Some(nav.to_owned()),
+            None if name.contains('@') => None,
+            None => table.field(name).map(|f| f.name.clone()),
+        })
+        .collect()
+}
+
+fn reference(logical_name: &str, id: &str) -> Value {
+    json!({
+        "__type": format!("EntityReference:{CONTRACTS}"),
+        "Id": id,
+        "KeyAttributes": [],
+        "LogicalName": logical_name,
+        "Name": null,
+        "RowVersion": null,
+    })
+}
+
+/// The `Target` `Entity` of a create or update.
+fn entity(
+    state: &SharedState,
+    table: &TableDef,
+    set: &[String],
+    row: &StoredRow,
+    id: &str,
+) -> Value {
+    let pk = table.primary_key.first().map_or("", String::as_str);
+    let mut attributes = Vec::new();
+    for column in set.iter().map(String::as_str).chain([pk, "modifiedon"]) {
+        let value = match table.field(column) {
+            Some(field) if field.field_type == FieldType::Lookup => {
+                match row
+                    .row
+                    .get(&format!("_{column}_value"))
+                    .and_then(Value::as_str)
+                {
+                    Some(target) => {
+                        let logical = field
+                            .target
+                            .as_deref()
+                            .and_then(|t| state.metadata.table(t))
+                            .map_or("", TableDef::entity_name);
+                        reference(logical, target)
+                    }
+                    None => Value::Null,
+                }
+            }
+            _ => row.row.get(column).cloned().unwrap_or(Value::Null),
+        };
+        attributes.push(json!({"key": column, "value": value}));
+    }
+    json!({
+        "__type": format!("Entity:{CONTRACTS}"),
+        "Attributes": attributes,
+        "EntityState": null,
+        "FormattedValues": [],
+        "Id": id,
+        "KeyAttributes": [],
+        "LogicalName": table.entity_name(),
+        "RelatedEntities": [],
+        "RowVersion": row.version.to_string(),
+    })
+}
+
+/// The `RemoteExecutionContext` of one step.
+fn context(
+    state: &SharedState,
+    table: &TableDef,
+    message: &str,
+    id: &str,
+    target: Value,
+    step: &Map<String, Value>,
+) -> Value {
+    let now = Utc::now().timestamp_millis();
+    let output = match message {
+        "Create" => json!([{"key": "id", "value": id}]),
+        _ => json!([]),
+    };
+    json!({
+        "BusinessUnitId": business_unit_id().to_string(),
+        "CorrelationId": Uuid::new_v4().to_string(),
+        "Depth": 1,
+        "InputParameters": [{"key": "Target", "value": target}],
+        "IsExecutingOffline": false,
+        "IsInTransaction": false,
+        "IsOfflinePlayback": false,
+        "IsolationMode": 1,
+        "MessageName": message,
+        "Mode": step.get("mode").cloned().unwrap_or(json!(1)),
+        "OperationCreatedOn": format!("/Date({now}+0000)/"),
+        "OperationId": Uuid::new_v4().to_string(),
+        "OrganizationId": organization_id().to_string(),
+        "OrganizationName": state.webhooks.organization,
+        "OutputParameters": output,
+        "OwningExtension": {
+            "Id": step.get("sdkmessageprocessingstepid").cloned().unwrap_or(Value::Null),
+            "KeyAttributes": [],
+            "LogicalName": "sdkmessageprocessingstep",
+            "Name": step.get("name").cloned().unwrap_or(Value::Null),
+            "RowVersion": null,
+        },
+        "ParentContext": null,
+        "PostEntityImages": [],
+        "PreEntityImages": [],
+        "PrimaryEntityId": id,
+        "PrimaryEntityName": table.entity_name(),
+        "RequestId": Uuid::new_v4().to_string(),
+        "SecondaryEntityName": "none",
+        "SharedVariables": [],
+        "Stage": step.get("stage").cloned().unwrap_or(json!(40)),
+    })
+}
+
+/// Delivers the queue of one endpoint in order until it is deleted or the
+/// emulator stops (the context in flight then stays queued).
+async fn deliver(store: Arc<Store>, endpoint: String, wake: Arc<Notify>) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default();
+    let waits = || backoff(Duration::from_secs(1), Duration::from_secs(8));
+    let mut retries = waits();
+    let queue = queue(&endpoint);
+    loop {
+        let next = match store.first_queued(&queue) {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(%error, endpoint, "Could not read a webhook queue.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some((key, context)) = next else {
+            wake.notified().await;
+            continue;
+        };
+        let settings = store.get(ENDPOINTS, &steps::pk(&endpoint)).ok().flatten();
+        let Some(settings) = settings else {
+            // Deleted meanwhile: `endpoint_removed` drops the queue.
+            return;
+        };
+        let delivered = match post(&client, &settings.row, &context) {
+            Ok(request) => match request.send().await {
+                Ok(r) if r.status().is_success() => true,
+                Ok(r) => {
+                    tracing::warn!(endpoint, status = %r.status(), "A webhook refused a context; retrying.");
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!(endpoint, %error, "A webhook is unreachable; retrying.");
+                    false
+                }
+            },
+            Err(error) => {
+                tracing::warn!(endpoint, %error, "A webhook endpoint cannot be called; retrying.");
+                false
+            }
+        };
+        if delivered {
+            if let Err(error) = store.dequeue(&key) {
+                tracing::error!(%error, endpoint, "Could not remove a delivered webhook context.");
+            }
+            retries = waits();
+        } else {
+            let wait = retries.next().unwrap_or(Duration::from_secs(8));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // A changed endpoint is tried again at once.
+                _ = wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// The request of one context to `endpoint`.
+fn post(
+    client: &reqwest::Client,
+    endpoint: &Map<String, Value>,
+    context: &Value,
+) -> Result<reqwest::RequestBuilder, String> {
+    let url = endpoint
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or("the endpoint has no url")?;
+    let mut url = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let authvalue = endpoint
+        .get("authvalue")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let authtype = endpoint.get("authtype").and_then(Value::as_i64);
+    let mut headers = Vec::new();
+    match authtype {
+        Some(HTTP_HEADER) => headers = settings(authvalue)?,
+        Some(HTTP_QUERY_STRING) => {
+            for (name, value) in settings(authvalue)? {
+                url.query_pairs_mut().append_pair(&name, &value);
+            }
+        }
+        Some(WEBHOOK_KEY) => {
+            url.query_pairs_mut().append_pair("code", authvalue);
+        }
+        _ => {}
+    }
+    let text = |name: &str| {
+        context
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut request = client
+        .post(url)
+        .header("x-request-id", text("RequestId"))
+        .header("x-ms-dynamics-organization", text("OrganizationName"))
+        .header("x-ms-dynamics-entity-name", text("PrimaryEntityName"))
+        .header("x-ms-dynamics-request-name", text("MessageName"))
+        .header("x-ms-correlation-request-id", text("CorrelationId"))
+        .json(context);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    Ok(request)
+}
