@@ -389,8 +389,13 @@ async fn main() {
         .and_then(|e| e.webhook_url("finops"))
         .expect("webhook receiver");
     pushed.finops.subscribe(Subscription {
-        url: format!("{url}?code={}", support::EVENTS_SECRET),
+        url,
         entities: vec!["CustomersV3".into()],
+        headers: [(
+            "x-dualwrite-secret".to_owned(),
+            support::EVENTS_SECRET.to_owned(),
+        )]
+        .into(),
     });
     print_latency(
         "finops → Dataverse, data events (webhook)",
@@ -402,7 +407,7 @@ async fn main() {
     );
     let polled = world(Some("")).await;
     print_latency(
-        "finops → Dataverse, row versions polled every 1 s",
+        "finops → Dataverse, reconciliation every 1 s",
         &latency(&polled, false).await,
     );
 

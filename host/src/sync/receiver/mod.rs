@@ -96,7 +96,7 @@ async fn receive(
             ),
         );
     }
-    match finops::accept(&shared, &system, &body) {
+    match finops::accept(&shared, &system, &body).await {
         Ok(()) => (StatusCode::OK, String::new()),
         Err((status, message)) => (status, message),
     }
