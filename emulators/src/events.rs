@@ -23,7 +23,7 @@
 //! event is removed from its queue only after that answer, so a stop or a
 //! crash mid-delivery sends it again (at least once). Events are queued just
 //! after their write commits: a crash between the two loses that event;
-//! row-version polling is the path without that gap.
+//! a subscriber's reconciliation reads are the path without that gap.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

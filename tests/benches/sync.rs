@@ -9,7 +9,7 @@
 //!   limit);
 //! - latency from a commit on one side to the engine's confirmed write on
 //!   the other (p50/p95/p99), at a steady pace: finops by data-event
-//!   webhook and by row-version polling, Dataverse by change tracking.
+//!   webhook and by reconciliation, Dataverse by change tracking.
 //!
 //! Run with `cargo bench -p dualwrite-tests --bench sync`; prints tables,
 //! and one line per direction `sync/raw <direction> <ratio>` for scripts.

@@ -575,7 +575,10 @@ async fn undelivered_events_and_subscriptions_survive_a_restart() {
     }
     let events = seen.lock().expect("lock").clone();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["BusinessEventId"], "Units_Created");
+    assert_eq!(
+        (&events[0]["MessageName"], &events[0]["PrimaryEntityName"]),
+        (&json!("Create"), &json!("Units"))
+    );
     let subscriptions: Value = h
         .client
         .get(format!("{}/admin/subscriptions", h.emulator.url()))

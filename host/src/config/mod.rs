@@ -100,10 +100,11 @@ pub struct EngineConfig {
     /// The sled directory; relative paths are relative to the config file.
     #[serde(default = "default_data")]
     pub data: PathBuf,
-    /// How often change tracking and row versions are polled (`1s`).
+    /// How often Dataverse change tracking is polled, and finops reconciled
+    /// when no data events arrive (`1s`).
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll_interval: std::time::Duration,
-    /// How often finops is polled when data events arrive by webhook: the
+    /// How often finops is reconciled when data events arrive by webhook: the
     /// catch-all for an event lost on the way (`30s`).
     #[serde(default = "default_catch_all", with = "humantime_serde")]
     pub catch_all_interval: std::time::Duration,
