@@ -2,6 +2,18 @@
 //! pushed as JSON to subscribed webhook endpoints, in order, retried with
 //! backoff while an endpoint is down.
 //!
+//! Each event is the documented payload, a `RemoteExecutionContext`
+//! ([`context`]): `MessageName` `Create`, `Update` or `Delete`,
+//! `PrimaryEntityName` the data entity (`CustomersV3`), and
+//! `InputParameters` with the `Target` (an `Entity` whose `Attributes` are
+//! the entity's fields after the write; for a delete, those of the row
+//! deleted) and, for updates and deletes, the `PreImage` (the row before).
+//! Pages: <https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/business-events/data-events>
+//! and, for the context's JSON,
+//! <https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>.
+//! A subscription's `headers` are sent with each delivery (a shared
+//! secret, as a webhook's authentication header would carry it).
+//!
 //! Subscriptions and undelivered events live in the store, so both survive
 //! a restart: delivery resumes where it stopped.
 //!
@@ -11,14 +23,15 @@
 //! event is removed from its queue only after that answer, so a stop or a
 //! crash mid-delivery sends it again (at least once). Events are queued just
 //! after their write commits: a crash between the two loses that event;
-//! row-version polling is the path without that gap.
+//! a subscriber's reconciliation reads are the path without that gap.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dualwrite::connector::backoff;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -33,6 +46,9 @@ pub struct Subscription {
     /// Entities whose events are sent; empty means all.
     #[serde(default)]
     pub entities: Vec<String>,
+    /// Headers sent with each delivery, name → value (a shared secret).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -71,7 +87,7 @@ impl DataEvents {
         let task = tokio::spawn(deliver(
             self.store.clone(),
             id.clone(),
-            subscription.url.clone(),
+            subscription.clone(),
             wake.clone(),
         ));
         wake.notify_one();
@@ -171,7 +187,8 @@ impl DataEvents {
 
 /// Delivers the queue of one subscription in order. Aborted on stop; the
 /// event in flight then stays queued and is sent again after a restart.
-async fn deliver(store: Arc<Store>, id: String, url: String, wake: Arc<Notify>) {
+async fn deliver(store: Arc<Store>, id: String, subscription: Subscription, wake: Arc<Notify>) {
+    let url = subscription.url;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -191,7 +208,13 @@ async fn deliver(store: Arc<Store>, id: String, url: String, wake: Arc<Notify>) 
             wake.notified().await;
             continue;
         };
-        let delivered = match client.post(&url).json(&event).send().await {
+        let request = subscription
+            .headers
+            .iter()
+            .fold(client.post(&url), |request, (name, value)| {
+                request.header(name, value)
+            });
+        let delivered = match request.json(&event).send().await {
             Ok(r) if r.status().is_success() => true,
             Ok(r) => {
                 tracing::warn!(%url, status = %r.status(), "Data event endpoint refused an event; retrying.");
@@ -212,4 +235,78 @@ async fn deliver(store: Arc<Store>, id: String, url: String, wake: Arc<Notify>) 
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// The data event of a committed write: a `RemoteExecutionContext` for
+/// `message` (`Create`, `Update`, `Delete`) of `entity`, with `target` (the
+/// fields after the write, or of the row deleted) and `pre_image` (the row
+/// before an update or a delete). finops rows have no GUID, so the ids are
+/// the empty GUID.
+pub(crate) fn context(
+    entity: &str,
+    message: &str,
+    target: &Map<String, Value>,
+    pre_image: Option<&Map<String, Value>>,
+) -> Value {
+    let nil = uuid::Uuid::nil().to_string();
+    let mut parameters = vec![json!({"key": "Target", "value": image(entity, target)})];
+    if let Some(before) = pre_image {
+        parameters.push(json!({"key": "PreImage", "value": image(entity, before)}));
+    }
+    let created = chrono::Utc::now().timestamp_millis();
+    json!({
+        "BusinessUnitId": nil,
+        "CorrelationId": uuid::Uuid::new_v4().to_string(),
+        "Depth": 1,
+        "InitiatingUserId": nil,
+        "InputParameters": parameters,
+        "IsExecutingOffline": false,
+        "IsInTransaction": false,
+        "IsOfflinePlayback": false,
+        "IsolationMode": 1,
+        "MessageName": message,
+        "Mode": 1,
+        "OperationCreatedOn": format!("/Date({created}+0000)/"),
+        "OperationId": uuid::Uuid::new_v4().to_string(),
+        "OrganizationId": nil,
+        "OrganizationName": "",
+        "OutputParameters": [],
+        "OwningExtension": {
+            "Id": nil,
+            "KeyAttributes": [],
+            "LogicalName": "sdkmessageprocessingstep",
+            "Name": null,
+            "RowVersion": null
+        },
+        "ParentContext": null,
+        "PostEntityImages": [],
+        "PreEntityImages": [],
+        "PrimaryEntityId": nil,
+        "PrimaryEntityName": entity,
+        "RequestId": uuid::Uuid::new_v4().to_string(),
+        "SecondaryEntityName": "none",
+        "SharedVariables": [],
+        "Stage": 40,
+        "UserId": nil
+    })
+}
+
+/// A row as an `Entity`: its fields as `Attributes` pairs.
+fn image(entity: &str, row: &Map<String, Value>) -> Value {
+    let attributes: Vec<Value> = row
+        .iter()
+        .filter(|(field, _)| !field.starts_with('@'))
+        .map(|(field, value)| json!({"key": field, "value": value}))
+        .collect();
+    json!({
+        "__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts",
+        "Attributes": attributes,
+        "EntityState": null,
+        "FormattedValues": [],
+        "Id": uuid::Uuid::nil().to_string(),
+        "KeyAttributes": [],
+        "LogicalName": entity,
+        "RelatedEntities": [],
+        "RowVersion": null
+    })
 }

@@ -20,7 +20,7 @@
 //!   reads and writes; writes go through prepare → apply (in a sled
 //!   transaction) → respond, which `batch` reuses for `$batch` change sets.
 //! - `store`: sled storage with a versioned key layout, a change log per
-//!   table (delta links and row-version polling read it) and the data event
+//!   table (Dataverse delta links read it) and the data event
 //!   queues; `rows`: key segments, key encoding, `$select` and query runs;
 //!   `metadata`: tables, fields and keys (built-in TOML plus a custom file).
 //! - `hooks`: pre-commit hooks; `events`: finops data events to webhooks;

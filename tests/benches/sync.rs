@@ -9,7 +9,7 @@
 //!   limit);
 //! - latency from a commit on one side to the engine's confirmed write on
 //!   the other (p50/p95/p99), at a steady pace: finops by data-event
-//!   webhook and by row-version polling, Dataverse by change tracking.
+//!   webhook and by reconciliation, Dataverse by change tracking.
 //!
 //! Run with `cargo bench -p dualwrite-tests --bench sync`; prints tables,
 //! and one line per direction `sync/raw <direction> <ratio>` for scripts.
@@ -390,8 +390,13 @@ async fn main() {
         .and_then(|e| e.webhook_url("finops"))
         .expect("webhook receiver");
     pushed.finops.subscribe(Subscription {
-        url: format!("{url}?code={}", support::EVENTS_SECRET),
+        url,
         entities: vec!["CustomersV3".into()],
+        headers: [(
+            "x-dualwrite-secret".to_owned(),
+            support::EVENTS_SECRET.to_owned(),
+        )]
+        .into(),
     });
     print_latency(
         "finops → Dataverse, data events (webhook)",
@@ -403,7 +408,7 @@ async fn main() {
     );
     let polled = world(Some("")).await;
     print_latency(
-        "finops → Dataverse, row versions polled every 1 s",
+        "finops → Dataverse, reconciliation every 1 s",
         &latency(&polled, false).await,
     );
 

@@ -160,8 +160,9 @@ pub async fn start(plugins: &Path) -> anyhow::Result<World> {
         .webhook_url("finops")
         .context("the engine runs no webhook receiver for finops data events")?;
     finops.subscribe(Subscription {
-        url: format!("{webhook}?code={EVENTS_SECRET}"),
+        url: webhook,
         entities: Vec::new(),
+        headers: [("x-dualwrite-secret".to_owned(), EVENTS_SECRET.to_owned())].into(),
     });
     Ok(World {
         finops,

@@ -53,7 +53,7 @@ fields = ["Name > cdm_name"]
     {
         let db = sled::open(dir.path().join("data")).expect("the store opens");
         db.open_tree("meta")
-            .and_then(|meta| meta.insert("layout", "1"))
+            .and_then(|meta| meta.insert("layout", dualwrite::checkpoint::LAYOUT))
             .expect("layout");
         let mut key = b"legal-entities\0>\0".to_vec();
         key.extend_from_slice(&1u64.to_be_bytes());

@@ -6,18 +6,13 @@
 //! - One row by full key: `CustomersV3(dataAreaId='usmf',CustomerAccount='US-001')`;
 //!   a row of another company than the default needs `cross-company=true`.
 //! - Create (POST, 201 with the row), update (PATCH, 204), delete (DELETE,
-//!   204) by full key; each commit publishes a data event to subscribers.
-//! - Row-version change tracking (an emulator extension standing in for a
-//!   deployment's change tracking):
-//!   `GET /data/{Entity}/$changes?since=N[&top=M]` answers
-//!   `{"value":[{"RowVersion":…,"Operation":"Upsert"|"Delete","ChangedAt":…,"Key":{…},"Row":{…}}],"LatestRowVersion":…}`
-//!   for rows changed after version `N`, deletions included.
+//!   204) by full key; each commit publishes a data event to subscribers
+//!   (`events.rs`: the documented `RemoteExecutionContext`). Like the
+//!   service, the entities offer no change feed over OData.
 
 mod csdl;
 pub(crate) mod ops;
 mod query;
-
-use ops::key_of;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
@@ -81,9 +76,6 @@ pub(crate) async fn route(
         )
     })?;
     state.security.authorize(table, request)?;
-    if rest == "$changes" && request.method == Method::GET && key.is_none() {
-        return changes(state, table, request);
-    }
     if rest == "$count" && request.method == Method::GET && key.is_none() {
         let (_, rows) = visible_rows(state, table, request)?;
         return Ok(ApiResponse::text(StatusCode::OK, rows.len().to_string()));
@@ -306,70 +298,4 @@ fn service_document(state: &SharedState) -> ApiResponse {
         StatusCode::OK,
         json!({"@odata.context": format!("{}/data/$metadata", state.base_url), "value": value}),
     )
-}
-
-fn changes(
-    state: &SharedState,
-    table: &TableDef,
-    request: &ApiRequest,
-) -> Result<ApiResponse, ApiError> {
-    let mut since = 0u64;
-    let mut top = PAGE;
-    for (k, v) in form_urlencoded::parse(request.query.as_bytes()) {
-        match k.as_ref() {
-            "since" => {
-                since = v
-                    .parse()
-                    .map_err(|_| bad(format!("since must be a row version number, got '{v}'")))?
-            }
-            "top" => {
-                top = v
-                    .parse::<usize>()
-                    .map_err(|_| bad(format!("top must be a whole number, got '{v}'")))?
-                    .clamp(1, PAGE)
-            }
-            _ => {}
-        }
-    }
-    let purged = state.store.purged_version(&table.name).map_err(storage)?;
-    if since < purged {
-        // The error says where to start again once the entity was read in
-        // full: the latest row version now.
-        let current = state.store.current_version().map_err(storage)?;
-        return Ok(ApiResponse::json(
-            StatusCode::GONE,
-            json!({
-                "error": {
-                    "code": "Gone",
-                    "message": format!(
-                        "row version {since} is older than the change tracking retention ({purged}): read the entity in full again, then poll from LatestRowVersion"
-                    ),
-                },
-                "LatestRowVersion": current,
-            }),
-        ));
-    }
-    let mut value = Vec::new();
-    let mut latest = since;
-    for (version, entry) in state
-        .store
-        .changes_after(&table.name, since)
-        .map_err(storage)?
-        .into_iter()
-        .take(top)
-    {
-        latest = version;
-        if entry.deleted {
-            value.push(json!({"RowVersion": version, "Operation": "Delete", "ChangedAt": entry.at, "Key": entry.key}));
-        } else if let Some(row) = state.store.get(&table.name, &entry.pk).map_err(storage)? {
-            value.push(json!({"RowVersion": version, "Operation": "Upsert", "ChangedAt": entry.at, "Key": key_of(table, &row.row), "Row": row.row}));
-        }
-    }
-    if value.is_empty() {
-        latest = latest.max(state.store.current_version().map_err(storage)?);
-    }
-    Ok(ApiResponse::json(
-        StatusCode::OK,
-        json!({"value": value, "LatestRowVersion": latest}),
-    ))
 }

@@ -4,11 +4,11 @@
 //! (after the commit: the response, and the data event to subscribers).
 
 use axum::http::{HeaderName, Method, StatusCode, header};
-use chrono::{SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use sled::transaction::ConflictableTransactionError;
 
 use super::super::SharedState;
+use super::super::events::context;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::rows::{KeySegment, primary_key, with_first};
 use super::super::store::{StoredRow, Tx, TxFailure, WriteConflict};
@@ -26,15 +26,10 @@ pub(crate) enum WriteKind {
     Update {
         pk: String,
         key: KeySegment,
-        key_row: Map<String, Value>,
         body: Map<String, Value>,
     },
     /// DELETE by full key.
-    Delete {
-        pk: String,
-        key: KeySegment,
-        key_row: Map<String, Value>,
-    },
+    Delete { pk: String, key: KeySegment },
 }
 
 /// A write ready to apply.
@@ -48,7 +43,8 @@ pub(crate) struct PreparedWrite<'t> {
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     row: Option<StoredRow>,
-    version: u64,
+    /// The row before an update or a delete (the data event's `PreImage`).
+    before: Option<Map<String, Value>>,
 }
 
 fn parse_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
@@ -89,32 +85,6 @@ fn apply_body(
         row.insert(name.clone(), normalize_company(table, name, value));
     }
     Ok(())
-}
-
-fn event(
-    table: &TableDef,
-    kind: &str,
-    version: u64,
-    key: &Map<String, Value>,
-    row: Option<&Map<String, Value>>,
-) -> Value {
-    let company = table
-        .company_field
-        .as_ref()
-        .and_then(|c| key.get(c))
-        .cloned()
-        .unwrap_or(Value::Null);
-    json!({
-        "BusinessEventId": format!("{}_{kind}", table.name),
-        "EventId": uuid::Uuid::new_v4().to_string(),
-        "EventTime": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        "ControlNumber": version,
-        "EntityName": table.name,
-        "EventType": kind,
-        "BusinessEventLegalEntity": company,
-        "Key": key,
-        "Row": row,
-    })
 }
 
 pub(crate) fn key_of(table: &TableDef, row: &Map<String, Value>) -> Map<String, Value> {
@@ -208,20 +178,12 @@ pub(crate) async fn prepare<'t>(
             }
             let change =
                 json!({"table": table.name, "operation": "update", "key": key_row, "row": body});
-            (
-                WriteKind::Update {
-                    pk,
-                    key,
-                    key_row,
-                    body,
-                },
-                change,
-            )
+            (WriteKind::Update { pk, key, body }, change)
         }
         (&Method::DELETE, Some(key)) => {
             let (pk, key_row) = full_key(table, &key)?;
             let change = json!({"table": table.name, "operation": "delete", "key": key_row});
-            (WriteKind::Delete { pk, key, key_row }, change)
+            (WriteKind::Delete { pk, key }, change)
         }
         (method, _) => {
             return Err(error(
@@ -261,8 +223,8 @@ pub(crate) fn apply(tx: &Tx<'_>, write: &PreparedWrite<'_>) -> Result<Outcome, A
                 )
                 .map_err(map_duplicate)?;
             Ok(Outcome {
-                version: stored.version,
                 row: Some(stored),
+                before: None,
             })
         }
         WriteKind::Update { pk, key, body, .. } => {
@@ -282,16 +244,19 @@ pub(crate) fn apply(tx: &Tx<'_>, write: &PreparedWrite<'_>) -> Result<Outcome, A
                 )
                 .map_err(map_duplicate)?;
             Ok(Outcome {
-                version: stored.version,
                 row: Some(stored),
+                before: Some(old.row),
             })
         }
         WriteKind::Delete { pk, key, .. } => {
             let Some(old) = tx.get::<ApiError>(&table.name, pk)? else {
                 return Err(ConflictableTransactionError::Abort(not_found(table, key)));
             };
-            let version = tx.delete(&table.name, pk, &old, &no_indexes, key_of(table, &old.row))?;
-            Ok(Outcome { row: None, version })
+            tx.delete(&table.name, pk, &old, &no_indexes, key_of(table, &old.row))?;
+            Ok(Outcome {
+                row: None,
+                before: Some(old.row),
+            })
         }
     }
 }
@@ -305,10 +270,9 @@ pub(crate) fn respond(
     let table = write.table;
     match (&write.kind, &outcome.row) {
         (WriteKind::Create { .. }, Some(stored)) => {
-            let key = key_of(table, &stored.row);
             state.events.publish(
                 &table.name,
-                &event(table, "Created", stored.version, &key, Some(&stored.row)),
+                &context(&table.name, "Create", &stored.row, None),
             );
             let body = with_first(
                 "@odata.context",
@@ -321,21 +285,23 @@ pub(crate) fn respond(
             ApiResponse::json(StatusCode::CREATED, Value::Object(body))
                 .with_header(header::LOCATION, location(state, table, &stored.row))
         }
-        (WriteKind::Update { key_row, .. }, Some(stored)) => {
+        (WriteKind::Update { .. }, Some(stored)) => {
             state.events.publish(
                 &table.name,
-                &event(table, "Updated", stored.version, key_row, Some(&stored.row)),
+                &context(&table.name, "Update", &stored.row, outcome.before.as_ref()),
             );
             ApiResponse::empty(StatusCode::NO_CONTENT).with_header(
                 HeaderName::from_static("etag"),
                 format!("W/\"{}\"", stored.version),
             )
         }
-        (WriteKind::Delete { key_row, .. }, _) => {
-            state.events.publish(
-                &table.name,
-                &event(table, "Deleted", outcome.version, key_row, None),
-            );
+        (WriteKind::Delete { .. }, _) => {
+            if let Some(before) = &outcome.before {
+                state.events.publish(
+                    &table.name,
+                    &context(&table.name, "Delete", before, Some(before)),
+                );
+            }
             ApiResponse::empty(StatusCode::NO_CONTENT)
         }
         (_, None) => ApiResponse::empty(StatusCode::NO_CONTENT),

@@ -1,5 +1,5 @@
 //! Finance and Operations OData: companies, compound keys, CRUD, paging,
-//! enums, row-version polling, data events to webhooks, pre-commit hooks.
+//! enums, data events (the documented context) to webhooks, pre-commit hooks.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -272,57 +272,6 @@ async fn paging_with_next_link_and_generated_rows() {
     h.emulator.shutdown().await.expect("shutdown");
 }
 
-#[tokio::test]
-async fn row_version_polling_includes_deletions() {
-    let h = Harness::finops().await;
-    let (_, body) = h.get_json("CustomerGroups/$changes?since=0").await;
-    assert_eq!(body["value"], json!([]));
-    let start = body["LatestRowVersion"].as_u64().expect("version");
-    for id in ["10", "20"] {
-        let response = h
-            .request(Method::POST, "CustomerGroups")
-            .json(&json!({"CustomerGroupId": id, "Description": "Group"}))
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), 201);
-    }
-    let (_, body) = h
-        .get_json(&format!("CustomerGroups/$changes?since={start}"))
-        .await;
-    let value = body["value"].as_array().expect("value");
-    assert_eq!(value.len(), 2);
-    assert_eq!(value[0]["Operation"], "Upsert");
-    assert_eq!(value[0]["Key"]["CustomerGroupId"], "10");
-    assert_eq!(value[0]["Row"]["Description"], "Group");
-    let mark = body["LatestRowVersion"].as_u64().expect("version");
-
-    let response = h
-        .request(
-            Method::DELETE,
-            "CustomerGroups(dataAreaId='usmf',CustomerGroupId='10')",
-        )
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 204);
-    let (_, body) = h
-        .get_json(&format!("CustomerGroups/$changes?since={mark}"))
-        .await;
-    let value = body["value"].as_array().expect("value");
-    assert_eq!(value.len(), 1);
-    assert_eq!(value[0]["Operation"], "Delete");
-    assert_eq!(
-        value[0]["Key"],
-        json!({"dataAreaId": "usmf", "CustomerGroupId": "10"})
-    );
-    assert!(value[0]["RowVersion"].as_u64().expect("version") > mark);
-
-    let (status, _) = h.get_json("CustomerGroups/$changes?since=abc").await;
-    assert_eq!(status, 400);
-    h.emulator.shutdown().await.expect("shutdown");
-}
-
 /// A webhook receiver that refuses its first `refuse` deliveries.
 async fn receiver(refuse: usize) -> (String, Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -330,19 +279,28 @@ async fn receiver(refuse: usize) -> (String, Arc<Mutex<Vec<Value>>>, tokio::task
     let store = seen.clone();
     let app = axum::Router::new().route(
         "/events",
-        post(move |Json(event): Json<Value>| {
-            let store = store.clone();
-            let calls = calls.clone();
-            async move {
-                let mut n = calls.lock().expect("lock");
-                *n += 1;
-                if *n <= refuse {
-                    return StatusCode::SERVICE_UNAVAILABLE;
+        post(
+            move |headers: axum::http::HeaderMap, Json(mut event): Json<Value>| {
+                let store = store.clone();
+                let calls = calls.clone();
+                async move {
+                    let mut n = calls.lock().expect("lock");
+                    *n += 1;
+                    if *n <= refuse {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    // What the delivery's secret header said, kept beside the
+                    // event for the test to check.
+                    let secret = headers
+                        .get("x-dualwrite-secret")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    event["(secret header)"] = json!(secret);
+                    store.lock().expect("lock").push(event);
+                    StatusCode::OK
                 }
-                store.lock().expect("lock").push(event);
-                StatusCode::OK
-            }
-        }),
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -361,7 +319,7 @@ async fn data_events_reach_webhooks_with_retries() {
     let response = h
         .client
         .post(format!("{}/admin/subscriptions", h.emulator.url()))
-        .json(&json!({"url": url, "entities": ["CustomersV3"]}))
+        .json(&json!({"url": url, "entities": ["CustomersV3"], "headers": {"x-dualwrite-secret": "s3cret"}}))
         .send()
         .await
         .expect("sent");
@@ -391,18 +349,66 @@ async fn data_events_reach_webhooks_with_retries() {
     let events = seen.lock().expect("lock").clone();
     let kinds: Vec<&str> = events
         .iter()
-        .map(|e| e["EventType"].as_str().expect("type"))
+        .map(|e| e["MessageName"].as_str().expect("MessageName"))
         .collect();
     assert_eq!(
         kinds,
-        ["Created", "Updated", "Deleted"],
+        ["Create", "Update", "Delete"],
         "in order, after two refused deliveries, no Currencies"
     );
-    assert_eq!(events[0]["BusinessEventId"], "CustomersV3_Created");
-    assert_eq!(events[0]["BusinessEventLegalEntity"], "usmf");
-    assert_eq!(events[1]["Row"]["OrganizationName"], "Evented");
-    assert_eq!(events[2]["Key"]["CustomerAccount"], "EV-1");
-    assert!(events[2]["Row"].is_null());
+    // Each is a RemoteExecutionContext: the entity, Target (and PreImage for
+    // updates and deletes) as Entities with `{"key","value"}` attributes.
+    let parameter = |event: &Value, name: &str| -> Option<Value> {
+        event["InputParameters"]
+            .as_array()
+            .expect("InputParameters")
+            .iter()
+            .find(|p| p["key"] == name)
+            .map(|p| p["value"].clone())
+    };
+    let attribute = |entity: &Value, field: &str| -> Value {
+        entity["Attributes"]
+            .as_array()
+            .expect("Attributes")
+            .iter()
+            .find(|a| a["key"] == field)
+            .map(|a| a["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    for event in &events {
+        assert_eq!(event["PrimaryEntityName"], "CustomersV3", "{event}");
+        assert_eq!(event["Stage"], 40);
+        assert!(event["CorrelationId"].is_string() && event["BusinessUnitId"].is_string());
+        assert!(
+            event["OperationCreatedOn"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("/Date(")),
+            "{event}"
+        );
+        assert_eq!(
+            event["(secret header)"], "s3cret",
+            "the subscription's header"
+        );
+        let target = parameter(event, "Target").expect("Target");
+        assert_eq!(target["LogicalName"], "CustomersV3");
+        assert_eq!(attribute(&target, "CustomerAccount"), "EV-1");
+        assert_eq!(attribute(&target, "dataAreaId"), "usmf");
+    }
+    assert!(
+        parameter(&events[0], "PreImage").is_none(),
+        "a create has none"
+    );
+    let updated = parameter(&events[1], "Target").expect("Target");
+    let before = parameter(&events[1], "PreImage").expect("PreImage");
+    assert_eq!(attribute(&updated, "OrganizationName"), "Evented");
+    assert_ne!(attribute(&before, "OrganizationName"), "Evented");
+    let deleted = parameter(&events[2], "Target").expect("Target");
+    assert_eq!(
+        attribute(&deleted, "OrganizationName"),
+        "Evented",
+        "a delete's Target holds the fields of the row deleted"
+    );
+    assert!(parameter(&events[2], "PreImage").is_some());
     h.emulator.shutdown().await.expect("shutdown");
     task.abort();
 }
@@ -569,7 +575,10 @@ async fn undelivered_events_and_subscriptions_survive_a_restart() {
     }
     let events = seen.lock().expect("lock").clone();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["BusinessEventId"], "Units_Created");
+    assert_eq!(
+        (&events[0]["MessageName"], &events[0]["PrimaryEntityName"]),
+        (&json!("Create"), &json!("Units"))
+    );
     let subscriptions: Value = h
         .client
         .get(format!("{}/admin/subscriptions", h.emulator.url()))

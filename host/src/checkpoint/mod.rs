@@ -6,13 +6,17 @@
 //! [`Checkpoints`] is the one handle. Its operations are the steps of the
 //! checkpoint protocol, each one sled transaction, flushed before it returns:
 //!
-//! 1. Capture reads a page of changes from the source (delta link, webhook
-//!    delivery, row-version poll).
+//! 1. Capture reads a page of changes from the source (delta link, a data
+//!    event's re-read, a reconciliation read).
 //! 2. [`Checkpoints::capture`]: in one transaction, append the page's changes
 //!    to the queue (a version not newer than the latest captured for its
 //!    key is skipped, so a page read twice after a crash is queued once)
 //!    and store the new cursor. Flush.
 //!    Only then may the caller acknowledge the source.
+//!    [`Checkpoints::capture_seen`] is the same step for a side read by
+//!    comparison (finops): in the same transaction it stores the hash of
+//!    each row queued, or forgets it for a delete queued, so the next read
+//!    compares against what was queued and a crash cannot separate them.
 //! 3. [`Checkpoints::next_batch`]: the writer takes a batch from the head of
 //!    the queue: at most one change per key (a key's later changes wait for
 //!    the next batch, so order per key holds), none of a parked key.
@@ -21,13 +25,16 @@
 //!    fingerprint, and append the activity entries. Flush. A crash between 3
 //!    and 4 writes the batch again, with the same effect (upserts by key).
 //!
-//! [`fingerprint`] computes the echo fingerprints step 4 stores.
+//! [`fingerprint`] computes the echo fingerprints step 4 stores, and the
+//! row hashes of `seen.rs`.
 //!
 //! A change that fails is parked ([`Checkpoints::park`]): its key's later
 //! changes wait behind it while every other key flows, until
 //! [`Checkpoints::resubmit`] or [`Checkpoints::discard`].
 //!
-//! Key layout, version 1 (tree `meta` records `layout = 1`); `<flow>` is
+//! Key layout, version 2 (tree `meta` records `layout = 2`; version 1
+//! stored finops row versions as versions, which the host's stamps that
+//! replace them cannot be compared with, so a version 1 store is refused); `<flow>` is
 //! `<map>\0<direction>`:
 //! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON
 //! - tree `cursor`: `<flow>` → the source cursor
@@ -46,6 +53,9 @@
 //!   the row id only)
 //! - tree `images`: `<map>\0<side>\0<key>` → the mapped fields last seen or
 //!   written there, as JSON (the expected echo of the next write)
+//! - tree `hashes`: `<map>\0<side>\0<key>` → the hash of the row as the
+//!   side last showed it, the stamp of that read (u64 BE) and its key
+//!   fields as JSON (`seen.rs`)
 //!
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
@@ -53,6 +63,7 @@
 mod echo;
 mod fingerprint;
 mod ops;
+mod seen;
 mod state;
 
 use serde::{Deserialize, Serialize};
@@ -61,9 +72,10 @@ use serde_json::{Map, Value};
 pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
 pub use ops::Checkpoints;
+pub use seen::{RowHash, Seen};
 
 /// The storage layout this build reads and writes.
-pub const LAYOUT: &str = "1";
+pub const LAYOUT: &str = "2";
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]

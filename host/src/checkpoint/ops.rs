@@ -1,6 +1,7 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
+use super::seen::{self, RowHash, Seen};
 use super::{
     Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
 };
@@ -24,6 +25,7 @@ pub struct Checkpoints {
     pub(super) by_key: sled::Tree,
     pub(super) ids: sled::Tree,
     pub(super) images: sled::Tree,
+    pub(super) hashes: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -54,6 +56,7 @@ impl Checkpoints {
             by_key: db.open_tree("by_key")?,
             ids: db.open_tree("ids")?,
             images: db.open_tree("images")?,
+            hashes: db.open_tree("hashes")?,
             db,
         })
     }
@@ -84,10 +87,54 @@ impl Checkpoints {
         cursor: Option<&str>,
         ids: &[(&str, &str, &str)],
     ) -> Result<usize, CheckpointError> {
+        let changes: Vec<(&Change, Option<&RowHash>)> =
+            changes.iter().map(|change| (change, None)).collect();
+        self.capture_tx(map, direction, &changes, cursor, ids, None)
+    }
+
+    /// Step 2 for a read of `side` compared with what it last showed
+    /// (finops reconciliation, a data event's re-read): queues each change
+    /// as [`Checkpoints::capture_page`] does and, in the same transaction,
+    /// stores the hash of the row it read (an upsert) or forgets the key's
+    /// hash (a delete), for the changes queued only: a change older than
+    /// one captured already leaves the newer hash. Flushes. Returns how
+    /// many were new.
+    pub fn capture_seen(
+        &self,
+        map: &str,
+        direction: Direction,
+        side: &str,
+        seen: &[Seen],
+    ) -> Result<usize, CheckpointError> {
+        let changes: Vec<(&Change, Option<&RowHash>)> = seen
+            .iter()
+            .map(|seen| (&seen.change, seen.hash.as_ref()))
+            .collect();
+        self.capture_tx(map, direction, &changes, None, &[], Some(side))
+    }
+
+    /// The one transaction of step 2; `hashed` names the side whose row
+    /// hashes the changes carry.
+    fn capture_tx(
+        &self,
+        map: &str,
+        direction: Direction,
+        changes: &[(&Change, Option<&RowHash>)],
+        cursor: Option<&str>,
+        ids: &[(&str, &str, &str)],
+        hashed: Option<&str>,
+    ) -> Result<usize, CheckpointError> {
         let flow = flow(map, direction);
         let encoded = changes
             .iter()
-            .map(|change| Ok((change, json(change)?)))
+            .map(|(change, hash)| {
+                let hash = match (hashed, hash) {
+                    (Some(_), Some(hash)) => Some(seen::encode(hash)?),
+                    _ => None,
+                };
+                let slot = hashed.map(|side| seen::slot(map, side, &change.key));
+                Ok((*change, slot, hash))
+            })
             .collect::<Result<Vec<_>, CheckpointError>>()?;
         let added = (
             &self.queue,
@@ -95,11 +142,12 @@ impl Checkpoints {
             &self.latest,
             &self.by_key,
             &self.ids,
+            &self.hashes,
         )
             .transaction(
-                |(queue, cursors, latest, by_key, id_tree)| -> TxResult<usize> {
+                |(queue, cursors, latest, by_key, id_tree, hash_tree)| -> TxResult<usize> {
                     let mut added = 0;
-                    for (change, _) in &encoded {
+                    for (change, hash_slot, hash) in &encoded {
                         let slot = join(&[&flow, &canon(&change.key)]);
                         if let Some(seen) = latest.get(&slot)?
                             && !newer(&change.version, &seen)
@@ -118,6 +166,15 @@ impl Checkpoints {
                             join(&[&flow, &canon(&change.key), &seq.to_be_bytes()]),
                             &[][..],
                         )?;
+                        match (hash_slot, hash) {
+                            (Some(hash_slot), Some(hash)) => {
+                                hash_tree.insert(hash_slot.as_slice(), hash.as_slice())?;
+                            }
+                            (Some(hash_slot), None) => {
+                                hash_tree.remove(hash_slot.as_slice())?;
+                            }
+                            (None, _) => {}
+                        }
                         added += 1;
                     }
                     for (side, id, key) in ids {
@@ -524,7 +581,7 @@ pub(super) fn join(parts: &[&[u8]]) -> Vec<u8> {
     key
 }
 
-fn json(value: &impl Serialize) -> Result<Vec<u8>, CheckpointError> {
+pub(super) fn json(value: &impl Serialize) -> Result<Vec<u8>, CheckpointError> {
     serde_json::to_vec(value).map_err(|error| CheckpointError::Corrupt {
         key: "(new entry)".into(),
         detail: error.to_string(),

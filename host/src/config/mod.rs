@@ -101,7 +101,8 @@ pub struct EngineConfig {
     /// The sled directory; relative paths are relative to the config file.
     #[serde(default = "default_data")]
     pub data: PathBuf,
-    /// How often change tracking and row versions are polled (`1s`).
+    /// How often Dataverse change tracking is polled, and finops reconciled
+    /// when no data events arrive (`1s`).
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll_interval: std::time::Duration,
     /// How often a side is polled when its changes arrive by webhook (finops

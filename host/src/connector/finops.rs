@@ -1,21 +1,23 @@
 //! [`FinopsConnector`]: the Finance and Operations OData service (`/data`).
 //! Every call carries `cross-company=true`, so rows of every legal entity
 //! are seen and keys always name their `dataAreaId`.
+//!
+//! The data entities' OData offers no change feed (no row versions, no
+//! deleted rows): the sync engine learns of changes from data events
+//! (pushed to its receiver) and from reconciliation, paged reads
+//! ([`FinopsConnector::query_page`], only the fields it compares) against
+//! the hashes it stored. Page:
+//! <https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/odata>.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use reqwest::Method;
-use serde_json::Value;
 
 use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
 use super::dataverse::{link, own_link, query_string, rows_of};
 use super::error::{ConnectorError, SystemKind};
 use super::transport::{Call, ConnectorOptions, ConnectorStats, Transport};
-use super::{ChangePage, ClientAuth, Deleted, Key, Query, QueryPage, Row, Write};
-
-/// Largest `$changes` page the service returns.
-const MAX_CHANGES_PAGE: u32 = 10_000;
+use super::{ClientAuth, Key, Query, QueryPage, Row, Write};
 
 /// A Finance and Operations environment. Clones share the token, the cap
 /// on requests in flight and the counters.
@@ -139,118 +141,6 @@ impl FinopsConnector {
         self.transport
             .accept(&call, reply, entity, Some(key))
             .map(|_| true)
-    }
-
-    /// Changes of `entity` after row version `cursor` (`"0"` for all the
-    /// change log holds), through `GET /data/{Entity}/$changes?since=N`.
-    /// A cursor older than the retention (410) gives an empty page with
-    /// `reset` set and the service's latest row version as `next_cursor`:
-    /// read the entity in full, then poll from there.
-    pub async fn changes(&self, entity: &str, cursor: &str) -> Result<ChangePage, ConnectorError> {
-        let since: u64 = cursor.parse().map_err(|_| ConnectorError::Invalid {
-            system: SystemKind::Finops,
-            detail: format!(
-                "the finops cursor '{cursor}' is not a row version: pass the next_cursor of an earlier page, or \"0\""
-            ),
-        })?;
-        let top = self.transport.options.page_size.clamp(1, MAX_CHANGES_PAGE);
-        let call = Call::new(
-            Method::GET,
-            self.transport
-                .url(&format!("{entity}/$changes?since={since}&top={top}")),
-        );
-        let reply = self.transport.send(&call).await?;
-        if reply.status == 410 {
-            let gone = self.transport.json(&call, &reply).ok();
-            let latest = gone
-                .as_ref()
-                .and_then(|body| body.get("LatestRowVersion"))
-                .and_then(Value::as_u64);
-            if let Some(latest) = latest {
-                return Ok(ChangePage {
-                    reset: true,
-                    next_cursor: latest.to_string(),
-                    ..ChangePage::default()
-                });
-            }
-        }
-        let reply = self.transport.accept(&call, reply, entity, None)?;
-        let body = self.transport.json(&call, &reply)?;
-        let protocol = |detail: String| ConnectorError::Protocol {
-            system: SystemKind::Finops,
-            url: call.url.clone(),
-            detail,
-        };
-        let latest = body
-            .get("LatestRowVersion")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| protocol("LatestRowVersion is missing".into()))?;
-        let entries = body
-            .get("value")
-            .and_then(Value::as_array)
-            .ok_or_else(|| protocol("value is missing".into()))?;
-        // The log holds every version; keep each key's last operation.
-        let mut last: Vec<(Key, Option<Row>, String, String)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for entry in entries {
-            let key = entry
-                .get("Key")
-                .and_then(Value::as_object)
-                .ok_or_else(|| protocol("a change has no Key".into()))
-                .and_then(|k| Key::from_json(k).map_err(protocol))?;
-            let row = match entry.get("Operation").and_then(Value::as_str) {
-                Some("Delete") => None,
-                Some("Upsert") => Some(
-                    entry
-                        .get("Row")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .ok_or_else(|| protocol("an upsert has no Row".into()))?,
-                ),
-                other => return Err(protocol(format!("unknown operation {other:?}"))),
-            };
-            let version = entry
-                .get("RowVersion")
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            let time = entry
-                .get("ChangedAt")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let id = key.segment();
-            match index.get(&id) {
-                Some(&i) => {
-                    last[i].1 = row;
-                    last[i].2 = version;
-                    last[i].3 = time;
-                }
-                None => {
-                    index.insert(id, last.len());
-                    last.push((key, row, version, time));
-                }
-            }
-        }
-        let mut page = ChangePage {
-            next_cursor: latest.to_string(),
-            more: entries.len() >= top as usize,
-            ..ChangePage::default()
-        };
-        for (key, row, version, time) in last {
-            match row {
-                Some(row) => {
-                    page.upserts.push(row);
-                    page.upsert_versions.push(version);
-                    page.upsert_times.push(time);
-                }
-                None => {
-                    page.deletes.push(Deleted::Key(key));
-                    page.delete_versions.push(version);
-                    page.delete_times.push(time);
-                }
-            }
-        }
-        Ok(page)
     }
 
     /// Sends up to [`super::MAX_BATCH`] writes in one `$batch`; an outcome

@@ -54,7 +54,7 @@ impl Key {
         self
     }
 
-    /// A key from a JSON object, as finops reports them in `$changes`:
+    /// A key from a JSON object (the key fields of a finops row):
     /// strings are text, whole numbers are numbers; anything else is refused
     /// with the field's name.
     pub fn from_json(object: &Map<String, Value>) -> Result<Self, String> {

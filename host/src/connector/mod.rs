@@ -6,15 +6,16 @@
 //!   then [`DataverseConnector::changes`] on the delta link); upsert and
 //!   delete by alternate key; lookups with [`DataverseConnector::bind`].
 //! - [`FinopsConnector`]: queries with `cross-company=true`; upsert, create
-//!   and delete by the full compound key (`dataAreaId` included); row-version
-//!   polling ([`FinopsConnector::changes`]).
+//!   and delete by the full compound key (`dataAreaId` included); no change
+//!   feed: its OData documents none, so the engine reads pages and compares
+//!   them with what it stored, and takes data events as hints.
 //! - Both: [`write_batch`](DataverseConnector::write_batch) of up to
 //!   [`MAX_BATCH`] [`Write`]s in one `$batch`, atomic or continue-on-error,
 //!   with a [`WriteOutcome`] per write (an atomic change set that fails at
 //!   commit without naming the write at fault is one
 //!   [`ConnectorError::Rejected`]: nothing was applied; resend with
-//!   [`BatchMode::ContinueOnError`] to learn the row); both read changes as
-//!   a [`ChangePage`].
+//!   [`BatchMode::ContinueOnError`] to learn the row). Dataverse reads
+//!   changes as a [`ChangePage`].
 //! - `auth`: the Microsoft identity platform's client credentials grant
 //!   ([`ClientAuth`]: a secret, [`Credentials`], or a certificate,
 //!   [`CertificateCredentials`]; [`tenant_token_url`]); the token is cached
@@ -104,8 +105,6 @@ pub struct QueryPage {
 pub enum Deleted {
     /// Dataverse: the primary id (GUID) of the deleted row.
     Id(String),
-    /// Finance and Operations: the full key of the deleted row.
-    Key(Key),
 }
 
 /// One page of changes. Each row appears once, in its latest state: a row
@@ -114,12 +113,11 @@ pub enum Deleted {
 pub struct ChangePage {
     /// Rows created or changed.
     pub upserts: Vec<Row>,
-    /// The source version of each upsert, in order (finops: the row
-    /// version of the change; Dataverse: `versionnumber`), or empty.
+    /// The source version of each upsert, in order (Dataverse:
+    /// `versionnumber`), or empty.
     pub upsert_versions: Vec<String>,
     /// When each upsert was committed (RFC 3339), in order, or empty when
-    /// the service does not say (Dataverse: `modifiedon`; finops:
-    /// `ChangedAt`).
+    /// the service does not say (Dataverse: `modifiedon`).
     pub upsert_times: Vec<String>,
     /// Rows deleted.
     pub deletes: Vec<Deleted>,
@@ -130,16 +128,11 @@ pub struct ChangePage {
     /// When each delete was committed, in order, or empty.
     pub delete_times: Vec<String>,
     /// Where to read next: store it with these changes, then pass it to
-    /// `changes`. Opaque: a Dataverse next or delta link, a finops row
-    /// version.
+    /// `changes`. Opaque: a Dataverse next or delta link.
     pub next_cursor: String,
     /// True when more changes are ready now (a next page): read again at
     /// once rather than after the polling interval.
     pub more: bool,
-    /// The cursor was too old (the service no longer keeps the changes
-    /// after it): the page is empty; read the table in full, then poll from
-    /// `next_cursor`. Deletes made meanwhile are not reported.
-    pub reset: bool,
 }
 
 /// One write of a batch.

@@ -14,9 +14,11 @@
 //!   [`RunningEngine::command`] pauses, resumes or stops one map.
 //! - `error`: [`SyncError`] (stops the engine or a map) and the flow
 //!   errors that say whether a read or a batch is retried.
-//! - `capture`: Dataverse change tracking (delta links) and finops
-//!   row-version polling into [`Checkpoints::capture_page`]; `webhook`:
-//!   finops data events, acknowledged only after the flush.
+//! - `capture`: Dataverse change tracking (delta links) into
+//!   [`Checkpoints::capture_page`], and finops reconciliation (paged reads
+//!   compared with stored row hashes) into [`Checkpoints::capture_seen`];
+//!   `receiver`: finops data events, each read again as a hint and
+//!   acknowledged only after the flush.
 //! - `worker`: one task per map takes batches of both directions and keeps
 //!   up to `engine.batches_in_flight` of each in flight; `keys` holds a
 //!   batch's keys out of every other batch of either direction until it

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::connector::{
     BatchMode, ChangePage, ConnectorError, ConnectorOptions, DataverseConnector, FinopsConnector,
-    Key, Query, Write, WriteOutcome,
+    Key, Query, QueryPage, Write, WriteOutcome,
 };
 use crate::map::{SystemKind, SystemPlan};
 
@@ -91,8 +91,10 @@ impl System {
         }
     }
 
-    /// Changes after `cursor`; `None` starts from the beginning (Dataverse:
-    /// start tracking, every row; finops: row version 0).
+    /// Dataverse: changes after `cursor`; `None` starts tracking (every
+    /// row). finops documents no change feed: its changes come from data
+    /// events and reconciliation ([`System::query_page`]), so asking it is
+    /// refused.
     pub async fn changes(
         &self,
         table: &str,
@@ -102,7 +104,26 @@ impl System {
         match (&self.connector, cursor) {
             (Connector::Dataverse(c), Some(cursor)) => c.changes(cursor).await,
             (Connector::Dataverse(c), None) => c.start_tracking(table, select).await,
-            (Connector::Finops(c), cursor) => c.changes(table, cursor.unwrap_or("0")).await,
+            (Connector::Finops(_), _) => Err(ConnectorError::Invalid {
+                system: crate::connector::SystemKind::Finops,
+                detail: format!(
+                    "finops offers no change feed for {table}: its changes are read by reconciliation and data events"
+                ),
+            }),
+        }
+    }
+
+    /// One page of `table` matching `query`; pass `next_link` on (finops:
+    /// across companies).
+    pub async fn query_page(
+        &self,
+        table: &str,
+        query: &Query,
+        next_link: Option<&str>,
+    ) -> Result<QueryPage, ConnectorError> {
+        match &self.connector {
+            Connector::Dataverse(c) => c.query_page(table, query, next_link).await,
+            Connector::Finops(c) => c.query_page(table, query, next_link).await,
         }
     }
 

@@ -306,3 +306,105 @@ fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
         "nothing beyond the durable cursor"
     );
 }
+
+#[test]
+fn a_row_hash_is_stored_with_the_change_queued_and_forgotten_with_its_delete() {
+    use dualwrite::checkpoint::{RowHash, Seen};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Checkpoints::open(dir.path()).expect("opens");
+    let key_fields = serde_json::json!({"dataAreaId": "usmf", "CustomerAccount": "A"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let seen = |version: &str, hash: u8| Seen {
+        change: change("usmf|A", version),
+        hash: Some(RowHash {
+            hash: [hash; 32],
+            stamp: version.parse().expect("a stamp"),
+            key: key_fields.clone(),
+        }),
+    };
+    assert_eq!(
+        store
+            .capture_seen("m", LTR, "left", &[seen("10", 1)])
+            .expect("captures"),
+        1
+    );
+    let stored = store.row_hash("m", "left", "USMF|a").expect("reads");
+    assert_eq!(
+        stored.map(|h| (h.hash, h.stamp, h.key)),
+        Some(([1; 32], 10, key_fields.clone())),
+        "stored in the transaction that queued it, found without case"
+    );
+    // An older read captured after a newer one is not queued, and leaves
+    // the newer hash.
+    assert_eq!(
+        store
+            .capture_seen("m", LTR, "left", &[seen("7", 2)])
+            .expect("captures"),
+        0
+    );
+    let stored = store.row_hash("m", "left", "usmf|A").expect("reads");
+    assert_eq!(stored.map(|h| h.hash), Some([1; 32]));
+    // A plain capture (Dataverse) touches no hash.
+    store
+        .capture_page("m", LTR, &[change("usmf|A", "11")], None, &[])
+        .expect("captures");
+    assert!(
+        store
+            .row_hash("m", "left", "usmf|A")
+            .expect("reads")
+            .is_some()
+    );
+    // A delete queued forgets it; the hashes of other keys and maps stay.
+    store
+        .capture_seen(
+            "other",
+            LTR,
+            "left",
+            &[Seen {
+                change: change("usmf|A", "12"),
+                hash: Some(RowHash {
+                    hash: [3; 32],
+                    stamp: 12,
+                    key: key_fields.clone(),
+                }),
+            }],
+        )
+        .expect("captures");
+    let mut delete = change("usmf|A", "13");
+    delete.operation = Operation::Delete;
+    assert_eq!(
+        store
+            .capture_seen(
+                "m",
+                LTR,
+                "left",
+                &[Seen {
+                    change: delete,
+                    hash: None
+                }]
+            )
+            .expect("captures"),
+        1
+    );
+    assert!(
+        store
+            .row_hash("m", "left", "usmf|A")
+            .expect("reads")
+            .is_none()
+    );
+    let left: Vec<RowHash> = store
+        .row_hashes("other", "left")
+        .collect::<Result<_, _>>()
+        .expect("reads");
+    assert_eq!(left.len(), 1);
+    assert_eq!(store.row_hashes("m", "left").count(), 0);
+    drop(store);
+    let store = Checkpoints::open(dir.path()).expect("reopens");
+    assert_eq!(
+        store.row_hashes("other", "left").count(),
+        1,
+        "survives a restart"
+    );
+}

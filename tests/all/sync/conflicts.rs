@@ -79,11 +79,51 @@ async fn left_wins_and_right_wins_settle_as_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_writer_wins_by_modification_time() {
-    // finops reports each change's commit time, Dataverse each row's
-    // modifiedon; the Dataverse edit is the later one.
-    let mut sync = Sync::start(MAPS, "").await;
+    // Dataverse reports each row's modifiedon; finops gives no change time
+    // through OData, so its change carries the time the host read it: at
+    // once when its data event arrives. The map is paused, so both edits
+    // queue and meet; the Dataverse edit is the later one.
+    let sync = Sync::start(MAPS, "listen = \"127.0.0.1:0\"").await;
     sync.company_id("usmf").await;
-    assert_eq!(edit_both_sides_while_stopped(&mut sync).await, "Right edit");
+    sync.push_finops_events();
+    sync.fo_upsert(
+        "CustomersV3",
+        KEY,
+        json!({"OrganizationName": "Start", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("K-1 in Dataverse", || async {
+        sync.dv_get("accounts", account()).await.is_some()
+    })
+    .await;
+    settle(&sync).await;
+    sync.engine()
+        .command("customers", dualwrite::sync::MapCommand::Pause)
+        .await
+        .expect("the map pauses");
+    sync.fo_upsert("CustomersV3", KEY, json!({"OrganizationName": "Left edit"}))
+        .await;
+    eventually("the finops edit queued", || async {
+        sync.engine().queued() > 0
+    })
+    .await;
+    // Modification times compare in whole seconds (Dataverse's grain).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sync.dv_upsert("accounts", account(), json!({"name": "Right edit"}))
+        .await;
+    eventually("the Dataverse edit queued", || async {
+        sync.engine().queued() > 1
+    })
+    .await;
+    sync.engine()
+        .command("customers", dualwrite::sync::MapCommand::Resume)
+        .await
+        .expect("the map resumes");
+    settle(&sync).await;
+    let left = sync.fo_get("CustomersV3", KEY).await.unwrap_or_default();
+    let right = sync.dv_get("accounts", account()).await.unwrap_or_default();
+    assert_eq!(text(&left, "OrganizationName"), "Right edit");
+    assert_eq!(text(&right, "name"), "Right edit");
     let lost = sync.activity("customers", Action::ConflictLost);
     assert_eq!(lost.len(), 1, "{lost:?}");
     assert!(

@@ -14,6 +14,7 @@ mod polling;
 mod push;
 mod races;
 mod receiver;
+mod reconcile;
 mod refusals;
 mod restart;
 mod tls;
@@ -292,8 +293,9 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
             .webhook_url("finops")
             .expect("webhook receiver");
         self.finops.subscribe(emulator::Subscription {
-            url: format!("{url}?code=hook-secret"),
+            url,
             entities: vec!["CustomersV3".into()],
+            headers: secret_header(),
         });
     }
 
@@ -383,6 +385,12 @@ pub fn in_usmf(fields: Value) -> Value {
         &Key::single("cdm_companycode", "usmf"),
     );
     Value::Object(row)
+}
+
+/// The header carrying the receiver's shared secret, as a subscription
+/// sends it with each delivery.
+pub fn secret_header() -> std::collections::BTreeMap<String, String> {
+    [("x-dualwrite-secret".to_owned(), "hook-secret".to_owned())].into()
 }
 
 /// A free port on `127.0.0.1`, for a receiver that keeps its address

@@ -18,8 +18,9 @@ const VERSIONS: usize = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_to_twenty_keys_over_concurrent_batches_arrive_in_per_key_order() {
     // Batches of 5 changes, 4 of them in flight: the 20 keys are spread
-    // over concurrent batches. finops events are pushed, one queued change
-    // per event; polling only every hour.
+    // over concurrent batches. finops events are pushed, each read again
+    // (a change queued when the row read is not the one last seen);
+    // reconciliation only every hour.
     let sync = Sync::start(
         MAPS,
         "listen = \"127.0.0.1:0\"\npoll_interval = \"1h\"\ncatch_all_interval = \"1h\"\nbatch_size = 5\nbatches_in_flight = 4",
@@ -57,6 +58,24 @@ async fn changes_to_twenty_keys_over_concurrent_batches_arrive_in_per_key_order(
         .command("customers", MapCommand::Pause)
         .await
         .expect("the map pauses");
+    // Each round queued before the next is made: every event's re-read
+    // then finds its own version, so each key has VERSIONS changes queued.
+    let queued_at = |version: usize| {
+        let sync = &sync;
+        async move {
+            (0..KEYS).all(|i| {
+                let key = format!("{}|usmf", account(i));
+                sync.engine()
+                    .checkpoints()
+                    .pending("customers", Direction::LeftToRight, &key)
+                    .expect("pending")
+                    .last()
+                    .is_some_and(|queued| {
+                        text(&queued.change.row, "OrganizationName") == format!("v{version:03}")
+                    })
+            })
+        }
+    };
     for version in 1..=VERSIONS {
         for i in 0..KEYS {
             sync.fo_upsert(
@@ -66,14 +85,11 @@ async fn changes_to_twenty_keys_over_concurrent_batches_arrive_in_per_key_order(
             )
             .await;
         }
+        eventually(&format!("version {version} of every key queued"), || {
+            queued_at(version)
+        })
+        .await;
     }
-    eventually("every change queued", || async {
-        sync.engine()
-            .stats("customers", Direction::LeftToRight)
-            .captured
-            >= (KEYS * VERSIONS) as u64
-    })
-    .await;
     sync.engine()
         .command("customers", MapCommand::Resume)
         .await

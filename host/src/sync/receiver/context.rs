@@ -19,8 +19,6 @@
 //! is ever written, so a forged or replayed event can cause a read, never a
 //! write of its contents.
 
-#![allow(dead_code)] // `pre_image` is read by the finops receiver, next.
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 

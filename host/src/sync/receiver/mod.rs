@@ -189,7 +189,7 @@ async fn receive(
     };
     let accepted = match plan.kind {
         crate::map::SystemKind::Dataverse => dataverse::accept(shared, &system, &body).await,
-        crate::map::SystemKind::Finops => finops::accept(shared, &system, &body),
+        crate::map::SystemKind::Finops => finops::accept(shared, &system, &body).await,
     };
     match accepted {
         Ok(()) => StatusCode::OK.into_response(),

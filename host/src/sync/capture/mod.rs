@@ -1,7 +1,15 @@
-//! Capture: one task per map side reads the source's changes (Dataverse
-//! delta links, finops row versions) and queues them with the new cursor
-//! in one flushed transaction before reading on. The first read of a side
-//! with no cursor is the initial copy: every row.
+//! Capture: one task per map side reads the source's changes and queues
+//! them in one flushed transaction before reading on. Dataverse: delta
+//! links, queued with the new cursor; the first read of a side with no
+//! cursor is the initial copy, every row. finops: reconciliation
+//! (`finops.rs`), paged reads compared with the hashes of what each key
+//! last showed, every `catch_all_interval` when data events are pushed to
+//! the receiver for that system, else every `poll_interval`; its first
+//! pass is the initial copy.
+
+mod finops;
+
+pub(super) use finops::{Compared, compare, gone, queue};
 
 use std::time::Duration;
 
@@ -9,8 +17,8 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::checkpoint::{Action, Activity, Change, Operation};
-use crate::connector::{ChangePage, ConnectorError, Deleted, Key};
-use crate::map::MapPlan;
+use crate::connector::{ChangePage, ConnectorError, Deleted};
+use crate::map::{MapPlan, SystemKind};
 
 use super::error::FlowError;
 use super::runtime::MapRuntime;
@@ -35,6 +43,8 @@ pub(super) async fn run(
     side: Side,
     webhook: bool,
 ) -> Result<(), SyncError> {
+    let reconciled = map.plan.side(side).kind == SystemKind::Finops;
+    let mut pass = finops::Pass::default();
     let configured = configured_interval(&shared, &map, side, webhook);
     let system = &map.plan.side(side).system;
     let budget = &shared.budgets[system];
@@ -64,9 +74,16 @@ pub(super) async fn run(
         }
         // A read stuck in retries (throttling, an outage) must not hold up
         // shutdown; dropping it is safe: nothing was queued yet.
-        let read = tokio::select! {
-            read = read_once(&shared, &map, side) => read,
-            _ = map.halted() => return Ok(()),
+        let read = if reconciled {
+            tokio::select! {
+                read = finops::read_page(&shared, &map, side, &mut pass) => read,
+                _ = map.halted() => return Ok(()),
+            }
+        } else {
+            tokio::select! {
+                read = read_once(&shared, &map, side) => read,
+                _ = map.halted() => return Ok(()),
+            }
         };
         let wait = match read {
             Ok(more) => {
@@ -100,7 +117,7 @@ pub(super) fn configured_interval(
     receiver: bool,
 ) -> Duration {
     let pushed = (receiver
-        && side == Side::Left
+        && map.plan.side(side).kind == SystemKind::Finops
         && shared
             .plan
             .systems
@@ -114,7 +131,8 @@ pub(super) fn configured_interval(
     }
 }
 
-/// Reads one page and queues it; true when more is ready now.
+/// Reads one page of Dataverse changes and queues it; true when more is
+/// ready now.
 async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool, FlowError> {
     let plan = &map.plan;
     let direction = side.direction();
@@ -123,31 +141,11 @@ async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool
     let cursor = shared.store.cursor(&plan.name, direction)?;
     let select = &map.side(side).select;
     let mut read_at = shared.store.stamp()?;
-    // After a read of the whole table, the rows the host knows on this
-    // side that it did not return were deleted meanwhile: `Some(version)`
-    // gives those deletes their version.
+    // After a read of the whole table (an expired delta link), the rows
+    // the host knows on this side that it did not return were deleted
+    // meanwhile: `Some(version)` gives those deletes their version.
     let mut full_read = None;
     let page = match system.changes(table, select, cursor.as_deref()).await {
-        Ok(page) if page.reset => {
-            // The source no longer keeps the changes after our cursor: read
-            // the table in full (each row queued again, dropped as an echo
-            // where the other side has it already) and poll on from the
-            // cursor it gave.
-            tracing::warn!(map = %plan.name, side = side.name(), "The change cursor is older than the source keeps; reading the table in full.");
-            read_at = shared.store.stamp()?;
-            let rows = system
-                .query_all(table, &crate::connector::Query::default())
-                .await?;
-            full_read = Some(page.next_cursor.clone());
-            ChangePage {
-                // Versions as of the read: an event older than it is not
-                // queued.
-                upsert_versions: vec![page.next_cursor.clone(); rows.len()],
-                upserts: rows,
-                next_cursor: page.next_cursor,
-                ..ChangePage::default()
-            }
-        }
         Ok(page) => page,
         // An expired delta link (or any refusal of it): track again from a
         // read of every row, to the end, so that the deletes the expired
@@ -283,7 +281,6 @@ async fn changes_of(
                 shared.store.key_of_id(&plan.name, side.name(), &id)?,
                 format!("row {id}"),
             ),
-            Deleted::Key(key) => (key_text_of(plan, side, &key), format!("row {key}")),
         };
         let Some(key) = key else {
             // Nothing of it reached the other side: there is nothing to
@@ -351,16 +348,29 @@ async fn changes_of(
     })
 }
 
-/// What to read of a Dataverse table (`$select`, kept by its delta links):
-/// the columns the map and its filter use, lookups as `_column_value`, the
-/// row id, `versionnumber` and `modifiedon`. Empty (every field) for finops.
+/// What capture reads of a side (`$select`). Dataverse (kept by its delta
+/// links): the columns the map and its filter use, lookups as
+/// `_column_value`, the row id, `versionnumber` and `modifiedon`. finops
+/// (each reconciliation page, and what its hashes cover): the mapped
+/// fields, the key's among them, and the filter's.
 pub(super) fn select(plan: &MapPlan, side: Side) -> Vec<String> {
     let table = &plan.side(side).table;
     let kind = plan.side(side).kind;
-    if kind != crate::map::SystemKind::Dataverse {
-        return Vec::new();
-    }
     let filter = plan.side(side).filter.as_ref();
+    if kind == SystemKind::Finops {
+        let mut fields: Vec<String> = shape::side_fields(plan, side)
+            .into_iter()
+            .chain(
+                filter
+                    .into_iter()
+                    .flat_map(|f| f.field_names())
+                    .map(str::to_owned),
+            )
+            .collect();
+        fields.sort();
+        fields.dedup();
+        return fields;
+    }
     let mut fields: Vec<String> = shape::mappings(plan)
         .filter_map(|mapping| {
             let field = shape::field_on(mapping, side)?;
@@ -394,9 +404,4 @@ struct Captured {
     /// Why each row without a key (or delete of a row the host never
     /// synced) was left out.
     keyless: Vec<String>,
-}
-
-/// The key text of a finops key as reported in a delete.
-pub(super) fn key_text_of(plan: &MapPlan, side: Side, key: &Key) -> Option<String> {
-    shape::key_text(plan, side, &key.to_json()).ok()
 }

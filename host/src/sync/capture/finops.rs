@@ -1,0 +1,285 @@
+//! finops capture by reconciliation: the data entities' OData documents no
+//! change feed (no row versions, no deleted rows), so a side on finops is
+//! read in full, a page at a time, and each row compared with the hash the
+//! checkpoint store keeps of what that key last showed
+//! ([`Checkpoints::capture_seen`](crate::checkpoint::Checkpoints::capture_seen)).
+//!
+//! - [`Pass`]: one read of the entity from its first page to its last
+//!   (`cross-company=true`, which the connector always sends; `$select` of
+//!   the side's mapped, key and filter fields), one page per call of
+//!   [`read_page`]. Only a row whose hash changed (or that the host never
+//!   saw) is queued; an unchanged row queues nothing. The pass holds the
+//!   keys it saw, never the rows.
+//! - At the last page, a key with a stored hash the pass did not return is
+//!   read again by key: still there (a page boundary moved under the read),
+//!   it is compared like any row; gone, its delete is queued. A hash stored
+//!   after the pass began came from a data event meanwhile and is left to
+//!   the next pass.
+//! - [`compare`] and [`queue`] are shared with the receiver of data events,
+//!   which reads the row an event names again and queues what the read
+//!   shows, never the event's values.
+//!
+//! Versions: finops gives none through OData, so a change's version and
+//! `read_at` are the host's stamp taken before the read
+//! ([`Checkpoints::stamp`](crate::checkpoint::Checkpoints::stamp)):
+//! numeric and monotonic, so an older read captured after a newer one is
+//! not queued. The first pass is the initial copy. A pass dropped midway
+//! (the map stops, the host crashes) starts again from the first page; the
+//! hashes make the rows it queued already compare unchanged.
+//!
+//! Pages: <https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/odata>
+//! (`cross-company`, `$select`, paging).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::checkpoint::{
+    Action, Activity, Change, CheckpointError, Operation, RowHash, Seen, fingerprint,
+};
+use crate::connector::{Key, Query};
+use crate::map::MapPlan;
+
+use super::super::error::FlowError;
+use super::super::runtime::MapRuntime;
+use super::super::shape::{self, Row, Side};
+use super::super::{Shared, record};
+
+/// One reconciliation pass in progress over a finops side.
+#[derive(Debug, Default)]
+pub(in crate::sync) struct Pass {
+    /// The next page's link; `None` before the first page.
+    next_link: Option<String>,
+    /// The stamp taken before the pass's first page.
+    began: Option<u64>,
+    /// The keys the pass returned so far, in lower case.
+    seen: HashSet<String>,
+}
+
+/// A finops row read, compared with what its key last showed.
+#[derive(Debug)]
+pub(in crate::sync) enum Compared {
+    /// New or changed: the change to queue, with its hash.
+    Changed(Box<Seen>),
+    /// The same as last seen: nothing to queue (its key text).
+    Same(String),
+    /// No usable key: why, for the activity log.
+    Keyless(String),
+}
+
+/// Reads the next page of `map`'s `side` and queues what changed; at the
+/// last page also the deletes the pass found. True when more pages follow.
+/// Cancelled (dropped in a `select!`), the page read is lost and nothing of
+/// it was queued: the pass goes on from the same page at the next call.
+pub(in crate::sync) async fn read_page(
+    shared: &Shared,
+    map: &MapRuntime,
+    side: Side,
+    pass: &mut Pass,
+) -> Result<bool, FlowError> {
+    let plan = &map.plan;
+    let table = &plan.side(side).table;
+    let system = shared.system(plan, side);
+    let select = &map.side(side).select;
+    let stamp = shared.store.stamp()?;
+    let began = *pass.began.get_or_insert(stamp);
+    let query = Query {
+        select: select.clone(),
+        filter: None,
+    };
+    let page = system
+        .query_page(table, &query, pass.next_link.as_deref())
+        .await?;
+    let mut changes = Vec::new();
+    let mut keyless = Vec::new();
+    for raw in page.rows {
+        match compare(shared, plan, side, select, &raw, stamp)? {
+            Compared::Changed(seen) => {
+                pass.seen.insert(seen.change.key.to_lowercase());
+                changes.push(*seen);
+            }
+            Compared::Same(key) => {
+                pass.seen.insert(key.to_lowercase());
+            }
+            Compared::Keyless(why) => keyless.push(why),
+        }
+    }
+    queue(shared, map, side, &changes, keyless)?;
+    if let Some(link) = page.next_link {
+        pass.next_link = Some(link);
+        return Ok(true);
+    }
+    let gone = deleted(shared, map, side, pass, began).await?;
+    if gone > 0 {
+        tracing::info!(map = %plan.name, side = side.name(), deleted = gone, "Rows the host knew are gone from finops; their deletes are queued.");
+    }
+    *pass = Pass::default();
+    map.mark_captured(side);
+    Ok(false)
+}
+
+/// The end of a pass: every key with a stored hash stored before the pass
+/// began that the pass did not return, read again by key; the deletes (and
+/// any row found after all) queued. Returns how many deletes were queued.
+async fn deleted(
+    shared: &Shared,
+    map: &MapRuntime,
+    side: Side,
+    pass: &Pass,
+    began: u64,
+) -> Result<usize, FlowError> {
+    let plan = &map.plan;
+    let table = &plan.side(side).table;
+    let system = shared.system(plan, side);
+    let select = &map.side(side).select;
+    let mut missing = Vec::new();
+    for hash in shared.store.row_hashes(&plan.name, side.name()) {
+        let hash = hash?;
+        let Ok(key) = shape::key_text(plan, side, &hash.key) else {
+            continue;
+        };
+        if hash.stamp < began && !pass.seen.contains(&key.to_lowercase()) {
+            missing.push((key, hash.key));
+        }
+    }
+    let mut changes = Vec::new();
+    let mut keyless = Vec::new();
+    let mut deletes = 0;
+    for (text, fields) in missing {
+        let key = Key::from_json(&fields).map_err(|problem| CheckpointError::Corrupt {
+            key: format!("{}/{}/{text}", plan.name, side.name()),
+            detail: format!("the stored key fields are not a finops key: {problem}"),
+        })?;
+        let stamp = shared.store.stamp()?;
+        match system.get(table, &key).await? {
+            Some(raw) => match compare(shared, plan, side, select, &raw, stamp)? {
+                Compared::Changed(seen) => changes.push(*seen),
+                Compared::Same(_) => {}
+                Compared::Keyless(why) => keyless.push(why),
+            },
+            None => {
+                deletes += 1;
+                changes.push(gone(text, stamp));
+            }
+        }
+    }
+    queue(shared, map, side, &changes, keyless)?;
+    Ok(deletes)
+}
+
+/// `raw`, read from `side` after `stamp` was taken, restricted to `select`
+/// and compared with the hash stored for its key.
+pub(in crate::sync) fn compare(
+    shared: &Shared,
+    plan: &MapPlan,
+    side: Side,
+    select: &[String],
+    raw: &Row,
+    stamp: u64,
+) -> Result<Compared, FlowError> {
+    let row = shape::restrict(raw, select);
+    let key = match shape::key_text(plan, side, &row) {
+        Ok(key) => key,
+        Err(problem) => {
+            return Ok(Compared::Keyless(format!(
+                "a row of {} is not synced: {problem}; give it a key on the {} side",
+                plan.side(side).table,
+                side.name()
+            )));
+        }
+    };
+    let hash = fingerprint(&row, select.iter().map(String::as_str));
+    if let Some(stored) = shared.store.row_hash(&plan.name, side.name(), &key)?
+        && stored.hash == hash
+    {
+        return Ok(Compared::Same(key));
+    }
+    let key_fields = plan
+        .key
+        .iter()
+        .filter_map(|pair| shape::field_on(pair, side))
+        .map(|field| {
+            (
+                field.to_owned(),
+                row.get(field).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    Ok(Compared::Changed(Box::new(Seen {
+        change: Change {
+            key,
+            version: stamp.to_string(),
+            operation: Operation::Upsert,
+            row,
+            modified: Some(now()),
+            read_at: stamp,
+            unreadable: None,
+        },
+        hash: Some(RowHash {
+            hash,
+            stamp,
+            key: key_fields,
+        }),
+    })))
+}
+
+/// The delete of `key`, found gone by a read after `stamp` was taken.
+pub(in crate::sync) fn gone(key: String, stamp: u64) -> Seen {
+    Seen {
+        change: Change {
+            key,
+            version: stamp.to_string(),
+            operation: Operation::Delete,
+            row: Row::new(),
+            modified: Some(now()),
+            read_at: stamp,
+            unreadable: None,
+        },
+        hash: None,
+    }
+}
+
+/// Queues `changes` of `map`'s `side` with their hashes (one flushed
+/// transaction), counts and wakes the map, and logs why each of `keyless`
+/// was left out. Returns how many changes were new.
+pub(in crate::sync) fn queue(
+    shared: &Shared,
+    map: &MapRuntime,
+    side: Side,
+    changes: &[Seen],
+    keyless: Vec<String>,
+) -> Result<usize, CheckpointError> {
+    let direction = side.direction();
+    let added = match changes.is_empty() {
+        true => 0,
+        false => shared
+            .store
+            .capture_seen(map.name(), direction, side.name(), changes)?,
+    };
+    if added > 0 {
+        map.counters(direction)
+            .captured
+            .fetch_add(added as u64, Ordering::Relaxed);
+        map.wake.notify_one();
+    }
+    if !keyless.is_empty() {
+        let lines: Vec<Activity> = keyless
+            .into_iter()
+            .map(|detail| Activity {
+                map: map.name().to_owned(),
+                direction,
+                key: String::new(),
+                what: Action::Skipped,
+                detail,
+            })
+            .collect();
+        record::log(shared, map, direction, &lines)?;
+    }
+    Ok(added)
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
