@@ -64,15 +64,18 @@ struct Endpoint {
 pub struct DataEvents {
     store: Arc<Store>,
     endpoints: Mutex<Vec<Endpoint>>,
+    client: reqwest::Client,
 }
 
 impl DataEvents {
     /// Loads the stored subscriptions and resumes their deliveries. Must run
     /// inside a tokio runtime.
-    pub fn start(store: Arc<Store>) -> Result<Self, StoreError> {
+    /// Deliveries go through `client`.
+    pub fn start(store: Arc<Store>, client: reqwest::Client) -> Result<Self, StoreError> {
         let events = Self {
             store: store.clone(),
             endpoints: Mutex::new(Vec::new()),
+            client,
         };
         for (id, value) in store.subscriptions()? {
             if let Ok(subscription) = serde_json::from_value::<Subscription>(value) {
@@ -89,6 +92,7 @@ impl DataEvents {
             id.clone(),
             subscription.clone(),
             wake.clone(),
+            self.client.clone(),
         ));
         wake.notify_one();
         self.endpoints
@@ -185,14 +189,30 @@ impl DataEvents {
     }
 }
 
+/// The client deliveries are posted with: a timeout, the system's roots
+/// and `trusted_ca` (PEM) when given.
+pub(crate) fn delivery_client(trusted_ca: Option<&str>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(pem) = trusted_ca {
+        let certificate = reqwest::Certificate::from_pem(pem.as_bytes())
+            .map_err(|error| format!("the trusted CA is not a PEM certificate: {error}"))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build()
+        .map_err(|error| format!("no HTTP client for deliveries: {error}"))
+}
+
 /// Delivers the queue of one subscription in order. Aborted on stop; the
 /// event in flight then stays queued and is sent again after a restart.
-async fn deliver(store: Arc<Store>, id: String, subscription: Subscription, wake: Arc<Notify>) {
+async fn deliver(
+    store: Arc<Store>,
+    id: String,
+    subscription: Subscription,
+    wake: Arc<Notify>,
+    client: reqwest::Client,
+) {
     let url = subscription.url;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default();
     let waits = || backoff(Duration::from_secs(1), Duration::from_secs(8));
     let mut retries = waits();
     loop {

@@ -125,6 +125,10 @@ pub struct EmulatorConfig {
     /// Security roles of the clients' application users; a client without
     /// one holds every privilege (see [`SecurityRole`]).
     pub roles: Vec<SecurityRole>,
+    /// A CA certificate (PEM) the emulator trusts, besides the system's
+    /// roots, when it posts data events and webhook contexts: a receiver
+    /// serving HTTPS with a private certificate.
+    pub trusted_ca: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -141,6 +145,7 @@ impl Default for EmulatorConfig {
             default_company: "usmf".into(),
             tls: false,
             roles: Vec::new(),
+            trusted_ca: None,
         }
     }
 }

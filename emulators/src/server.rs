@@ -162,8 +162,10 @@ pub(super) async fn start(
             source,
         })?;
     let store = Arc::new(super::store::Store::open(config.data_dir.as_deref())?);
-    let events = super::events::DataEvents::start(store.clone())?;
-    let webhooks = dataverse::webhooks::Webhooks::start(store.clone(), "emulator".into())?;
+    let client = super::events::delivery_client(config.trusted_ca.as_deref())
+        .map_err(|detail| EmulatorError::Tls { detail })?;
+    let events = super::events::DataEvents::start(store.clone(), client.clone())?;
+    let webhooks = dataverse::webhooks::Webhooks::start(store.clone(), "emulator".into(), client)?;
     let builtin = match kind {
         ServiceKind::Dataverse => dualwrite::schema::DATAVERSE_TABLES,
         ServiceKind::Finops => dualwrite::schema::FINOPS_TABLES,

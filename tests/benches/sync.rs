@@ -8,11 +8,13 @@
 //!   1,000, 1 to 8 in flight, all within the connectors' concurrency
 //!   limit);
 //! - latency from a commit on one side to the engine's confirmed write on
-//!   the other (p50/p95/p99), at a steady pace: finops by data-event
-//!   webhook and by reconciliation, Dataverse by change tracking.
+//!   the other (p50/p95/p99), at a steady pace: with push capture both
+//!   ways (finops data events, Dataverse webhook steps the engine
+//!   registers), and finops by reconciliation alone.
 //!
 //! Run with `cargo bench -p dualwrite-tests --bench sync`; prints tables,
-//! and one line per direction `sync/raw <direction> <ratio>` for scripts.
+//! and per direction the lines `sync/raw <direction> <ratio>` and
+//! `sync/push-p95-ms <direction> <ms>` for scripts.
 //! `SYNC_BENCH_ROWS` (default 5000) sets the backlog; `SYNC_BENCH_IN_FLIGHT`
 //! the engine's `batches_in_flight`; `SYNC_BENCH_VERBOSE=1` prints every raw run;
 //! `SYNC_BENCH_LATENCY_MS` adds that latency to every emulator request (as
@@ -383,7 +385,16 @@ async fn main() {
     );
     println!("| path | samples | p50 ms | p95 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|");
-    let pushed = world(Some("listen = \"127.0.0.1:0\"")).await;
+    // Both sides push: finops data events to the receiver, Dataverse
+    // webhooks the engine registers at `public_url`.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let pushed = world(Some(&format!(
+        "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\""
+    )))
+    .await;
     let url = pushed
         .engine
         .as_ref()
@@ -398,18 +409,25 @@ async fn main() {
         )]
         .into(),
     });
-    print_latency(
-        "finops → Dataverse, data events (webhook)",
-        &latency(&pushed, false).await,
-    );
-    print_latency(
-        "Dataverse → finops, change tracking polled every 1 s",
-        &latency(&pushed, true).await,
-    );
+    let to_dataverse = latency(&pushed, false).await;
+    print_latency("finops → Dataverse, data events (webhook)", &to_dataverse);
+    let to_finops = latency(&pushed, true).await;
+    print_latency("Dataverse → finops, webhook steps", &to_finops);
     let polled = world(Some("")).await;
     print_latency(
         "finops → Dataverse, reconciliation every 1 s",
         &latency(&polled, false).await,
+    );
+
+    println!();
+    let p95 = |took: &[Duration]| percentile(took, 0.95).as_secs_f64() * 1000.0;
+    println!(
+        "sync/push-p95-ms finops-to-dataverse {:.0}",
+        p95(&to_dataverse)
+    );
+    println!(
+        "sync/push-p95-ms dataverse-to-finops {:.0}",
+        p95(&to_finops)
     );
 
     for world in [raw, synced, pushed, polled] {

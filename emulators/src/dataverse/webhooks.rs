@@ -66,16 +66,22 @@ pub(crate) struct Webhooks {
     store: Arc<Store>,
     organization: String,
     deliveries: Mutex<HashMap<String, Delivery>>,
+    client: reqwest::Client,
 }
 
 impl Webhooks {
     /// Resumes the delivery of every stored endpoint. Must run inside a
     /// tokio runtime.
-    pub(crate) fn start(store: Arc<Store>, organization: String) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        store: Arc<Store>,
+        organization: String,
+        client: reqwest::Client,
+    ) -> Result<Self, StoreError> {
         let webhooks = Self {
             store: store.clone(),
             organization,
             deliveries: Mutex::new(HashMap::new()),
+            client,
         };
         for endpoint in store.rows(ENDPOINTS)? {
             if let Some(id) = endpoint
@@ -103,7 +109,12 @@ impl Webhooks {
             return;
         }
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(deliver(self.store.clone(), id.to_owned(), wake.clone()));
+        let task = tokio::spawn(deliver(
+            self.store.clone(),
+            id.to_owned(),
+            wake.clone(),
+            self.client.clone(),
+        ));
         wake.notify_one();
         deliveries.insert(id.to_owned(), Delivery { wake, task });
     }
@@ -353,11 +364,7 @@ fn context(
 
 /// Delivers the queue of one endpoint in order until it is deleted or the
 /// emulator stops (the context in flight then stays queued).
-async fn deliver(store: Arc<Store>, endpoint: String, wake: Arc<Notify>) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default();
+async fn deliver(store: Arc<Store>, endpoint: String, wake: Arc<Notify>, client: reqwest::Client) {
     let waits = || backoff(Duration::from_secs(1), Duration::from_secs(8));
     let mut retries = waits();
     let queue = queue(&endpoint);

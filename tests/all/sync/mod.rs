@@ -85,11 +85,12 @@ pub struct Sync {
     pub dataverse_extra: String,
 }
 
-fn emulator_config(tls: bool) -> EmulatorConfig {
+fn emulator_config(tls: bool, trusted_ca: Option<&str>) -> EmulatorConfig {
     EmulatorConfig {
         seed: Seed::None,
         limits: ProtectionLimits::UNLIMITED,
         tls,
+        trusted_ca: trusted_ca.map(str::to_owned),
         ..EmulatorConfig::default()
     }
 }
@@ -137,10 +138,22 @@ impl Sync {
 
     /// [`Sync::start`] with `dataverse` lines in `[systems.dataverse]`.
     pub async fn start_with(maps: &str, engine: &str, tls: bool, dataverse_lines: &str) -> Sync {
-        let finops = emulator::start(ServiceKind::Finops, emulator_config(tls))
+        Sync::start_trusting(maps, engine, tls, dataverse_lines, None).await
+    }
+
+    /// [`Sync::start_with`], the emulators trusting `receiver_ca` (PEM)
+    /// when they post to the engine's receiver.
+    pub async fn start_trusting(
+        maps: &str,
+        engine: &str,
+        tls: bool,
+        dataverse_lines: &str,
+        receiver_ca: Option<&str>,
+    ) -> Sync {
+        let finops = emulator::start(ServiceKind::Finops, emulator_config(tls, receiver_ca))
             .await
             .expect("finops emulator starts");
-        let dataverse = emulator::start(ServiceKind::Dataverse, emulator_config(tls))
+        let dataverse = emulator::start(ServiceKind::Dataverse, emulator_config(tls, receiver_ca))
             .await
             .expect("dataverse emulator starts");
         let fo_options = ConnectorOptions {

@@ -47,3 +47,62 @@ async fn rows_flow_both_ways_over_https_with_ca_file() {
     .await;
     sync.shutdown().await;
 }
+
+/// Everything over HTTPS with push capture both ways: both emulators serve
+/// TLS, the receiver serves its own certificate, the emulators post to it
+/// trusting its CA, and neither side is polled within the test (1 h).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_flow_both_ways_over_https_by_push() {
+    let files = tempfile::tempdir().expect("temporary directory");
+    let receiver = dualwrite_emulators::GeneratedTls::generate().expect("a certificate");
+    let certificate = files.path().join("receiver.pem");
+    let key_file = files.path().join("receiver-key.pem");
+    std::fs::write(&certificate, &receiver.server_pem).expect("written");
+    std::fs::write(&key_file, &receiver.server_key_pem).expect("written");
+    let port = super::free_port();
+    let engine = format!(
+        "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\npoll_interval = \"1h\"\ncatch_all_interval = \"1h\"\ntls_certificate_file = {:?}\ntls_private_key_file = {:?}",
+        certificate.display().to_string(),
+        key_file.display().to_string()
+    );
+    let sync = Sync::start_trusting(
+        MAPS,
+        &engine,
+        true,
+        "events_secret_env = \"DATAVERSE_EVENTS_SECRET\"",
+        Some(&receiver.ca_pem),
+    )
+    .await;
+    sync.company_id("usmf").await;
+    let url = sync.engine().webhook_url("finops").expect("receiver");
+    assert!(url.starts_with("https://"), "{url}");
+    sync.push_finops_events();
+
+    sync.fo_upsert(
+        "CustomersV3",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "P-1")],
+        json!({"OrganizationName": "Pushed over TLS", "PartyType": "Organization"}),
+    )
+    .await;
+    eventually("P-1 in Dataverse by a data event over HTTPS", || async {
+        sync.dv_get("accounts", Key::single("accountnumber", "P-1"))
+            .await
+            .is_some_and(|row| text(&row, "name") == "Pushed over TLS")
+    })
+    .await;
+
+    sync.dv_upsert(
+        "accounts",
+        Key::single("accountnumber", "P-2"),
+        in_usmf(json!({"name": "Webhook over TLS", "customertypecode": 3})),
+    )
+    .await;
+    let key = [("dataAreaId", "usmf"), ("CustomerAccount", "P-2")];
+    eventually("P-2 in finops by a webhook over HTTPS", || async {
+        sync.fo_get("CustomersV3", &key)
+            .await
+            .is_some_and(|row| text(&row, "OrganizationName") == "Webhook over TLS")
+    })
+    .await;
+    sync.shutdown().await;
+}

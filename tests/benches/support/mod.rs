@@ -52,8 +52,10 @@ pub fn credentials(emulator: &RunningEmulator) -> Credentials {
     }
 }
 
-/// `[systems.finops]` (data events by webhook when `events`) and
-/// `[systems.dataverse]` on the two emulators, their secret in `SECRET`.
+/// `[systems.finops]` and `[systems.dataverse]` on the two emulators,
+/// their secret in `SECRET`; with `events`, both push their changes to the
+/// receiver (finops data events; Dataverse webhooks, registered by the
+/// engine when `[engine] public_url` is set).
 pub fn systems(finops: &RunningEmulator, dataverse: &RunningEmulator, events: bool) -> String {
     let events = if events {
         "events_secret_env = \"EVENTS\"\n"
@@ -71,7 +73,7 @@ auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "SECRET
 kind = "dataverse"
 url = "{}"
 auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "SECRET" }}
-"#,
+{events}"#,
         finops.service_url(),
         finops.token_url(),
         dataverse.service_url(),
