@@ -477,3 +477,20 @@ pub fn text(row: &Row, field: &str) -> String {
         None => "<missing>".into(),
     }
 }
+
+/// A certificate for the engine's receiver, written into `dir`: the
+/// `[engine]` lines naming it, and the certificate (whose `ca_pem` a client
+/// of the receiver trusts).
+pub fn receiver_certificate(dir: &std::path::Path) -> (String, dualwrite_emulators::GeneratedTls) {
+    let tls = dualwrite_emulators::GeneratedTls::generate().expect("a certificate");
+    let certificate = dir.join("receiver.pem");
+    let key = dir.join("receiver-key.pem");
+    std::fs::write(&certificate, &tls.server_pem).expect("written");
+    std::fs::write(&key, &tls.server_key_pem).expect("written");
+    let lines = format!(
+        "tls_certificate_file = {:?}\ntls_private_key_file = {:?}",
+        certificate.display().to_string(),
+        key.display().to_string()
+    );
+    (lines, tls)
+}

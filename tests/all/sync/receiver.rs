@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use dualwrite_emulators::GeneratedTls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{MAPS, Sync};
+use super::{MAPS, Sync, receiver_certificate};
 
 const SECRET: &str = "hook-secret";
 
@@ -89,16 +88,8 @@ async fn the_secret_travels_in_a_header_only_and_is_checked_before_the_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receiver_serves_https_with_its_certificate() {
     let files = tempfile::tempdir().expect("temporary directory");
-    let tls = GeneratedTls::generate().expect("a certificate");
-    let certificate = files.path().join("receiver.pem");
-    let key = files.path().join("receiver-key.pem");
-    std::fs::write(&certificate, &tls.server_pem).expect("written");
-    std::fs::write(&key, &tls.server_key_pem).expect("written");
-    let engine = format!(
-        "listen = \"127.0.0.1:0\"\ncatch_all_interval = \"1h\"\ntls_certificate_file = {:?}\ntls_private_key_file = {:?}",
-        certificate.display().to_string(),
-        key.display().to_string()
-    );
+    let (tls_lines, tls) = receiver_certificate(files.path());
+    let engine = format!("listen = \"127.0.0.1:0\"\ncatch_all_interval = \"1h\"\n{tls_lines}");
     let sync = Sync::start(MAPS, &engine).await;
     let url = sync.engine().webhook_url("finops").expect("receiver");
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");

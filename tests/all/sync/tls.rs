@@ -54,16 +54,10 @@ async fn rows_flow_both_ways_over_https_with_ca_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_flow_both_ways_over_https_by_push() {
     let files = tempfile::tempdir().expect("temporary directory");
-    let receiver = dualwrite_emulators::GeneratedTls::generate().expect("a certificate");
-    let certificate = files.path().join("receiver.pem");
-    let key_file = files.path().join("receiver-key.pem");
-    std::fs::write(&certificate, &receiver.server_pem).expect("written");
-    std::fs::write(&key_file, &receiver.server_key_pem).expect("written");
+    let (tls_lines, receiver) = super::receiver_certificate(files.path());
     let port = super::free_port();
     let engine = format!(
-        "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\npoll_interval = \"1h\"\ncatch_all_interval = \"1h\"\ntls_certificate_file = {:?}\ntls_private_key_file = {:?}",
-        certificate.display().to_string(),
-        key_file.display().to_string()
+        "listen = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\npoll_interval = \"1h\"\ncatch_all_interval = \"1h\"\n{tls_lines}"
     );
     let sync = Sync::start_trusting(
         MAPS,
