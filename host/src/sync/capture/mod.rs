@@ -259,13 +259,11 @@ async fn changes_of(
     page: ChangePage,
     read_at: u64,
 ) -> Result<Captured, FlowError> {
-    let system = shared.system(plan, side);
     let table = &plan.side(side).table;
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut changes = Vec::new();
     let mut ids = Vec::new();
     let mut keyless = Vec::new();
-    let id_field = primary_id(table);
     let known = |time: Option<String>| {
         time.filter(|t| !t.is_empty())
             .unwrap_or_else(|| now.clone())
@@ -304,48 +302,68 @@ async fn changes_of(
     let mut times = page.upsert_times.into_iter();
     for (raw, version) in page.upserts.into_iter().zip(page.upsert_versions) {
         let modified = known(times.next());
-        let id = raw
-            .get(&id_field)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let (row, refused) =
-            refs::to_logical_lenient(&shared.plan, plan, side, system, raw).await?;
-        let unreadable = refused.map(|error| format!("the row could not be read in full: {error}"));
-        let key = match shape::key_text(plan, side, &row) {
-            Ok(key) => key,
-            Err(problem) => {
-                let which = id
-                    .as_deref()
-                    .map_or_else(String::new, |id| format!(" ({id})"));
-                let why = match &unreadable {
-                    Some(unreadable) => format!("{problem} ({unreadable})"),
-                    None => problem,
-                };
-                keyless.push(format!(
-                    "a row of {table}{which} is not synced: {why}; give it a key on the {} side",
-                    side.name()
-                ));
-                continue;
+        match upsert_of(shared, plan, side, raw, version, modified, read_at).await? {
+            Ok((change, id)) => {
+                if let (Some(id), Side::Right) = (id, side) {
+                    ids.push((id, change.key.clone()));
+                }
+                changes.push(change);
             }
-        };
-        if let (Some(id), Side::Right) = (id, side) {
-            ids.push((id, key.clone()));
+            Err(why) => keyless.push(why),
         }
-        changes.push(Change {
-            key,
-            version,
-            operation: Operation::Upsert,
-            row,
-            modified: Some(modified),
-            read_at,
-            unreadable,
-        });
     }
     Ok(Captured {
         changes,
         ids,
         keyless,
     })
+}
+
+/// A row read from `side` as the upsert capture queues (in logical form,
+/// keyed), with its row id; or why it is not synced (no key).
+pub(in crate::sync) async fn upsert_of(
+    shared: &Shared,
+    plan: &MapPlan,
+    side: Side,
+    raw: Row,
+    version: String,
+    modified: String,
+    read_at: u64,
+) -> Result<Result<(Change, Option<String>), String>, FlowError> {
+    let table = &plan.side(side).table;
+    let system = shared.system(plan, side);
+    let id = raw
+        .get(&primary_id(table))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let (row, refused) = refs::to_logical_lenient(&shared.plan, plan, side, system, raw).await?;
+    let unreadable = refused.map(|error| format!("the row could not be read in full: {error}"));
+    let key = match shape::key_text(plan, side, &row) {
+        Ok(key) => key,
+        Err(problem) => {
+            let which = id
+                .as_deref()
+                .map_or_else(String::new, |id| format!(" ({id})"));
+            let why = match &unreadable {
+                Some(unreadable) => format!("{problem} ({unreadable})"),
+                None => problem,
+            };
+            return Ok(Err(format!(
+                "a row of {table}{which} is not synced: {why}; give it a key on the {} side",
+                side.name()
+            )));
+        }
+    };
+    let change = Change {
+        key,
+        version,
+        operation: Operation::Upsert,
+        row,
+        modified: Some(modified),
+        read_at,
+        unreadable,
+    };
+    Ok(Ok((change, id)))
 }
 
 /// What capture reads of a side (`$select`). Dataverse (kept by its delta

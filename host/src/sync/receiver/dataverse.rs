@@ -19,7 +19,7 @@ use crate::map::{MapPlan, SystemKind};
 use super::super::runtime::MapRuntime;
 use super::super::shape::{self, Side};
 use super::super::system::{Connector, primary_id};
-use super::super::{Shared, record, refs};
+use super::super::{Shared, capture, record};
 use super::context::{ExecutionContext, Message};
 
 type Refusal = (StatusCode, String);
@@ -186,8 +186,8 @@ async fn queue(
     Ok(())
 }
 
-/// A row read again as the upsert change tracking would queue, or why it
-/// is not synced.
+/// A row read again as the upsert change tracking would queue (its
+/// `versionnumber` the version), or why it is not synced.
 async fn upsert(
     shared: &Shared,
     plan: &MapPlan,
@@ -195,8 +195,6 @@ async fn upsert(
     raw: shape::Row,
     read_at: u64,
 ) -> Result<Result<Change, String>, Refusal> {
-    let table = &plan.side(side).table;
-    let system = shared.system(plan, side);
     let version = match raw.get("versionnumber") {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) => s.clone(),
@@ -208,33 +206,10 @@ async fn upsert(
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
-    let id = raw
-        .get(&primary_id(table))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_default();
-    let (row, refused) = refs::to_logical_lenient(&shared.plan, plan, side, system, raw)
+    let upsert = capture::upsert_of(shared, plan, side, raw, version, modified, read_at)
         .await
         .map_err(unavailable)?;
-    let unreadable = refused.map(|error| format!("the row could not be read in full: {error}"));
-    let key = match shape::key_text(plan, side, &row) {
-        Ok(key) => key,
-        Err(problem) => {
-            return Ok(Err(format!(
-                "a row of {table} ({id}) is not synced: {problem}; give it a key on the {} side",
-                side.name()
-            )));
-        }
-    };
-    Ok(Ok(Change {
-        key,
-        version,
-        operation: Operation::Upsert,
-        row,
-        modified: Some(modified),
-        read_at,
-        unreadable,
-    }))
+    Ok(upsert.map(|(change, _)| change))
 }
 
 /// Logs a pushed change that is not synced, and acknowledges it.
