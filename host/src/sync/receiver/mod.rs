@@ -160,12 +160,24 @@ async fn receive(
         )
             .into_response();
     };
-    let Some((variable, Some(expected))) = &plan.events_secret else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("system `{system}` takes no events: set `events_secret_env` for it"),
-        )
-            .into_response();
+    let (variable, expected) = match &plan.events_secret {
+        Some((variable, Some(expected))) => (variable, expected),
+        Some((variable, None)) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "system `{system}` takes events, but the host's environment has no `{variable}`: set it and restart the host"
+                ),
+            )
+                .into_response();
+        }
+        None => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("system `{system}` takes no events: set `events_secret_env` for it"),
+            )
+                .into_response();
+        }
     };
     // The secret first, in constant time: nothing of an unauthenticated
     // request's body is read.
