@@ -25,11 +25,11 @@
 //! after their write commits: a crash between the two loses that event;
 //! a subscriber's reconciliation reads are the path without that gap.
 
+use crate::delivery::{Attempt, drain};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dualwrite::connector::backoff;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
@@ -212,49 +212,30 @@ async fn deliver(
     wake: Arc<Notify>,
     client: reqwest::Client,
 ) {
-    let url = subscription.url;
-    let waits = || backoff(Duration::from_secs(1), Duration::from_secs(8));
-    let mut retries = waits();
-    loop {
-        let next = match store.first_queued(&id) {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::error!(%error, %url, "Could not read the data event queue.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let Some((key, event)) = next else {
-            wake.notified().await;
-            continue;
-        };
+    let url = &subscription.url;
+    let send = |event: Value| {
         let request = subscription
             .headers
             .iter()
-            .fold(client.post(&url), |request, (name, value)| {
+            .fold(client.post(url), |request, (name, value)| {
                 request.header(name, value)
-            });
-        let delivered = match request.json(&event).send().await {
-            Ok(r) if r.status().is_success() => true,
-            Ok(r) => {
-                tracing::warn!(%url, status = %r.status(), "Data event endpoint refused an event; retrying.");
-                false
+            })
+            .json(&event);
+        async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => Attempt::Delivered,
+                Ok(r) => {
+                    tracing::warn!(%url, status = %r.status(), "Data event endpoint refused an event; retrying.");
+                    Attempt::Failed
+                }
+                Err(error) => {
+                    tracing::warn!(%url, %error, "Data event endpoint unreachable; retrying.");
+                    Attempt::Failed
+                }
             }
-            Err(error) => {
-                tracing::warn!(%url, %error, "Data event endpoint unreachable; retrying.");
-                false
-            }
-        };
-        if delivered {
-            if let Err(error) = store.dequeue(&key) {
-                tracing::error!(%error, %url, "Could not remove a delivered data event.");
-            }
-            retries = waits();
-        } else {
-            let wait = retries.next().unwrap_or(Duration::from_secs(8));
-            tokio::time::sleep(wait).await;
         }
-    }
+    };
+    drain(store, &id, wake, false, send).await;
 }
 
 /// The data event of a committed write: a `RemoteExecutionContext` for

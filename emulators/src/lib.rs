@@ -47,6 +47,7 @@ mod admin;
 mod auth;
 mod batch;
 pub mod dataverse;
+mod delivery;
 mod events;
 pub mod finops;
 mod guard;

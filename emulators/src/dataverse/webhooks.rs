@@ -28,12 +28,11 @@
 //! at each attempt, so a changed `url` or secret applies to what is still
 //! queued.
 
+use crate::delivery::{Attempt, drain};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::Utc;
-use dualwrite::connector::backoff;
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 use serde_json::{Map, Value, json};
@@ -365,58 +364,40 @@ fn context(
 /// Delivers the queue of one endpoint in order until it is deleted or the
 /// emulator stops (the context in flight then stays queued).
 async fn deliver(store: Arc<Store>, endpoint: String, wake: Arc<Notify>, client: reqwest::Client) {
-    let waits = || backoff(Duration::from_secs(1), Duration::from_secs(8));
-    let mut retries = waits();
     let queue = queue(&endpoint);
-    loop {
-        let next = match store.first_queued(&queue) {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::error!(%error, endpoint, "Could not read a webhook queue.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let Some((key, context)) = next else {
-            wake.notified().await;
-            continue;
-        };
-        let settings = store.get(ENDPOINTS, &steps::pk(&endpoint)).ok().flatten();
-        let Some(settings) = settings else {
-            // Deleted meanwhile: `endpoint_removed` drops the queue.
-            return;
-        };
-        let delivered = match post(&client, &settings.row, &context) {
-            Ok(request) => match request.send().await {
-                Ok(r) if r.status().is_success() => true,
-                Ok(r) => {
-                    tracing::warn!(endpoint, status = %r.status(), "A webhook refused a context; retrying.");
-                    false
+    let settings_of = store.clone();
+    let send = |context: Value| {
+        let endpoint = endpoint.clone();
+        // Deleted meanwhile: the delivery ends (`endpoint_removed` drops
+        // the queue).
+        let settings = settings_of
+            .get(ENDPOINTS, &steps::pk(&endpoint))
+            .ok()
+            .flatten();
+        let request = settings.map(|settings| post(&client, &settings.row, &context));
+        async move {
+            match request {
+                None => Attempt::Gone,
+                Some(Ok(request)) => match request.send().await {
+                    Ok(r) if r.status().is_success() => Attempt::Delivered,
+                    Ok(r) => {
+                        tracing::warn!(endpoint, status = %r.status(), "A webhook refused a context; retrying.");
+                        Attempt::Failed
+                    }
+                    Err(error) => {
+                        tracing::warn!(endpoint, %error, "A webhook is unreachable; retrying.");
+                        Attempt::Failed
+                    }
+                },
+                Some(Err(error)) => {
+                    tracing::warn!(endpoint, %error, "A webhook endpoint cannot be called; retrying.");
+                    Attempt::Failed
                 }
-                Err(error) => {
-                    tracing::warn!(endpoint, %error, "A webhook is unreachable; retrying.");
-                    false
-                }
-            },
-            Err(error) => {
-                tracing::warn!(endpoint, %error, "A webhook endpoint cannot be called; retrying.");
-                false
-            }
-        };
-        if delivered {
-            if let Err(error) = store.dequeue(&key) {
-                tracing::error!(%error, endpoint, "Could not remove a delivered webhook context.");
-            }
-            retries = waits();
-        } else {
-            let wait = retries.next().unwrap_or(Duration::from_secs(8));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                // A changed endpoint is tried again at once.
-                _ = wake.notified() => {}
             }
         }
-    }
+    };
+    // A changed endpoint is tried again at once.
+    drain(store, &queue, wake, true, send).await;
 }
 
 /// The request of one context to `endpoint`.
