@@ -21,10 +21,13 @@
 //! - [`connector`]: HTTP clients of the Dataverse Web API and the Finance
 //!   and Operations OData service (tokens, paging, change tracking, batches,
 //!   retries).
-//! - [`sync`]: the sync engine, a supervisor over one runtime per map.
+//! - [`sync`]: the sync engine, a supervisor over one runtime per map, and
+//!   the map lifecycle (start, pause, resume, stop) it offers.
+//! - [`admin`]: the admin API (`/api/v1`) over a running engine.
 //! - [`preflight`]: checks against the live systems of a config before
 //!   go-live (`dualwrite check`).
 
+pub mod admin;
 pub mod checkpoint;
 pub mod config;
 pub mod connector;

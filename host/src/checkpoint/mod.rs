@@ -56,12 +56,15 @@
 //! - tree `hashes`: `<map>\0<side>\0<key>` → the hash of the row as the
 //!   side last showed it, the stamp of that read (u64 BE) and its key
 //!   fields as JSON (`seen.rs`)
+//! - tree `maps`: `<map>` → [`MapRecord`] as JSON: the map's state, since
+//!   when, why, its initial sync and last error (`lifecycle.rs`)
 //!
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
 
 mod echo;
 mod fingerprint;
+mod lifecycle;
 mod ops;
 mod seen;
 mod state;
@@ -71,6 +74,7 @@ use serde_json::{Map, Value};
 
 pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
+pub use lifecycle::{Lifecycle, MapRecord, now};
 pub use ops::Checkpoints;
 pub use seen::{RowHash, Seen};
 

@@ -26,6 +26,7 @@ pub struct Checkpoints {
     pub(super) ids: sled::Tree,
     pub(super) images: sled::Tree,
     pub(super) hashes: sled::Tree,
+    pub(super) maps: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -57,6 +58,7 @@ impl Checkpoints {
             ids: db.open_tree("ids")?,
             images: db.open_tree("images")?,
             hashes: db.open_tree("hashes")?,
+            maps: db.open_tree("maps")?,
             db,
         })
     }

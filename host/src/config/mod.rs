@@ -145,6 +145,12 @@ pub struct EngineConfig {
     /// registered and Dataverse is polled.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Address of the admin API (`/api/v1`, for `dualwrite map …`), such
+    /// as `127.0.0.1:7070`; its bearer token comes from
+    /// `DUALWRITE_ADMIN_TOKEN`. An address other than loopback needs TLS
+    /// (`tls_certificate_file`). Absent: no admin API.
+    #[serde(default)]
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl Default for EngineConfig {
@@ -161,6 +167,7 @@ impl Default for EngineConfig {
             tls_certificate_file: None,
             tls_private_key_file: None,
             public_url: None,
+            admin: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
 use super::error::{ConnectorError, SystemKind};
-use super::transport::{Call, ConnectorOptions, ConnectorStats, Transport};
+use super::transport::{Call, ConnectorOptions, ConnectorStats, Failing, Transport};
 use super::{ChangePage, ClientAuth, Deleted, Key, Query, QueryPage, Row, Write};
 
 /// A Dataverse environment. Clones share the token, the cap on requests in
@@ -40,6 +40,12 @@ impl DataverseConnector {
     /// Requests, retries, throttling and tokens so far.
     pub fn stats(&self) -> ConnectorStats {
         self.transport.stats()
+    }
+
+    /// Whether the service has answered only transient failures since a
+    /// moment (an outage, throttling): since when, and the last one.
+    pub fn failing(&self) -> Option<Failing> {
+        self.transport.failing()
     }
 
     /// One page of `table` matching `query`; pass the page's `next_link` to

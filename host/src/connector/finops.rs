@@ -16,7 +16,7 @@ use reqwest::Method;
 use super::batch::{self, BatchMode, BatchPart, WriteOutcome};
 use super::dataverse::{link, own_link, query_string, rows_of};
 use super::error::{ConnectorError, SystemKind};
-use super::transport::{Call, ConnectorOptions, ConnectorStats, Transport};
+use super::transport::{Call, ConnectorOptions, ConnectorStats, Failing, Transport};
 use super::{ClientAuth, Key, Query, QueryPage, Row, Write};
 
 /// A Finance and Operations environment. Clones share the token, the cap
@@ -49,6 +49,12 @@ impl FinopsConnector {
     /// Requests, retries, throttling and tokens so far.
     pub fn stats(&self) -> ConnectorStats {
         self.transport.stats()
+    }
+
+    /// Whether the service has answered only transient failures since a
+    /// moment (an outage, throttling): since when, and the last one.
+    pub fn failing(&self) -> Option<Failing> {
+        self.transport.failing()
     }
 
     /// One page of `entity` across companies; pass `next_link` on.

@@ -77,7 +77,7 @@ pub use metadata::{ENTITY_DEFINITIONS, MetadataReader, TablePrivilege};
 pub use probe::probe;
 pub use steps::{REGISTRATION_PRIVILEGES, WEBHOOK_MESSAGES, WebhookSteps};
 pub use tls::TrustedCa;
-pub use transport::{ConnectorOptions, ConnectorStats, MAX_RETRY_AFTER, RetryPolicy};
+pub use transport::{ConnectorOptions, ConnectorStats, Failing, MAX_RETRY_AFTER, RetryPolicy};
 
 /// A row as the services send it: field name to JSON value, in order.
 pub type Row = serde_json::Map<String, serde_json::Value>;

@@ -156,6 +156,19 @@ pub(crate) struct Transport {
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
+    /// Since when the service fails every attempt, and the last failure:
+    /// set at a transient failure, cleared by the next answer.
+    failing: std::sync::Mutex<Option<Failing>>,
+}
+
+/// A service that has answered only transient failures (429, 5xx, no
+/// connection) since a moment: its callers wait and retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failing {
+    /// Since when (RFC 3339, UTC).
+    pub since: String,
+    /// The last failure.
+    pub last: String,
 }
 
 enum Failure {
@@ -181,6 +194,29 @@ impl Transport {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            failing: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether the service fails every attempt now, since when and how.
+    pub fn failing(&self) -> Option<Failing> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_failing(&self, last: Option<String>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match (last, failing.as_mut()) {
+            (None, _) => *failing = None,
+            (Some(last), Some(known)) => known.last = last,
+            (Some(last), None) => {
+                *failing = Some(Failing {
+                    since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    last,
+                });
+            }
         }
     }
 
@@ -225,6 +261,7 @@ impl Transport {
                     continue;
                 }
                 Ok(reply) if !matches!(reply.status, 429 | 500 | 502 | 503 | 504) => {
+                    self.set_failing(None);
                     return Ok(reply);
                 }
                 Ok(reply) => {
@@ -240,6 +277,7 @@ impl Transport {
                 Failure::Status(s, e, after) => (Some(s), format!("status {s}: {e}"), after),
                 Failure::Transport(detail) => (None, detail, None),
             };
+            self.set_failing(Some(last.clone()));
             let backoff = delays.next().unwrap_or(retry.max_delay);
             let wait = asked.unwrap_or(backoff);
             let elapsed = started.elapsed();

@@ -94,13 +94,30 @@ impl Keys {
     /// `key` must wait for a lookup: it is left out of batches for a
     /// while that grows with how long it has waited (200 ms to 5 s), until
     /// it has waited `limit`.
+    #[cfg(test)]
     pub fn wait(&self, key: &str, limit: Duration) -> Wait {
+        self.wait_patiently(key, limit, false)
+    }
+
+    /// As [`Keys::wait`]; `patient` (the map its lookup needs is not
+    /// running) restarts the clock of `limit`, so that the key waits as
+    /// long as that map does, and `limit` more once it runs again.
+    pub fn wait_patiently(&self, key: &str, limit: Duration, patient: bool) -> Wait {
         let now = Instant::now();
         let mut held = self.lock();
         let entry = held.waiting.entry(key.to_owned()).or_insert(Waiting {
             since: now,
             retry_at: now,
         });
+        if patient && entry.retry_at != entry.since {
+            // Keeps the key's retries spaced, its clock restarted.
+            let spacing = entry.retry_at.saturating_duration_since(entry.since);
+            entry.since = now;
+            entry.retry_at = now
+                .checked_add(spacing.max(Duration::from_millis(1)))
+                .unwrap_or(now);
+            return Wait::Again;
+        }
         let waited = now.saturating_duration_since(entry.since);
         if waited >= limit {
             held.waiting.remove(key);

@@ -52,6 +52,7 @@
 mod budget;
 mod capture;
 mod conflict;
+mod control;
 mod decide;
 mod echo;
 mod error;
@@ -64,6 +65,7 @@ mod record;
 pub mod refs;
 mod runtime;
 pub mod shape;
+mod status;
 pub mod system;
 mod worker;
 
@@ -74,18 +76,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast, mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
 
-use crate::checkpoint::{Action, Checkpoints, Direction};
+use crate::checkpoint::{Action, Checkpoints, Direction, Lifecycle, MapRecord};
 use crate::connector::ConnectorOptions;
 use crate::map::Plan;
 use crate::plugin::{Runtime, RuntimeConfig};
 
 pub use budget::Polling;
+pub use control::{ControlError, StartOptions};
 pub use error::SyncError;
 pub use push::{Push, endpoint_name, steps_name};
-pub use runtime::{MapCommand, MapState};
+pub use runtime::{MapCommand, MapState, Outage, Queued};
+pub use status::{Backlog, LookupEdge, MapNode, MapStatus, dependency_graph, statuses, to_dot};
 
 use plugins::Chain;
 use runtime::MapRuntime;
@@ -227,9 +231,9 @@ pub struct Engine;
 #[derive(Debug)]
 pub struct RunningEngine {
     shared: Arc<Shared>,
-    commands: BTreeMap<String, mpsc::Sender<MapCommand>>,
-    supervisors: JoinSet<()>,
-    webhook: Option<(SocketAddr, watch::Sender<bool>, JoinHandle<()>)>,
+    control: control::Control,
+    webhook_addr: Option<SocketAddr>,
+    webhook: std::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
 }
 
 impl Engine {
@@ -264,7 +268,7 @@ impl Engine {
                 System::connect(system, options.connector.clone())?,
             );
         }
-        let runtime = match plan.maps.iter().any(|m| m.enabled && !m.plugins.is_empty()) {
+        let runtime = match plan.maps.iter().any(|m| !m.plugins.is_empty()) {
             // The plugin engine is made once, so it counts fuel from the
             // start when a plugin's `limits` set a fuel budget.
             true => Some(
@@ -282,13 +286,31 @@ impl Engine {
         };
         let mut maps = HashMap::new();
         for map in &plan.maps {
+            // The config's `enabled` decides only a map's first start; from
+            // then on its persisted state rules.
+            let record = match store.map_record(&map.name)? {
+                Some(record) => record,
+                None => {
+                    let record = MapRecord::new(match map.enabled {
+                        true => Lifecycle::Initializing,
+                        false => Lifecycle::NotRunning,
+                    });
+                    store.set_map_record(&map.name, &record)?;
+                    record
+                }
+            };
             let chain = match &runtime {
-                Some(runtime) if map.enabled => Some(Chain::load(runtime, map)?),
-                _ => None,
+                // A map that runs now must load; one that may be started
+                // later keeps why it cannot, and its start is refused.
+                Some(runtime) if record.state.is_active() => Ok(Some(Chain::load(runtime, map)?)),
+                Some(runtime) => Chain::load(runtime, map)
+                    .map(Some)
+                    .map_err(|error| error.to_string()),
+                None => Ok(None),
             };
             maps.insert(
                 map.name.clone(),
-                Arc::new(MapRuntime::new(map.clone(), chain)),
+                Arc::new(MapRuntime::new(map.clone(), chain, store.clone(), record)),
             );
         }
         let (events, _) = broadcast::channel(4096);
@@ -305,37 +327,36 @@ impl Engine {
             states_changed: Notify::new(),
             budgets,
         });
-        let webhook = match listen {
+        let (webhook_addr, webhook) = match listen {
             Some(addr) => {
                 let (stop, stopped) = watch::channel(false);
                 let (bound, task) = receiver::serve(shared.clone(), addr, stopped).await?;
-                Some((bound, stop, task))
+                (Some(bound), Some((stop, task)))
             }
-            None => None,
+            None => (None, None),
         };
-        let mut commands = BTreeMap::new();
-        let mut supervisors = JoinSet::new();
-        for map in shared.plan.maps.iter().filter(|m| m.enabled) {
-            let (send, receive) = mpsc::channel(16);
-            commands.insert(map.name.clone(), send);
+        let control = control::Control::new(webhook.is_some());
+        for map in &shared.plan.maps {
             let runtime = shared.maps[&map.name].clone();
-            supervisors.spawn(runtime::supervise(
-                shared.clone(),
-                runtime,
-                receive,
-                webhook.is_some(),
-            ));
+            if runtime.state().lifecycle().is_active() {
+                control.spawn(&shared, runtime).await;
+            }
         }
         Ok(RunningEngine {
             shared,
-            commands,
-            supervisors,
-            webhook,
+            control,
+            webhook_addr,
+            webhook: std::sync::Mutex::new(webhook),
         })
     }
 }
 
 impl RunningEngine {
+    /// The plan the engine runs.
+    pub fn plan(&self) -> &Plan {
+        &self.shared.plan
+    }
+
     /// The checkpoint store.
     pub fn checkpoints(&self) -> &Checkpoints {
         &self.shared.store
@@ -348,7 +369,7 @@ impl RunningEngine {
 
     /// The address of the webhook receiver, when one runs.
     pub fn webhook_addr(&self) -> Option<SocketAddr> {
-        self.webhook.as_ref().map(|(addr, _, _)| *addr)
+        self.webhook_addr
     }
 
     /// The URL the events of system `system` are posted to (`https://`
@@ -377,7 +398,7 @@ impl RunningEngine {
                     &self.shared,
                     runtime,
                     side,
-                    self.webhook.is_some(),
+                    self.webhook_addr.is_some(),
                 );
                 (side, self.shared.budgets[system].status(system, configured))
             })
@@ -448,41 +469,16 @@ impl RunningEngine {
             .map(|runtime| runtime.push_state(side))
     }
 
-    /// Sends `command` to `map`; it takes effect between batches.
-    pub async fn command(&self, map: &str, command: MapCommand) -> Result<(), SyncError> {
-        let unknown = || SyncError::UnknownMap {
-            map: map.to_owned(),
-        };
-        let sender = self.commands.get(map).ok_or_else(unknown)?;
-        let mut state = self.shared.maps.get(map).ok_or_else(unknown)?.watch_state();
-        // A map whose supervisor ended (stopped or failed) takes no command.
-        if sender.send(command).await.is_err() {
-            return Ok(());
-        }
-        let wanted = match command {
-            MapCommand::Pause => MapState::Paused,
-            MapCommand::Resume => MapState::Running,
-            MapCommand::Stop => MapState::Stopped,
-        };
-        let _ = tokio::time::timeout(
-            runtime::GRACE + Duration::from_secs(2),
-            state.wait_for(|state| *state == wanted || matches!(state, MapState::Failed(_))),
-        )
-        .await;
-        Ok(())
-    }
-
     /// Resolves when no map runs any more: every enabled map failed or
     /// stopped (there is nothing left to sync).
     pub async fn none_running(&self) {
         loop {
             let waiting = self.shared.states_changed.notified();
-            let running = self.shared.plan.maps.iter().filter(|m| m.enabled).any(|m| {
-                matches!(
-                    self.shared.maps[&m.name].state(),
-                    MapState::Running | MapState::Paused
-                )
-            });
+            let running = self
+                .shared
+                .maps
+                .values()
+                .any(|m| m.state().lifecycle().is_active());
             if !running {
                 return;
             }
@@ -492,17 +488,17 @@ impl RunningEngine {
 
     /// Stops capturing, lets each worker finish the batch in flight, then
     /// flushes the store.
-    pub async fn shutdown(mut self) -> Result<(), SyncError> {
+    pub async fn shutdown(&self) -> Result<(), SyncError> {
         for runtime in self.shared.maps.values() {
             runtime.halt();
         }
-        drop(std::mem::take(&mut self.commands));
-        while let Some(joined) = self.supervisors.join_next().await {
-            if let Err(error) = joined {
-                tracing::error!(%error, "A map's supervisor ended abnormally.");
-            }
-        }
-        if let Some((_, stop, task)) = self.webhook.take() {
+        self.control.join_all().await;
+        let webhook = self
+            .webhook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((stop, task)) = webhook {
             stop.send_replace(true);
             if let Err(error) = task.await {
                 tracing::error!(%error, "The webhook receiver ended abnormally.");

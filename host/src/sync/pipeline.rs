@@ -17,7 +17,7 @@ use super::keys::{Claim, Wait};
 use super::plugins::Fate;
 use super::record::{self, Recorder};
 use super::refs::{self, Prepared};
-use super::runtime::MapRuntime;
+use super::runtime::{MapRuntime, MapState};
 use super::shape::{self, Row, Side};
 use super::system::System;
 
@@ -137,7 +137,11 @@ pub(super) async fn process(
                 writes.push(write);
                 sent.push(out);
             }
-            Prepared::Wait(reason) => match map.keys.wait(&key, shared.plan.engine.lookup_wait) {
+            Prepared::Wait(reason) => match map.keys.wait_patiently(
+                &key,
+                shared.plan.engine.lookup_wait,
+                idle_parent(shared, map).is_some(),
+            ) {
                 Wait::GaveUp => {
                     let waited = humantime::format_duration(shared.plan.engine.lookup_wait);
                     record.park(
@@ -361,4 +365,14 @@ fn id_in(url: &str) -> Option<&str> {
     let inner = url.strip_suffix(')')?;
     let id = &inner[inner.rfind('(')? + 1..];
     uuid::Uuid::parse_str(id).is_ok().then_some(id)
+}
+
+/// The first map `map` depends on that does not write now (paused,
+/// stopped, failed, never started), with its state: a change of `map`
+/// waiting for a row of it waits without becoming an error.
+pub(super) fn idle_parent(shared: &Shared, map: &MapRuntime) -> Option<(String, MapState)> {
+    map.plan.depends_on.iter().find_map(|parent| {
+        let state = shared.maps.get(parent)?.state();
+        (!state.writes()).then(|| (parent.clone(), state))
+    })
 }

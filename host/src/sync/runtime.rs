@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::checkpoint::Direction;
+use crate::checkpoint::{Checkpoints, Direction, Lifecycle, MapRecord};
 use crate::map::{MapPlan, Side};
 
 use super::keys::Keys;
@@ -28,18 +28,76 @@ use super::{FlowCounters, Shared, SyncError, capture, worker};
 /// map or the engine stops.
 pub(crate) const GRACE: Duration = Duration::from_secs(10);
 
-/// Where a map is in its life.
+/// Where a map is in its life: its persisted [`Lifecycle`], with a
+/// failure's reason.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "state", content = "reason")]
 pub enum MapState {
+    /// Never started (or disabled in the config before its first start).
+    NotRunning,
+    /// Copying the rows that exist (initial sync); then running.
+    Initializing,
     /// Capturing and writing.
     Running,
     /// Capturing into the durable queue; nothing is written.
     Paused,
+    /// Writing what was queued while paused, in order; then running.
+    Resuming,
     /// Its tasks ended (the map was stopped, or the engine shuts down).
     Stopped,
     /// An error stopped it; the reason says what and what to do.
     Failed(String),
+}
+
+impl MapState {
+    /// The persisted form of this state.
+    pub fn lifecycle(&self) -> Lifecycle {
+        match self {
+            MapState::NotRunning => Lifecycle::NotRunning,
+            MapState::Initializing => Lifecycle::Initializing,
+            MapState::Running => Lifecycle::Running,
+            MapState::Paused => Lifecycle::Paused,
+            MapState::Resuming => Lifecycle::Resuming,
+            MapState::Stopped => Lifecycle::Stopped,
+            MapState::Failed(_) => Lifecycle::Failed,
+        }
+    }
+
+    /// The state a persisted record describes.
+    pub fn of_record(record: &MapRecord) -> MapState {
+        match record.state {
+            Lifecycle::NotRunning => MapState::NotRunning,
+            Lifecycle::Initializing => MapState::Initializing,
+            Lifecycle::Running => MapState::Running,
+            Lifecycle::Paused => MapState::Paused,
+            Lifecycle::Resuming => MapState::Resuming,
+            Lifecycle::Stopped => MapState::Stopped,
+            Lifecycle::Failed => MapState::Failed(
+                record
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "no reason was recorded".into()),
+            ),
+        }
+    }
+
+    /// Whether the map writes in this state (its queues drain).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            MapState::Initializing | MapState::Running | MapState::Resuming
+        )
+    }
+}
+
+/// What becomes of the changes queued while a map was paused, when it
+/// resumes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Queued {
+    /// Written in order, every one of them (catch-up).
+    #[default]
+    Replay,
 }
 
 /// What a map can be told to do.
@@ -47,8 +105,8 @@ pub enum MapState {
 pub enum MapCommand {
     /// Stop writing; capture goes on into the queue.
     Pause,
-    /// Write again, the queued changes first, in order.
-    Resume,
+    /// Write again; the changes queued meanwhile as `Queued` says.
+    Resume(Queued),
     /// End the map's tasks after the batch in flight.
     Stop,
 }
@@ -89,11 +147,37 @@ pub(crate) struct MapRuntime {
     /// Per side: whether Dataverse pushes its changes, and the steps
     /// registered for it.
     push: Mutex<[(Push, Option<Registration>); 2]>,
+    /// Where the state is persisted.
+    store: Checkpoints,
+    /// The persisted record of the map's life, as last written.
+    record: Mutex<MapRecord>,
+    /// Why the map's plugins could not be loaded, if so: it cannot start.
+    pub load_error: Option<String>,
+    /// The target system the map cannot reach now, since when, and why.
+    outage: Mutex<Option<Outage>>,
+}
+
+/// A target system a map's writes cannot reach: its changes stay queued.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outage {
+    /// The system.
+    pub system: String,
+    /// Since when (RFC 3339, UTC).
+    pub since: String,
+    /// The last error.
+    pub error: String,
 }
 
 impl MapRuntime {
-    /// The runtime of `plan`, with its loaded chain.
-    pub fn new(plan: MapPlan, chain: Option<Chain>) -> MapRuntime {
+    /// The runtime of `plan`, with its loaded chain (or why it could not
+    /// be loaded), in the state `record` describes; `store` keeps the
+    /// state from now on.
+    pub fn new(
+        plan: MapPlan,
+        chain: Result<Option<Chain>, String>,
+        store: Checkpoints,
+        record: MapRecord,
+    ) -> MapRuntime {
         let side = |side: Side| SideData {
             fields: shape::side_fields(&plan, side),
             echo_fields: shape::echo_fields(&plan, side),
@@ -101,15 +185,19 @@ impl MapRuntime {
             flows: shape::flows_to(&plan, side.other()),
         };
         let sides = [side(Side::Left), side(Side::Right)];
-        let state = if plan.enabled {
-            MapState::Running
-        } else {
-            MapState::Stopped
+        let state = MapState::of_record(&record);
+        let (chain, load_error) = match chain {
+            Ok(chain) => (chain, None),
+            Err(error) => (None, Some(error)),
         };
         MapRuntime {
-            ready: watch::channel(!plan.enabled).0,
+            ready: watch::channel(!record.state.is_active()).0,
             sides,
             chain,
+            load_error,
+            outage: Mutex::new(None),
+            store,
+            record: Mutex::new(record),
             counters: Default::default(),
             keys: Arc::default(),
             wake: Notify::new(),
@@ -202,14 +290,96 @@ impl MapRuntime {
         self.state.subscribe()
     }
 
+    /// Sets the state in memory only (the engine shuts down: the persisted
+    /// state is what the next start resumes).
     fn set_state(&self, state: MapState) {
         self.state.send_replace(state);
         self.wake.notify_one();
     }
 
-    /// Whether the worker may write now.
+    /// The persisted record of the map's life.
+    pub fn record(&self) -> MapRecord {
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Moves the map to `state`, persisted first, so that a restart finds
+    /// it there. A failure's reason is also kept as the last error. A
+    /// store that cannot be written is logged: the map keeps the state in
+    /// memory (the store's own failure fails the map at its next step).
+    pub fn transition(&self, state: MapState) {
+        {
+            let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = record.moved(state.lifecycle());
+            if let MapState::Failed(reason) = &state {
+                next.reason = Some(reason.clone());
+                next.last_error = Some(reason.clone());
+            }
+            if let Err(error) = self.store.set_map_record(self.name(), &next) {
+                tracing::error!(map = %self.name(), %error, "The map's state could not be stored.");
+            }
+            *record = next;
+        }
+        self.set_state(state);
+    }
+
+    /// The target system the map cannot reach, if so.
+    pub fn outage(&self) -> Option<Outage> {
+        self.outage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A write to `system` failed with `error` (retried): the map waits
+    /// for it, since the first failure.
+    pub fn unreachable(&self, system: &str, error: String) {
+        let mut outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+        match outage.as_mut() {
+            Some(known) if known.system == system => known.error = error,
+            _ => {
+                *outage = Some(Outage {
+                    system: system.to_owned(),
+                    since: crate::checkpoint::now(),
+                    error,
+                });
+            }
+        }
+    }
+
+    /// A batch landed: no system is unreachable.
+    pub fn reachable(&self) {
+        let mut outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = outage.take() {
+            tracing::info!(map = %self.name(), system = %known.system, since = %known.since, "The target system answers again.");
+        }
+    }
+
+    /// Records `initial_sync` as the map's, persisted with its state.
+    pub fn set_initial_sync(&self, initial_sync: Option<String>) {
+        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        record.initial_sync = initial_sync;
+        if let Err(error) = self.store.set_map_record(self.name(), &record) {
+            tracing::error!(map = %self.name(), %error, "The map's initial sync could not be stored.");
+        }
+    }
+
+    /// Readies a map whose tasks ended (stopped, failed, never started) to
+    /// start again: its halt lifted, its sides not read yet, its initial
+    /// copy not done.
+    pub fn rearm(&self) {
+        self.halt.send_replace(false);
+        for captured in &self.captured {
+            captured.store(false, Ordering::Relaxed);
+        }
+        self.ready.send_replace(false);
+    }
+
+    /// Whether the worker may not write now.
     pub fn paused(&self) -> bool {
-        *self.state.borrow() == MapState::Paused
+        !self.state.borrow().writes()
     }
 
     /// Whether the map's tasks must end.
@@ -267,7 +437,7 @@ pub(crate) async fn supervise(
                     Some(Err(_)) => continue,
                 };
                 tracing::error!(map = %name, reason = %failure, "The map failed and stopped; the other maps go on.");
-                runtime.set_state(MapState::Failed(failure));
+                runtime.transition(MapState::Failed(failure));
                 runtime.halt();
                 stop_tasks(&name, &mut tasks).await;
                 shared.states_changed.notify_waiters();
@@ -275,13 +445,15 @@ pub(crate) async fn supervise(
             }
             command = commands.recv(), if listening => {
                 match command {
-                    Some(MapCommand::Pause) => runtime.set_state(MapState::Paused),
-                    Some(MapCommand::Resume) => runtime.set_state(MapState::Running),
+                    Some(MapCommand::Pause) => runtime.transition(MapState::Paused),
+                    Some(MapCommand::Resume(Queued::Replay)) => {
+                        runtime.transition(MapState::Resuming);
+                    }
                     Some(MapCommand::Stop) => {
                         runtime.halt();
                         stop_tasks(&name, &mut tasks).await;
                         push::unregister(&shared, &runtime).await;
-                        runtime.set_state(MapState::Stopped);
+                        runtime.transition(MapState::Stopped);
                         shared.states_changed.notify_waiters();
                         return;
                     }

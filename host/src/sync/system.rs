@@ -47,6 +47,14 @@ fn service_url(plan: &SystemPlan) -> String {
 }
 
 impl System {
+    /// Whether the service fails every attempt now: since when, and how.
+    pub fn failing(&self) -> Option<crate::connector::Failing> {
+        match &self.connector {
+            Connector::Dataverse(connector) => connector.failing(),
+            Connector::Finops(connector) => connector.failing(),
+        }
+    }
+
     /// A system for `plan`; sends nothing yet.
     pub fn connect(plan: &SystemPlan, mut options: ConnectorOptions) -> Result<System, SyncError> {
         if plan.ca.is_some() {

@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{CheckpointError, Direction};
+use crate::map::Side;
 
 use super::error::FlowError;
 use super::pipeline;
-use super::runtime::{GRACE, MapRuntime};
+use super::runtime::{GRACE, MapRuntime, MapState};
 use super::{Shared, SyncError};
 
 /// A batch task's end: its direction and how many changes it finished.
@@ -83,6 +84,20 @@ pub(super) async fn run(shared: Arc<Shared>, map: Arc<MapRuntime>) -> Result<(),
         {
             map.ready.send_replace(true);
             tracing::info!(map = %name, "Initial copy done.");
+            if map.state() == MapState::Initializing {
+                map.transition(MapState::Running);
+            }
+        }
+        // Caught up: nothing queued that can be written is left of what
+        // was queued while paused.
+        if !held_off
+            && flights.is_empty()
+            && map.keys.none_waiting()
+            && map.state() == MapState::Resuming
+        {
+            tracing::info!(map = %name, "Caught up with the changes queued while paused.");
+            map.transition(MapState::Running);
+            shared.states_changed.notify_waiters();
         }
         let pause = match resume_at {
             Some(at) => at.saturating_duration_since(Instant::now()),
@@ -101,9 +116,14 @@ pub(super) async fn run(shared: Arc<Shared>, map: Arc<MapRuntime>) -> Result<(),
                     Err(_) => continue,
                 };
                 match flights.landed(direction, result) {
-                    Ok(()) => retry = super::capture::backoff(),
+                    Ok(()) => {
+                        retry = super::capture::backoff();
+                        map.reachable();
+                    }
                     Err(error) if error.is_retriable() => {
                         tracing::warn!(map = %name, %direction, %error, "A batch failed; it stays queued and is retried.");
+                        let target = Side::source_of(direction).other();
+                        map.unreachable(&map.plan.side(target).system, error.to_string());
                         let wait = retry.next().unwrap_or(Duration::from_secs(30));
                         resume_at = Instant::now().checked_add(wait);
                     }

@@ -116,7 +116,10 @@ async fn last_writer_wins_by_modification_time() {
     })
     .await;
     sync.engine()
-        .command("customers", dualwrite::sync::MapCommand::Resume)
+        .command(
+            "customers",
+            dualwrite::sync::MapCommand::Resume(dualwrite::sync::Queued::Replay),
+        )
         .await
         .expect("the map resumes");
     settle(&sync).await;

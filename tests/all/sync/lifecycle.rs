@@ -55,14 +55,28 @@ async fn a_paused_map_queues_then_resumes_in_order_while_the_others_flow() {
     assert_eq!(engine.stats("customers", Direction::LeftToRight).written, 0);
 
     engine
-        .command("customers", MapCommand::Resume)
+        .command(
+            "customers",
+            MapCommand::Resume(dualwrite::sync::Queued::Replay),
+        )
         .await
         .expect("customers resumes");
-    assert_eq!(engine.state("customers"), Some(MapState::Running));
+    assert!(
+        matches!(
+            engine.state("customers"),
+            Some(MapState::Resuming | MapState::Running)
+        ),
+        "{:?}",
+        engine.state("customers")
+    );
     eventually("the last name in Dataverse", || async {
         sync.dv_get("accounts", account("P-1"))
             .await
             .is_some_and(|row| text(&row, "name") == "Third")
+    })
+    .await;
+    eventually("the catch-up to end", || async {
+        engine.state("customers") == Some(MapState::Running)
     })
     .await;
     sync.shutdown().await;

@@ -91,7 +91,10 @@ async fn changes_to_twenty_keys_over_concurrent_batches_arrive_in_per_key_order(
         .await;
     }
     sync.engine()
-        .command("customers", MapCommand::Resume)
+        .command(
+            "customers",
+            MapCommand::Resume(dualwrite::sync::Queued::Replay),
+        )
         .await
         .expect("the map resumes");
     eventually("the last version of every key in Dataverse", || async {

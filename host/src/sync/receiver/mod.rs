@@ -94,17 +94,21 @@ pub(super) async fn serve(
                 tracing::error!(%error, "The webhook receiver stopped.");
             }
         }),
-        Some(tls) => serve_tls(listener, app, stop, &tls).await.map_err(setup)?,
+        Some(tls) => serve_tls(listener, app, stop, &tls, "webhook receiver")
+            .await
+            .map_err(setup)?,
     };
     Ok((bound, task))
 }
 
-/// Serves `app` over HTTPS with the plan's certificate and key.
-async fn serve_tls(
+/// Serves `app` (the `what` of error messages) over HTTPS with the plan's
+/// certificate and key.
+pub(crate) async fn serve_tls(
     listener: tokio::net::TcpListener,
     app: Router,
     stop: impl Future<Output = ()> + Send + 'static,
     tls: &ReceiverTls,
+    what: &str,
 ) -> Result<JoinHandle<()>, String> {
     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
         tls.certificate_pem.clone(),
@@ -113,24 +117,25 @@ async fn serve_tls(
     .await
     .map_err(|error| {
         format!(
-            "the webhook receiver cannot use the certificate and key of {}: {error}; name a certificate chain and its own private key (engine.tls_certificate_file, engine.tls_private_key_file)",
+            "the {what} cannot use the certificate and key of {}: {error}; name a certificate chain and its own private key (engine.tls_certificate_file, engine.tls_private_key_file)",
             tls.files
         )
     })?;
     let listener = listener
         .into_std()
-        .map_err(|error| format!("the webhook receiver cannot serve HTTPS: {error}"))?;
+        .map_err(|error| format!("the {what} cannot serve HTTPS: {error}"))?;
     let server = axum_server::from_tcp_rustls(listener, config)
-        .map_err(|error| format!("the webhook receiver cannot serve HTTPS: {error}"))?;
+        .map_err(|error| format!("the {what} cannot serve HTTPS: {error}"))?;
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
+    let what = what.to_owned();
     Ok(tokio::spawn(async move {
         let graceful = tokio::spawn(async move {
             stop.await;
             stopper.graceful_shutdown(Some(Duration::from_secs(5)));
         });
         if let Err(error) = server.handle(handle).serve(app.into_make_service()).await {
-            tracing::error!(%error, "The webhook receiver stopped.");
+            tracing::error!(%error, "The {what} stopped.");
         }
         graceful.abort();
     }))
