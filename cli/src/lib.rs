@@ -6,6 +6,8 @@
 pub mod check;
 mod demo;
 pub mod emulate;
+pub mod host;
+mod lifecycle;
 pub mod map;
 mod plugin;
 pub mod run;
@@ -42,7 +44,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run an emulated Dataverse or Finance and Operations service.
     Emulate(emulate::EmulateArgs),
-    /// Work with table maps: validate a config file.
+    /// Work with table maps: validate a config file; see and drive the
+    /// maps of a running host (status, start, pause, resume, stop, deps).
     #[command(subcommand)]
     Map(map::MapCommand),
     /// Run the sync engine on every enabled map of a config file, until

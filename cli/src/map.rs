@@ -1,4 +1,5 @@
-//! `dualwrite map validate`: checks a config file and prints its problems.
+//! `dualwrite map validate`: checks a config file and prints its problems;
+//! the lifecycle commands (`status`, `start`, …) are in `lifecycle`.
 //!
 //! With `--live`, each system's tables come from the service itself
 //! (Dataverse `EntityDefinitions`, finops `$metadata`), read with the
@@ -19,6 +20,8 @@ use dualwrite::map::{
     Catalogue, EmulatorCatalogue, LiveCatalogue, NoCatalogue, Problem, ProblemCode, SystemKind,
 };
 use dualwrite::preflight::{SystemTarget, describe};
+
+use crate::lifecycle;
 use dualwrite::schema::TableDef;
 
 /// `dualwrite map …`
@@ -27,6 +30,23 @@ pub enum MapCommand {
     /// Check a config file: systems, maps, fields, keys, lookups,
     /// dependencies and plugins. Exits non-zero when there is an error.
     Validate(MapArgs),
+    /// Show each map's state, since when, its backlog per direction, what
+    /// it waits for and its last error (a running host, or a stopped
+    /// host's store with --data or -c).
+    Status(lifecycle::StatusArgs),
+    /// Start maps, with an initial sync (`--initial-sync left|right|none`),
+    /// optionally after the maps they depend on.
+    Start(lifecycle::StartArgs),
+    /// Pause running maps: changes keep queueing, nothing is written.
+    Pause(lifecycle::PauseArgs),
+    /// Resume paused maps: the changes queued meanwhile are written in
+    /// order (catch-up).
+    Resume(lifecycle::ResumeArgs),
+    /// Stop maps: nothing is captured or written until they start again.
+    Stop(lifecycle::StopArgs),
+    /// Show the dependency graph: each map with its state, the maps it
+    /// depends on and its lookups (`--dot` for Graphviz).
+    Deps(lifecycle::DepsArgs),
 }
 
 /// `dualwrite map validate`
@@ -54,6 +74,12 @@ pub struct MapArgs {
 pub fn run(command: MapCommand) -> anyhow::Result<ExitCode> {
     match command {
         MapCommand::Validate(args) => validate(&args),
+        MapCommand::Status(args) => Ok(lifecycle::status(args)),
+        MapCommand::Start(args) => Ok(lifecycle::start(args)),
+        MapCommand::Pause(args) => Ok(lifecycle::pause(args)),
+        MapCommand::Resume(args) => Ok(lifecycle::resume(args)),
+        MapCommand::Stop(args) => Ok(lifecycle::stop(args)),
+        MapCommand::Deps(args) => Ok(lifecycle::deps(args)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `dualwrite run -c FILE`: validates the config, starts the sync engine on
-//! every enabled map, logs activity with `tracing`, and stops cleanly on
+//! every map its state (or, at a map's first start, `enabled`) has run,
+//! serves the admin API when `[engine] admin` is set, logs activity with `tracing`, and stops cleanly on
 //! Ctrl-C or SIGTERM (the batch in flight is finished and checkpointed).
 
 use std::path::PathBuf;
@@ -8,6 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
+use std::sync::Arc;
+
+use dualwrite::admin;
 use dualwrite::config::validate_file;
 use dualwrite::map::{Catalogue, EmulatorCatalogue, NoCatalogue, Problem};
 use dualwrite::sync::{Engine, EngineOptions, MapState};
@@ -56,12 +60,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("could not start the async runtime")?;
     runtime.block_on(async move {
-        let maps: Vec<String> = plan
-            .maps
-            .iter()
-            .filter(|m| m.enabled)
-            .map(|m| m.name.clone())
-            .collect();
         let systems: Vec<String> = plan
             .systems
             .values()
@@ -69,7 +67,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .map(|s| s.name.clone())
             .collect();
         let data = plan.engine.data.clone();
-        let engine = Engine::start(plan, EngineOptions::default()).await?;
+        let admin_addr = plan.engine.admin;
+        let admin_tls = plan.receiver_tls.clone();
+        let engine = Arc::new(Engine::start(plan, EngineOptions::default()).await?);
+        let admin = match admin_addr {
+            Some(addr) => {
+                let token = std::env::var(admin::TOKEN_ENV).ok();
+                match admin::serve(engine.clone(), addr, admin_tls.as_ref(), token).await {
+                    Ok(admin) => Some(admin),
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        engine.shutdown().await?;
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            None => None,
+        };
+        // The maps whose persisted state (or, at a first start, `enabled`)
+        // has them run.
+        let maps: Vec<String> = engine
+            .states()
+            .into_iter()
+            .filter(|(_, state)| state.lifecycle().is_active())
+            .map(|(name, _)| name)
+            .collect();
         println!(
             "dualwrite is running {} maps ({}), checkpoints in {}",
             maps.len(),
@@ -81,12 +103,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 println!("data events of `{system}` are received at {url}");
             }
         }
+        if let Some(admin) = &admin {
+            println!("the admin API is at {}/api/v1", admin.url());
+        }
         println!("press Ctrl-C to stop");
-        // Nothing left to run (every map failed) ends the host with an
-        // error: a supervisor restarts it, or an admin reads why.
+        // Nothing left to run (every map failed) ends a host without an
+        // admin API with an error: a supervisor restarts it, or an admin
+        // reads why. With an admin API the host waits to be told.
         let nothing_runs = tokio::select! {
             signal = stop_signal() => { signal?; false }
-            _ = engine.none_running() => true,
+            _ = engine.none_running(), if admin.is_none() => true,
         };
         if nothing_runs {
             for (map, state) in engine.states() {
@@ -97,6 +123,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("no map can run; stopping");
         } else {
             println!("stopping: finishing the batches in flight");
+        }
+        if let Some(admin) = admin {
+            admin.stop().await;
         }
         engine.shutdown().await?;
         println!("stopped; every checkpoint is on disk");

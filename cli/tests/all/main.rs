@@ -3,6 +3,7 @@
 //! preflight (`check`), and
 //! `dualwrite run` killed and restarted between two emulators.
 
+mod admin_api;
 mod check;
 mod cli_demo;
 mod cli_plugin;

@@ -1,0 +1,625 @@
+//! The admin API and the map lifecycle, end to end: a real `dualwrite run`
+//! process between two emulators, driven by real `dualwrite map …`
+//! processes and plain HTTP. The API refuses a missing or wrong token and
+//! serves the routes its document lists; every transition goes through the
+//! CLI, invalid ones are refused with the map's state, and the states
+//! survive a restart and are read from a stopped host's store.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dualwrite::connector::{
+    ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Query,
+};
+use dualwrite_emulators::{self as emulator, RunningEmulator, ServiceKind};
+use serde_json::{Value, json};
+
+use crate::support::empty_config;
+
+const TOKEN: &str = "an-admin-token-for-tests";
+
+fn credentials(emulator: &RunningEmulator) -> Credentials {
+    Credentials {
+        token_url: emulator.token_url(),
+        client_id: "dualwrite".into(),
+        client_secret: "dualwrite-secret".into(),
+        scope: format!("{}/.default", emulator.url()),
+    }
+}
+
+/// Two maps, `customers` depending on `legal-entities`; `enabled` and
+/// `engine` lines as the test needs.
+fn config(
+    finops: &RunningEmulator,
+    dataverse: &RunningEmulator,
+    enabled: bool,
+    engine: &str,
+) -> String {
+    format!(
+        r#"
+[engine]
+data = "data"
+poll_interval = "100ms"
+polling_share = 1.0
+admin = "127.0.0.1:0"
+{engine}
+
+[systems.finops]
+kind = "finops"
+url = "{}"
+auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "FO_SECRET" }}
+
+[systems.dataverse]
+kind = "dataverse"
+url = "{}"
+auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "DV_SECRET" }}
+
+[[maps]]
+name = "legal-entities"
+enabled = {enabled}
+left = {{ system = "finops", table = "LegalEntities" }}
+right = {{ system = "dataverse", table = "cdm_companies" }}
+key = ["LegalEntityId > cdm_companycode"]
+fields = ["Name > cdm_name"]
+
+[[maps]]
+name = "customers"
+enabled = {enabled}
+left = {{ system = "finops", table = "CustomersV3" }}
+right = {{ system = "dataverse", table = "accounts" }}
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities"]
+fields = ["OrganizationName = name"]
+"#,
+        finops.service_url(),
+        finops.token_url(),
+        dataverse.service_url(),
+        dataverse.token_url()
+    )
+}
+
+/// A `dualwrite run` process and the admin URL it printed.
+struct Host {
+    child: Child,
+    url: String,
+}
+
+impl Host {
+    fn start(config: &Path) -> Host {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("FO_SECRET", "dualwrite-secret")
+            .env("DV_SECRET", "dualwrite-secret")
+            .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
+            .env("DUALWRITE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dualwrite run starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (found, url) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("the admin API is at ") {
+                    let _ = found.send(rest.trim_end_matches("/api/v1").to_owned());
+                }
+            }
+        });
+        let url = url
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the host prints its admin API's address");
+        Host { child, url }
+    }
+
+    /// `dualwrite map ARGS` against this host: exit code, stdout, stderr.
+    fn map(&self, args: &[&str]) -> (i32, String, String) {
+        map_cli(args, &[("DUALWRITE_ADMIN_URL", &self.url)])
+    }
+
+    /// SIGTERM, and waits for a clean stop.
+    fn stop(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        let status = self.child.wait().expect("exits");
+        assert!(status.success(), "{status}");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn map_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dualwrite"));
+    command
+        .arg("map")
+        .args(args)
+        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
+        .env_remove("DUALWRITE_ADMIN_URL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("dualwrite map runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Each map's state, from `map status --json` (a host or a store).
+fn states(output: &str) -> Vec<(String, String)> {
+    let all: Value = serde_json::from_str(output).expect("status --json prints JSON");
+    all.as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn state_of(host: &Host, map: &str) -> String {
+    let (code, out, err) = host.map(&["status", map, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    states(&out)
+        .into_iter()
+        .find(|(name, _)| name == map)
+        .map(|(_, state)| state)
+        .unwrap_or_default()
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct World {
+    finops: RunningEmulator,
+    dataverse: RunningEmulator,
+    fo: FinopsConnector,
+    dv: DataverseConnector,
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl World {
+    async fn new(enabled: bool, engine: &str) -> World {
+        let finops = emulator::start(ServiceKind::Finops, empty_config())
+            .await
+            .expect("finops");
+        let dataverse = emulator::start(ServiceKind::Dataverse, empty_config())
+            .await
+            .expect("dataverse");
+        let options = ConnectorOptions::default();
+        let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), options.clone());
+        let dv =
+            DataverseConnector::new(&dataverse.service_url(), credentials(&dataverse), options);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = dir.path().join("sync.toml");
+        std::fs::write(&file, config(&finops, &dataverse, enabled, engine))
+            .expect("config written");
+        let world = World {
+            finops,
+            dataverse,
+            fo,
+            dv,
+            dir,
+            file,
+        };
+        world.legal_entity("usmf").await;
+        world
+    }
+
+    async fn legal_entity(&self, id: &str) {
+        self.fo
+            .upsert(
+                "LegalEntities",
+                &Key::single("LegalEntityId", id),
+                &row(json!({"Name": format!("Company {id}")})),
+            )
+            .await
+            .expect("legal entity");
+    }
+
+    async fn customer(&self, company: &str, account: &str, name: &str) {
+        self.fo
+            .upsert(
+                "CustomersV3",
+                &Key::new()
+                    .text("dataAreaId", company)
+                    .text("CustomerAccount", account),
+                &row(json!({"OrganizationName": name})),
+            )
+            .await
+            .expect("customer");
+    }
+
+    async fn account_name(&self, account: &str) -> Option<String> {
+        let rows = self
+            .dv
+            .query_all("accounts", &Query::default())
+            .await
+            .unwrap_or_default();
+        rows.iter()
+            .find(|r| r["accountnumber"] == account)
+            .and_then(|r| r["name"].as_str().map(str::to_owned))
+    }
+
+    async fn shutdown(self) {
+        self.finops.shutdown().await.expect("finops stops");
+        self.dataverse.shutdown().await.expect("dataverse stops");
+    }
+}
+
+fn row(value: Value) -> serde_json::Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_a_missing_or_wrong_token_and_serves_what_its_document_lists() {
+    let world = World::new(true, "").await;
+    let host = Host::start(&world.file);
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/api/v1/health", host.url))
+        .send()
+        .await
+        .expect("health answers");
+    assert_eq!(health.status(), 200, "the health check needs no token");
+
+    for token in [None, Some("not-the-token")] {
+        let mut request = http.get(format!("{}/api/v1/maps", host.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("answers");
+        assert_eq!(response.status(), 401, "token {token:?}");
+        assert!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("Bearer")),
+            "RFC 6750 challenge"
+        );
+        let body: Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    }
+
+    let document: Value = http
+        .get(format!("{}/api/v1/openapi.json", host.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the document answers")
+        .json()
+        .await
+        .expect("JSON");
+    let kept: Value = serde_json::from_str(include_str!("../../../docs/openapi.json"))
+        .expect("docs/openapi.json parses");
+    assert_eq!(
+        document, kept,
+        "the host serves the document kept in the repository"
+    );
+    let paths = document["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 9, "{paths:?}");
+    // Every documented route is served: none answers 404 or 405.
+    for (path, item) in paths {
+        let concrete = path.replace("{name}", "customers");
+        for method in ["get", "post"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let url = format!("{}{concrete}", host.url);
+            let request = match method {
+                "get" => http.get(&url),
+                _ => http.post(&url).json(&json!({"maps": []})),
+            };
+            let response = request.bearer_auth(TOKEN).send().await.expect("answers");
+            assert!(
+                response.status() != 404 && response.status() != 405,
+                "{method} {path}: {}",
+                response.status()
+            );
+        }
+    }
+    let (code, _, err) = map_cli(
+        &["status"],
+        &[
+            ("DUALWRITE_ADMIN_URL", &host.url),
+            ("DUALWRITE_ADMIN_TOKEN", "wrong"),
+        ],
+    );
+    assert_eq!(code, 2, "a wrong token is a refusal: {err}");
+    assert!(err.contains("token"), "{err}");
+    host.stop();
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transition_goes_through_the_cli_and_the_states_survive_a_restart() {
+    let world = World::new(false, "").await;
+    world.customer("usmf", "C-1", "First customer").await;
+    let host = Host::start(&world.file);
+
+    let (code, out, err) = host.map(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        states(&out),
+        vec![
+            ("legal-entities".to_owned(), "not-running".to_owned()),
+            ("customers".to_owned(), "not-running".to_owned())
+        ],
+        "`enabled = false` decides the first state"
+    );
+
+    let (code, _, err) = host.map(&["start", "customers"]);
+    assert_eq!(code, 2, "a map whose parent does not run is refused: {err}");
+    assert!(
+        err.contains("legal-entities") && err.contains("not-running"),
+        "the refusal names the dependency and its state: {err}"
+    );
+    assert_eq!(
+        state_of(&host, "customers"),
+        "not-running",
+        "nothing started"
+    );
+
+    let (code, out, err) = host.map(&[
+        "start",
+        "customers",
+        "--with-dependencies",
+        "--initial-sync",
+        "left",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let started: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        started,
+        ["legal-entities", "customers"],
+        "parents first: {out}"
+    );
+    wait_for(
+        "the customer in Dataverse",
+        Duration::from_secs(60),
+        async || world.account_name("C-1").await.as_deref() == Some("First customer"),
+    )
+    .await;
+    wait_for("customers to run", Duration::from_secs(30), async || {
+        state_of(&host, "customers") == "running"
+    })
+    .await;
+
+    let (code, _, err) = host.map(&["start", "customers"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is running"), "{err}");
+    let (code, _, err) = host.map(&["resume", "legal-entities"]);
+    assert_eq!(code, 2, "only a paused map resumes: {err}");
+    assert!(
+        err.contains("legal-entities") && err.contains("running"),
+        "{err}"
+    );
+
+    let (code, _, err) = host.map(&["stop", "customers"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(state_of(&host, "customers"), "stopped");
+    // All or nothing: customers does not run, so legal-entities is not
+    // paused either.
+    let (code, _, err) = host.map(&["pause", "legal-entities", "customers"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("customers") && err.contains("stopped"),
+        "{err}"
+    );
+    assert_eq!(state_of(&host, "legal-entities"), "running");
+
+    let (code, _, err) = host.map(&["pause", "legal-entities"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(state_of(&host, "legal-entities"), "paused");
+    let (code, _, err) = host.map(&["pause", "legal-entities"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is paused"), "{err}");
+    let (code, out, err) = host.map(&["resume", "legal-entities", "--queued", "replay"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("legal-entities: "), "{out}");
+    wait_for(
+        "legal-entities to run",
+        Duration::from_secs(30),
+        async || state_of(&host, "legal-entities") == "running",
+    )
+    .await;
+
+    let (code, dot, err) = host.map(&["deps", "--dot"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        dot.contains("\"customers\" -> \"legal-entities\";"),
+        "{dot}"
+    );
+    let (code, out, err) = host.map(&["unknown-subcommand"]);
+    assert_ne!(code, 0, "{out}{err}");
+    let (code, _, err) = host.map(&["stop", "no-such-map"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no-such-map") && err.contains("customers"),
+        "the refusal lists the maps: {err}"
+    );
+
+    let url = host.url.clone();
+    host.stop();
+    // A stopped host: unreachable through the API, readable in its store.
+    let (code, _, err) = map_cli(&["status"], &[("DUALWRITE_ADMIN_URL", &url)]);
+    assert_eq!(code, 3, "{err}");
+    let data = world.dir.path().join("data");
+    let (code, out, err) = map_cli(
+        &["status", "--json", "--data", &data.display().to_string()],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let stored = states(&out);
+    assert!(
+        stored.contains(&("customers".to_owned(), "stopped".to_owned())),
+        "{stored:?}"
+    );
+    assert!(
+        stored.contains(&("legal-entities".to_owned(), "running".to_owned())),
+        "{stored:?}"
+    );
+    let (code, out, err) = map_cli(&["status", "-c", &world.file.display().to_string()], &[]);
+    assert_eq!(
+        code, 0,
+        "the config's data directory is read when its host is down: {err}"
+    );
+    assert!(
+        out.contains("stopped") && out.contains("legal-entities"),
+        "{out}"
+    );
+
+    // The persisted states rule at the next start, not `enabled`.
+    let host = Host::start(&world.file);
+    assert_eq!(state_of(&host, "customers"), "stopped");
+    assert_eq!(state_of(&host, "legal-entities"), "running");
+    host.stop();
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_waits_for_a_paused_parent_without_an_error() {
+    // Without the parent's pause counting, a lookup that waits 1 s would
+    // park the child's row.
+    let world = World::new(true, "lookup_wait = \"1s\"").await;
+    let host = Host::start(&world.file);
+    world.customer("usmf", "C-1", "Before").await;
+    wait_for("the first customer", Duration::from_secs(60), async || {
+        world.account_name("C-1").await.is_some()
+    })
+    .await;
+    let (code, _, err) = host.map(&["pause", "legal-entities"]);
+    assert_eq!(code, 0, "{err}");
+    world.legal_entity("demf").await;
+    world.customer("demf", "C-2", "In a new company").await;
+    let (code, out, err) = host.map(&["status", "customers", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let _ = out;
+    wait_for(
+        "the child to say what it waits for",
+        Duration::from_secs(30),
+        async || {
+            let (_, out, _) = host.map(&["status", "customers", "--json"]);
+            out.contains("waiting for map `legal-entities` (paused)")
+        },
+    )
+    .await;
+    // Well past the lookup's wait: still waiting, not parked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(world.account_name("C-2").await, None);
+    let (code, _, err) = host.map(&["resume", "legal-entities"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(
+        "the child's row once its parent runs",
+        Duration::from_secs(60),
+        async || world.account_name("C-2").await.as_deref() == Some("In a new company"),
+    )
+    .await;
+    host.stop();
+    let store = dualwrite::checkpoint::Checkpoints::open(&world.dir.path().join("data"))
+        .expect("the store opens");
+    let parked: Vec<_> = store
+        .activity()
+        .expect("activity")
+        .into_iter()
+        .filter(|a| a.what == dualwrite::checkpoint::Action::Parked)
+        .collect();
+    assert!(parked.is_empty(), "nothing was parked: {parked:?}");
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixty_second_outage_of_the_target_loses_nothing() {
+    const ROWS: usize = 50;
+    let world = World::new(true, "").await;
+    let host = Host::start(&world.file);
+    world.customer("usmf", "C-0", "Before the outage").await;
+    wait_for("the first customer", Duration::from_secs(60), async || {
+        world.account_name("C-0").await.is_some()
+    })
+    .await;
+    let outage = reqwest::Client::new()
+        .put(format!("{}/admin/faults", world.dataverse.url()))
+        .json(&json!({"outage_seconds": 60}))
+        .send()
+        .await
+        .expect("the fault is set");
+    assert!(outage.status().is_success(), "{}", outage.status());
+    let started = Instant::now();
+    for n in 1..=ROWS {
+        world
+            .customer("usmf", &format!("C-{n}"), &format!("During {n}"))
+            .await;
+    }
+    wait_for(
+        "the map to say it waits for Dataverse",
+        Duration::from_secs(50),
+        async || {
+            let (_, out, _) = host.map(&["status", "customers", "--json"]);
+            out.contains("waiting for dataverse since")
+        },
+    )
+    .await;
+    let (_, out, _) = host.map(&["status", "customers", "--json"]);
+    let status: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(
+        status[0]["backlog"]["left_to_right"].as_u64().unwrap_or(0) > 0,
+        "the changes queue during the outage: {status}"
+    );
+    wait_for(
+        "every row after the outage",
+        Duration::from_secs(150),
+        async || {
+            let rows = world
+                .dv
+                .query_all("accounts", &Query::default())
+                .await
+                .unwrap_or_default();
+            rows.len() == ROWS + 1
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(55),
+        "the outage lasted"
+    );
+    for n in 1..=ROWS {
+        assert_eq!(
+            world.account_name(&format!("C-{n}")).await.as_deref(),
+            Some(format!("During {n}").as_str())
+        );
+    }
+    wait_for(
+        "the map to stop waiting",
+        Duration::from_secs(30),
+        async || {
+            let (_, out, _) = host.map(&["status", "customers", "--json"]);
+            out.contains("\"waits_for\": null")
+        },
+    )
+    .await;
+    host.stop();
+    world.shutdown().await;
+}
