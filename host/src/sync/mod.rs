@@ -289,6 +289,14 @@ impl Engine {
             // The config's `enabled` decides only a map's first start; from
             // then on its persisted state rules.
             let record = match store.map_record(&map.name)? {
+                // A map an error stopped is tried again when the host
+                // starts again: a restart is how an admin without the API
+                // retries it. Its reason stays its last error.
+                Some(record) if record.state == Lifecycle::Failed => {
+                    let again = record.moved(Lifecycle::Running);
+                    store.set_map_record(&map.name, &again)?;
+                    again
+                }
                 Some(record) => record,
                 None => {
                     let record = MapRecord::new(match map.enabled {
