@@ -582,12 +582,16 @@ async fn a_sixty_second_outage_of_the_target_loses_nothing() {
         },
     )
     .await;
-    let (_, out, _) = host.map(&["status", "customers", "--json"]);
-    let status: Value = serde_json::from_str(&out).expect("JSON");
-    assert!(
-        status[0]["backlog"]["left_to_right"].as_u64().unwrap_or(0) > 0,
-        "the changes queue during the outage: {status}"
-    );
+    wait_for(
+        "the changes to queue during the outage",
+        Duration::from_secs(40),
+        async || {
+            let (_, out, _) = host.map(&["status", "customers", "--json"]);
+            let status: Value = serde_json::from_str(&out).unwrap_or_default();
+            status[0]["backlog"]["left_to_right"].as_u64().unwrap_or(0) > 0
+        },
+    )
+    .await;
     wait_for(
         "every row after the outage",
         Duration::from_secs(150),
