@@ -63,6 +63,7 @@
 mod echo;
 mod fingerprint;
 mod ops;
+mod queue;
 mod seen;
 mod state;
 

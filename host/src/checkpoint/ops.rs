@@ -1,6 +1,7 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
+use super::queue::Counts;
 use super::seen::{self, RowHash, Seen};
 use super::{
     Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
@@ -11,24 +12,27 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The checkpoint store of one host.
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
-    db: sled::Db,
-    queue: sled::Tree,
+    pub(super) db: sled::Db,
+    pub(super) queue: sled::Tree,
     cursor: sled::Tree,
-    parked: sled::Tree,
+    pub(super) parked: sled::Tree,
     echo: sled::Tree,
-    activity: sled::Tree,
+    pub(super) activity: sled::Tree,
     pub(super) latest: sled::Tree,
     pub(super) by_key: sled::Tree,
     pub(super) ids: sled::Tree,
     pub(super) images: sled::Tree,
     pub(super) hashes: sled::Tree,
+    /// The changes queued per flow, shared by every clone of the handle.
+    pub(super) counts: Arc<Counts>,
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
+pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
 
 impl Checkpoints {
     /// Opens (or creates) the store in `dir`.
@@ -46,8 +50,10 @@ impl Checkpoints {
                 });
             }
         }
+        let queue = db.open_tree("queue")?;
         Ok(Checkpoints {
-            queue: db.open_tree("queue")?,
+            counts: Arc::new(Counts::of_queue(&queue)?),
+            queue,
             cursor: db.open_tree("cursor")?,
             parked: db.open_tree("parked")?,
             echo: db.open_tree("echo")?,
@@ -190,6 +196,7 @@ impl Checkpoints {
                 },
             )
             .map_err(unwrap_tx)?;
+        self.counts.add(&flow, added);
         self.db.flush()?;
         Ok(added)
     }
@@ -293,7 +300,7 @@ impl Checkpoints {
                 Ok((slot, image.as_ref().map(json).transpose()?))
             })
             .collect::<Result<Vec<_>, CheckpointError>>()?;
-        (
+        let removed = (
             &self.queue,
             &self.echo,
             &self.activity,
@@ -303,7 +310,8 @@ impl Checkpoints {
             &self.ids,
         )
             .transaction(
-                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
+                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<(usize, usize)> {
+                    let mut removed = (0, 0);
                     for (side, id, key) in finish.ids {
                         id_tree.insert(
                             join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
@@ -311,11 +319,11 @@ impl Checkpoints {
                         )?;
                     }
                     for queued in finish.done {
-                        dequeue(&flow, queued, queue, by_key)?;
+                        removed.0 += usize::from(dequeue(&flow, queued, queue, by_key)?);
                         parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
                     }
                     for queued in finish.rivals {
-                        dequeue(&rival_flow, queued, queue, by_key)?;
+                        removed.1 += usize::from(dequeue(&rival_flow, queued, queue, by_key)?);
                         parked.remove(join(&[&rival_flow, &canon(&queued.change.key)]))?;
                     }
                     let slot = |side: &str, key: &str| {
@@ -359,10 +367,12 @@ impl Checkpoints {
                     for line in &lines {
                         log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
                     }
-                    Ok(())
+                    Ok(removed)
                 },
             )
             .map_err(unwrap_tx)?;
+        self.counts.sub(&flow, removed.0);
+        self.counts.sub(&rival_flow, removed.1);
         self.db.flush()?;
         Ok(())
     }
@@ -468,25 +478,26 @@ impl Checkpoints {
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;
-        (&self.queue, &self.parked, &self.activity, &self.by_key)
-            .transaction(|(queue, parked_tree, log, by_key)| -> TxResult<()> {
-                if let Some(queued) = &queued {
-                    dequeue(&flow, queued, queue, by_key)?;
-                }
+        let removed = (&self.queue, &self.parked, &self.activity, &self.by_key)
+            .transaction(|(queue, parked_tree, log, by_key)| -> TxResult<bool> {
+                let removed = match &queued {
+                    Some(queued) => dequeue(&flow, queued, queue, by_key)?,
+                    None => false,
+                };
                 parked_tree.remove(slot.as_slice())?;
                 log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
-                Ok(())
+                Ok(removed)
             })
             .map_err(unwrap_tx)?;
+        self.counts.sub(&flow, usize::from(removed));
         self.db.flush()?;
         Ok(())
     }
 
-    /// How many changes wait in a map's direction.
+    /// How many changes wait in a map's direction (parked ones included),
+    /// without reading the queue: the store counts them.
     pub fn queued(&self, map: &str, direction: Direction) -> usize {
-        self.queue
-            .scan_prefix(prefix(&flow(map, direction)))
-            .count()
+        self.counts.get(&flow(map, direction))
     }
 
     /// A fresh id on the store's one counter, which also numbers the queue
@@ -595,17 +606,18 @@ pub(super) fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, 
     })
 }
 
-/// Removes `queued` from its queue and the queue's index by key.
-fn dequeue(
+/// Removes `queued` from its queue and the queue's index by key; false
+/// when it was not queued (any more).
+pub(super) fn dequeue(
     flow: &[u8],
     queued: &QueuedChange,
     queue: &TransactionalTree,
     by_key: &TransactionalTree,
-) -> TxResult<()> {
+) -> TxResult<bool> {
     let seq = queued.seq.to_be_bytes();
-    queue.remove(join(&[flow, &seq]))?;
+    let removed = queue.remove(join(&[flow, &seq]))?.is_some();
     by_key.remove(join(&[flow, &canon(&queued.change.key), &seq]))?;
-    Ok(())
+    Ok(removed)
 }
 
 /// Whether source version `new` comes after `seen`: by number when both are
@@ -626,7 +638,7 @@ fn not_parked(map: &str, direction: Direction, key: &str) -> CheckpointError {
     }
 }
 
-fn unwrap_tx(error: TransactionError<CheckpointError>) -> CheckpointError {
+pub(super) fn unwrap_tx(error: TransactionError<CheckpointError>) -> CheckpointError {
     match error {
         TransactionError::Abort(error) => error,
         TransactionError::Storage(error) => CheckpointError::Sled(error),
