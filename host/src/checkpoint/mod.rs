@@ -32,11 +32,19 @@
 //! changes wait behind it while every other key flows, until
 //! [`Checkpoints::resubmit`] or [`Checkpoints::discard`].
 //!
+//! A flow's queue as a whole (`queue.rs`): its length, counted per flow
+//! without reading it ([`Checkpoints::queued`]); its oldest change waiting
+//! ([`Checkpoints::oldest_queued`]); and every change of it parked or
+//! dropped at once ([`Checkpoints::park_queued`],
+//! [`Checkpoints::discard_queued`]), what a resume does with a paused map's
+//! backlog when it is not replayed.
+//!
 //! Key layout, version 2 (tree `meta` records `layout = 2`; version 1
 //! stored finops row versions as versions, which the host's stamps that
 //! replace them cannot be compared with, so a version 1 store is refused); `<flow>` is
 //! `<map>\0<direction>`:
-//! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON
+//! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON, with
+//!   the time it was queued (`captured`; absent in entries of older builds)
 //! - tree `cursor`: `<flow>` → the source cursor
 //! - tree `parked`: `<flow>\0<key>` → [`Parked`] as JSON (kept, marked
 //!   resubmitted, until a write of the key succeeds)
@@ -67,12 +75,14 @@ mod queue;
 mod seen;
 mod state;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
 pub use ops::Checkpoints;
+pub use queue::OldestQueued;
 pub use seen::{RowHash, Seen};
 
 /// The storage layout this build reads and writes.
@@ -225,6 +235,10 @@ pub struct QueuedChange {
     pub seq: u64,
     /// The change.
     pub change: Change,
+    /// When the store queued it; `None` in an entry queued by a build
+    /// that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<DateTime<Utc>>,
 }
 
 /// A parked key: the change that failed and why.
@@ -270,7 +284,8 @@ pub enum Action {
     Parked,
     /// Waits for a row its lookup points at (reported, not logged).
     Waiting,
-    /// A parked change dropped by an admin.
+    /// Dropped by an admin: a parked change, or a paused map's queued
+    /// changes on resume.
     Discarded,
 }
 

@@ -6,6 +6,7 @@ use super::seen::{self, RowHash, Seen};
 use super::{
     Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
 };
+use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
@@ -142,6 +143,7 @@ impl Checkpoints {
                 Ok((*change, slot, hash))
             })
             .collect::<Result<Vec<_>, CheckpointError>>()?;
+        let captured = Utc::now();
         let added = (
             &self.queue,
             &self.cursor,
@@ -164,6 +166,7 @@ impl Checkpoints {
                         let entry = QueuedChange {
                             seq,
                             change: (*change).clone(),
+                            captured: Some(captured),
                         };
                         let value = json(&entry).map_err(ConflictableTransactionError::Abort)?;
                         queue.insert(join(&[&flow, &seq.to_be_bytes()]), value)?;
@@ -554,7 +557,7 @@ impl Checkpoints {
         &self.queue
     }
 
-    fn is_parked(&self, flow: &[u8], key: &str) -> Result<bool, CheckpointError> {
+    pub(super) fn is_parked(&self, flow: &[u8], key: &str) -> Result<bool, CheckpointError> {
         let slot = join(&[flow, &canon(key)]);
         match self.parked.get(&slot)? {
             Some(bytes) => Ok(!parse::<Parked>(&slot, &bytes)?.resubmitted),

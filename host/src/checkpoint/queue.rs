@@ -1,16 +1,45 @@
-//! A flow's queue as a whole: how many changes it holds.
+//! A flow's queue as a whole: how many changes it holds, its oldest
+//! change waiting, and every change of it parked or discarded at once (what
+//! a resume does with a paused map's backlog when it is not replayed).
 //!
-//! [`Counts`]: the changes queued per flow, counted once when the store
-//! opens and kept by every transaction that queues or dequeues, after it
-//! committed. sled lets one process open a store, and every write to the
-//! queue goes through [`Checkpoints`](super::Checkpoints), so the count is
-//! the queue's length without reading it; a count taken while a
-//! transaction commits may lag it by that transaction, never drift.
+//! - [`Counts`]: the changes queued per flow, counted once when the store
+//!   opens and kept by every transaction that queues or dequeues, after it
+//!   committed. sled lets one process open a store, and every write to the
+//!   queue goes through [`Checkpoints`], so the count is the queue's length
+//!   without reading it; a count taken while a transaction commits may lag
+//!   it by that transaction, never drift.
+//! - [`Checkpoints::oldest_queued`]: the first change of the flow whose key
+//!   is not parked, with the time it was queued
+//!   ([`QueuedChange::captured`]).
+//! - [`Checkpoints::park_queued`] and [`Checkpoints::discard_queued`]: every
+//!   change queued before the call, a chunk of [`CHUNK`] per flushed
+//!   transaction. A key parked already (the error queue) keeps its entry
+//!   and changes: they wait for `resubmit` or `discard` as before.
+//!
+//! Both keep the invariants of `park` and `discard`. Parking makes one
+//! [`Parked`] entry per key, at the key's first change, its later changes
+//! behind it, so the map writes none of them until `resubmit`. Discarding
+//! removes each change from the queue and its index by key, but keeps the
+//! key's latest captured version (tree `latest`) and, for a side read by
+//! comparison, its row hash: a discarded change counts as captured, so the
+//! same version read again (a page re-read after a crash, a webhook's row
+//! read by polling) is not queued again, while the row's next change is.
+//! The images are kept too: they say what each side held when the host
+//! last wrote or saw it, which a discarded change never reached.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use super::CheckpointError;
+use chrono::{DateTime, Utc};
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+
+use super::ops::{TxResult, canon, dequeue, flow, join, json, parse, prefix, unwrap_tx};
+use super::{Action, Activity, CheckpointError, Checkpoints, Direction, Parked, QueuedChange};
+
+/// Changes one transaction of [`Checkpoints::park_queued`] or
+/// [`Checkpoints::discard_queued`] handles.
+pub const CHUNK: usize = 1_000;
 
 /// A queue key's tail after its flow: a NUL byte and the seq (u64 BE).
 const SEQ_TAIL: usize = 9;
@@ -58,6 +87,236 @@ impl Counts {
                 *count = count.saturating_sub(n);
             }
         }
+    }
+}
+
+/// The oldest change of a flow waiting to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OldestQueued {
+    /// Its place in the queue.
+    pub seq: u64,
+    /// Its key.
+    pub key: String,
+    /// When it was queued; `None` for a change queued by a build that did
+    /// not record it.
+    pub captured: Option<DateTime<Utc>>,
+}
+
+impl Checkpoints {
+    /// The oldest change of a map's direction waiting to be written: the
+    /// first in the queue whose key is not parked (a parked key's changes
+    /// wait for an admin, not for the map). Reads the queue from its head
+    /// past the changes of parked keys.
+    pub fn oldest_queued(
+        &self,
+        map: &str,
+        direction: Direction,
+    ) -> Result<Option<OldestQueued>, CheckpointError> {
+        let flow = flow(map, direction);
+        let mut parked: HashMap<Vec<u8>, bool> = HashMap::new();
+        for entry in self.queue.scan_prefix(prefix(&flow)) {
+            let (slot, value) = entry?;
+            let queued: QueuedChange = parse(&slot, &value)?;
+            let key = canon(&queued.change.key);
+            let is_parked = match parked.get(&key) {
+                Some(is_parked) => *is_parked,
+                None => {
+                    let is_parked = self.is_parked(&flow, &queued.change.key)?;
+                    parked.insert(key, is_parked);
+                    is_parked
+                }
+            };
+            if !is_parked {
+                return Ok(Some(OldestQueued {
+                    seq: queued.seq,
+                    key: queued.change.key,
+                    captured: queued.captured,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves every change queued in a map's direction to the error queue
+    /// with `reason` (say "parked on resume"): each key gets one parked
+    /// entry at its first change, its later changes behind it, and every
+    /// change an activity line (`parked`). The map writes none of them until
+    /// each key is resubmitted. A key parked already keeps its entry, its
+    /// reason and its changes; a resubmitted key is parked again, its count
+    /// of attempts kept. Changes queued after the call began are left to
+    /// flow. Returns how many changes were parked.
+    ///
+    /// Call it while the map writes nothing (paused, its batches landed): a
+    /// batch in flight that lands afterwards finishes its change and frees
+    /// its key, as a write of a resubmitted key does.
+    pub fn park_queued(
+        &self,
+        map: &str,
+        direction: Direction,
+        reason: &str,
+    ) -> Result<usize, CheckpointError> {
+        let flow = flow(map, direction);
+        let until = self.stamp()?;
+        let mut ours: HashSet<Vec<u8>> = HashSet::new();
+        let mut from = 0;
+        let mut total = 0;
+        loop {
+            let chunk = self.chunk(&flow, from, until)?;
+            let Some(last) = chunk.last() else {
+                return Ok(total);
+            };
+            from = last.seq.saturating_add(1);
+            let (parked, newly) = (&self.queue, &self.parked, &self.activity)
+                .transaction(
+                    |(queue, parked, log)| -> TxResult<(usize, HashSet<Vec<u8>>)> {
+                        let mut count = 0;
+                        let mut newly = HashSet::new();
+                        for queued in &chunk {
+                            if queue
+                                .get(join(&[&flow, &queued.seq.to_be_bytes()]))?
+                                .is_none()
+                            {
+                                continue;
+                            }
+                            let key = canon(&queued.change.key);
+                            let slot = join(&[&flow, &key]);
+                            let mine = ours.contains(&key) || newly.contains(&key);
+                            let existing = match parked.get(&slot)? {
+                                Some(bytes) => Some(
+                                    parse::<Parked>(&slot, &bytes)
+                                        .map_err(ConflictableTransactionError::Abort)?,
+                                ),
+                                None => None,
+                            };
+                            match existing {
+                                // In the error queue before the call: left as it is.
+                                Some(entry) if !entry.resubmitted && !mine => continue,
+                                // Behind the entry this call made.
+                                Some(entry) if !entry.resubmitted => {}
+                                other => {
+                                    let entry = Parked {
+                                        seq: queued.seq,
+                                        reason: reason.to_owned(),
+                                        attempts: other.map_or(0, |entry| entry.attempts),
+                                        resubmitted: false,
+                                        key: queued.change.key.clone(),
+                                    };
+                                    let value = json(&entry)
+                                        .map_err(ConflictableTransactionError::Abort)?;
+                                    parked.insert(slot, value)?;
+                                    newly.insert(key);
+                                }
+                            }
+                            let line = line(map, direction, queued, Action::Parked, reason);
+                            let value = json(&line).map_err(ConflictableTransactionError::Abort)?;
+                            log.insert(&log.generate_id()?.to_be_bytes()[..], value)?;
+                            count += 1;
+                        }
+                        Ok((count, newly))
+                    },
+                )
+                .map_err(unwrap_tx)?;
+            ours.extend(newly);
+            total += parked;
+            self.db.flush()?;
+        }
+    }
+
+    /// Drops every change queued in a map's direction, each with an
+    /// activity line (`discarded`, its key, `reason`). The changes of a
+    /// parked key stay in the error queue, for `resubmit` or `discard`; a
+    /// resubmitted key's changes are dropped with its parked entry. Changes
+    /// queued after the call began are left to flow. Returns how many
+    /// changes were dropped.
+    ///
+    /// The key's latest captured version and row hash are kept (see the
+    /// module doc): the same version read again is not queued again; the
+    /// row's next change is.
+    pub fn discard_queued(
+        &self,
+        map: &str,
+        direction: Direction,
+        reason: &str,
+    ) -> Result<usize, CheckpointError> {
+        let flow = flow(map, direction);
+        let until = self.stamp()?;
+        let mut from = 0;
+        let mut total = 0;
+        loop {
+            let chunk = self.chunk(&flow, from, until)?;
+            let Some(last) = chunk.last() else {
+                return Ok(total);
+            };
+            from = last.seq.saturating_add(1);
+            let dropped = (&self.queue, &self.parked, &self.activity, &self.by_key)
+                .transaction(|(queue, parked, log, by_key)| -> TxResult<usize> {
+                    let mut count = 0;
+                    for queued in &chunk {
+                        let slot = join(&[&flow, &canon(&queued.change.key)]);
+                        let existing = match parked.get(&slot)? {
+                            Some(bytes) => Some(
+                                parse::<Parked>(&slot, &bytes)
+                                    .map_err(ConflictableTransactionError::Abort)?,
+                            ),
+                            None => None,
+                        };
+                        if existing.as_ref().is_some_and(|entry| !entry.resubmitted) {
+                            continue;
+                        }
+                        if !dequeue(&flow, queued, queue, by_key)? {
+                            continue;
+                        }
+                        if existing.is_some() {
+                            parked.remove(slot)?;
+                        }
+                        let line = line(map, direction, queued, Action::Discarded, reason);
+                        let value = json(&line).map_err(ConflictableTransactionError::Abort)?;
+                        log.insert(&log.generate_id()?.to_be_bytes()[..], value)?;
+                        count += 1;
+                    }
+                    Ok(count)
+                })
+                .map_err(unwrap_tx)?;
+            self.counts.sub(&flow, dropped);
+            total += dropped;
+            self.db.flush()?;
+        }
+    }
+
+    /// Up to [`CHUNK`] changes of `flow` from seq `from` to before `until`.
+    fn chunk(
+        &self,
+        flow: &[u8],
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<QueuedChange>, CheckpointError> {
+        let start = join(&[flow, &from.to_be_bytes()]);
+        let end = join(&[flow, &until.to_be_bytes()]);
+        self.queue
+            .range(start..end)
+            .take(CHUNK)
+            .map(|entry| {
+                let (slot, value) = entry?;
+                parse(&slot, &value)
+            })
+            .collect()
+    }
+}
+
+/// The activity line of `queued` parked or discarded for `reason`.
+fn line(
+    map: &str,
+    direction: Direction,
+    queued: &QueuedChange,
+    what: Action,
+    reason: &str,
+) -> Activity {
+    Activity {
+        map: map.to_owned(),
+        direction,
+        key: queued.change.key.clone(),
+        what,
+        detail: format!("{reason} (version {})", queued.change.version),
     }
 }
 

@@ -150,6 +150,7 @@ mod tests {
                 read_at: 0,
                 unreadable: None,
             },
+            captured: None,
         }
     }
 

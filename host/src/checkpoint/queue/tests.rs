@@ -1,6 +1,6 @@
 //! The queue as a whole on real sled: its count against a scan.
 
-use super::super::ops::{flow, prefix};
+use super::super::ops::{flow, join, prefix};
 use super::super::{
     Action, Activity, Change, Checkpoints, Direction, Finish, Operation, QueuedChange,
 };
@@ -105,4 +105,282 @@ fn the_count_follows_every_operation_and_a_reopen() {
     let store = Checkpoints::open(dir.path()).expect("reopens");
     assert_eq!(store.queued("m", LTR), 1);
     assert_counted(&store, "after a reopen");
+}
+
+fn keys_of(batch: &[QueuedChange]) -> Vec<(String, String)> {
+    batch
+        .iter()
+        .map(|q| (q.change.key.clone(), q.change.version.clone()))
+        .collect()
+}
+
+fn pair(key: &str, version: &str) -> (String, String) {
+    (key.to_owned(), version.to_owned())
+}
+
+/// A store with, in `m` left to right: `a` twice and `b` queued, `c`
+/// parked (refused, one attempt), `e` parked and resubmitted.
+fn backlog(dir: &std::path::Path) -> Checkpoints {
+    let store = Checkpoints::open(dir).expect("opens");
+    store
+        .capture("m", LTR, &[change("c", "1"), change("e", "1")], "c0")
+        .expect("captures");
+    let batch = store.next_batch("m", LTR, 10).expect("batch");
+    store.park("m", LTR, &batch[0], "refused").expect("parks c");
+    store
+        .park("m", LTR, &batch[1], "refused too")
+        .expect("parks e");
+    store.resubmit("m", LTR, "e").expect("resubmits e");
+    store
+        .capture(
+            "m",
+            LTR,
+            &[change("a", "1"), change("b", "1"), change("a", "2")],
+            "c1",
+        )
+        .expect("captures");
+    store
+}
+
+fn lines(store: &Checkpoints, what: Action) -> Vec<(String, String)> {
+    store
+        .activity()
+        .expect("activity")
+        .into_iter()
+        .filter(|line| line.what == what)
+        .map(|line| (line.key, line.detail))
+        .collect()
+}
+
+#[test]
+fn park_queued_parks_each_key_at_its_first_change_with_the_later_ones_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = backlog(dir.path());
+    let parked = store
+        .park_queued("m", LTR, "parked on resume")
+        .expect("parks");
+    assert_eq!(parked, 4, "a twice, b and the resubmitted e");
+    assert_eq!(store.queued("m", LTR), 5, "parked changes stay queued");
+    assert!(
+        store.next_batch("m", LTR, 10).expect("batch").is_empty(),
+        "the map writes none of them"
+    );
+    let entries: Vec<(String, String, u32)> = store
+        .parked("m", LTR)
+        .expect("parked")
+        .into_iter()
+        .map(|(key, entry)| (key, entry.reason, entry.attempts))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("a".to_owned(), "parked on resume".to_owned(), 0),
+            ("b".to_owned(), "parked on resume".to_owned(), 0),
+            ("c".to_owned(), "refused".to_owned(), 1),
+            ("e".to_owned(), "parked on resume".to_owned(), 1),
+        ],
+        "c keeps its own reason; e keeps its attempts"
+    );
+    assert_eq!(
+        lines(&store, Action::Parked),
+        [
+            pair("e", "parked on resume (version 1)"),
+            pair("a", "parked on resume (version 1)"),
+            pair("b", "parked on resume (version 1)"),
+            pair("a", "parked on resume (version 2)"),
+        ],
+        "one line per change, in queue order"
+    );
+
+    // A change captured afterwards flows; a parked key's waits.
+    store
+        .capture("m", LTR, &[change("f", "1"), change("b", "2")], "c2")
+        .expect("captures");
+    assert_eq!(
+        keys_of(&store.next_batch("m", LTR, 10).expect("batch")),
+        [pair("f", "1")]
+    );
+
+    // Resubmitted, a key's changes flow again in order.
+    store.resubmit("m", LTR, "a").expect("resubmits a");
+    let batch = store.next_batch("m", LTR, 10).expect("batch");
+    assert_eq!(keys_of(&batch), [pair("a", "1"), pair("f", "1")]);
+    store
+        .complete("m", LTR, &batch, &[], &written(LTR, &batch))
+        .expect("completes");
+    assert_eq!(
+        keys_of(&store.next_batch("m", LTR, 10).expect("batch")),
+        [pair("a", "2")]
+    );
+    // Discarding a parked key drops its first change; the rest flows.
+    store
+        .discard("m", LTR, "b")
+        .expect("discards b's first change");
+    assert_eq!(
+        keys_of(&store.next_batch("m", LTR, 10).expect("batch")),
+        [pair("a", "2"), pair("b", "2")]
+    );
+    assert_counted(&store, "after park_queued");
+}
+
+#[test]
+fn discard_queued_drops_every_change_but_the_error_queue_and_keeps_versions_seen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = backlog(dir.path());
+    let dropped = store
+        .discard_queued("m", LTR, "discarded on resume")
+        .expect("discards");
+    assert_eq!(dropped, 4, "a twice, b and the resubmitted e");
+    assert_eq!(store.queued("m", LTR), 1, "c's change stays parked");
+    assert_counted(&store, "after discard_queued");
+    assert!(store.pending("m", LTR, "a").expect("pending").is_empty());
+    let parked: Vec<String> = store
+        .parked("m", LTR)
+        .expect("parked")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(parked, ["c"]);
+    assert!(
+        store
+            .parked
+            .get(join(&[&flow("m", LTR), b"e"]))
+            .expect("reads")
+            .is_none(),
+        "the resubmitted key's entry went with its changes"
+    );
+    assert_eq!(
+        lines(&store, Action::Discarded),
+        [
+            pair("e", "discarded on resume (version 1)"),
+            pair("a", "discarded on resume (version 1)"),
+            pair("b", "discarded on resume (version 1)"),
+            pair("a", "discarded on resume (version 2)"),
+        ]
+    );
+    // The versions captured stay captured: read again, they are not queued
+    // again; a newer one is.
+    assert_eq!(
+        store
+            .capture("m", LTR, &[change("a", "2"), change("b", "1")], "c1")
+            .expect("captures"),
+        0
+    );
+    assert_eq!(
+        store
+            .capture("m", LTR, &[change("a", "3")], "c2")
+            .expect("captures"),
+        1
+    );
+    assert_eq!(
+        keys_of(&store.next_batch("m", LTR, 10).expect("batch")),
+        [pair("a", "3")]
+    );
+    // The other direction is untouched.
+    store
+        .capture("m", RTL, &[change("a", "9")], "d1")
+        .expect("captures");
+    store.discard_queued("m", LTR, "again").expect("discards");
+    assert_eq!(store.queued("m", RTL), 1);
+}
+
+#[test]
+fn a_discarded_rows_hash_stays_so_reconciliation_finds_it_unchanged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Checkpoints::open(dir.path()).expect("opens");
+    let seen = |version: &str, name: &str| {
+        let mut change = change("usmf|A", version);
+        change.row.insert("name".into(), name.into());
+        let hash = super::super::fingerprint(&change.row, ["name"]);
+        super::super::Seen {
+            change,
+            hash: Some(super::super::RowHash {
+                hash,
+                stamp: 1,
+                key: serde_json::Map::new(),
+            }),
+        }
+    };
+    store
+        .capture_seen("m", LTR, "left", &[seen("10", "First")])
+        .expect("captures");
+    store.discard_queued("m", LTR, "dropped").expect("discards");
+    let stored = store
+        .row_hash("m", "left", "usmf|A")
+        .expect("reads")
+        .expect("the hash of the row read stays");
+    assert_eq!(
+        stored.hash,
+        super::super::fingerprint(&seen("10", "First").change.row, ["name"])
+    );
+}
+
+#[test]
+fn park_and_discard_take_a_backlog_larger_than_one_chunk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Checkpoints::open(dir.path()).expect("opens");
+    let total = super::CHUNK * 2 + 500;
+    let changes: Vec<Change> = (0..total)
+        .map(|i| change(&format!("k{}", i % 700), &(i / 700).to_string()))
+        .collect();
+    store.capture("m", LTR, &changes, "c").expect("captures");
+    assert_eq!(store.queued("m", LTR), total);
+    assert_eq!(store.park_queued("m", LTR, "parked").expect("parks"), total);
+    assert_eq!(store.parked("m", LTR).expect("parked").len(), 700);
+    for key in 0..700 {
+        store
+            .resubmit("m", LTR, &format!("k{key}"))
+            .expect("resubmits");
+    }
+    assert_eq!(
+        store.discard_queued("m", LTR, "dropped").expect("discards"),
+        total
+    );
+    assert_eq!(store.queued("m", LTR), 0);
+    assert_counted(&store, "after a large discard");
+    assert!(store.parked("m", LTR).expect("parked").is_empty());
+}
+
+#[test]
+fn the_oldest_change_waiting_is_the_first_not_parked_with_its_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Checkpoints::open(dir.path()).expect("opens");
+    assert_eq!(store.oldest_queued("m", LTR).expect("reads"), None);
+    let before = chrono::Utc::now();
+    store
+        .capture("m", LTR, &[change("a", "1"), change("b", "1")], "c")
+        .expect("captures");
+    let after = chrono::Utc::now();
+    let oldest = store
+        .oldest_queued("m", LTR)
+        .expect("reads")
+        .expect("a change waits");
+    assert_eq!(oldest.key, "a");
+    let captured = oldest.captured.expect("the time it was queued");
+    assert!(before <= captured && captured <= after, "{captured}");
+
+    let batch = store.next_batch("m", LTR, 1).expect("batch");
+    store.park("m", LTR, &batch[0], "refused").expect("parks");
+    assert_eq!(
+        store.oldest_queued("m", LTR).expect("reads").map(|o| o.key),
+        Some("b".to_owned()),
+        "a parked key's change waits for an admin, not for the map"
+    );
+    assert_eq!(store.oldest_queued("m", RTL).expect("reads"), None);
+
+    // An entry queued by a build that did not record the time still reads.
+    let old = serde_json::json!({
+        "seq": 1,
+        "change": {"key": "z", "version": "1", "operation": "upsert", "row": {}},
+    });
+    let slot = join(&[&flow("m", RTL), &1u64.to_be_bytes()]);
+    store
+        .queue
+        .insert(slot, serde_json::to_vec(&old).expect("json"))
+        .expect("inserted");
+    let oldest = store
+        .oldest_queued("m", RTL)
+        .expect("reads")
+        .expect("the old entry");
+    assert_eq!((oldest.key.as_str(), oldest.captured), ("z", None));
 }
