@@ -61,6 +61,7 @@ mod checks;
 mod error;
 mod lookups;
 mod plugins;
+mod queue;
 mod receiver;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,7 @@ use crate::plugin::PluginLimits;
 
 pub use build::BuildOptions;
 pub use error::ConfigError;
+pub use queue::QueueConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +147,10 @@ pub struct EngineConfig {
     /// registered and Dataverse is polled.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// `[engine.queue]`: how much each map's queue may hold per direction
+    /// before capture waits (the source keeps the changes).
+    #[serde(default)]
+    pub queue: QueueConfig,
 }
 
 impl Default for EngineConfig {
@@ -161,6 +167,7 @@ impl Default for EngineConfig {
             tls_certificate_file: None,
             tls_private_key_file: None,
             public_url: None,
+            queue: QueueConfig::default(),
         }
     }
 }
