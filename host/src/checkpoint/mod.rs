@@ -12,7 +12,9 @@
 //!    to the queue (a version not newer than the latest captured for its
 //!    key is skipped, so a page read twice after a crash is queued once)
 //!    and store the new cursor. Flush.
-//!    Only then may the caller acknowledge the source.
+//!    Only then may the caller acknowledge the source. A queue at its
+//!    [`QueueLimits`] takes only what fits, and then keeps the old cursor:
+//!    the source keeps the rest.
 //!    [`Checkpoints::capture_seen`] is the same step for a side read by
 //!    comparison (finops): in the same transaction it stores the hash of
 //!    each row queued, or forgets it for a delete queued, so the next read
@@ -82,7 +84,7 @@ use serde_json::{Map, Value};
 pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
 pub use ops::Checkpoints;
-pub use queue::OldestQueued;
+pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
 pub use seen::{RowHash, Seen};
 
 /// The storage layout this build reads and writes.

@@ -1,7 +1,7 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
-use super::queue::Counts;
+use super::queue::{self, Counts, QueueLimits};
 use super::seen::{self, RowHash, Seen};
 use super::{
     Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
@@ -31,6 +31,8 @@ pub struct Checkpoints {
     pub(super) hashes: sled::Tree,
     /// The changes queued per flow, shared by every clone of the handle.
     pub(super) counts: Arc<Counts>,
+    /// How much each flow's queue may hold.
+    pub(super) limits: QueueLimits,
 }
 
 pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -54,6 +56,7 @@ impl Checkpoints {
         let queue = db.open_tree("queue")?;
         Ok(Checkpoints {
             counts: Arc::new(Counts::of_queue(&queue)?),
+            limits: QueueLimits::NONE,
             queue,
             cursor: db.open_tree("cursor")?,
             parked: db.open_tree("parked")?,
@@ -71,7 +74,11 @@ impl Checkpoints {
     /// Step 2: queues `changes` and stores `cursor`, atomically, then
     /// flushes. A change whose version is not newer than the latest
     /// captured for its key (by number when both are whole numbers, else by
-    /// being the same) is not queued again. Returns how many were new.
+    /// being the same) is not queued again. Within the [`QueueLimits`]: the
+    /// new changes past what the flow's queue takes are left out, and then
+    /// the cursor is not stored, so the page is read again from the old
+    /// one ([`Checkpoints::queue_hold`] says why). Returns how many were
+    /// queued.
     pub fn capture(
         &self,
         map: &str,
@@ -105,7 +112,9 @@ impl Checkpoints {
     /// stores the hash of the row it read (an upsert) or forgets the key's
     /// hash (a delete), for the changes queued only: a change older than
     /// one captured already leaves the newer hash. Flushes. Returns how
-    /// many were new.
+    /// many were queued. Within the [`QueueLimits`] as
+    /// [`Checkpoints::capture`]: a row left out keeps its old hash (or
+    /// none), so the next read finds it changed again.
     pub fn capture_seen(
         &self,
         map: &str,
@@ -144,6 +153,10 @@ impl Checkpoints {
             })
             .collect::<Result<Vec<_>, CheckpointError>>()?;
         let captured = Utc::now();
+        // Locked from deciding what fits to counting what was queued.
+        let mut counts = self.counts.lock();
+        let queued = counts.get(&flow).copied().unwrap_or(0);
+        let room = self.room(map, direction, queued)?;
         let added = (
             &self.queue,
             &self.cursor,
@@ -155,11 +168,16 @@ impl Checkpoints {
             .transaction(
                 |(queue, cursors, latest, by_key, id_tree, hash_tree)| -> TxResult<usize> {
                     let mut added = 0;
+                    let mut left_out = false;
                     for (change, hash_slot, hash) in &encoded {
                         let slot = join(&[&flow, &canon(&change.key)]);
                         if let Some(seen) = latest.get(&slot)?
                             && !newer(&change.version, &seen)
                         {
+                            continue;
+                        }
+                        if added >= room {
+                            left_out = true;
                             continue;
                         }
                         let seq = queue.generate_id()?;
@@ -192,14 +210,18 @@ impl Checkpoints {
                             key.as_bytes(),
                         )?;
                     }
-                    if let Some(cursor) = cursor {
+                    // A change left out is read again from the old cursor.
+                    if let Some(cursor) = cursor
+                        && !left_out
+                    {
                         cursors.insert(flow.as_slice(), cursor.as_bytes())?;
                     }
                     Ok(added)
                 },
             )
             .map_err(unwrap_tx)?;
-        self.counts.add(&flow, added);
+        queue::add(&mut counts, &flow, added);
+        drop(counts);
         self.db.flush()?;
         Ok(added)
     }

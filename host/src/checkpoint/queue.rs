@@ -11,6 +11,16 @@
 //! - [`Checkpoints::oldest_queued`]: the first change of the flow whose key
 //!   is not parked, with the time it was queued
 //!   ([`QueuedChange::captured`]).
+//! - [`QueueLimits`] ([`Checkpoints::with_limits`]): at `max_changes`
+//!   changes, or with its oldest change waiting older than `max_age`, a
+//!   flow takes no more ([`Checkpoints::queue_hold`] says why). A capture
+//!   queues at most what fits: the rest is left out, and with it the
+//!   cursor of the page (a page partly queued is read again from the old
+//!   cursor; the changes queued are not queued twice) and the row hashes
+//!   of the rows left out (the next reconciliation finds them changed). The
+//!   source keeps what was left out. Parked changes count toward
+//!   `max_changes` (the store holds them); the age is that of the oldest
+//!   change waiting for the map, not of a parked one.
 //! - [`Checkpoints::park_queued`] and [`Checkpoints::discard_queued`]: every
 //!   change queued before the call, a chunk of [`CHUNK`] per flushed
 //!   transaction. A key parked already (the error queue) keeps its entry
@@ -29,6 +39,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sled::Transactional;
@@ -61,22 +72,16 @@ impl Counts {
         Ok(Counts(Mutex::new(counts)))
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, usize>> {
+    /// The counts, locked: a capture holds them from deciding how many
+    /// changes fit to counting those it queued, so two captures of one
+    /// flow cannot both take its last room.
+    pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, usize>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The changes queued in `flow`.
     pub(super) fn get(&self, flow: &[u8]) -> usize {
         self.lock().get(flow).copied().unwrap_or(0)
-    }
-
-    /// `n` changes were queued in `flow`.
-    pub(super) fn add(&self, flow: &[u8], n: usize) {
-        if n > 0 {
-            let mut counts = self.lock();
-            let count = counts.entry(flow.to_vec()).or_default();
-            *count = count.saturating_add(n);
-        }
     }
 
     /// `n` changes left `flow`.
@@ -88,6 +93,48 @@ impl Counts {
             }
         }
     }
+}
+
+/// Adds `n` to `flow`'s count in the locked `counts`.
+pub(super) fn add(counts: &mut HashMap<Vec<u8>, usize>, flow: &[u8], n: usize) {
+    let count = counts.entry(flow.to_vec()).or_default();
+    *count = count.saturating_add(n);
+}
+
+/// How much one flow's queue may hold (`[engine.queue]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most changes queued, parked ones included.
+    pub max_changes: usize,
+    /// Oldest a change waiting for the map may be.
+    pub max_age: Duration,
+}
+
+impl QueueLimits {
+    /// No limit: what [`Checkpoints::open`] starts with.
+    pub const NONE: QueueLimits = QueueLimits {
+        max_changes: usize::MAX,
+        max_age: Duration::MAX,
+    };
+}
+
+/// Why a flow's queue takes no more changes now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueHold {
+    /// It holds `max_changes` changes or more.
+    Full {
+        /// The changes queued (parked ones included).
+        queued: usize,
+        /// The limit.
+        max_changes: usize,
+    },
+    /// Its oldest change waiting was queued longer than `max_age` ago.
+    Old {
+        /// That change.
+        oldest: OldestQueued,
+        /// The limit.
+        max_age: Duration,
+    },
 }
 
 /// The oldest change of a flow waiting to be written.
@@ -103,6 +150,75 @@ pub struct OldestQueued {
 }
 
 impl Checkpoints {
+    /// The store with `limits` on every flow's queue, for its captures from
+    /// now on (and its clones made from it).
+    pub fn with_limits(mut self, limits: QueueLimits) -> Checkpoints {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> QueueLimits {
+        self.limits
+    }
+
+    /// Why a map's direction takes no more changes now, if it does not: it
+    /// holds `max_changes`, or its oldest change waiting is older than
+    /// `max_age`. Capture then waits; the source keeps its changes.
+    pub fn queue_hold(
+        &self,
+        map: &str,
+        direction: Direction,
+    ) -> Result<Option<QueueHold>, CheckpointError> {
+        self.hold_at(map, direction, self.queued(map, direction))
+    }
+
+    /// How many new changes a map's direction holding `queued` takes now.
+    pub(super) fn room(
+        &self,
+        map: &str,
+        direction: Direction,
+        queued: usize,
+    ) -> Result<usize, CheckpointError> {
+        Ok(match self.hold_at(map, direction, queued)? {
+            Some(_) => 0,
+            None => self.limits.max_changes.saturating_sub(queued),
+        })
+    }
+
+    fn hold_at(
+        &self,
+        map: &str,
+        direction: Direction,
+        queued: usize,
+    ) -> Result<Option<QueueHold>, CheckpointError> {
+        let QueueLimits {
+            max_changes,
+            max_age,
+        } = self.limits;
+        if queued >= max_changes {
+            return Ok(Some(QueueHold::Full {
+                queued,
+                max_changes,
+            }));
+        }
+        if max_age == Duration::MAX || queued == 0 {
+            return Ok(None);
+        }
+        let Some(oldest) = self.oldest_queued(map, direction)? else {
+            return Ok(None);
+        };
+        let Some(captured) = oldest.captured else {
+            return Ok(None);
+        };
+        // A time in the future (a clock set back) is no age at all.
+        let age = Utc::now()
+            .signed_duration_since(captured)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        Ok((age > max_age).then_some(QueueHold::Old { oldest, max_age }))
+    }
+
     /// The oldest change of a map's direction waiting to be written: the
     /// first in the queue whose key is not parked (a parked key's changes
     /// wait for an admin, not for the map). Reads the queue from its head

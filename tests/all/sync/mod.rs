@@ -12,6 +12,7 @@ mod ordering;
 mod plugins;
 mod polling;
 mod push;
+mod queue;
 mod races;
 mod receiver;
 mod reconcile;

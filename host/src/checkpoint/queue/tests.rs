@@ -1,8 +1,11 @@
 //! The queue as a whole on real sled: its count against a scan.
 
+use std::time::Duration;
+
 use super::super::ops::{flow, join, prefix};
 use super::super::{
-    Action, Activity, Change, Checkpoints, Direction, Finish, Operation, QueuedChange,
+    Action, Activity, Change, Checkpoints, Direction, Finish, Operation, QueueHold, QueueLimits,
+    QueuedChange, RowHash, Seen,
 };
 
 const LTR: Direction = Direction::LeftToRight;
@@ -292,9 +295,9 @@ fn a_discarded_rows_hash_stays_so_reconciliation_finds_it_unchanged() {
         let mut change = change("usmf|A", version);
         change.row.insert("name".into(), name.into());
         let hash = super::super::fingerprint(&change.row, ["name"]);
-        super::super::Seen {
+        Seen {
             change,
-            hash: Some(super::super::RowHash {
+            hash: Some(RowHash {
                 hash,
                 stamp: 1,
                 key: serde_json::Map::new(),
@@ -383,4 +386,147 @@ fn the_oldest_change_waiting_is_the_first_not_parked_with_its_time() {
         .expect("reads")
         .expect("the old entry");
     assert_eq!((oldest.key.as_str(), oldest.captured), ("z", None));
+}
+
+fn limited(dir: &std::path::Path, max_changes: usize, max_age: Duration) -> Checkpoints {
+    Checkpoints::open(dir)
+        .expect("opens")
+        .with_limits(QueueLimits {
+            max_changes,
+            max_age,
+        })
+}
+
+#[test]
+fn a_full_queue_takes_what_fits_and_keeps_the_cursor_until_the_rest_is_queued() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = limited(dir.path(), 3, Duration::MAX);
+    store.capture("m", LTR, &[], "c1").expect("an empty page");
+    let page: Vec<Change> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|key| change(key, "1"))
+        .collect();
+    assert_eq!(store.capture("m", LTR, &page, "c2").expect("captures"), 3);
+    assert_eq!(store.queued("m", LTR), 3);
+    assert_eq!(
+        store.cursor("m", LTR).expect("reads").as_deref(),
+        Some("c1"),
+        "changes were left out: the page is read again from the old cursor"
+    );
+    assert_eq!(
+        store.queue_hold("m", LTR).expect("reads"),
+        Some(QueueHold::Full {
+            queued: 3,
+            max_changes: 3
+        })
+    );
+    assert_eq!(store.queue_hold("m", RTL).expect("reads"), None);
+    assert_eq!(
+        store.capture("m", LTR, &page, "c2").expect("captures"),
+        0,
+        "full, and what was queued is not queued twice"
+    );
+
+    let batch = store.next_batch("m", LTR, 1).expect("batch");
+    store
+        .complete("m", LTR, &batch, &[], &written(LTR, &batch))
+        .expect("completes");
+    assert_eq!(store.queue_hold("m", LTR).expect("reads"), None);
+    assert_eq!(store.capture("m", LTR, &page, "c2").expect("captures"), 1);
+    assert_eq!(
+        store.cursor("m", LTR).expect("reads").as_deref(),
+        Some("c1")
+    );
+
+    let batch = store.next_batch("m", LTR, 2).expect("batch");
+    store
+        .complete("m", LTR, &batch, &[], &written(LTR, &batch))
+        .expect("completes");
+    assert_eq!(store.capture("m", LTR, &page, "c2").expect("captures"), 1);
+    assert_eq!(
+        store.cursor("m", LTR).expect("reads").as_deref(),
+        Some("c2"),
+        "the whole page is queued: the cursor moves on"
+    );
+    let mut every: Vec<String> = store
+        .activity()
+        .expect("activity")
+        .into_iter()
+        .map(|line| line.key)
+        .chain(
+            store
+                .next_batch("m", LTR, 10)
+                .expect("batch")
+                .into_iter()
+                .map(|q| q.change.key),
+        )
+        .collect();
+    every.sort();
+    assert_eq!(every, ["a", "b", "c", "d", "e"], "each change queued once");
+}
+
+#[test]
+fn a_row_left_out_of_a_full_queue_keeps_no_hash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = limited(dir.path(), 1, Duration::MAX);
+    let seen = |key: &str| Seen {
+        change: change(key, "10"),
+        hash: Some(RowHash {
+            hash: [7; 32],
+            stamp: 10,
+            key: serde_json::Map::new(),
+        }),
+    };
+    assert_eq!(
+        store
+            .capture_seen("m", LTR, "left", &[seen("a"), seen("b")])
+            .expect("captures"),
+        1
+    );
+    assert!(store.row_hash("m", "left", "a").expect("reads").is_some());
+    assert_eq!(
+        store.row_hash("m", "left", "b").expect("reads"),
+        None,
+        "the next reconciliation finds b changed"
+    );
+}
+
+#[test]
+fn a_queue_whose_oldest_waiting_change_is_too_old_takes_no_more() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = limited(dir.path(), 100, Duration::from_millis(50));
+    store
+        .capture("m", LTR, &[change("a", "1")], "c1")
+        .expect("captures");
+    assert_eq!(store.queue_hold("m", LTR).expect("reads"), None);
+    std::thread::sleep(Duration::from_millis(120));
+    let Some(QueueHold::Old { oldest, max_age }) = store.queue_hold("m", LTR).expect("reads")
+    else {
+        panic!("held by age");
+    };
+    assert_eq!(
+        (oldest.key.as_str(), max_age),
+        ("a", Duration::from_millis(50))
+    );
+    assert_eq!(
+        store
+            .capture("m", LTR, &[change("b", "1")], "c2")
+            .expect("captures"),
+        0
+    );
+    assert_eq!(
+        store.cursor("m", LTR).expect("reads").as_deref(),
+        Some("c1")
+    );
+
+    // Parked, it waits for an admin: its age holds nothing.
+    let batch = store.next_batch("m", LTR, 1).expect("batch");
+    store.park("m", LTR, &batch[0], "refused").expect("parks");
+    assert_eq!(store.queue_hold("m", LTR).expect("reads"), None);
+    assert_eq!(
+        store
+            .capture("m", LTR, &[change("b", "1")], "c2")
+            .expect("captures"),
+        1
+    );
 }
