@@ -17,6 +17,7 @@ mod races;
 mod receiver;
 mod reconcile;
 mod refusals;
+mod replay;
 mod restart;
 mod tls;
 mod webhook;
