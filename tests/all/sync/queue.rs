@@ -1,7 +1,9 @@
-//! Queue limits (`[engine.queue]`) while a map is paused: at `max_changes`,
+//! A paused map's queue. Its limits (`[engine.queue]`): at `max_changes`,
 //! or with its oldest change older than `max_age`, capture queues no more
 //! and keeps its cursor, the map says why, and once the queue drains every
-//! change the source kept arrives, each written once.
+//! change the source kept arrives, each written once. Its backlog parked
+//! or discarded as a whole: nothing of it is written (nor captured again)
+//! until a parked key is resubmitted or a discarded row changes again.
 
 use std::time::Duration;
 
@@ -202,5 +204,110 @@ async fn a_queue_older_than_max_age_holds_capture_until_it_drains() {
     })
     .await;
     assert_eq!(held(&sync, LTR), None);
+    sync.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_or_discarded_backlog_writes_nothing_until_resubmitted() {
+    let sync = Sync::start(MAPS, "").await;
+    sync.company_id("usmf").await;
+    let engine = sync.engine();
+    let store = engine.checkpoints();
+    engine
+        .command("customers", MapCommand::Pause)
+        .await
+        .expect("customers pauses");
+    for name in ["PF-1 first", "PF-1 second"] {
+        fo_customer(&sync, "PF-1", name).await;
+        eventually("the edit queued", || async {
+            store
+                .pending("customers", LTR, "PF-1|usmf")
+                .expect("pending")
+                .last()
+                .is_some_and(|q| text(&q.change.row, "OrganizationName") == name)
+        })
+        .await;
+    }
+    fo_customer(&sync, "PF-2", "PF-2 first").await;
+    for (number, name) in [
+        ("PD-1", "PD-1 first"),
+        ("PD-1", "PD-1 second"),
+        ("PD-2", "PD-2 first"),
+    ] {
+        sync.dv_upsert(
+            "accounts",
+            Key::single("accountnumber", number),
+            in_usmf(json!({"name": name, "customertypecode": 3})),
+        )
+        .await;
+        eventually("the edit queued", || async {
+            store
+                .pending("customers", RTL, &format!("{number}|usmf"))
+                .expect("pending")
+                .last()
+                .is_some_and(|q| text(&q.change.row, "name") == name)
+        })
+        .await;
+    }
+    eventually("PF-2 queued", || async {
+        store.queued("customers", LTR) == 3
+    })
+    .await;
+
+    assert_eq!(
+        store
+            .discard_queued("customers", LTR, "discarded on resume")
+            .expect("discards"),
+        3
+    );
+    assert_eq!(
+        store
+            .park_queued("customers", RTL, "parked on resume")
+            .expect("parks"),
+        3
+    );
+    engine
+        .command("customers", MapCommand::Resume)
+        .await
+        .expect("customers resumes");
+    // Several polls and reconciliation passes: the discarded rows compare
+    // unchanged, the parked ones wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.queued("customers", LTR), 0, "nothing queued again");
+    assert_eq!(store.queued("customers", RTL), 3, "parked, still queued");
+    for number in ["PF-1", "PF-2"] {
+        assert_eq!(dv_name(&sync, number).await, None, "{number} discarded");
+    }
+    for number in ["PD-1", "PD-2"] {
+        assert_eq!(fo_name(&sync, number).await, None, "{number} parked");
+    }
+    let discarded = sync.activity("customers", Action::Discarded);
+    assert_eq!(discarded.len(), 3, "{discarded:?}");
+    assert!(
+        discarded
+            .iter()
+            .all(|line| line.direction == LTR && line.detail.starts_with("discarded on resume"))
+    );
+    let parked = sync.activity("customers", Action::Parked);
+    assert_eq!(parked.len(), 3, "{parked:?}");
+    assert!(
+        parked
+            .iter()
+            .all(|line| line.direction == RTL && line.detail.starts_with("parked on resume"))
+    );
+
+    // A discarded row's next edit syncs; a resubmitted key's changes are
+    // written in order.
+    fo_customer(&sync, "PF-2", "PF-2 again").await;
+    store
+        .resubmit("customers", RTL, "PD-1|usmf")
+        .expect("resubmits");
+    eventually("PF-2's next edit and PD-1 written", || async {
+        dv_name(&sync, "PF-2").await.as_deref() == Some("PF-2 again")
+            && fo_name(&sync, "PD-1").await.as_deref() == Some("PD-1 second")
+    })
+    .await;
+    assert_eq!(writes(&sync, RTL, &["PD-1|usmf".to_owned()]), [2]);
+    assert_eq!(fo_name(&sync, "PD-2").await, None, "PD-2 is still parked");
     sync.shutdown().await;
 }
