@@ -47,6 +47,8 @@
 //! `<map>\0<direction>`:
 //! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON, with
 //!   the time it was queued (`captured`; absent in entries of older builds)
+//!   (how many entries each flow holds is counted when the store opens and
+//!   kept in memory: no tree)
 //! - tree `cursor`: `<flow>` → the source cursor
 //! - tree `parked`: `<flow>\0<key>` → [`Parked`] as JSON (kept, marked
 //!   resubmitted, until a write of the key succeeds)
@@ -250,7 +252,8 @@ pub struct Parked {
     pub seq: u64,
     /// Why it failed.
     pub reason: String,
-    /// How many times it was tried.
+    /// How many times it was tried (0: parked untried, with its flow's
+    /// queue, [`Checkpoints::park_queued`]).
     pub attempts: u32,
     /// Resubmitted: the key flows again, and the count of attempts is kept
     /// until a write of the key succeeds.

@@ -46,7 +46,7 @@ pub(in crate::sync) fn describe(hold: &QueueHold) -> String {
             queued,
             max_changes,
         } => format!(
-            "capture waits: {queued} changes are queued, the most `engine.queue.max_changes` ({max_changes}) allows, parked ones included; the source keeps its changes and they are read once the queue drains: resume the map, resubmit or discard its parked rows, or raise the limit"
+            "capture waits: {queued} changes are queued, the most `engine.queue.max_changes` ({max_changes}) allows, parked ones included; the source keeps its changes, read once the queue drains: resume the map if it is paused, resubmit or discard its parked rows, or raise the limit"
         ),
         QueueHold::Old { oldest, max_age } => {
             let captured = oldest.captured.map_or_else(
@@ -54,7 +54,7 @@ pub(in crate::sync) fn describe(hold: &QueueHold) -> String {
                 |at| format!("at {}", at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             );
             format!(
-                "capture waits: the oldest change waiting (key `{}`, queued {captured}) is older than `engine.queue.max_age` ({}); the source keeps its changes and they are read once the queue drains: resume the map, or raise the limit",
+                "capture waits: the oldest change waiting (key `{}`, queued {captured}) is older than `engine.queue.max_age` ({}); the source keeps its changes, read once the queue drains: resume the map if it is paused (or wait for its target to answer again), or raise the limit",
                 oldest.key,
                 humantime::format_duration(*max_age)
             )
@@ -82,7 +82,7 @@ impl Holding {
         let hold = shared.store.queue_hold(map.name(), direction)?;
         match (&hold, self.held) {
             (Some(hold), false) => {
-                tracing::warn!(map = %map.name(), side = side.name(), %direction, "{}", describe(hold));
+                tracing::warn!(map = %map.name(), side = side.name(), %direction, reason = %describe(hold), "The map's queue is at a limit of [engine.queue]; capture waits, and the source keeps its changes.");
             }
             (None, true) => {
                 tracing::info!(map = %map.name(), side = side.name(), %direction, "The queue drained below its limits; capture goes on.");
