@@ -78,6 +78,7 @@ mod ops;
 mod queue;
 mod seen;
 mod state;
+mod tally;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,9 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
-use super::queue::{self, Counts, QueueLimits};
+use super::queue::QueueLimits;
 use super::seen::{self, RowHash, Seen};
+use super::tally::Counts;
 use super::{
     Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
 };
@@ -154,9 +155,8 @@ impl Checkpoints {
             .collect::<Result<Vec<_>, CheckpointError>>()?;
         let captured = Utc::now();
         // Locked from deciding what fits to counting what was queued.
-        let mut counts = self.counts.lock();
-        let queued = counts.get(&flow).copied().unwrap_or(0);
-        let room = self.room(map, direction, queued)?;
+        let mut tally = self.counts.lock();
+        let room = self.room(&mut tally, &flow)?;
         let added = (
             &self.queue,
             &self.cursor,
@@ -220,8 +220,8 @@ impl Checkpoints {
                 },
             )
             .map_err(unwrap_tx)?;
-        queue::add(&mut counts, &flow, added);
-        drop(counts);
+        tally.add(&flow, added);
+        drop(tally);
         self.db.flush()?;
         Ok(added)
     }
@@ -335,8 +335,8 @@ impl Checkpoints {
             &self.ids,
         )
             .transaction(
-                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<(usize, usize)> {
-                    let mut removed = (0, 0);
+                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<Removed> {
+                    let mut removed = Removed::default();
                     for (side, id, key) in finish.ids {
                         id_tree.insert(
                             join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
@@ -344,12 +344,14 @@ impl Checkpoints {
                         )?;
                     }
                     for queued in finish.done {
-                        removed.0 += usize::from(dequeue(&flow, queued, queue, by_key)?);
-                        parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
+                        removed.done += usize::from(dequeue(&flow, queued, queue, by_key)?);
+                        let slot = join(&[&flow, &canon(&queued.change.key)]);
+                        removed.unparked |= parked.remove(slot)?.is_some();
                     }
                     for queued in finish.rivals {
-                        removed.1 += usize::from(dequeue(&rival_flow, queued, queue, by_key)?);
-                        parked.remove(join(&[&rival_flow, &canon(&queued.change.key)]))?;
+                        removed.rivals += usize::from(dequeue(&rival_flow, queued, queue, by_key)?);
+                        let slot = join(&[&rival_flow, &canon(&queued.change.key)]);
+                        removed.rivals_unparked |= parked.remove(slot)?.is_some();
                     }
                     let slot = |side: &str, key: &str| {
                         join(&[map.as_bytes(), side.as_bytes(), &canon(key)])
@@ -396,8 +398,14 @@ impl Checkpoints {
                 },
             )
             .map_err(unwrap_tx)?;
-        self.counts.sub(&flow, removed.0);
-        self.counts.sub(&rival_flow, removed.1);
+        self.counts.sub(&flow, removed.done);
+        self.counts.sub(&rival_flow, removed.rivals);
+        if removed.unparked {
+            self.counts.unparked(&flow);
+        }
+        if removed.rivals_unparked {
+            self.counts.unparked(&rival_flow);
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -471,10 +479,12 @@ impl Checkpoints {
         direction: Direction,
         key: &str,
     ) -> Result<(), CheckpointError> {
-        let slot = join(&[&flow(map, direction), &canon(key)]);
+        let flow = flow(map, direction);
+        let slot = join(&[&flow, &canon(key)]);
         let mut parked = self.still_parked(&slot, map, direction, key)?;
         parked.resubmitted = true;
         self.parked.insert(slot, json(&parked)?)?;
+        self.counts.unparked(&flow);
         self.db.flush()?;
         Ok(())
     }
@@ -515,6 +525,7 @@ impl Checkpoints {
             })
             .map_err(unwrap_tx)?;
         self.counts.sub(&flow, usize::from(removed));
+        self.counts.unparked(&flow);
         self.db.flush()?;
         Ok(())
     }
@@ -629,6 +640,19 @@ pub(super) fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, 
         key: String::from_utf8_lossy(key).replace('\0', "/"),
         detail: error.to_string(),
     })
+}
+
+/// What a [`Checkpoints::finish`] took out of the queues.
+#[derive(Debug, Default)]
+struct Removed {
+    /// Changes of the batch's flow dequeued.
+    done: usize,
+    /// Changes of the other direction dequeued.
+    rivals: usize,
+    /// Whether a parked entry of the batch's flow went.
+    unparked: bool,
+    /// Whether a parked entry of the other direction went.
+    rivals_unparked: bool,
 }
 
 /// Removes `queued` from its queue and the queue's index by key; false

@@ -2,15 +2,11 @@
 //! change waiting, and every change of it parked or discarded at once (what
 //! a resume does with a paused map's backlog when it is not replayed).
 //!
-//! - [`Counts`]: the changes queued per flow, counted once when the store
-//!   opens and kept by every transaction that queues or dequeues, after it
-//!   committed. sled lets one process open a store, and every write to the
-//!   queue goes through [`Checkpoints`], so the count is the queue's length
-//!   without reading it; a count taken while a transaction commits may lag
-//!   it by that transaction, never drift.
-//! - [`Checkpoints::oldest_queued`]: the first change of the flow whose key
-//!   is not parked, with the time it was queued
-//!   ([`QueuedChange::captured`]).
+//! - [`Checkpoints::queued`] (in `ops.rs`) reads the count `tally.rs`
+//!   keeps; [`Checkpoints::oldest_queued`]: the first change of the flow
+//!   whose key is not parked, with the time it was queued
+//!   ([`QueuedChange::captured`]), read from where the last read found
+//!   only parked keys' changes before it (`tally.rs`).
 //! - [`QueueLimits`] ([`Checkpoints::with_limits`]): at `max_changes`
 //!   changes, or with its oldest change waiting older than `max_age`, a
 //!   flow takes no more ([`Checkpoints::queue_hold`] says why). A capture
@@ -38,7 +34,6 @@
 //! last wrote or saw it, which a discarded change never reached.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -46,60 +41,12 @@ use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
 use super::ops::{TxResult, canon, dequeue, flow, join, json, parse, prefix, unwrap_tx};
+use super::tally::Tally;
 use super::{Action, Activity, CheckpointError, Checkpoints, Direction, Parked, QueuedChange};
 
 /// Changes one transaction of [`Checkpoints::park_queued`] or
 /// [`Checkpoints::discard_queued`] handles.
 pub const CHUNK: usize = 1_000;
-
-/// A queue key's tail after its flow: a NUL byte and the seq (u64 BE).
-const SEQ_TAIL: usize = 9;
-
-/// The changes queued per flow (`<map>\0<direction>`).
-#[derive(Debug, Default)]
-pub(super) struct Counts(Mutex<HashMap<Vec<u8>, usize>>);
-
-impl Counts {
-    /// Counts the entries of the `queue` tree per flow.
-    pub(super) fn of_queue(queue: &sled::Tree) -> Result<Counts, CheckpointError> {
-        let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
-        for key in queue.iter().keys() {
-            let key = key?;
-            if let Some(end) = key.len().checked_sub(SEQ_TAIL) {
-                *counts.entry(key[..end].to_vec()).or_default() += 1;
-            }
-        }
-        Ok(Counts(Mutex::new(counts)))
-    }
-
-    /// The counts, locked: a capture holds them from deciding how many
-    /// changes fit to counting those it queued, so two captures of one
-    /// flow cannot both take its last room.
-    pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, usize>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The changes queued in `flow`.
-    pub(super) fn get(&self, flow: &[u8]) -> usize {
-        self.lock().get(flow).copied().unwrap_or(0)
-    }
-
-    /// `n` changes left `flow`.
-    pub(super) fn sub(&self, flow: &[u8], n: usize) {
-        if n > 0 {
-            let mut counts = self.lock();
-            if let Some(count) = counts.get_mut(flow) {
-                *count = count.saturating_sub(n);
-            }
-        }
-    }
-}
-
-/// Adds `n` to `flow`'s count in the locked `counts`.
-pub(super) fn add(counts: &mut HashMap<Vec<u8>, usize>, flow: &[u8], n: usize) {
-    let count = counts.entry(flow.to_vec()).or_default();
-    *count = count.saturating_add(n);
-}
 
 /// How much one flow's queue may hold (`[engine.queue]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,32 +117,27 @@ impl Checkpoints {
         map: &str,
         direction: Direction,
     ) -> Result<Option<QueueHold>, CheckpointError> {
-        self.hold_at(map, direction, self.queued(map, direction))
+        self.hold_at(&mut self.counts.lock(), &flow(map, direction))
     }
 
-    /// How many new changes a map's direction holding `queued` takes now.
-    pub(super) fn room(
-        &self,
-        map: &str,
-        direction: Direction,
-        queued: usize,
-    ) -> Result<usize, CheckpointError> {
-        Ok(match self.hold_at(map, direction, queued)? {
+    /// How many new changes `flow` takes now, with the tally locked.
+    pub(super) fn room(&self, tally: &mut Tally, flow: &[u8]) -> Result<usize, CheckpointError> {
+        Ok(match self.hold_at(tally, flow)? {
             Some(_) => 0,
-            None => self.limits.max_changes.saturating_sub(queued),
+            None => self.limits.max_changes.saturating_sub(tally.queued(flow)),
         })
     }
 
     fn hold_at(
         &self,
-        map: &str,
-        direction: Direction,
-        queued: usize,
+        tally: &mut Tally,
+        flow: &[u8],
     ) -> Result<Option<QueueHold>, CheckpointError> {
         let QueueLimits {
             max_changes,
             max_age,
         } = self.limits;
+        let queued = tally.queued(flow);
         if queued >= max_changes {
             return Ok(Some(QueueHold::Full {
                 queued,
@@ -205,7 +147,7 @@ impl Checkpoints {
         if max_age == Duration::MAX || queued == 0 {
             return Ok(None);
         }
-        let Some(oldest) = self.oldest_queued(map, direction)? else {
+        let Some(oldest) = self.oldest_in(tally, flow)? else {
             return Ok(None);
         };
         let Some(captured) = oldest.captured else {
@@ -221,34 +163,54 @@ impl Checkpoints {
 
     /// The oldest change of a map's direction waiting to be written: the
     /// first in the queue whose key is not parked (a parked key's changes
-    /// wait for an admin, not for the map). Reads the queue from its head
-    /// past the changes of parked keys.
+    /// wait for an admin, not for the map). Reads the queue past the
+    /// changes of parked keys, from where the last call found only those.
     pub fn oldest_queued(
         &self,
         map: &str,
         direction: Direction,
     ) -> Result<Option<OldestQueued>, CheckpointError> {
-        let flow = flow(map, direction);
+        self.oldest_in(&mut self.counts.lock(), &flow(map, direction))
+    }
+
+    /// [`Checkpoints::oldest_queued`] of `flow`, with the tally locked (no
+    /// change is queued meanwhile; see `tally.rs`).
+    fn oldest_in(
+        &self,
+        tally: &mut Tally,
+        flow: &[u8],
+    ) -> Result<Option<OldestQueued>, CheckpointError> {
+        let prefix = prefix(flow);
+        let start = join(&[flow, &tally.parked_below(flow).to_be_bytes()]);
         let mut parked: HashMap<Vec<u8>, bool> = HashMap::new();
-        for entry in self.queue.scan_prefix(prefix(&flow)) {
+        let mut past = None;
+        for entry in self.queue.range(start..) {
             let (slot, value) = entry?;
+            if !slot.starts_with(&prefix) {
+                break;
+            }
             let queued: QueuedChange = parse(&slot, &value)?;
             let key = canon(&queued.change.key);
             let is_parked = match parked.get(&key) {
                 Some(is_parked) => *is_parked,
                 None => {
-                    let is_parked = self.is_parked(&flow, &queued.change.key)?;
+                    let is_parked = self.is_parked(flow, &queued.change.key)?;
                     parked.insert(key, is_parked);
                     is_parked
                 }
             };
             if !is_parked {
+                tally.set_parked_below(flow, queued.seq);
                 return Ok(Some(OldestQueued {
                     seq: queued.seq,
                     key: queued.change.key,
                     captured: queued.captured,
                 }));
             }
+            past = Some(queued.seq.saturating_add(1));
+        }
+        if let Some(past) = past {
+            tally.set_parked_below(flow, past);
         }
         Ok(None)
     }

@@ -530,3 +530,53 @@ fn a_queue_whose_oldest_waiting_change_is_too_old_takes_no_more() {
         1
     );
 }
+
+#[test]
+fn the_oldest_change_is_found_again_when_a_parked_key_flows_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Checkpoints::open(dir.path()).expect("opens");
+    let oldest = |direction| {
+        store
+            .oldest_queued("m", direction)
+            .expect("reads")
+            .map(|oldest| oldest.key)
+    };
+    store
+        .capture(
+            "m",
+            LTR,
+            &[change("a", "1"), change("b", "1"), change("a", "2")],
+            "c",
+        )
+        .expect("captures");
+    store.park_queued("m", LTR, "parked").expect("parks");
+    assert_eq!(oldest(LTR), None, "only parked keys' changes");
+    // A change queued after the search still counts.
+    store
+        .capture("m", LTR, &[change("c", "1")], "c2")
+        .expect("captures");
+    assert_eq!(oldest(LTR).as_deref(), Some("c"));
+    // Resubmitted, b's change is older than c's.
+    store.resubmit("m", LTR, "b").expect("resubmits");
+    assert_eq!(oldest(LTR).as_deref(), Some("b"));
+
+    // A parked key of the other direction, settled as a rival: its later
+    // change waits for the map again.
+    store
+        .capture("m", RTL, &[change("d", "1"), change("d", "2")], "d")
+        .expect("captures");
+    let head = store.next_batch("m", RTL, 1).expect("batch");
+    store.park("m", RTL, &head[0], "refused").expect("parks");
+    assert_eq!(oldest(RTL), None);
+    store
+        .finish(
+            "m",
+            LTR,
+            &Finish {
+                rivals: &head,
+                ..Finish::default()
+            },
+        )
+        .expect("finishes");
+    assert_eq!(oldest(RTL).as_deref(), Some("d"));
+}
