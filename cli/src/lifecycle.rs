@@ -71,6 +71,10 @@ pub struct PauseArgs {
 pub enum QueuedArg {
     /// Write every one of them, in order.
     Replay,
+    /// Move them to the error queue, to be resubmitted later.
+    Park,
+    /// Drop them, each with an activity entry.
+    Discard,
 }
 
 /// `dualwrite map resume`
@@ -223,6 +227,9 @@ fn print_statuses(all: &[MapStatus]) {
         if let Some(reason) = &status.reason {
             notes.push(format!("reason: {reason}"));
         }
+        if let Some(oldest) = &status.oldest_queued {
+            notes.push(format!("oldest queued change captured at {oldest}"));
+        }
         if let Some(waits) = &status.waits_for {
             notes.push(waits.clone());
         }
@@ -298,6 +305,8 @@ pub fn pause(args: PauseArgs) -> ExitCode {
 pub fn resume(args: ResumeArgs) -> ExitCode {
     let queued = match args.queued {
         QueuedArg::Replay => "replay",
+        QueuedArg::Park => "park",
+        QueuedArg::Discard => "discard",
     };
     operate(
         &args.host,

@@ -627,3 +627,87 @@ async fn a_sixty_second_outage_of_the_target_loses_nothing() {
     host.stop();
     world.shutdown().await;
 }
+
+/// The changes of `map` and `direction` in the stopped host's activity log
+/// that came out as `what`.
+fn logged(dir: &Path, map: &str, what: dualwrite::checkpoint::Action) -> Vec<String> {
+    let store =
+        dualwrite::checkpoint::Checkpoints::open(&dir.join("data")).expect("the store opens");
+    store
+        .activity()
+        .expect("activity")
+        .into_iter()
+        .filter(|a| a.map == map && a.what == what)
+        .map(|a| a.key)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_parks_or_discards_the_queued_changes_when_told() {
+    let world = World::new(true, "").await;
+    let host = Host::start(&world.file);
+    world.customer("usmf", "C-0", "Before").await;
+    wait_for("the first customer", Duration::from_secs(60), async || {
+        world.account_name("C-0").await.is_some()
+    })
+    .await;
+    let backlog = |host: &Host| {
+        let (_, out, _) = host.map(&["status", "customers", "--json"]);
+        let status: Value = serde_json::from_str(&out).unwrap_or_default();
+        status[0]["backlog"]["left_to_right"].as_u64().unwrap_or(0)
+    };
+    for (mode, accounts) in [
+        ("discard", ["D-1", "D-2", "D-3"]),
+        ("park", ["P-1", "P-2", "P-3"]),
+    ] {
+        let (code, _, err) = host.map(&["pause", "customers"]);
+        assert_eq!(code, 0, "{err}");
+        for account in accounts {
+            world
+                .customer("usmf", account, &format!("Queued {account}"))
+                .await;
+        }
+        wait_for(
+            "the changes to queue",
+            Duration::from_secs(30),
+            async || backlog(&host) == 3,
+        )
+        .await;
+        let (code, out, err) = host.map(&["resume", "customers", "--queued", mode]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("customers: "), "{out}");
+        wait_for("customers to run", Duration::from_secs(30), async || {
+            state_of(&host, "customers") == "running"
+        })
+        .await;
+    }
+    // Something written after the resumes shows they were followed.
+    world.customer("usmf", "C-9", "After").await;
+    wait_for("a later customer", Duration::from_secs(60), async || {
+        world.account_name("C-9").await.is_some()
+    })
+    .await;
+    for account in ["D-1", "D-2", "D-3", "P-1", "P-2", "P-3"] {
+        assert_eq!(
+            world.account_name(account).await,
+            None,
+            "{account} was not written"
+        );
+    }
+    host.stop();
+    let mut discarded = logged(
+        world.dir.path(),
+        "customers",
+        dualwrite::checkpoint::Action::Discarded,
+    );
+    discarded.sort();
+    assert_eq!(discarded, ["D-1|usmf", "D-2|usmf", "D-3|usmf"]);
+    let mut parked = logged(
+        world.dir.path(),
+        "customers",
+        dualwrite::checkpoint::Action::Parked,
+    );
+    parked.sort();
+    assert_eq!(parked, ["P-1|usmf", "P-2|usmf", "P-3|usmf"]);
+    world.shutdown().await;
+}

@@ -12,7 +12,9 @@
 //!    to the queue (a version not newer than the latest captured for its
 //!    key is skipped, so a page read twice after a crash is queued once)
 //!    and store the new cursor. Flush.
-//!    Only then may the caller acknowledge the source.
+//!    Only then may the caller acknowledge the source. A queue at its
+//!    [`QueueLimits`] takes only what fits, and then keeps the old cursor:
+//!    the source keeps the rest.
 //!    [`Checkpoints::capture_seen`] is the same step for a side read by
 //!    comparison (finops): in the same transaction it stores the hash of
 //!    each row queued, or forgets it for a delete queued, so the next read
@@ -32,11 +34,21 @@
 //! changes wait behind it while every other key flows, until
 //! [`Checkpoints::resubmit`] or [`Checkpoints::discard`].
 //!
+//! A flow's queue as a whole (`queue.rs`): its length, counted per flow
+//! without reading it ([`Checkpoints::queued`]); its oldest change waiting
+//! ([`Checkpoints::oldest_queued`]); and every change of it parked or
+//! dropped at once ([`Checkpoints::park_queued`],
+//! [`Checkpoints::discard_queued`]), what a resume does with a paused map's
+//! backlog when it is not replayed.
+//!
 //! Key layout, version 2 (tree `meta` records `layout = 2`; version 1
 //! stored finops row versions as versions, which the host's stamps that
 //! replace them cannot be compared with, so a version 1 store is refused); `<flow>` is
 //! `<map>\0<direction>`:
-//! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON
+//! - tree `queue`: `<flow>\0<seq u64 BE>` → [`QueuedChange`] as JSON, with
+//!   the time it was queued (`captured`; absent in entries of older builds)
+//!   (how many entries each flow holds is counted when the store opens and
+//!   kept in memory: no tree)
 //! - tree `cursor`: `<flow>` → the source cursor
 //! - tree `parked`: `<flow>\0<key>` → [`Parked`] as JSON (kept, marked
 //!   resubmitted, until a write of the key succeeds)
@@ -66,9 +78,12 @@ mod echo;
 mod fingerprint;
 mod lifecycle;
 mod ops;
+mod queue;
 mod seen;
 mod state;
+mod tally;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -76,6 +91,7 @@ pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
 pub use lifecycle::{Lifecycle, MapRecord, now};
 pub use ops::Checkpoints;
+pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
 pub use seen::{RowHash, Seen};
 
 /// The storage layout this build reads and writes.
@@ -228,6 +244,10 @@ pub struct QueuedChange {
     pub seq: u64,
     /// The change.
     pub change: Change,
+    /// When the store queued it; `None` in an entry queued by a build
+    /// that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<DateTime<Utc>>,
 }
 
 /// A parked key: the change that failed and why.
@@ -237,7 +257,8 @@ pub struct Parked {
     pub seq: u64,
     /// Why it failed.
     pub reason: String,
-    /// How many times it was tried.
+    /// How many times it was tried (0: parked untried, with its flow's
+    /// queue, [`Checkpoints::park_queued`]).
     pub attempts: u32,
     /// Resubmitted: the key flows again, and the count of attempts is kept
     /// until a write of the key succeeds.
@@ -273,7 +294,8 @@ pub enum Action {
     Parked,
     /// Waits for a row its lookup points at (reported, not logged).
     Waiting,
-    /// A parked change dropped by an admin.
+    /// Dropped by an admin: a parked change, or a paused map's queued
+    /// changes on resume.
     Discarded,
 }
 

@@ -1,35 +1,43 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
+use super::queue::QueueLimits;
 use super::seen::{self, RowHash, Seen};
+use super::tally::Counts;
 use super::{
     Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
 };
+use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The checkpoint store of one host.
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
-    db: sled::Db,
-    queue: sled::Tree,
+    pub(super) db: sled::Db,
+    pub(super) queue: sled::Tree,
     cursor: sled::Tree,
-    parked: sled::Tree,
+    pub(super) parked: sled::Tree,
     echo: sled::Tree,
-    activity: sled::Tree,
+    pub(super) activity: sled::Tree,
     pub(super) latest: sled::Tree,
     pub(super) by_key: sled::Tree,
     pub(super) ids: sled::Tree,
     pub(super) images: sled::Tree,
     pub(super) hashes: sled::Tree,
     pub(super) maps: sled::Tree,
+    /// The changes queued per flow, shared by every clone of the handle.
+    pub(super) counts: Arc<Counts>,
+    /// How much each flow's queue may hold.
+    pub(super) limits: QueueLimits,
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
+pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
 
 impl Checkpoints {
     /// Opens (or creates) the store in `dir`.
@@ -47,8 +55,11 @@ impl Checkpoints {
                 });
             }
         }
+        let queue = db.open_tree("queue")?;
         Ok(Checkpoints {
-            queue: db.open_tree("queue")?,
+            counts: Arc::new(Counts::of_queue(&queue)?),
+            limits: QueueLimits::NONE,
+            queue,
             cursor: db.open_tree("cursor")?,
             parked: db.open_tree("parked")?,
             echo: db.open_tree("echo")?,
@@ -66,7 +77,11 @@ impl Checkpoints {
     /// Step 2: queues `changes` and stores `cursor`, atomically, then
     /// flushes. A change whose version is not newer than the latest
     /// captured for its key (by number when both are whole numbers, else by
-    /// being the same) is not queued again. Returns how many were new.
+    /// being the same) is not queued again. Within the [`QueueLimits`]: the
+    /// new changes past what the flow's queue takes are left out, and then
+    /// the cursor is not stored, so the page is read again from the old
+    /// one ([`Checkpoints::queue_hold`] says why). Returns how many were
+    /// queued.
     pub fn capture(
         &self,
         map: &str,
@@ -100,7 +115,9 @@ impl Checkpoints {
     /// stores the hash of the row it read (an upsert) or forgets the key's
     /// hash (a delete), for the changes queued only: a change older than
     /// one captured already leaves the newer hash. Flushes. Returns how
-    /// many were new.
+    /// many were queued. Within the [`QueueLimits`] as
+    /// [`Checkpoints::capture`]: a row left out keeps its old hash (or
+    /// none), so the next read finds it changed again.
     pub fn capture_seen(
         &self,
         map: &str,
@@ -138,6 +155,10 @@ impl Checkpoints {
                 Ok((*change, slot, hash))
             })
             .collect::<Result<Vec<_>, CheckpointError>>()?;
+        let captured = Utc::now();
+        // Locked from deciding what fits to counting what was queued.
+        let mut tally = self.counts.lock();
+        let room = self.room(&mut tally, &flow)?;
         let added = (
             &self.queue,
             &self.cursor,
@@ -149,6 +170,7 @@ impl Checkpoints {
             .transaction(
                 |(queue, cursors, latest, by_key, id_tree, hash_tree)| -> TxResult<usize> {
                     let mut added = 0;
+                    let mut left_out = false;
                     for (change, hash_slot, hash) in &encoded {
                         let slot = join(&[&flow, &canon(&change.key)]);
                         if let Some(seen) = latest.get(&slot)?
@@ -156,10 +178,15 @@ impl Checkpoints {
                         {
                             continue;
                         }
+                        if added >= room {
+                            left_out = true;
+                            continue;
+                        }
                         let seq = queue.generate_id()?;
                         let entry = QueuedChange {
                             seq,
                             change: (*change).clone(),
+                            captured: Some(captured),
                         };
                         let value = json(&entry).map_err(ConflictableTransactionError::Abort)?;
                         queue.insert(join(&[&flow, &seq.to_be_bytes()]), value)?;
@@ -185,13 +212,18 @@ impl Checkpoints {
                             key.as_bytes(),
                         )?;
                     }
-                    if let Some(cursor) = cursor {
+                    // A change left out is read again from the old cursor.
+                    if let Some(cursor) = cursor
+                        && !left_out
+                    {
                         cursors.insert(flow.as_slice(), cursor.as_bytes())?;
                     }
                     Ok(added)
                 },
             )
             .map_err(unwrap_tx)?;
+        tally.add(&flow, added);
+        drop(tally);
         self.db.flush()?;
         Ok(added)
     }
@@ -295,7 +327,7 @@ impl Checkpoints {
                 Ok((slot, image.as_ref().map(json).transpose()?))
             })
             .collect::<Result<Vec<_>, CheckpointError>>()?;
-        (
+        let removed = (
             &self.queue,
             &self.echo,
             &self.activity,
@@ -305,7 +337,8 @@ impl Checkpoints {
             &self.ids,
         )
             .transaction(
-                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
+                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<Removed> {
+                    let mut removed = Removed::default();
                     for (side, id, key) in finish.ids {
                         id_tree.insert(
                             join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
@@ -313,12 +346,14 @@ impl Checkpoints {
                         )?;
                     }
                     for queued in finish.done {
-                        dequeue(&flow, queued, queue, by_key)?;
-                        parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
+                        removed.done += usize::from(dequeue(&flow, queued, queue, by_key)?);
+                        let slot = join(&[&flow, &canon(&queued.change.key)]);
+                        removed.unparked |= parked.remove(slot)?.is_some();
                     }
                     for queued in finish.rivals {
-                        dequeue(&rival_flow, queued, queue, by_key)?;
-                        parked.remove(join(&[&rival_flow, &canon(&queued.change.key)]))?;
+                        removed.rivals += usize::from(dequeue(&rival_flow, queued, queue, by_key)?);
+                        let slot = join(&[&rival_flow, &canon(&queued.change.key)]);
+                        removed.rivals_unparked |= parked.remove(slot)?.is_some();
                     }
                     let slot = |side: &str, key: &str| {
                         join(&[map.as_bytes(), side.as_bytes(), &canon(key)])
@@ -361,10 +396,18 @@ impl Checkpoints {
                     for line in &lines {
                         log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
                     }
-                    Ok(())
+                    Ok(removed)
                 },
             )
             .map_err(unwrap_tx)?;
+        self.counts.sub(&flow, removed.done);
+        self.counts.sub(&rival_flow, removed.rivals);
+        if removed.unparked {
+            self.counts.unparked(&flow);
+        }
+        if removed.rivals_unparked {
+            self.counts.unparked(&rival_flow);
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -438,10 +481,12 @@ impl Checkpoints {
         direction: Direction,
         key: &str,
     ) -> Result<(), CheckpointError> {
-        let slot = join(&[&flow(map, direction), &canon(key)]);
+        let flow = flow(map, direction);
+        let slot = join(&[&flow, &canon(key)]);
         let mut parked = self.still_parked(&slot, map, direction, key)?;
         parked.resubmitted = true;
         self.parked.insert(slot, json(&parked)?)?;
+        self.counts.unparked(&flow);
         self.db.flush()?;
         Ok(())
     }
@@ -470,25 +515,27 @@ impl Checkpoints {
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;
-        (&self.queue, &self.parked, &self.activity, &self.by_key)
-            .transaction(|(queue, parked_tree, log, by_key)| -> TxResult<()> {
-                if let Some(queued) = &queued {
-                    dequeue(&flow, queued, queue, by_key)?;
-                }
+        let removed = (&self.queue, &self.parked, &self.activity, &self.by_key)
+            .transaction(|(queue, parked_tree, log, by_key)| -> TxResult<bool> {
+                let removed = match &queued {
+                    Some(queued) => dequeue(&flow, queued, queue, by_key)?,
+                    None => false,
+                };
                 parked_tree.remove(slot.as_slice())?;
                 log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
-                Ok(())
+                Ok(removed)
             })
             .map_err(unwrap_tx)?;
+        self.counts.sub(&flow, usize::from(removed));
+        self.counts.unparked(&flow);
         self.db.flush()?;
         Ok(())
     }
 
-    /// How many changes wait in a map's direction.
+    /// How many changes wait in a map's direction (parked ones included),
+    /// without reading the queue: the store counts them.
     pub fn queued(&self, map: &str, direction: Direction) -> usize {
-        self.queue
-            .scan_prefix(prefix(&flow(map, direction)))
-            .count()
+        self.counts.get(&flow(map, direction))
     }
 
     /// A fresh id on the store's one counter, which also numbers the queue
@@ -545,7 +592,7 @@ impl Checkpoints {
         &self.queue
     }
 
-    fn is_parked(&self, flow: &[u8], key: &str) -> Result<bool, CheckpointError> {
+    pub(super) fn is_parked(&self, flow: &[u8], key: &str) -> Result<bool, CheckpointError> {
         let slot = join(&[flow, &canon(key)]);
         match self.parked.get(&slot)? {
             Some(bytes) => Ok(!parse::<Parked>(&slot, &bytes)?.resubmitted),
@@ -597,17 +644,31 @@ pub(super) fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, 
     })
 }
 
-/// Removes `queued` from its queue and the queue's index by key.
-fn dequeue(
+/// What a [`Checkpoints::finish`] took out of the queues.
+#[derive(Debug, Default)]
+struct Removed {
+    /// Changes of the batch's flow dequeued.
+    done: usize,
+    /// Changes of the other direction dequeued.
+    rivals: usize,
+    /// Whether a parked entry of the batch's flow went.
+    unparked: bool,
+    /// Whether a parked entry of the other direction went.
+    rivals_unparked: bool,
+}
+
+/// Removes `queued` from its queue and the queue's index by key; false
+/// when it was not queued (any more).
+pub(super) fn dequeue(
     flow: &[u8],
     queued: &QueuedChange,
     queue: &TransactionalTree,
     by_key: &TransactionalTree,
-) -> TxResult<()> {
+) -> TxResult<bool> {
     let seq = queued.seq.to_be_bytes();
-    queue.remove(join(&[flow, &seq]))?;
+    let removed = queue.remove(join(&[flow, &seq]))?.is_some();
     by_key.remove(join(&[flow, &canon(&queued.change.key), &seq]))?;
-    Ok(())
+    Ok(removed)
 }
 
 /// Whether source version `new` comes after `seen`: by number when both are
@@ -628,7 +689,7 @@ fn not_parked(map: &str, direction: Direction, key: &str) -> CheckpointError {
     }
 }
 
-fn unwrap_tx(error: TransactionError<CheckpointError>) -> CheckpointError {
+pub(super) fn unwrap_tx(error: TransactionError<CheckpointError>) -> CheckpointError {
     match error {
         TransactionError::Abort(error) => error,
         TransactionError::Storage(error) => CheckpointError::Sled(error),

@@ -183,6 +183,7 @@ impl Config {
         if let Some(url) = &self.engine.public_url {
             check_public_url(url, report);
         }
+        super::queue::check_queue(&self.engine.queue, report);
         let size = self.engine.batch_size;
         let message = match size {
             0 => "`[engine] batch_size` is 0, so no change would ever be written".to_string(),

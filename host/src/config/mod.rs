@@ -61,6 +61,7 @@ mod checks;
 mod error;
 mod lookups;
 mod plugins;
+mod queue;
 mod receiver;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,7 @@ use crate::plugin::PluginLimits;
 
 pub use build::BuildOptions;
 pub use error::ConfigError;
+pub use queue::QueueConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +153,10 @@ pub struct EngineConfig {
     /// (`tls_certificate_file`). Absent: no admin API.
     #[serde(default)]
     pub admin: Option<std::net::SocketAddr>,
+    /// `[engine.queue]`: how much each map's queue may hold per direction
+    /// before capture waits (the source keeps the changes).
+    #[serde(default)]
+    pub queue: QueueConfig,
 }
 
 impl Default for EngineConfig {
@@ -168,6 +174,7 @@ impl Default for EngineConfig {
             tls_private_key_file: None,
             public_url: None,
             admin: None,
+            queue: QueueConfig::default(),
         }
     }
 }

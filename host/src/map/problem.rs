@@ -87,6 +87,7 @@ problem_codes! {
     ReceiverTls = "DW036" "receiver-tls" Error, "`[engine] tls_certificate_file` or `tls_private_key_file` cannot be read or holds no PEM certificate chain or private key, or the key is set without the certificate.";
     PollingBudget = "DW037" "polling-budget" Error, "`[engine] polling_share` is not above 0 and at most 1, or a system's `request_limit` is 0.";
     PublicUrl = "DW038" "public-url" Error, "`[engine] public_url` is not an absolute URL, is `http://` to a host that is not loopback, or carries a query or fragment.";
+    QueueLimit = "DW039" "queue-limit" Error, "`[engine.queue] max_changes` or `max_age` is 0, so no change could be queued.";
 }
 
 impl fmt::Display for ProblemCode {

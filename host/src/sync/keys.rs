@@ -134,6 +134,11 @@ impl Keys {
         self.lock().waiting.remove(key);
     }
 
+    /// Whether no batch in flight holds a key.
+    pub fn none_in_flight(&self) -> bool {
+        self.lock().in_flight.is_empty()
+    }
+
     /// Whether no key waits for a lookup.
     pub fn none_waiting(&self) -> bool {
         self.lock().waiting.is_empty()
@@ -167,6 +172,7 @@ mod tests {
                 read_at: 0,
                 unreadable: None,
             },
+            captured: None,
         }
     }
 

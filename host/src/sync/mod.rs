@@ -11,7 +11,9 @@
 //!   for finops data events and Dataverse webhooks when `engine.listen` is
 //!   set. `push`: the host's own Dataverse webhook and each map's steps,
 //!   registered at start and removed when the map stops ([`Push`]).
-//!   [`RunningEngine::command`] pauses, resumes or stops one map.
+//!   [`RunningEngine::command`] pauses, resumes or stops one map;
+//!   [`RunningEngine::queue_held`] says which of its directions' capture
+//!   waits for a queue at a limit of `[engine.queue]` to drain.
 //! - `error`: [`SyncError`] (stops the engine or a map) and the flow
 //!   errors that say whether a read or a batch is retried.
 //! - `capture`: Dataverse change tracking (delta links) into
@@ -260,7 +262,8 @@ impl Engine {
                 }
             }
         }
-        let store = Checkpoints::open(&plan.engine.data)?;
+        let store =
+            Checkpoints::open(&plan.engine.data)?.with_limits(capture::limits(&plan.engine.queue));
         let mut systems = HashMap::new();
         for (name, system) in &plan.systems {
             systems.insert(
@@ -475,6 +478,26 @@ impl RunningEngine {
             .maps
             .get(map)
             .map(|runtime| runtime.push_state(side))
+    }
+
+    /// Why capture waits in each direction of `map` whose queue reached a
+    /// limit of `[engine.queue]` (empty: none does). The source keeps the
+    /// changes not queued; they are read once the queue drains.
+    pub fn queue_held(&self, map: &str) -> Result<Vec<(Direction, String)>, SyncError> {
+        let runtime = self
+            .shared
+            .maps
+            .get(map)
+            .ok_or_else(|| SyncError::UnknownMap {
+                map: map.to_owned(),
+            })?;
+        let mut held = Vec::new();
+        for direction in runtime.directions() {
+            if let Some(hold) = self.shared.store.queue_hold(map, direction)? {
+                held.push((direction, capture::describe(&hold)));
+            }
+        }
+        Ok(held)
     }
 
     /// Resolves when no map runs any more: every enabled map failed or

@@ -98,6 +98,11 @@ pub enum Queued {
     /// Written in order, every one of them (catch-up).
     #[default]
     Replay,
+    /// Moved to the error queue, each key with its later changes behind
+    /// it, to be resubmitted later.
+    Park,
+    /// Dropped, each with an activity entry.
+    Discard,
 }
 
 /// What a map can be told to do.
@@ -449,6 +454,20 @@ pub(crate) async fn supervise(
                     Some(MapCommand::Resume(Queued::Replay)) => {
                         runtime.transition(MapState::Resuming);
                     }
+                    Some(MapCommand::Resume(queued)) => {
+                        match set_aside(&shared, &runtime, queued).await {
+                            Ok(()) => runtime.transition(MapState::Resuming),
+                            Err(error) => {
+                                let failure = format!("the queued changes could not be set aside on resume: {error}");
+                                tracing::error!(map = %name, reason = %failure, "The map failed and stopped; the other maps go on.");
+                                runtime.transition(MapState::Failed(failure));
+                                runtime.halt();
+                                stop_tasks(&name, &mut tasks).await;
+                                shared.states_changed.notify_waiters();
+                                return;
+                            }
+                        }
+                    }
                     Some(MapCommand::Stop) => {
                         runtime.halt();
                         stop_tasks(&name, &mut tasks).await;
@@ -469,6 +488,39 @@ pub(crate) async fn supervise(
         runtime.set_state(MapState::Stopped);
     }
     shared.states_changed.notify_waiters();
+}
+
+/// `queued` of a resume: every change queued while the map was paused
+/// moved to the error queue (`Park`) or dropped (`Discard`), each with an
+/// activity line, once the batches still in flight landed.
+async fn set_aside(
+    shared: &Shared,
+    runtime: &MapRuntime,
+    queued: Queued,
+) -> Result<(), crate::checkpoint::CheckpointError> {
+    let started = std::time::Instant::now();
+    while !runtime.keys.none_in_flight() && started.elapsed() < GRACE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for direction in runtime.directions().collect::<Vec<_>>() {
+        let store = &shared.store;
+        let name = runtime.name();
+        let moved = match queued {
+            Queued::Replay => 0,
+            Queued::Park => {
+                let n = store.park_queued(name, direction, "parked on resume (--queued park)")?;
+                runtime
+                    .counters(direction)
+                    .count(crate::checkpoint::Action::Parked, n as u64);
+                n
+            }
+            Queued::Discard => {
+                store.discard_queued(name, direction, "discarded on resume (--queued discard)")?
+            }
+        };
+        tracing::info!(map = %name, %direction, changes = moved, ?queued, "Set aside the changes queued while paused.");
+    }
+    Ok(())
 }
 
 /// Waits for the map's tasks to end after a halt, within [`GRACE`] plus a

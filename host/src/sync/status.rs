@@ -45,6 +45,9 @@ pub struct MapStatus {
     pub depends_on: Vec<String>,
     /// Changes queued per direction.
     pub backlog: Backlog,
+    /// When the oldest change still waiting to be written (not parked)
+    /// was captured (RFC 3339): the map's true lag.
+    pub oldest_queued: Option<String>,
     /// What it waits for: an unreachable target system, or a map it
     /// depends on that does not run.
     pub waits_for: Option<String>,
@@ -57,12 +60,25 @@ fn status(
     name: &str,
     record: Option<&MapRecord>,
     plan: Option<&MapPlan>,
-) -> MapStatus {
+) -> Result<MapStatus, CheckpointError> {
     let backlog = Backlog {
         left_to_right: store.queued(name, Direction::LeftToRight),
         right_to_left: store.queued(name, Direction::RightToLeft),
     };
-    MapStatus {
+    let mut oldest = None;
+    for direction in [Direction::LeftToRight, Direction::RightToLeft] {
+        if let Some(captured) = store
+            .oldest_queued(name, direction)?
+            .and_then(|o| o.captured)
+        {
+            oldest = Some(
+                oldest.map_or(captured, |known: chrono::DateTime<chrono::Utc>| {
+                    known.min(captured)
+                }),
+            );
+        }
+    }
+    Ok(MapStatus {
         name: name.to_owned(),
         state: record.map_or(Lifecycle::NotRunning, |r| r.state),
         since: record.map(|r| r.since.clone()).unwrap_or_default(),
@@ -71,9 +87,10 @@ fn status(
         initial_sync: record.and_then(|r| r.initial_sync.clone()),
         depends_on: plan.map(|p| p.depends_on.clone()).unwrap_or_default(),
         backlog,
+        oldest_queued: oldest.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         waits_for: None,
         last_error: record.and_then(|r| r.last_error.clone()),
-    }
+    })
 }
 
 /// The status of every map of `maps` (the config's, in its order), then of
@@ -81,13 +98,13 @@ fn status(
 pub fn statuses(store: &Checkpoints, maps: &[MapPlan]) -> Result<Vec<MapStatus>, CheckpointError> {
     let records = store.map_records()?;
     let record = |name: &str| records.iter().find(|(n, _)| n == name).map(|(_, r)| r);
-    let mut all: Vec<MapStatus> = maps
-        .iter()
-        .map(|plan| status(store, &plan.name, record(&plan.name), Some(plan)))
-        .collect();
+    let mut all = Vec::new();
+    for plan in maps {
+        all.push(status(store, &plan.name, record(&plan.name), Some(plan))?);
+    }
     for (name, record) in &records {
         if !maps.iter().any(|plan| &plan.name == name) {
-            all.push(status(store, name, Some(record), None));
+            all.push(status(store, name, Some(record), None)?);
         }
     }
     Ok(all)
@@ -122,16 +139,25 @@ impl RunningEngine {
                     .outage()
                     .map(|outage| (outage.system, outage.since, outage.error))
             });
-            status.waits_for = match (outage, idle_parent(&self.shared, runtime)) {
-                (Some((system, since, error)), _) => {
-                    Some(format!("waiting for {system} since {since}: {error}"))
+            let mut waits = Vec::new();
+            if let Some((system, since, error)) = outage {
+                waits.push(format!("waiting for {system} since {since}: {error}"));
+            }
+            for direction in runtime.directions() {
+                if let Some(hold) = self.shared.store.queue_hold(&status.name, direction)? {
+                    waits.push(format!(
+                        "capture {direction} waits: {}",
+                        super::capture::describe(&hold)
+                    ));
                 }
-                (None, Some((parent, state))) => Some(format!(
+            }
+            if let Some((parent, state)) = idle_parent(&self.shared, runtime) {
+                waits.push(format!(
                     "waiting for map `{parent}` ({}): its rows are looked up",
                     state.lifecycle()
-                )),
-                (None, None) => None,
-            };
+                ));
+            }
+            status.waits_for = (!waits.is_empty()).then(|| waits.join("; "));
         }
         Ok(all)
     }

@@ -5,11 +5,14 @@
 //! (`finops.rs`), paged reads compared with the hashes of what each key
 //! last showed, every `catch_all_interval` when data events are pushed to
 //! the receiver for that system, else every `poll_interval`; its first
-//! pass is the initial copy.
+//! pass is the initial copy. `hold.rs`: a side whose flow's queue reached
+//! a limit of `[engine.queue]` is not read until it drains.
 
 mod finops;
+mod hold;
 
 pub(super) use finops::{Compared, compare, gone, queue};
+pub(super) use hold::{describe, limits};
 
 use std::time::Duration;
 
@@ -62,9 +65,17 @@ pub(super) async fn run(
     // copy, or tracking resumed at start) is not one either.
     let mut continuing = true;
     let mut retry = backoff();
+    let mut holding = hold::Holding::default();
     loop {
         if map.halting() {
             return Ok(());
+        }
+        // A full queue: nothing is read (nor a poll spent) until it drains.
+        if holding.check(&shared, &map, side)? {
+            tokio::select! {
+                _ = tokio::time::sleep(hold::recheck(interval)) => continue,
+                _ = map.halted() => return Ok(()),
+            }
         }
         if !continuing {
             tokio::select! {
