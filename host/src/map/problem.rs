@@ -87,6 +87,7 @@ problem_codes! {
     ReceiverTls = "DW036" "receiver-tls" Error, "`[engine] tls_certificate_file` or `tls_private_key_file` cannot be read or holds no PEM certificate chain or private key, or the key is set without the certificate.";
     PollingBudget = "DW037" "polling-budget" Error, "`[engine] polling_share` is not above 0 and at most 1, or a system's `request_limit` is 0.";
     PublicUrl = "DW038" "public-url" Error, "`[engine] public_url` is not an absolute URL, is `http://` to a host that is not loopback, or carries a query or fragment.";
+    InitialSync = "DW039" "initial-sync" Error, "A map's `initial_sync` is not `left`, `right` or `none`, or names as the master a side whose changes the map never reads.";
 }
 
 impl fmt::Display for ProblemCode {
