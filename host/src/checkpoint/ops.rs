@@ -15,9 +15,9 @@ use std::path::Path;
 /// The checkpoint store of one host.
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
-    db: sled::Db,
+    pub(super) db: sled::Db,
     queue: sled::Tree,
-    cursor: sled::Tree,
+    pub(super) cursor: sled::Tree,
     parked: sled::Tree,
     echo: sled::Tree,
     activity: sled::Tree,
@@ -26,6 +26,7 @@ pub struct Checkpoints {
     pub(super) ids: sled::Tree,
     pub(super) images: sled::Tree,
     pub(super) hashes: sled::Tree,
+    pub(super) initial: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -57,6 +58,7 @@ impl Checkpoints {
             ids: db.open_tree("ids")?,
             images: db.open_tree("images")?,
             hashes: db.open_tree("hashes")?,
+            initial: db.open_tree("initial")?,
             db,
         })
     }
@@ -89,7 +91,7 @@ impl Checkpoints {
     ) -> Result<usize, CheckpointError> {
         let changes: Vec<(&Change, Option<&RowHash>)> =
             changes.iter().map(|change| (change, None)).collect();
-        self.capture_tx(map, direction, &changes, cursor, ids, None)
+        self.capture_marked(map, direction, &changes, cursor, ids, None, None)
     }
 
     /// Step 2 for a read of `side` compared with what it last showed
@@ -110,12 +112,17 @@ impl Checkpoints {
             .iter()
             .map(|seen| (&seen.change, seen.hash.as_ref()))
             .collect();
-        self.capture_tx(map, direction, &changes, None, &[], Some(side))
+        self.capture_marked(map, direction, &changes, None, &[], Some(side), None)
     }
 
     /// The one transaction of step 2; `hashed` names the side whose row
-    /// hashes the changes carry.
-    fn capture_tx(
+    /// hashes the changes carry; `mark` (a slot and value of tree
+    /// `initial`) records how far the side's initial copy got with them.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "everything step 2 stores, in one transaction"
+    )]
+    pub(super) fn capture_marked(
         &self,
         map: &str,
         direction: Direction,
@@ -123,6 +130,7 @@ impl Checkpoints {
         cursor: Option<&str>,
         ids: &[(&str, &str, &str)],
         hashed: Option<&str>,
+        mark: Option<&(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize, CheckpointError> {
         let flow = flow(map, direction);
         let encoded = changes
@@ -143,9 +151,10 @@ impl Checkpoints {
             &self.by_key,
             &self.ids,
             &self.hashes,
+            &self.initial,
         )
             .transaction(
-                |(queue, cursors, latest, by_key, id_tree, hash_tree)| -> TxResult<usize> {
+                |(queue, cursors, latest, by_key, id_tree, hash_tree, initial)| -> TxResult<usize> {
                     let mut added = 0;
                     for (change, hash_slot, hash) in &encoded {
                         let slot = join(&[&flow, &canon(&change.key)]);
@@ -185,6 +194,9 @@ impl Checkpoints {
                     }
                     if let Some(cursor) = cursor {
                         cursors.insert(flow.as_slice(), cursor.as_bytes())?;
+                    }
+                    if let Some((slot, value)) = mark {
+                        initial.insert(slot.as_slice(), value.as_slice())?;
                     }
                     Ok(added)
                 },
@@ -400,6 +412,7 @@ impl Checkpoints {
             attempts,
             resubmitted: false,
             key: failed.change.key.clone(),
+            phase: failed.change.phase,
         };
         self.parked.insert(slot, json(&parked)?)?;
         self.db.flush()?;
@@ -479,6 +492,12 @@ impl Checkpoints {
             })
             .map_err(unwrap_tx)?;
         self.db.flush()?;
+        if queued
+            .as_ref()
+            .is_some_and(|q| q.change.phase == super::Phase::InitialSync)
+        {
+            self.initial_discarded(map, direction, key)?;
+        }
         Ok(())
     }
 
@@ -626,7 +645,7 @@ fn not_parked(map: &str, direction: Direction, key: &str) -> CheckpointError {
     }
 }
 
-fn unwrap_tx(error: TransactionError<CheckpointError>) -> CheckpointError {
+pub(super) fn unwrap_tx(error: TransactionError<CheckpointError>) -> CheckpointError {
     match error {
         TransactionError::Abort(error) => error,
         TransactionError::Storage(error) => CheckpointError::Sled(error),

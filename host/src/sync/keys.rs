@@ -136,7 +136,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{Change, Operation};
+    use crate::checkpoint::{Change, Operation, Phase};
 
     fn queued(seq: u64, key: &str) -> QueuedChange {
         QueuedChange {
@@ -149,6 +149,7 @@ mod tests {
                 modified: None,
                 read_at: 0,
                 unreadable: None,
+                phase: Phase::Live,
             },
         }
     }

@@ -37,7 +37,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::checkpoint::{
-    Action, Activity, Change, CheckpointError, Operation, RowHash, Seen, fingerprint,
+    Action, Activity, Change, CheckpointError, Operation, Phase, RowHash, Seen, fingerprint,
 };
 use crate::connector::{Key, Query};
 use crate::map::MapPlan;
@@ -216,6 +216,7 @@ pub(in crate::sync) fn compare(
             modified: Some(now()),
             read_at: stamp,
             unreadable: None,
+            phase: Phase::Live,
         },
         hash: Some(RowHash {
             hash,
@@ -236,6 +237,7 @@ pub(in crate::sync) fn gone(key: String, stamp: u64) -> Seen {
             modified: Some(now()),
             read_at: stamp,
             unreadable: None,
+            phase: Phase::Live,
         },
         hash: None,
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::checkpoint::{Action, Activity, Change, Operation};
+use crate::checkpoint::{Action, Activity, Change, Operation, Phase};
 use crate::connector::{ChangePage, ConnectorError, Deleted};
 use crate::map::{MapPlan, SystemKind};
 
@@ -247,6 +247,7 @@ fn deleted_meanwhile(
             modified: Some(modified.clone()),
             read_at,
             unreadable: None,
+            phase: Phase::Live,
         })
         .collect())
 }
@@ -297,6 +298,7 @@ async fn changes_of(
             modified: Some(modified),
             read_at,
             unreadable: None,
+            phase: Phase::Live,
         });
     }
     let mut times = page.upsert_times.into_iter();
@@ -362,6 +364,7 @@ pub(in crate::sync) async fn upsert_of(
         modified: Some(modified),
         read_at,
         unreadable,
+        phase: Phase::Live,
     };
     Ok(Ok((change, id)))
 }
