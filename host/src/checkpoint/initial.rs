@@ -39,8 +39,11 @@ pub enum CopyState {
     Copying,
     /// The side was read to its end; what it reports now is live.
     Copied,
-    /// The map copies nothing (`none`): the side's first read stored its
-    /// position and rows without queueing them.
+    /// The map copies nothing (`none`): the side's first read is storing
+    /// its position and rows without queueing them.
+    Establishing,
+    /// The map copies nothing: the side's first read stored its position
+    /// and rows; what it reports now is live.
     Established,
     /// A rerun was asked: the side's next read starts the copy again,
     /// skipping the rows already copied.
@@ -63,6 +66,11 @@ pub struct SideCopy {
     /// A rerun: the rows already copied are skipped.
     #[serde(default)]
     pub rerun: bool,
+    /// The side was read once more after its copy's read was done: every
+    /// change made there while the copy ran is queued, so the other side's
+    /// copy may be written to it (the high watermark of DBLog).
+    #[serde(default)]
+    pub caught_up: bool,
     /// Where a paged read of the copy goes on after a restart (the next
     /// link of a finops pass or of a rerun's read), and the stamp taken
     /// before that read's first page.
@@ -79,6 +87,7 @@ impl SideCopy {
             began_stamp: stamp,
             finished: None,
             rerun,
+            caught_up: false,
             resume: None,
         }
     }
@@ -86,6 +95,18 @@ impl SideCopy {
     /// Whether the side's read of the copy is still to finish.
     pub fn copying(&self) -> bool {
         matches!(self.state, CopyState::Copying | CopyState::RerunAsked)
+    }
+
+    /// Whether what the other side's copy queued must wait before it is
+    /// written to this side: until this side's own first read (or copy) is
+    /// done and it was read once more after, so that no change made here
+    /// while the copy ran is overwritten by older copied data.
+    pub fn holds_writes(&self) -> bool {
+        match self.state {
+            CopyState::Copying | CopyState::RerunAsked | CopyState::Establishing => true,
+            CopyState::Copied => !self.caught_up,
+            CopyState::Established => false,
+        }
     }
 }
 
@@ -103,6 +124,10 @@ pub struct Tally {
     pub skipped: u64,
     /// Failed rows an admin discarded.
     pub discarded: u64,
+    /// Rows the copy read that had changed during it: they sync as live
+    /// changes, so the copy counts them settled when read.
+    #[serde(default)]
+    pub live: u64,
     /// `written + skipped + discarded` when this run of the copy began:
     /// the rate counts from there.
     #[serde(default)]
@@ -115,6 +140,7 @@ impl Tally {
         self.written
             .saturating_add(self.skipped)
             .saturating_add(self.discarded)
+            .saturating_add(self.live)
     }
 }
 
@@ -436,6 +462,7 @@ impl Checkpoints {
             };
             copy.state = CopyState::RerunAsked;
             copy.resume = None;
+            copy.caught_up = false;
             self.initial.insert(side_slot(map, side), json(&copy)?)?;
             sides += 1;
         }
@@ -503,6 +530,8 @@ impl Checkpoints {
 pub enum TallyChange {
     /// `n` rows read.
     Read(u64),
+    /// `n` rows read that had changed during the copy: settled as live.
+    ReadLive(u64),
     /// A row settled as `action`: written (or deleted), discarded, or
     /// skipped (any other outcome).
     Settled(Action),
@@ -513,6 +542,10 @@ impl TallyChange {
         let add = |n: &mut u64, by: u64| *n = n.saturating_add(by);
         match self {
             TallyChange::Read(n) => add(&mut tally.read, n),
+            TallyChange::ReadLive(n) => {
+                add(&mut tally.read, n);
+                add(&mut tally.live, n);
+            }
             TallyChange::Settled(Action::Written | Action::Deleted) => add(&mut tally.written, 1),
             TallyChange::Settled(Action::Discarded) => add(&mut tally.discarded, 1),
             // Parked and waiting rows are not settled yet.

@@ -55,6 +55,7 @@ mod conflict;
 mod decide;
 mod echo;
 mod error;
+mod initial;
 mod keys;
 mod pipeline;
 pub mod plugins;
@@ -84,6 +85,7 @@ use crate::plugin::{Runtime, RuntimeConfig};
 
 pub use budget::Polling;
 pub use error::SyncError;
+pub use initial::{CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress};
 pub use push::{Push, endpoint_name, steps_name};
 pub use runtime::{MapCommand, MapState};
 
@@ -423,6 +425,16 @@ impl RunningEngine {
             .maps
             .values()
             .all(|runtime| *runtime.ready.borrow())
+    }
+
+    /// Where `map`'s initial copy is: rows read, written, skipped and
+    /// failed, the rate and an ETA, per map and per company; `None` when the
+    /// engine runs no such map or its copy never began.
+    pub fn initial_progress(&self, map: &str) -> Option<InitialProgress> {
+        initial::progress(&self.shared, map).unwrap_or_else(|error| {
+            tracing::warn!(map, %error, "The initial copy's progress could not be read.");
+            None
+        })
     }
 
     /// The state of every map, by name.

@@ -9,14 +9,14 @@
 
 mod finops;
 
-pub(super) use finops::{Compared, compare, gone, queue};
+pub(super) use finops::{Compared, compare, gone, queue, queue_marked, seen_of, stored_same};
 
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::checkpoint::{Action, Activity, Change, Operation, Phase};
+use crate::checkpoint::{Action, Activity, Change, CopyState, Operation, Phase};
 use crate::connector::{ChangePage, ConnectorError, Deleted};
 use crate::map::{MapPlan, SystemKind};
 
@@ -24,7 +24,7 @@ use super::error::FlowError;
 use super::runtime::MapRuntime;
 use super::shape::{self, Row, Side};
 use super::system::primary_id;
-use super::{Shared, SyncError, record, refs};
+use super::{Shared, SyncError, initial, record, refs};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -62,6 +62,7 @@ pub(super) async fn run(
     // copy, or tracking resumed at start) is not one either.
     let mut continuing = true;
     let mut retry = backoff();
+    initial::resumed(&shared, &map, side)?;
     loop {
         if map.halting() {
             return Ok(());
@@ -134,6 +135,10 @@ pub(super) fn configured_interval(
 /// Reads one page of Dataverse changes and queues it; true when more is
 /// ready now.
 async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool, FlowError> {
+    let copy = initial::prepare(shared, map, side).await?;
+    if copy.state == CopyState::Copying && copy.rerun {
+        return initial::rerun_page(shared, map, side, &copy).await;
+    }
     let plan = &map.plan;
     let direction = side.direction();
     let table = &plan.side(side).table;
@@ -179,6 +184,24 @@ async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool
         ids,
         keyless,
     } = changes_of(shared, plan, side, page, read_at).await?;
+    if copy.state == CopyState::Establishing {
+        initial::establish_page(shared, map, side, &changes, &ids, &cursor, more, &copy)?;
+        log_keyless(shared, map, direction, keyless)?;
+        if !more {
+            map.mark_captured(side);
+        }
+        return Ok(more);
+    }
+    let copying = copy.state == CopyState::Copying;
+    if copying {
+        for change in changes
+            .iter_mut()
+            .filter(|c| c.operation == Operation::Upsert)
+        {
+            change.phase = initial::phase(&copy, change.modified.as_deref());
+        }
+    }
+    let keyless_rows = keyless.len();
     if let Some(version) = full_read {
         let gone = deleted_meanwhile(shared, plan, side, &changes, &version, read_at)?;
         if !gone.is_empty() {
@@ -190,32 +213,74 @@ async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool
         .iter()
         .map(|(id, key)| (side.name(), id.as_str(), key.as_str()))
         .collect();
-    let added = shared
-        .store
-        .capture_page(&plan.name, direction, &changes, Some(&cursor), &ids)?;
+    let added = match copying && !more {
+        // The copy's last page marks the copy read, in its transaction.
+        true => shared.store.capture_copied(
+            &plan.name,
+            direction,
+            &changes,
+            Some(&cursor),
+            &ids,
+            side.name(),
+            &initial::finished(&copy),
+        )?,
+        false => shared
+            .store
+            .capture_page(&plan.name, direction, &changes, Some(&cursor), &ids)?,
+    };
     if added > 0 {
         map.counters(direction)
             .captured
             .fetch_add(added as u64, Ordering::Relaxed);
         map.wake.notify_one();
     }
-    if !keyless.is_empty() {
-        let lines: Vec<Activity> = keyless
-            .into_iter()
-            .map(|detail| Activity {
-                map: plan.name.clone(),
-                direction,
-                key: String::new(),
-                what: Action::Skipped,
-                detail,
-            })
+    log_keyless(shared, map, direction, keyless)?;
+    if copying {
+        let read: Vec<&Change> = changes.iter().collect();
+        initial::count_read(shared, plan, &read, &[], keyless_rows)?;
+        let mut companies: Vec<String> = read
+            .iter()
+            .map(|c| initial::company_of(plan, &c.key))
             .collect();
-        record::log(shared, map, direction, &lines)?;
+        companies.sort();
+        companies.dedup();
+        initial::count_companies(shared, map, &companies).await?;
+        if !more {
+            tracing::info!(map = %plan.name, side = side.name(), "The side's initial read is done.");
+            map.mark_captured(side);
+            // The changes made while it ran are read at once.
+            return Ok(true);
+        }
+    } else if !more {
+        initial::read_done(shared, map, side, &copy)?;
     }
     if !more {
         map.mark_captured(side);
     }
     Ok(more)
+}
+
+/// Logs why each row of `keyless` was left out.
+pub(super) fn log_keyless(
+    shared: &Shared,
+    map: &MapRuntime,
+    direction: crate::checkpoint::Direction,
+    keyless: Vec<String>,
+) -> Result<(), crate::checkpoint::CheckpointError> {
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<Activity> = keyless
+        .into_iter()
+        .map(|detail| Activity {
+            map: map.name().to_owned(),
+            direction,
+            key: String::new(),
+            what: Action::Skipped,
+            detail,
+        })
+        .collect();
+    record::log(shared, map, direction, &lines)
 }
 
 /// The deletes a full read of `side` implies: a delete of every key the
