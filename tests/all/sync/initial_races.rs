@@ -137,3 +137,74 @@ async fn a_dataverse_edit_the_copy_reads_later_is_live_and_beats_the_master() {
     }
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finops_edit_during_the_copy_announced_by_its_data_event_beats_a_dataverse_master() {
+    // finops gives no change time: an edit its copy reads after it was
+    // made looks like the copy. Its data event says otherwise.
+    let mut sync = fresh(
+        &customers_with("initial_sync = \"right\""),
+        "listen = \"127.0.0.1:0\"",
+        &[],
+    )
+    .await;
+    finops_customers(&sync, &numbered("A", 400, "Finops")).await;
+    finops_customers(&sync, &numbered("K", 20, "Finops")).await;
+    dataverse_accounts(&sync, &numbered("K", 20, "Dataverse")).await;
+    sync.options = paged(25);
+    a_second_later().await;
+    // Seventeen finops pages at 200 ms each.
+    sync.finops.set_faults(FaultConfig {
+        latency_ms: 200,
+        ..FaultConfig::default()
+    });
+    sync.start_engine_only().await;
+    sync.push_finops_events();
+    eventually("the copy begun", || async {
+        sync.engine().initial_progress("customers").is_some()
+    })
+    .await;
+    let edits: Vec<Write> = (0..20)
+        .map(|i| Write::Upsert {
+            table: "CustomersV3".into(),
+            key: Key::new()
+                .text("dataAreaId", "usmf")
+                .text("CustomerAccount", &format!("K-{i:03}")),
+            row: object(json!({"OrganizationName": format!("Edited K-{i:03}")})),
+        })
+        .collect();
+    let outcomes = sync
+        .fo
+        .write_batch(&edits, BatchMode::ContinueOnError)
+        .await
+        .expect("the edits");
+    assert!(
+        outcomes.iter().all(WriteOutcome::is_applied),
+        "{outcomes:?}"
+    );
+    let reading = sync
+        .engine()
+        .initial_progress("customers")
+        .expect("progress");
+    assert!(
+        reading
+            .sides
+            .iter()
+            .any(|s| s.side == "left" && s.finished.is_none()),
+        "the edits came while finops was read: {reading:?}"
+    );
+    eventually("the copy done", || async { sync.engine().initialized() }).await;
+    sync.finops.set_faults(FaultConfig::default());
+    settle(&sync).await;
+    for i in 0..20 {
+        let number = format!("K-{i:03}");
+        let expected = Some(format!("Edited {number}"));
+        assert_eq!(fo_name(&sync, &number).await, expected, "finops {number}");
+        assert_eq!(
+            dv_name(&sync, &number).await,
+            expected,
+            "dataverse {number}"
+        );
+    }
+    sync.shutdown().await;
+}
