@@ -508,6 +508,12 @@ impl Checkpoints {
         self.count_initial(map, &[(&company, TallyChange::Settled(Action::Discarded))])
     }
 
+    /// Whether the host holds an image of any row of `map`'s `side`.
+    pub fn knows_rows(&self, map: &str, side: &str) -> Result<bool, CheckpointError> {
+        let start = prefix(&join(&[map.as_bytes(), side.as_bytes()]));
+        Ok(self.images.scan_prefix(start).next().transpose()?.is_some())
+    }
+
     /// Forgets the latest version captured for each of `keys` in a map's
     /// direction, so that a rerun can queue a row again whose version was
     /// captured but never copied (its change was discarded).

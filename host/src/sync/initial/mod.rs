@@ -79,11 +79,7 @@ pub(super) async fn prepare(
         Some(copy) if copy.state == CopyState::RerunAsked => begin(shared, map, side, true).await,
         Some(copy) => Ok(copy),
         None => {
-            let history = match map.plan.side(side).kind {
-                SystemKind::Dataverse => store.cursor(name, side.direction())?.is_some(),
-                SystemKind::Finops => store.row_hashes(name, side.name()).next().is_some(),
-            };
-            if history {
+            if history(shared, map)? {
                 // Read by a host from before copy states: its copy is done.
                 let mut copy = SideCopy::begin(store.stamp()?, now(), false);
                 copy.state = CopyState::Copied;
@@ -103,6 +99,29 @@ pub(super) async fn prepare(
             }
         }
     }
+}
+
+/// Whether a host from before copy states read `map` already: no side of
+/// it has a copy state, and a side has a cursor or row hashes, or a row
+/// was synced (an image).
+fn history(shared: &Shared, map: &MapRuntime) -> Result<bool, CheckpointError> {
+    let store = &shared.store;
+    let name = map.name();
+    for side in Side::BOTH {
+        if store.side_copy(name, side.name())?.is_some() {
+            return Ok(false);
+        }
+    }
+    for side in Side::BOTH {
+        let read = match map.plan.side(side).kind {
+            SystemKind::Dataverse => store.cursor(name, side.direction())?.is_some(),
+            SystemKind::Finops => store.row_hashes(name, side.name()).next().is_some(),
+        };
+        if read || store.knows_rows(name, side.name())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Begins the copy of `side` now: its state stored, this run of the copy
