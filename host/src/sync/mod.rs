@@ -26,7 +26,8 @@
 //!   turns a batch into writes (echo check, conflict policy, filter and filter
 //!   exit, mapping, plugins, lookups) and records the outcome.
 //! - `conflict`: the map's policy between the two directions' changes of
-//!   one key.
+//!   one key; `initial`: a map's initial copy (where each side's copy is,
+//!   the phase of what it reads, what waits for it, its progress).
 //! - `shape`: the map's field logic without I/O; `refs`: lookups;
 //!   `system`: the connector of each system; `plugins`: the chain.
 //!

@@ -23,9 +23,12 @@
 //! `read_at` are the host's stamp taken before the read
 //! ([`Checkpoints::stamp`](crate::checkpoint::Checkpoints::stamp)):
 //! numeric and monotonic, so an older read captured after a newer one is
-//! not queued. The first pass is the initial copy. A pass dropped midway
-//! (the map stops, the host crashes) starts again from the first page; the
-//! hashes make the rows it queued already compare unchanged.
+//! not queued. The first pass is the initial copy (its rows classified by
+//! `initial::classify`); it stores its next link and stamp with each page,
+//! so after a crash it goes on from the page after the last one queued.
+//! Any other pass dropped midway (the map stops, the host crashes) starts
+//! again from the first page; the hashes make the rows it queued already
+//! compare unchanged.
 //!
 //! Pages: <https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/odata>
 //! (`cross-company`, `$select`, paging).

@@ -1,11 +1,14 @@
 //! Capture: one task per map side reads the source's changes and queues
 //! them in one flushed transaction before reading on. Dataverse: delta
 //! links, queued with the new cursor; the first read of a side with no
-//! cursor is the initial copy, every row. finops: reconciliation
-//! (`finops.rs`), paged reads compared with the hashes of what each key
-//! last showed, every `catch_all_interval` when data events are pushed to
-//! the receiver for that system, else every `poll_interval`; its first
-//! pass is the initial copy.
+//! cursor is the initial copy, every row, marked initial-sync (`initial`
+//! decides where the side's copy is before each read: a rerun's read, or
+//! with `initial_sync = "none"` a first read that queues nothing). finops:
+//! reconciliation (`finops.rs`), paged reads compared with the hashes of
+//! what each key last showed, every `catch_all_interval` when data events
+//! are pushed to the receiver for that system, else every `poll_interval`;
+//! its first pass is the initial copy. The read that ends a copy is
+//! followed at once by another, which finds the changes made meanwhile.
 
 mod finops;
 
