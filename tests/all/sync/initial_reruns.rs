@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use dualwrite::checkpoint::Direction;
 use dualwrite::connector::ConnectorOptions;
 use dualwrite::sync::{CopyStage, Engine, EngineOptions};
-use dualwrite_emulators::FaultConfig;
+use dualwrite_emulators::{FaultConfig, ServiceKind};
 
 use super::initial::{
     RULE, Writes, a_second_later, customers_with, dataverse_accounts, dv_name, finops_customers,
@@ -115,14 +115,41 @@ async fn failed_rows_are_listed_and_each_rerun_writes_only_what_it_should() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_dropped_mid_read_goes_on_from_its_last_page_and_writes_each_row_once() {
+    // The long read on finops (reconciliation's pass), then on Dataverse
+    // (change tracking's first read).
+    for heavy in [ServiceKind::Finops, ServiceKind::Dataverse] {
+        dropped_mid_read(heavy).await;
+    }
+}
+
+/// 2,000 rows on the `heavy` side, two on the other; the engine dropped
+/// when the copy has read 800 of them, and started again.
+async fn dropped_mid_read(heavy: ServiceKind) {
     let mut sync = fresh(&customers_with(""), "poll_interval = \"1h\"", &[]).await;
-    let numbers: Vec<String> = (0..2000).map(|i| format!("P-{i:04}")).collect();
-    let finops_rows: Vec<_> = numbers
+    let (many, few, to_many, to_few) = match heavy {
+        ServiceKind::Finops => ("P", "Q", "dataverse", "finops"),
+        ServiceKind::Dataverse => ("Q", "P", "finops", "dataverse"),
+    };
+    let numbers: Vec<String> = (0..2000).map(|i| format!("{many}-{i:04}")).collect();
+    let heavy_rows: Vec<_> = numbers
         .iter()
-        .map(|n| ("usmf", n.clone(), format!("Finops {n}")))
+        .map(|n| ("usmf", n.clone(), format!("Row {n}")))
         .collect();
-    finops_customers(&sync, &finops_rows).await;
-    dataverse_accounts(&sync, &rows("usmf", &["Q-1", "Q-2"], "Dataverse")).await;
+    let light = [format!("{few}-1"), format!("{few}-2")];
+    let light_rows: Vec<_> = light
+        .iter()
+        .map(|n| ("usmf", n.clone(), format!("Row {n}")))
+        .collect();
+    match heavy {
+        ServiceKind::Finops => {
+            finops_customers(&sync, &heavy_rows).await;
+            dataverse_accounts(&sync, &light_rows).await;
+        }
+        ServiceKind::Dataverse => {
+            dataverse_accounts(&sync, &heavy_rows).await;
+            finops_customers(&sync, &light_rows).await;
+        }
+    }
     let writes = Writes::install(&sync).await;
     sync.options = EngineOptions {
         connector: ConnectorOptions {
@@ -132,9 +159,13 @@ async fn a_copy_dropped_mid_read_goes_on_from_its_last_page_and_writes_each_row_
         ..EngineOptions::default()
     };
     a_second_later().await;
-    // Each finops page takes a while: the read is long enough to drop the
-    // engine in the middle of it.
-    sync.finops.set_faults(FaultConfig {
+    // Each page of the heavy side takes a while: the read is long enough
+    // to drop the engine in the middle of it.
+    let emulator = match heavy {
+        ServiceKind::Finops => &sync.finops,
+        ServiceKind::Dataverse => &sync.dataverse,
+    };
+    emulator.set_faults(FaultConfig {
         latency_ms: 150,
         ..FaultConfig::default()
     });
@@ -146,14 +177,18 @@ async fn a_copy_dropped_mid_read_goes_on_from_its_last_page_and_writes_each_row_
     })
     .await;
     let before = progress(&sync);
-    assert_eq!(before.stage, CopyStage::Reading, "{before:?}");
+    assert_eq!(before.stage, CopyStage::Reading, "{heavy:?}: {before:?}");
     assert!(
         writes.all().is_empty(),
-        "nothing is written before both sides are read"
+        "{heavy:?}: nothing is written before both sides are read"
     );
     // A crash: the engine is dropped, nothing is shut down or flushed.
     drop(sync.engine.take());
-    let requests_at_crash = sync.finops.requests();
+    let emulator = match heavy {
+        ServiceKind::Finops => &sync.finops,
+        ServiceKind::Dataverse => &sync.dataverse,
+    };
+    let requests_at_crash = emulator.requests();
     let started = Instant::now();
     let engine = loop {
         match Engine::start(sync.plan(), sync.options.clone()).await {
@@ -168,28 +203,44 @@ async fn a_copy_dropped_mid_read_goes_on_from_its_last_page_and_writes_each_row_
     let read_before = before.rows.read;
     eventually("the copy done", || async { sync.engine().initialized() }).await;
     settle(&sync).await;
-    // The pass went on from the page after the last one queued: the first
-    // pages were not read again. (Then one whole pass follows at once,
-    // the watermark that finds the edits made during the copy.)
+    // The read went on from the page after the last one queued: the first
+    // pages were not read again. (Then one more read follows at once, the
+    // watermark that finds the edits made during the copy: a finops pass
+    // of 20 pages, a Dataverse delta read.)
     let pages_left = (2000 - read_before).div_ceil(100);
-    let requests = sync.finops.requests() - requests_at_crash;
+    let watermark = match heavy {
+        ServiceKind::Finops => 20,
+        ServiceKind::Dataverse => 1,
+    };
+    let emulator = match heavy {
+        ServiceKind::Finops => &sync.finops,
+        ServiceKind::Dataverse => &sync.dataverse,
+    };
+    let requests = emulator.requests() - requests_at_crash;
     assert!(
-        requests <= pages_left + 20 + 6,
-        "{requests} finops requests after the restart for {pages_left} pages left and one pass of 20"
+        requests <= pages_left + watermark + 6,
+        "{heavy:?}: {requests} requests after the restart for {pages_left} pages left and a watermark read of {watermark}"
     );
-    for number in numbers.iter().chain(&["Q-1".to_owned(), "Q-2".to_owned()]) {
-        let side = match number.starts_with('P') {
-            true => "dataverse",
-            false => "finops",
-        };
-        assert_eq!(writes.of(side, number), 1, "{number} written once");
+    for number in &numbers {
+        assert_eq!(
+            writes.of(to_many, number),
+            1,
+            "{heavy:?}: {number} written once"
+        );
+    }
+    for number in &light {
+        assert_eq!(
+            writes.of(to_few, number),
+            1,
+            "{heavy:?}: {number} written once"
+        );
     }
     let counts = progress(&sync).rows;
     assert_eq!(
         (counts.read, counts.written, counts.total),
         (2002, 2002, Some(2002)),
-        "{counts:?}"
+        "{heavy:?}: {counts:?}"
     );
-    sync.finops.set_faults(FaultConfig::default());
+    emulator.set_faults(FaultConfig::default());
     sync.shutdown().await;
 }
