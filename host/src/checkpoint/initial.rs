@@ -159,6 +159,9 @@ pub struct Total {
 pub struct CopyRun {
     /// When (RFC 3339).
     pub since: String,
+    /// When a row of the copy was last settled in this run (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_settled: Option<String>,
 }
 
 /// A row of the initial copy that failed, with the service's message.
@@ -418,8 +421,24 @@ impl Checkpoints {
                 tally.done_at_run = tally.done();
             })?;
         }
+        let run = CopyRun {
+            since,
+            last_settled: None,
+        };
         self.initial
-            .insert(join(&[b"run", map.as_bytes()]), json(&CopyRun { since })?)?;
+            .insert(join(&[b"run", map.as_bytes()]), json(&run)?)?;
+        Ok(())
+    }
+
+    /// Notes that rows of `map`'s copy were settled at `at` (RFC 3339): a
+    /// finished copy's rate ends there.
+    pub fn copy_settled(&self, map: &str, at: String) -> Result<(), CheckpointError> {
+        let slot = join(&[b"run", map.as_bytes()]);
+        if let Some(bytes) = self.initial.get(&slot)? {
+            let mut run: CopyRun = parse(&slot, &bytes)?;
+            run.last_settled = Some(at);
+            self.initial.insert(slot, json(&run)?)?;
+        }
         Ok(())
     }
 

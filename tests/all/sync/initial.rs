@@ -581,6 +581,11 @@ async fn progress_counts_add_up_per_map_and_per_company() {
         "{rows:?}"
     );
     assert!(rows.rows_per_second > 0.0, "{rows:?}");
+    // A finished copy's rate ends with its last row: it does not fall as
+    // time goes by.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let later = super::initial::progress(&sync).rows.rows_per_second;
+    assert_eq!(later, rows.rows_per_second);
     let sides: Vec<(&str, Option<u64>)> =
         progress.sides.iter().map(|s| (s.side, s.total)).collect();
     assert_eq!(sides, [("left", Some(200)), ("right", Some(50))]);

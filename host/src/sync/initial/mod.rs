@@ -307,7 +307,8 @@ pub(super) fn count_settled(
         .zip(settled)
         .map(|(company, (_, action))| (company.as_str(), TallyChange::Settled(*action)))
         .collect();
-    shared.store.count_initial(&plan.name, &counts)
+    shared.store.count_initial(&plan.name, &counts)?;
+    shared.store.copy_settled(&plan.name, now())
 }
 
 /// Whether a rerun finds `key` copied already: both sides hold an image of

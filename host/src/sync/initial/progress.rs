@@ -139,13 +139,17 @@ pub(in crate::sync) fn progress(
     let tallies = store.tallies(map)?;
     let totals = store.totals(map)?;
     let failures = store.initial_failures(map)?;
-    let since = store
-        .copy_run(map)?
-        .and_then(|run| DateTime::parse_from_rfc3339(&run.since).ok())
-        .map(|since| since.with_timezone(&Utc));
-    let seconds = since
-        .map(|since| (Utc::now() - since).num_milliseconds().max(0) as f64 / 1000.0)
-        .unwrap_or_default();
+    let run = store.copy_run(map)?;
+    let time = |text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let since = run.as_ref().and_then(|run| time(&run.since));
+    let last = run
+        .as_ref()
+        .and_then(|run| run.last_settled.as_deref())
+        .and_then(time);
     let side_total = |side: Side, company: Option<&str>| -> Option<Total> {
         totals
             .iter()
@@ -166,7 +170,6 @@ pub(in crate::sync) fn progress(
     let established = copies
         .iter()
         .all(|(_, c)| matches!(c.state, CopyState::Establishing | CopyState::Established));
-    let mut rows = rows_of(&map_tally, failed, &sum_totals(None), seconds);
     let stage = if established {
         CopyStage::NotCopied
     } else if reading {
@@ -176,6 +179,16 @@ pub(in crate::sync) fn progress(
     } else {
         CopyStage::Done
     };
+    // The rate of this run: up to now while rows are to be settled, up to
+    // the last one settled once all are.
+    let until = match stage {
+        CopyStage::Done => last.unwrap_or_else(Utc::now),
+        _ => Utc::now(),
+    };
+    let seconds = since
+        .map(|since| (until - since).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or_default();
+    let mut rows = rows_of(&map_tally, failed, &sum_totals(None), seconds);
     if matches!(stage, CopyStage::Done | CopyStage::NotCopied) {
         rows.eta_seconds = Some(0);
     }
