@@ -65,7 +65,15 @@ pub(super) async fn run(
     // copy, or tracking resumed at start) is not one either.
     let mut continuing = true;
     let mut retry = backoff();
-    initial::resumed(&shared, &map, side)?;
+    tokio::select! {
+        // A count that fails is logged there; only the store can fail it.
+        resumed = initial::resumed(&shared, &map, side) => {
+            if let Err(FlowError::Checkpoint(error)) = resumed {
+                return Err(error.into());
+            }
+        }
+        _ = map.halted() => return Ok(()),
+    }
     loop {
         if map.halting() {
             return Ok(());

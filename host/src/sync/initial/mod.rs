@@ -146,16 +146,25 @@ async fn begin(
 }
 
 /// A capture task of `side` starts: if the side's copy is under way, this
-/// run of it begins (its rate counts from now).
-pub(super) fn resumed(
+/// run of it begins (its rate counts from now), and the side is counted if
+/// the count was lost (the host stopped while it was asked).
+pub(super) async fn resumed(
     shared: &Shared,
     map: &MapRuntime,
     side: Side,
-) -> Result<(), CheckpointError> {
-    if let Some(copy) = shared.store.side_copy(map.name(), side.name())?
+) -> Result<(), FlowError> {
+    let store = &shared.store;
+    if let Some(copy) = store.side_copy(map.name(), side.name())?
         && copy.state == CopyState::Copying
     {
-        shared.store.begin_copy_run(map.name(), now())?;
+        store.begin_copy_run(map.name(), now())?;
+        let counted = store
+            .totals(map.name())?
+            .iter()
+            .any(|(s, company, _)| s == side.name() && company.is_none());
+        if !counted {
+            totals::count_side(shared, map, side).await?;
+        }
     }
     Ok(())
 }
