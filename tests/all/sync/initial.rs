@@ -341,8 +341,16 @@ async fn the_master_side_wins_on_keys_both_sides_hold_whatever_the_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn none_copies_nothing_old_and_syncs_later_changes_deletes_too() {
     let mut sync = fresh(&customers_with("initial_sync = \"none\""), "", &[]).await;
-    finops_customers(&sync, &rows("usmf", &["O-1", "B-1", "B-2"], "Finops")).await;
-    dataverse_accounts(&sync, &rows("usmf", &["D-1", "B-1", "B-2"], "Dataverse")).await;
+    finops_customers(
+        &sync,
+        &rows("usmf", &["O-1", "B-1", "B-2", "B-3"], "Finops"),
+    )
+    .await;
+    dataverse_accounts(
+        &sync,
+        &rows("usmf", &["D-1", "B-1", "B-2", "B-3"], "Dataverse"),
+    )
+    .await;
     let writes = Writes::install(&sync).await;
     sync.start_engine().await;
     settle(&sync).await;
@@ -377,10 +385,17 @@ async fn none_copies_nothing_old_and_syncs_later_changes_deletes_too() {
     .await;
     sync.dv_delete("accounts", Key::single("accountnumber", "B-2"))
         .await;
+    // finops finds its delete against the hashes the first read stored.
+    sync.fo_delete(
+        "CustomersV3",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "B-3")],
+    )
+    .await;
     eventually("the later changes on the other sides", || async {
         dv_name(&sync, "O-1").await.as_deref() == Some("Finops O-1, edited")
             && fo_name(&sync, "B-1").await.as_deref() == Some("Dataverse B-1, edited")
             && fo_name(&sync, "B-2").await.is_none()
+            && dv_name(&sync, "B-3").await.is_none()
     })
     .await;
     settle(&sync).await;
