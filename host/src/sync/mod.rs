@@ -86,7 +86,9 @@ use crate::plugin::{Runtime, RuntimeConfig};
 
 pub use budget::Polling;
 pub use error::SyncError;
-pub use initial::{CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress};
+pub use initial::{
+    CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress, initial_progress,
+};
 pub use push::{Push, endpoint_name, steps_name};
 pub use runtime::{MapCommand, MapState};
 

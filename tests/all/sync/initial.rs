@@ -626,5 +626,23 @@ async fn progress_counts_add_up_per_map_and_per_company() {
     assert_eq!(served["stage"], "done");
     assert_eq!(served["read"], 250);
     assert_eq!(served["companies"][1]["company"], "usmf");
+    // A stopped host's store says the same.
+    sync.stop_engine().await;
+    let store = dualwrite::checkpoint::Checkpoints::open(&sync.dir.path().join("data"))
+        .expect("the store opens");
+    let plan = sync.plan();
+    let stopped = dualwrite::sync::initial_progress(&store, plan.map("customers").expect("map"))
+        .expect("read")
+        .expect("begun");
+    assert_eq!(
+        (
+            stopped.rows.read,
+            stopped.rows.written,
+            stopped.companies.len()
+        ),
+        (250, 190, 2)
+    );
+    assert_eq!(stopped.rows.rows_per_second, progress.rows.rows_per_second);
+    drop(store);
     sync.shutdown().await;
 }

@@ -63,7 +63,9 @@ use super::shape::{self, Row, Side};
 pub(super) use dataverse::{establish_page, rerun_page};
 pub(super) use finops::{PageRead, Reading, classify};
 pub(super) use progress::progress;
-pub use progress::{CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress};
+pub use progress::{
+    CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress, initial_progress,
+};
 pub(super) use totals::count_companies;
 
 /// Where the copy of `map`'s `side` is before a read of it: begun here at

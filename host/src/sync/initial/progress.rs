@@ -13,11 +13,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::checkpoint::{CheckpointError, CopyState, Tally, Total};
-use crate::map::InitialSync;
+use crate::checkpoint::{CheckpointError, Checkpoints, CopyState, Tally, Total};
+use crate::map::{InitialSync, MapPlan};
 
 use super::super::Shared;
-use super::super::shape::Side;
+use super::super::shape::{self, Side};
 
 /// Where a map's initial copy is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -116,14 +116,24 @@ pub(in crate::sync) fn progress(
     shared: &Shared,
     map: &str,
 ) -> Result<Option<InitialProgress>, CheckpointError> {
-    let Some(runtime) = shared.maps.get(map) else {
-        return Ok(None);
-    };
-    let plan = &runtime.plan;
-    let store = &shared.store;
+    match shared.maps.get(map) {
+        Some(runtime) => initial_progress(&shared.store, &runtime.plan),
+        None => Ok(None),
+    }
+}
+
+/// The progress of the initial copy of `plan`'s map as `store` keeps it:
+/// a running engine's ([`RunningEngine::initial_progress`](super::super::RunningEngine::initial_progress)),
+/// or a stopped host's store opened directly. `None` when its copy never
+/// began.
+pub fn initial_progress(
+    store: &Checkpoints,
+    plan: &MapPlan,
+) -> Result<Option<InitialProgress>, CheckpointError> {
+    let map = plan.name.as_str();
     let flowing: Vec<Side> = Side::BOTH
         .into_iter()
-        .filter(|side| runtime.side(*side).flows)
+        .filter(|side| shape::flows_to(plan, side.other()))
         .collect();
     let mut copies = Vec::new();
     for side in &flowing {
