@@ -10,6 +10,7 @@ pub mod host;
 mod lifecycle;
 pub mod map;
 mod plugin;
+mod progress;
 pub mod run;
 
 use clap::{Parser, Subcommand};

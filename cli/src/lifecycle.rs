@@ -3,6 +3,7 @@
 //! a stopped host's store (`--data DIR`, or `-c FILE`'s data directory)
 //! when no host answers.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -49,6 +50,10 @@ pub struct StartArgs {
     /// Start the maps they depend on first, in dependency order.
     #[arg(long)]
     pub with_dependencies: bool,
+    /// Follow each initial copy until it is done, also when not at a
+    /// terminal (at a terminal it is followed with a progress bar anyway).
+    #[arg(long)]
+    pub wait: bool,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -246,50 +251,76 @@ fn print_statuses(all: &[MapStatus]) {
 
 /// Sends one lifecycle operation and prints what it did.
 fn operate(host: &HostArgs, path: &str, body: Value) -> ExitCode {
-    exit((|| {
-        let plan = host.plan()?;
-        let url = host.admin_url(plan.as_ref()).ok_or_else(|| {
-            Failure::Refused(
-                "name the running host: --admin URL (or DUALWRITE_ADMIN_URL), or -c FILE with [engine] admin".into(),
-            )
-        })?;
-        let client = Client::new(url, host.admin_ca.as_deref())?;
-        let done = block_on(client.post(path, &body))?;
-        if host.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&done).context("printing")?
-            );
-            return Ok(());
-        }
-        let moved: Vec<String> = serde_json::from_value(done["done"].clone()).unwrap_or_default();
-        let all: Vec<MapStatus> = serde_json::from_value(done["maps"].clone()).unwrap_or_default();
-        for name in &moved {
-            let state = all
-                .iter()
-                .find(|s| &s.name == name)
-                .map_or("?", |s| s.state.as_str());
-            println!("{name}: {state}");
-        }
-        if moved.is_empty() {
-            println!("nothing to do");
-        }
-        Ok(())
-    })())
+    exit(send(host, path, body).map(|_| ()))
 }
 
-/// Runs `dualwrite map start`.
+/// Sends one lifecycle operation, prints what it did, and gives the client
+/// and the host's answer.
+fn send(host: &HostArgs, path: &str, body: Value) -> Result<(Client, Value), Failure> {
+    let plan = host.plan()?;
+    let url = host.admin_url(plan.as_ref()).ok_or_else(|| {
+        Failure::Refused(
+            "name the running host: --admin URL (or DUALWRITE_ADMIN_URL), or -c FILE with [engine] admin".into(),
+        )
+    })?;
+    let client = Client::new(url, host.admin_ca.as_deref())?;
+    let done = block_on(client.post(path, &body))?;
+    if host.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&done).context("printing")?
+        );
+        return Ok((client, done));
+    }
+    let moved: Vec<String> = serde_json::from_value(done["done"].clone()).unwrap_or_default();
+    let all: Vec<MapStatus> = serde_json::from_value(done["maps"].clone()).unwrap_or_default();
+    for name in &moved {
+        let state = all
+            .iter()
+            .find(|s| &s.name == name)
+            .map_or("?", |s| s.state.as_str());
+        println!("{name}: {state}");
+    }
+    if moved.is_empty() {
+        println!("nothing to do");
+    }
+    Ok((client, done))
+}
+
+/// Runs `dualwrite map start`. At a terminal (or with `--wait`), each map
+/// that starts with an initial copy is followed with a progress bar until
+/// its copy is done.
 pub fn start(args: StartArgs) -> ExitCode {
     let initial_sync = args.initial_sync.map(|mode| match mode {
         InitialSyncArg::Left => "left",
         InitialSyncArg::Right => "right",
         InitialSyncArg::None => "none",
     });
-    operate(
-        &args.host,
-        "/api/v1/maps/start",
-        json!({"maps": args.names, "initial_sync": initial_sync, "with_dependencies": args.with_dependencies}),
-    )
+    let body = json!({"maps": args.names, "initial_sync": initial_sync, "with_dependencies": args.with_dependencies});
+    exit((|| {
+        let (client, done) = send(&args.host, "/api/v1/maps/start", body)?;
+        let follow = args.wait || (std::io::stderr().is_terminal() && !args.host.json);
+        if !follow {
+            return Ok(());
+        }
+        let moved: Vec<String> = serde_json::from_value(done["done"].clone()).unwrap_or_default();
+        let all: Vec<MapStatus> = serde_json::from_value(done["maps"].clone()).unwrap_or_default();
+        for name in moved {
+            let copying = all.iter().any(|s| {
+                s.name == name && s.state == dualwrite::checkpoint::Lifecycle::Initializing
+            });
+            if copying {
+                let last = block_on(crate::progress::follow(&client, &name))?;
+                if !args.host.json {
+                    println!(
+                        "{name}: initial copy {}",
+                        last["stage"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Ok(())
+    })())
 }
 
 /// Runs `dualwrite map pause`.

@@ -21,7 +21,7 @@ use dualwrite::map::{
 };
 use dualwrite::preflight::{SystemTarget, describe};
 
-use crate::lifecycle;
+use crate::{lifecycle, progress};
 use dualwrite::schema::TableDef;
 
 /// `dualwrite map …`
@@ -47,6 +47,15 @@ pub enum MapCommand {
     /// Show the dependency graph: each map with its state, the maps it
     /// depends on and its lookups (`--dot` for Graphviz).
     Deps(lifecycle::DepsArgs),
+    /// Follow a map's initial copy: rows read, written and failed, rows
+    /// per second and ETA, per company, as a progress bar.
+    Progress(progress::ProgressArgs),
+    /// List every row of a map's initial copy that failed, with the
+    /// service's message.
+    Failures(progress::FailuresArgs),
+    /// Rerun a map's initial copy: only the failed rows (`--failed-only`),
+    /// or every row not already copied.
+    Rerun(progress::RerunArgs),
 }
 
 /// `dualwrite map validate`
@@ -80,6 +89,9 @@ pub fn run(command: MapCommand) -> anyhow::Result<ExitCode> {
         MapCommand::Resume(args) => Ok(lifecycle::resume(args)),
         MapCommand::Stop(args) => Ok(lifecycle::stop(args)),
         MapCommand::Deps(args) => Ok(lifecycle::deps(args)),
+        MapCommand::Progress(args) => Ok(progress::progress(args)),
+        MapCommand::Failures(args) => Ok(progress::failures(args)),
+        MapCommand::Rerun(args) => Ok(progress::rerun(args)),
     }
 }
 

@@ -275,6 +275,39 @@ pub fn prefer(headers: &HeaderMap, token: &str) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether `Prefer: odata.include-annotations="…"` asks for `annotation`:
+/// by its name, by `*`, or by a namespace wildcard (`Microsoft.Dynamics.CRM.*`).
+/// The preference's value is a quoted, comma-separated list.
+pub fn includes_annotation(headers: &HeaderMap, annotation: &str) -> bool {
+    const NAME: &str = "odata.include-annotations=";
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let at = v.to_ascii_lowercase().find(NAME)?;
+            let rest = v.get(at + NAME.len()..)?;
+            Some(match rest.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or_default().to_owned(),
+                None => rest.split(',').next().unwrap_or_default().to_owned(),
+            })
+        })
+        .flat_map(|list| {
+            list.split(',')
+                .map(|p| p.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .any(|wanted| {
+            wanted == "*"
+                || wanted.eq_ignore_ascii_case(annotation)
+                || wanted.strip_suffix('*').is_some_and(|space| {
+                    annotation
+                        .to_ascii_lowercase()
+                        .starts_with(&space.to_ascii_lowercase())
+                })
+        })
+}
+
 /// `Prefer: odata.maxpagesize=N`.
 pub fn max_page_size(headers: &HeaderMap) -> Option<usize> {
     headers

@@ -6,7 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::super::SharedState;
 use super::super::http::{
-    ApiError, ApiRequest, ApiResponse, QueryOptions, max_page_size, parse_query, prefer,
+    ApiError, ApiRequest, ApiResponse, QueryOptions, includes_annotation, max_page_size,
+    parse_query, prefer,
 };
 use super::super::rows::{KeySegment, check_names, project, rebuild_query, run_query, with_first};
 use super::super::store::{StoreError, StoredRow};
@@ -15,6 +16,12 @@ use dualwrite::schema::TableDef;
 
 /// Default and largest page: 5,000 rows, as the service.
 const PAGE: usize = 5000;
+
+/// The most rows `$count` counts in a standard table: "up to 5,000", with
+/// `Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded` saying whether
+/// there are more
+/// (<https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query/count-rows>).
+const COUNT_LIMIT: usize = 5000;
 
 pub(crate) fn storage(e: StoreError) -> ApiError {
     ApiError::new(
@@ -125,7 +132,7 @@ pub(super) fn count(
         unknown_property(table, n)
     })?;
     let rows = state.store.rows(&table.name).map_err(storage)?;
-    let total = run_query(rows, &options).len().min(PAGE);
+    let total = run_query(rows, &options).len().min(COUNT_LIMIT);
     Ok(ApiResponse::text(StatusCode::OK, total.to_string()))
 }
 
@@ -195,7 +202,21 @@ pub(super) fn collection(
         Value::String(context(state, table, select, "")),
     );
     if options.count {
-        body.insert("@odata.count".into(), json!(total));
+        let counted = total.min(COUNT_LIMIT);
+        body.insert("@odata.count".into(), json!(counted));
+        let crm = "Microsoft.Dynamics.CRM.";
+        if includes_annotation(&request.headers, &format!("{crm}totalrecordcount")) {
+            body.insert(format!("@{crm}totalrecordcount"), json!(counted));
+        }
+        if includes_annotation(
+            &request.headers,
+            &format!("{crm}totalrecordcountlimitexceeded"),
+        ) {
+            body.insert(
+                format!("@{crm}totalrecordcountlimitexceeded"),
+                json!(total > COUNT_LIMIT),
+            );
+        }
     }
     body.insert("value".into(), Value::Array(value));
     if offset.saturating_add(page) < total {

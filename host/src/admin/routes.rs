@@ -16,8 +16,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
+use crate::checkpoint::InitialFailure;
+use crate::map::InitialSync;
 use crate::sync::{
-    ControlError, MapNode, MapStatus, Queued, RunningEngine, StartOptions, dependency_graph,
+    ControlError, InitialProgress, MapNode, MapStatus, Queued, RunningEngine, StartOptions,
+    dependency_graph,
 };
 
 /// The OpenAPI document of the admin API.
@@ -27,10 +30,14 @@ use crate::sync::{
         title = "dualwrite admin API",
         description = "Control and watch a running dualwrite host: map states, lifecycle operations, dependencies."
     ),
-    paths(health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps),
+    paths(
+        health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps, progress,
+        failures, rerun
+    ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
-        ErrorBody, ErrorDetail, MapNode, DependencyGraph
+        ErrorBody, ErrorDetail, MapNode, DependencyGraph, InitialProgress, Failures, RerunRequest,
+        Rerun
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -184,9 +191,12 @@ pub struct StartRequest {
     /// The maps to start.
     pub maps: Vec<String>,
     /// `left` or `right` (the master: on a key both sides hold, its values
-    /// win), or `none` (only new changes). Absent: the map's own.
+    /// win), or `none` (only new changes). Absent: the map's own. Given to
+    /// a map copied before, `left` or `right` copies again every row not
+    /// already copied.
     #[serde(default)]
-    pub initial_sync: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub initial_sync: Option<InitialSync>,
     /// Start the maps they depend on first, in dependency order.
     #[serde(default)]
     pub with_dependencies: bool,
@@ -355,6 +365,94 @@ async fn deps(State(engine): State<Api>) -> Result<Json<DependencyGraph>, ApiErr
     }))
 }
 
+/// `GET /api/v1/maps/{name}/failures`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Failures {
+    /// Every row of the map's initial copy that failed and is parked, with
+    /// the service's message: all of them.
+    pub failures: Vec<InitialFailure>,
+}
+
+/// `POST /api/v1/maps/{name}/rerun`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    /// Only the rows that failed (true), or every row not already copied
+    /// (false).
+    #[serde(default)]
+    pub only_failed: bool,
+}
+
+/// What a rerun asked for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rerun {
+    /// Failed rows resubmitted, or sides to be read again.
+    pub asked: usize,
+    /// The map's status after it.
+    pub map: MapStatus,
+}
+
+fn unknown_map(name: String) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown-map",
+        format!("map `{name}` is not in the config"),
+    );
+    error.body.error.map = Some(name);
+    error
+}
+
+#[utoipa::path(get, path = "/api/v1/maps/{name}/progress",
+    params(("name" = String, Path, description = "The map")),
+    responses((status = 200, description = "The map's initial copy: rows read, written and failed, rate and ETA, per company", body = InitialProgress),
+        (status = 404, description = "No such map", body = ErrorBody)))]
+async fn progress(
+    State(engine): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<InitialProgress>, ApiError> {
+    engine
+        .initial_progress(&name)
+        .map(Json)
+        .ok_or_else(|| unknown_map(name))
+}
+
+#[utoipa::path(get, path = "/api/v1/maps/{name}/failures",
+    params(("name" = String, Path, description = "The map")),
+    responses((status = 200, description = "The failed rows of the map's initial copy", body = Failures),
+        (status = 404, description = "No such map", body = ErrorBody)))]
+async fn failures(
+    State(engine): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<Failures>, ApiError> {
+    if engine.plan().map(&name).is_none() {
+        return Err(unknown_map(name));
+    }
+    let failures = engine
+        .checkpoints()
+        .initial_failures(&name)
+        .map_err(ApiError::store)?;
+    Ok(Json(Failures { failures }))
+}
+
+#[utoipa::path(post, path = "/api/v1/maps/{name}/rerun", request_body = RerunRequest,
+    params(("name" = String, Path, description = "The map")),
+    responses((status = 200, description = "Asked", body = Rerun),
+        (status = 409, description = "Refused: the map is not started", body = ErrorBody),
+        (status = 404, description = "No such map", body = ErrorBody)))]
+async fn rerun(
+    State(engine): State<Api>,
+    Path(name): Path<String>,
+    body: Result<Json<RerunRequest>, JsonRejection>,
+) -> Result<Json<Rerun>, ApiError> {
+    let Json(request) = body?;
+    let asked = engine.rerun_initial(&name, request.only_failed).await?;
+    let map = statuses(&engine)?
+        .into_iter()
+        .find(|status| status.name == name)
+        .ok_or_else(|| unknown_map(name))?;
+    Ok(Json(Rerun { asked, map }))
+}
+
 /// Registers routes on a router and records each `(METHOD, path)`.
 struct Routes {
     router: Router<Api>,
@@ -384,7 +482,10 @@ fn table() -> (Routes, Routes) {
         .add("POST", "/api/v1/maps/pause", post(pause))
         .add("POST", "/api/v1/maps/resume", post(resume))
         .add("POST", "/api/v1/maps/stop", post(stop))
-        .add("GET", "/api/v1/deps", get(deps));
+        .add("GET", "/api/v1/deps", get(deps))
+        .add("GET", "/api/v1/maps/{name}/progress", get(progress))
+        .add("GET", "/api/v1/maps/{name}/failures", get(failures))
+        .add("POST", "/api/v1/maps/{name}/rerun", post(rerun));
     (open, guarded)
 }
 

@@ -40,6 +40,11 @@
 //! dropped at once ([`Checkpoints::park_queued`],
 //! [`Checkpoints::discard_queued`]), what a resume does with a paused map's
 //! backlog when it is not replayed.
+//! A change carries its [`Phase`]: read by a map's initial copy or live.
+//! `initial.rs` keeps where each side's copy is (the last page of a copy
+//! is queued in the transaction that marks it read,
+//! [`Checkpoints::capture_copied`]), the failed rows of a copy
+//! ([`Checkpoints::initial_failures`]) and its reruns.
 //!
 //! Key layout, version 2 (tree `meta` records `layout = 2`; version 1
 //! stored finops row versions as versions, which the host's stamps that
@@ -70,12 +75,15 @@
 //!   fields as JSON (`seen.rs`)
 //! - tree `maps`: `<map>` → [`MapRecord`] as JSON: the map's state, since
 //!   when, why, its initial sync and last error (`lifecycle.rs`)
+//! - tree `initial`: each map's initial copy: per side where it is, its
+//!   progress, the companies of its failed rows (`initial.rs`)
 //!
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
 
 mod echo;
 mod fingerprint;
+mod initial;
 mod lifecycle;
 mod ops;
 mod queue;
@@ -89,6 +97,7 @@ use serde_json::{Map, Value};
 
 pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
+pub use initial::{CopyRun, CopyState, InitialFailure, SideCopy, Tally, TallyChange, Total};
 pub use lifecycle::{Lifecycle, MapRecord, now};
 pub use ops::Checkpoints;
 pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
@@ -204,6 +213,33 @@ pub struct Change {
     /// retry reads the row again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// Whether the map's initial copy read it, or a live change did.
+    #[serde(default, skip_serializing_if = "Phase::is_live")]
+    pub phase: Phase,
+}
+
+/// Which part of a map's life captured a change: its initial copy (the
+/// rows a side held when the copy read them) or a live change (read after
+/// the copy read its row, or pushed). Between two initial-copy changes of
+/// one key the map's master side wins; a live change beats an initial-copy
+/// change of the other side; the conflict policy settles live against
+/// live. Stored by its kebab-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// A change after the copy read its row (the default: every change
+    /// stored before there were phases was live).
+    #[default]
+    Live,
+    /// A row as the map's initial copy read it (`initial-sync`).
+    InitialSync,
+}
+
+impl Phase {
+    /// Whether this is [`Phase::Live`].
+    pub fn is_live(&self) -> bool {
+        *self == Phase::Live
+    }
 }
 
 /// `(side, key, image)`: the mapped fields on one side, `None` for none.
@@ -268,6 +304,10 @@ pub struct Parked {
     /// case).
     #[serde(default)]
     pub key: String,
+    /// The phase of the change that failed: `initial-sync` for a row of the
+    /// map's initial copy ([`Checkpoints::initial_failures`]).
+    #[serde(default)]
+    pub phase: Phase,
 }
 
 /// What became of a change: the typed outcome the engine decides, counts,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub struct Checkpoints {
     pub(super) db: sled::Db,
     pub(super) queue: sled::Tree,
-    cursor: sled::Tree,
+    pub(super) cursor: sled::Tree,
     pub(super) parked: sled::Tree,
     echo: sled::Tree,
     pub(super) activity: sled::Tree,
@@ -35,6 +35,7 @@ pub struct Checkpoints {
     pub(super) counts: Arc<Counts>,
     /// How much each flow's queue may hold.
     pub(super) limits: QueueLimits,
+    pub(super) initial: sled::Tree,
 }
 
 pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -70,6 +71,7 @@ impl Checkpoints {
             images: db.open_tree("images")?,
             hashes: db.open_tree("hashes")?,
             maps: db.open_tree("maps")?,
+            initial: db.open_tree("initial")?,
             db,
         })
     }
@@ -106,7 +108,7 @@ impl Checkpoints {
     ) -> Result<usize, CheckpointError> {
         let changes: Vec<(&Change, Option<&RowHash>)> =
             changes.iter().map(|change| (change, None)).collect();
-        self.capture_tx(map, direction, &changes, cursor, ids, None)
+        self.capture_marked(map, direction, &changes, cursor, ids, None, None)
     }
 
     /// Step 2 for a read of `side` compared with what it last showed
@@ -129,12 +131,17 @@ impl Checkpoints {
             .iter()
             .map(|seen| (&seen.change, seen.hash.as_ref()))
             .collect();
-        self.capture_tx(map, direction, &changes, None, &[], Some(side))
+        self.capture_marked(map, direction, &changes, None, &[], Some(side), None)
     }
 
     /// The one transaction of step 2; `hashed` names the side whose row
-    /// hashes the changes carry.
-    fn capture_tx(
+    /// hashes the changes carry; `mark` (a slot and value of tree
+    /// `initial`) records how far the side's initial copy got with them.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "everything step 2 stores, in one transaction"
+    )]
+    pub(super) fn capture_marked(
         &self,
         map: &str,
         direction: Direction,
@@ -142,6 +149,7 @@ impl Checkpoints {
         cursor: Option<&str>,
         ids: &[(&str, &str, &str)],
         hashed: Option<&str>,
+        mark: Option<&(Vec<u8>, Vec<u8>)>,
     ) -> Result<usize, CheckpointError> {
         let flow = flow(map, direction);
         let encoded = changes
@@ -166,9 +174,10 @@ impl Checkpoints {
             &self.by_key,
             &self.ids,
             &self.hashes,
+            &self.initial,
         )
             .transaction(
-                |(queue, cursors, latest, by_key, id_tree, hash_tree)| -> TxResult<usize> {
+                |(queue, cursors, latest, by_key, id_tree, hash_tree, initial)| -> TxResult<usize> {
                     let mut added = 0;
                     let mut left_out = false;
                     for (change, hash_slot, hash) in &encoded {
@@ -217,6 +226,9 @@ impl Checkpoints {
                         && !left_out
                     {
                         cursors.insert(flow.as_slice(), cursor.as_bytes())?;
+                    }
+                    if let Some((slot, value)) = mark {
+                        initial.insert(slot.as_slice(), value.as_slice())?;
                     }
                     Ok(added)
                 },
@@ -445,6 +457,7 @@ impl Checkpoints {
             attempts,
             resubmitted: false,
             key: failed.change.key.clone(),
+            phase: failed.change.phase,
         };
         self.parked.insert(slot, json(&parked)?)?;
         self.db.flush()?;
@@ -529,6 +542,12 @@ impl Checkpoints {
         self.counts.sub(&flow, usize::from(removed));
         self.counts.unparked(&flow);
         self.db.flush()?;
+        if queued
+            .as_ref()
+            .is_some_and(|q| q.change.phase == super::Phase::InitialSync)
+        {
+            self.initial_discarded(map, direction, key)?;
+        }
         Ok(())
     }
 

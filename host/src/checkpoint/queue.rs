@@ -278,6 +278,7 @@ impl Checkpoints {
                                         attempts: other.map_or(0, |entry| entry.attempts),
                                         resubmitted: false,
                                         key: queued.change.key.clone(),
+                                        phase: queued.change.phase,
                                     };
                                     let value = json(&entry)
                                         .map_err(ConflictableTransactionError::Abort)?;

@@ -7,7 +7,8 @@ use super::{Config, MapConfig, SideConfig};
 use crate::map::COMPANY_FIELD;
 use crate::map::catalogue::suggest;
 use crate::map::{
-    Direction, FieldMapping, MapPlan, Problem, ProblemCode, SidePlan, SystemPlan, TableLookup,
+    Direction, FieldMapping, InitialSync, MapPlan, Problem, ProblemCode, Side as MapSide, SidePlan,
+    SystemPlan, TableLookup,
 };
 use crate::odata::Filter;
 use crate::schema::TableDef;
@@ -74,6 +75,7 @@ pub(super) fn build_map(
         super::lookups::resolve_lookup(map, mapping, config, &right, options, report);
     }
     let plugins = super::plugins::build_plugins(map, options, report);
+    let initial_sync = initial_sync(map, &fields, report);
     Some(MapPlan {
         name: map.name.clone(),
         left: left.plan?,
@@ -86,7 +88,68 @@ pub(super) fn build_map(
         on_filter_exit: map.on_filter_exit,
         enabled: map.enabled,
         plugins: plugins?,
+        initial_sync: initial_sync?,
     })
+}
+
+/// The map's `initial_sync`: as written, or by default the left side (the
+/// side that flows, on a one-way map). The master must be a side the map
+/// reads: a side whose changes flow nowhere is never read, so its values
+/// could not win.
+fn initial_sync(
+    map: &MapConfig,
+    fields: &[FieldMapping],
+    report: &mut Report,
+) -> Option<InitialSync> {
+    let flows = |side: MapSide| {
+        fields.iter().any(|m| match side {
+            MapSide::Left => m.direction.writes_right(),
+            MapSide::Right => m.direction.writes_left(),
+        })
+    };
+    let Some(text) = map.initial_sync.as_deref() else {
+        let side = match flows(MapSide::Left) || !flows(MapSide::Right) {
+            true => InitialSync::Left,
+            false => InitialSync::Right,
+        };
+        return Some(side);
+    };
+    let problem = |message: String, help: &str| {
+        Problem::new(ProblemCode::InitialSync, message, help)
+            .in_map(&map.name)
+            .at_field("initial_sync")
+    };
+    let mode = match text.parse::<InitialSync>() {
+        Ok(mode) => mode,
+        Err(message) => {
+            report.push(problem(
+                message,
+                "write `initial_sync = \"left\"`, `\"right\"` or `\"none\"`",
+            ));
+            return None;
+        }
+    };
+    if let Some(master) = mode.master()
+        && !flows(master)
+        && flows(master.other())
+    {
+        report.push(problem(
+            format!(
+                "`initial_sync = \"{text}\"` makes the {} side the master, but the map never reads it: its fields flow {} only",
+                master.name(),
+                match master {
+                    MapSide::Left => "right to left",
+                    MapSide::Right => "left to right",
+                }
+            ),
+            &format!(
+                "write `initial_sync = \"{}\"` (the side that flows) or `\"none\"`",
+                master.other().name()
+            ),
+        ));
+        return None;
+    }
+    Some(mode)
 }
 
 fn side<'a>(

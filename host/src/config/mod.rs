@@ -59,6 +59,8 @@ mod auth;
 mod build;
 mod checks;
 mod error;
+#[cfg(test)]
+mod initial_sync_tests;
 mod lookups;
 mod plugins;
 mod queue;
@@ -344,6 +346,12 @@ pub struct MapConfig {
     /// Whether the map starts with the host (default `true`).
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// What the map's first start copies: `left` or `right` (copy both
+    /// sides' rows, the named side's values winning on keys both hold) or
+    /// `none` (only later changes). Default `left`, or the side that flows
+    /// on a one-way map; checked in `build` (`DW040 initial-sync`).
+    #[serde(default)]
+    pub initial_sync: Option<String>,
     /// Plugin chain.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,

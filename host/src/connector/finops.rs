@@ -23,7 +23,7 @@ use super::{ClientAuth, Key, Query, QueryPage, Row, Write};
 /// on requests in flight and the counters.
 #[derive(Debug, Clone)]
 pub struct FinopsConnector {
-    transport: Arc<Transport>,
+    pub(super) transport: Arc<Transport>,
 }
 
 impl FinopsConnector {

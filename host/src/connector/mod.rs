@@ -29,6 +29,9 @@
 //!   transport, the sync engine and the emulators share.
 //! - `error`: [`ConnectorError`], with system, URL, table, key, status and
 //!   the service's OData error code and message.
+//! - `count`: how many rows a table holds ([`DataverseConnector::count`],
+//!   capped by the service at [`DATAVERSE_COUNT_LIMIT`];
+//!   [`FinopsConnector::count`], `/$count`), for an initial copy's progress.
 //! - Asking about the identity (the preflight): [`probe`] (does the
 //!   service answer, over verified TLS), [`DataverseConnector::who_am_i`],
 //!   [`DataverseConnector::user_privileges`],
@@ -51,6 +54,7 @@
 mod auth;
 mod backoff;
 mod batch;
+mod count;
 mod csdl;
 mod dataverse;
 mod error;
@@ -69,6 +73,7 @@ pub use auth::{
 };
 pub use backoff::backoff;
 pub use batch::{BatchMode, MAX_BATCH, WriteOutcome};
+pub use count::{DATAVERSE_COUNT_LIMIT, RowCount};
 pub use dataverse::{DataverseConnector, HeldPrivilege, WhoAmI};
 pub use error::{ConnectorError, ServiceError, SystemKind};
 pub use finops::FinopsConnector;

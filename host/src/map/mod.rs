@@ -70,6 +70,67 @@ pub enum ConflictPolicy {
     LastWriterWins,
 }
 
+/// How a map's first start treats the rows the sides hold already: the
+/// initial sync. Dual-write copies the pre-existing data of both sides
+/// when a table map initializes
+/// (<https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/dual-write/enable-entity-map>)
+/// and asks which app is the "Master for initial sync", finance and
+/// operations apps or Dataverse
+/// (<https://learn.microsoft.com/training/modules/deploy-project-operations/7-exercise>);
+/// Microsoft's guidance loads data into finance and operations apps first
+/// and syncs it to Dataverse from there
+/// (<https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/dual-write/initial-sync-guidance>).
+/// So the left side, usually finops, is the master unless the config says
+/// otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitialSync {
+    /// Copy the rows of both sides; on a key both hold with different
+    /// values, the left side's values win.
+    #[default]
+    Left,
+    /// Copy the rows of both sides; on a key both hold with different
+    /// values, the right side's values win.
+    Right,
+    /// Copy nothing: only changes made after the map's first read sync.
+    None,
+}
+
+impl InitialSync {
+    /// The master side of the copy, `None` when nothing is copied.
+    pub fn master(self) -> Option<Side> {
+        match self {
+            InitialSync::Left => Some(Side::Left),
+            InitialSync::Right => Some(Side::Right),
+            InitialSync::None => None,
+        }
+    }
+
+    /// `left`, `right` or `none`, as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitialSync::Left => "left",
+            InitialSync::Right => "right",
+            InitialSync::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for InitialSync {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "left" => Ok(InitialSync::Left),
+            "right" => Ok(InitialSync::Right),
+            "none" => Ok(InitialSync::None),
+            other => Err(format!(
+                "`{other}` is not an initial sync: write `left` or `right` (the master side, whose values win on keys both sides hold) or `none` (copy nothing)"
+            )),
+        }
+    }
+}
+
 /// What happens on the other side when a row stops matching a filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -243,6 +304,9 @@ pub struct MapPlan {
     pub enabled: bool,
     /// Plugin chain, in config order.
     pub plugins: Vec<PluginStep>,
+    /// What the map's first start copies (`initial_sync`); the engine reads
+    /// it when a side of the map has never been read.
+    pub initial_sync: InitialSync,
 }
 
 /// One side of a map.

@@ -3,9 +3,11 @@
 //! This module decides and writes nothing; the pipeline records.
 //!
 //! Two changes that leave both sides holding the same mapped values agree:
-//! both are done, nothing is written. Otherwise the map's policy picks the
-//! winning side by each side's latest queued change of the key, so both
-//! directions reach the same verdict. A change of the winning side goes on
+//! both are done, nothing is written. Otherwise the winning side is picked
+//! by each side's latest queued change of the key, so both directions
+//! reach the same verdict: between two changes of the map's initial copy
+//! the master side's wins (`initial_sync`), a live change beats the other
+//! side's initial copy, and the map's policy settles live against live. A change of the winning side goes on
 //! and carries its rivals; they are closed, logged with both versions, in
 //! the transaction that records the winner's write, and only once that
 //! write was applied. A change of the losing side is held: it stays queued,
@@ -15,8 +17,10 @@
 
 use chrono::DateTime;
 
-use crate::checkpoint::{Action, Change, Direction, Operation, QueuedChange, Written, fingerprint};
-use crate::map::ConflictPolicy;
+use crate::checkpoint::{
+    Action, Change, Direction, Operation, Phase, QueuedChange, Written, fingerprint,
+};
+use crate::map::{ConflictPolicy, InitialSync, MapPlan};
 
 use super::Shared;
 use super::echo::echoed_write;
@@ -91,20 +95,13 @@ pub(super) fn settle_conflict(
     let ours = genuine(shared, runtime, source, key)?
         .pop()
         .unwrap_or_else(|| queued.clone());
-    let wins = match map.conflict {
-        ConflictPolicy::LeftWins => source == Side::Left,
-        ConflictPolicy::RightWins => source == Side::Right,
-        ConflictPolicy::LastWriterWins => {
-            let ours = when(&ours.change.modified);
-            let theirs = when(&latest.change.modified);
-            ours > theirs || (ours == theirs && source == Side::Left)
-        }
-    };
-    let policy = match map.conflict {
-        ConflictPolicy::LeftWins => "left-wins",
-        ConflictPolicy::RightWins => "right-wins",
-        ConflictPolicy::LastWriterWins => "last-writer-wins",
-    };
+    let (wins, policy) = verdict(
+        map,
+        runtime.initial_sync(),
+        source,
+        &ours.change,
+        &latest.change,
+    );
     let describe = |q: &QueuedChange, side: Side| {
         format!(
             "{} version {} (modified {}): {}",
@@ -134,6 +131,43 @@ pub(super) fn settle_conflict(
             describe(queued, source),
             describe(latest, other_side)
         )))
+    }
+}
+
+/// Whether `ours` (of `source`) wins against `theirs` (of the other side),
+/// and the rule that says so, for the log: between two changes of the
+/// initial copy the master side's (`initial_sync`) wins; a live change
+/// beats the other side's initial copy; the map's policy settles live
+/// against live (and the copy of a map without a master).
+fn verdict(
+    map: &MapPlan,
+    initial_sync: InitialSync,
+    source: Side,
+    ours: &Change,
+    theirs: &Change,
+) -> (bool, &'static str) {
+    match (ours.phase, theirs.phase, initial_sync.master()) {
+        (Phase::InitialSync, Phase::InitialSync, Some(master)) => (
+            source == master,
+            match master {
+                Side::Left => "initial sync, the left side is the master",
+                Side::Right => "initial sync, the right side is the master",
+            },
+        ),
+        (Phase::Live, Phase::InitialSync, _) => (true, "a live change beats the initial copy"),
+        (Phase::InitialSync, Phase::Live, _) => (false, "a live change beats the initial copy"),
+        _ => match map.conflict {
+            ConflictPolicy::LeftWins => (source == Side::Left, "left-wins"),
+            ConflictPolicy::RightWins => (source == Side::Right, "right-wins"),
+            ConflictPolicy::LastWriterWins => {
+                let ours = when(&ours.modified);
+                let theirs = when(&theirs.modified);
+                (
+                    ours > theirs || (ours == theirs && source == Side::Left),
+                    "last-writer-wins",
+                )
+            }
+        },
     }
 }
 

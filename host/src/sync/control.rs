@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::map::InitialSync;
+
 use super::runtime::{self, MapCommand, MapRuntime, MapState, Queued};
 use super::{RunningEngine, Shared};
 
@@ -46,8 +48,10 @@ pub enum ControlError {
 pub struct StartOptions {
     /// The initial sync: `left` or `right` copies the rows that exist,
     /// that side winning on keys both hold; `none` syncs only new changes.
-    /// `None`: the map's own.
-    pub initial_sync: Option<String>,
+    /// `None`: the map's own (`initial_sync` of its config). Given to a map
+    /// that was copied before, `left` or `right` copies again every row
+    /// not already copied.
+    pub initial_sync: Option<InitialSync>,
     /// Start the maps the named maps depend on first, in dependency order.
     pub with_dependencies: bool,
 }
@@ -182,19 +186,6 @@ impl RunningEngine {
         options: &StartOptions,
     ) -> Result<Vec<String>, ControlError> {
         let _one = self.control.operation.lock().await;
-        if let Some(mode) = &options.initial_sync
-            && !matches!(mode.as_str(), "left" | "right" | "none")
-        {
-            let map = names.first().cloned().unwrap_or_default();
-            let state = self.runtime(&map)?.state().lifecycle().to_string();
-            return Err(ControlError::Refused {
-                map,
-                state,
-                detail: format!(
-                    "`{mode}` is not an initial sync; say `left` or `right` (that side is the master) or `none`"
-                ),
-            });
-        }
         let order = self.closure(names, options.with_dependencies, false)?;
         let named: BTreeSet<&String> = names.iter().collect();
         let mut starting = Vec::new();
@@ -257,18 +248,40 @@ impl RunningEngine {
         }
         for name in &starting {
             let runtime = self.runtime(name)?.clone();
-            let mode = options
-                .initial_sync
-                .clone()
-                .or_else(|| runtime.record().initial_sync);
-            runtime.set_initial_sync(mode.clone());
+            if let Some(mode) = options.initial_sync {
+                runtime.set_initial_sync(Some(mode.as_str().to_owned()));
+            }
+            let mode = runtime.initial_sync();
+            let copied_before = self.shared.store.initial_begun(name).map_err(|error| {
+                refused(
+                    name,
+                    &runtime.state(),
+                    &format!("its store cannot be read: {error}"),
+                )
+            })?;
+            // Asked for again on a map copied before: every row not copied
+            // yet is copied.
+            let copies = match (copied_before, options.initial_sync, mode.master()) {
+                (true, Some(_), Some(_)) => {
+                    self.shared.store.rerun_initial(name).map_err(|error| {
+                        refused(
+                            name,
+                            &runtime.state(),
+                            &format!("its copy cannot be asked again: {error}"),
+                        )
+                    })?;
+                    true
+                }
+                (false, _, Some(_)) => true,
+                _ => false,
+            };
             runtime.rearm();
-            runtime.transition(match mode.as_deref() {
-                Some("none") => MapState::Running,
-                _ => MapState::Initializing,
+            runtime.transition(match copies {
+                true => MapState::Initializing,
+                false => MapState::Running,
             });
             self.control.spawn(&self.shared, runtime).await;
-            tracing::info!(map = %name, "Map started.");
+            tracing::info!(map = %name, initial_sync = mode.as_str(), "Map started.");
         }
         self.shared.states_changed.notify_waiters();
         Ok(starting)
@@ -345,6 +358,33 @@ impl RunningEngine {
         }
         self.shared.states_changed.notify_waiters();
         Ok(order)
+    }
+
+    /// Resubmits the failed rows of `map`'s initial copy (`only_failed`),
+    /// or copies again every row not already copied; returns how many rows
+    /// (or sides) it asked for. The map must be started.
+    pub async fn rerun_initial(&self, map: &str, only_failed: bool) -> Result<usize, ControlError> {
+        let _one = self.control.operation.lock().await;
+        let runtime = self.runtime(map)?;
+        let state = runtime.state();
+        if !state.lifecycle().is_active() {
+            return Err(refused(
+                map,
+                &state,
+                "start it first; a rerun runs in a started map",
+            ));
+        }
+        let store = &self.shared.store;
+        let asked = match only_failed {
+            true => store.rerun_failed(map),
+            false => store.rerun_initial(map),
+        }
+        .map_err(|error| refused(map, &state, &format!("the store failed: {error}")))?;
+        if !only_failed && asked > 0 && state.writes() {
+            runtime.transition(MapState::Initializing);
+        }
+        runtime.wake.notify_one();
+        Ok(asked)
     }
 
     /// Sends `command` to `map` and waits (a bounded time) until its state

@@ -4,14 +4,16 @@
 //! records nothing: it returns a [`Decision`], which the pipeline hands to
 //! the recorder.
 //!
-//! In order: the echo of one of the host's writes; a change read before the
-//! host's write to its side landed, decided by what the side holds now; a
+//! In order: the echo of one of the host's writes; an initial-copy change
+//! whose row has a later change queued on its side (retired unwritten); a
+//! change read before the host's write to its side landed, decided by what
+//! the side holds now; a
 //! change of no mapped field; the conflict policy against the other
 //! direction's queued changes of the key; a delete; a row outside the
 //! filter or the companies (a filter exit); then the mapping to the
 //! target's fields.
 
-use crate::checkpoint::{Action, Operation, QueuedChange};
+use crate::checkpoint::{Action, Operation, Phase, QueuedChange};
 use crate::map::FilterExit;
 
 use super::conflict::{self, Rival, Settled};
@@ -115,6 +117,24 @@ pub(super) async fn decide(
         decision.consumed = Some(writes[at].fingerprint);
         decision.images.extend(image.map(|image| (source, image)));
         return Ok(decision);
+    }
+    // The initial copy's read of a row whose later change is queued on the
+    // same side: the later one carries the row as it is now, so the copied
+    // data is not written over it.
+    if queued.change.phase == Phase::InitialSync
+        && store
+            .pending(&plan.name, direction, &key)?
+            .iter()
+            .any(|later| later.seq > queued.seq)
+    {
+        let detail = format!(
+            "version {} of the initial copy: a later change of the row is queued and carries it",
+            queued.change.version
+        );
+        return Ok(Decision::new(
+            queued,
+            Verdict::Close(Action::Skipped, detail),
+        ));
     }
     // Read before a write of the host to this side landed: the side may
     // hold the host's write by now, so what it holds decides. A row capture
@@ -230,6 +250,17 @@ fn decide_fresh(
             return Ok(decision);
         }
     };
+    // A rival's row shows the target holds the key even when the host never
+    // synced it (the other side's initial copy read it): the write goes to
+    // that row, and a delete deletes it.
+    let known = known.or_else(|| {
+        rivals
+            .iter()
+            .rev()
+            .find(|rival| rival.queued.change.operation == Operation::Upsert)
+            .map(|rival| shape::restrict(&rival.queued.change.row, &map.side(target).fields))
+    });
+    let synced = known.is_some();
     if !upsert {
         if synced {
             let planned = Planned {

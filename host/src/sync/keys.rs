@@ -158,7 +158,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{Change, Operation};
+    use crate::checkpoint::{Change, Operation, Phase};
 
     fn queued(seq: u64, key: &str) -> QueuedChange {
         QueuedChange {
@@ -171,6 +171,7 @@ mod tests {
                 modified: None,
                 read_at: 0,
                 unreadable: None,
+                phase: Phase::Live,
             },
             captured: None,
         }

@@ -28,7 +28,8 @@
 //!   turns a batch into writes (echo check, conflict policy, filter and filter
 //!   exit, mapping, plugins, lookups) and records the outcome.
 //! - `conflict`: the map's policy between the two directions' changes of
-//!   one key.
+//!   one key; `initial`: a map's initial copy (where each side's copy is,
+//!   the phase of what it reads, what waits for it, its progress).
 //! - `shape`: the map's field logic without I/O; `refs`: lookups;
 //!   `system`: the connector of each system; `plugins`: the chain.
 //!
@@ -58,6 +59,7 @@ mod control;
 mod decide;
 mod echo;
 mod error;
+mod initial;
 mod keys;
 mod pipeline;
 pub mod plugins;
@@ -89,6 +91,9 @@ use crate::plugin::{Runtime, RuntimeConfig};
 pub use budget::Polling;
 pub use control::{ControlError, StartOptions};
 pub use error::SyncError;
+pub use initial::{
+    CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress, initial_progress,
+};
 pub use push::{Push, endpoint_name, steps_name};
 pub use runtime::{MapCommand, MapState, Outage, Queued};
 pub use status::{Backlog, LookupEdge, MapNode, MapStatus, dependency_graph, statuses, to_dot};
@@ -455,6 +460,16 @@ impl RunningEngine {
             .maps
             .values()
             .all(|runtime| *runtime.ready.borrow())
+    }
+
+    /// Where `map`'s initial copy is: rows read, written, skipped and
+    /// failed, the rate and an ETA, per map and per company; `None` when the
+    /// engine runs no such map or its copy never began.
+    pub fn initial_progress(&self, map: &str) -> Option<InitialProgress> {
+        initial::progress(&self.shared, map).unwrap_or_else(|error| {
+            tracing::warn!(map, %error, "The initial copy's progress could not be read.");
+            None
+        })
     }
 
     /// The state of every map, by name.

@@ -8,12 +8,14 @@
 //! then reports each activity line once: counter, trace, event. [`log`]
 //! does the same for lines that close no queued change.
 
-use crate::checkpoint::{Action, Activity, CheckpointError, Direction, Finish, QueuedChange};
+use crate::checkpoint::{
+    Action, Activity, CheckpointError, Direction, Finish, Phase, QueuedChange,
+};
 
-use super::Shared;
 use super::conflict::Rival;
 use super::runtime::MapRuntime;
 use super::shape::{Row, Side};
+use super::{Shared, initial};
 
 /// What one batch of one direction records.
 #[derive(Debug)]
@@ -32,6 +34,9 @@ pub(super) struct Recorder {
     images: Vec<(Side, String, Option<Row>)>,
     ids: Vec<(Side, String, String)>,
     activity: Vec<Activity>,
+    /// `(key, action)` of the initial copy's changes settled, counted in
+    /// the copy's progress.
+    copied: Vec<(String, Action)>,
 }
 
 impl Recorder {
@@ -49,6 +54,7 @@ impl Recorder {
             images: Vec::new(),
             ids: Vec::new(),
             activity: Vec::new(),
+            copied: Vec::new(),
         }
     }
 
@@ -56,6 +62,9 @@ impl Recorder {
     /// transaction, with an activity line.
     pub fn close(&mut self, queued: QueuedChange, action: Action, detail: String) {
         self.line(&queued.change.key, action, detail);
+        if queued.change.phase == Phase::InitialSync {
+            self.copied.push((queued.change.key.clone(), action));
+        }
         self.done.push(queued);
     }
 
@@ -71,6 +80,10 @@ impl Recorder {
     /// conflict it lost, or agreed with): it leaves its queue in the same
     /// transaction, with an activity line in its own direction.
     pub fn close_rival(&mut self, rival: Rival) {
+        if rival.queued.change.phase == Phase::InitialSync {
+            self.copied
+                .push((rival.queued.change.key.clone(), rival.action));
+        }
         self.activity.push(Activity {
             map: self.map.clone(),
             direction: self.direction.reverse(),
@@ -131,6 +144,15 @@ impl Recorder {
         let parked = std::mem::take(&mut self.parked);
         let finished = self.done.len() + self.rivals.len() + parked.len();
         for (queued, reason) in parked {
+            if queued.change.phase == Phase::InitialSync {
+                let company = initial::company_of(&map.plan, &queued.change.key);
+                store.note_initial_failure(
+                    &self.map,
+                    self.direction,
+                    &queued.change.key,
+                    &company,
+                )?;
+            }
             store.park(&self.map, self.direction, &queued, &reason)?;
             self.line(&queued.change.key, Action::Parked, reason);
         }
@@ -182,6 +204,7 @@ impl Recorder {
                 activity: &self.activity,
             },
         )?;
+        initial::count_settled(shared, &map.plan, &self.copied)?;
         report(shared, map, self.activity);
         Ok(finished)
     }

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{Checkpoints, Direction, Lifecycle, MapRecord};
-use crate::map::{MapPlan, Side};
+use crate::map::{InitialSync, MapPlan, Side};
 
 use super::keys::Keys;
 use super::plugins::Chain;
@@ -360,6 +360,16 @@ impl MapRuntime {
         if let Some(known) = outage.take() {
             tracing::info!(map = %self.name(), system = %known.system, since = %known.since, "The target system answers again.");
         }
+    }
+
+    /// The initial sync the map was started with (`map start
+    /// --initial-sync`, kept in its record), else its config's.
+    pub fn initial_sync(&self) -> InitialSync {
+        self.record()
+            .initial_sync
+            .as_deref()
+            .and_then(|mode| mode.parse().ok())
+            .unwrap_or(self.plan.initial_sync)
     }
 
     /// Records `initial_sync` as the map's, persisted with its state.

@@ -4,6 +4,11 @@
 //! queues are empty; then it sleeps until a capture wakes it, a waiting
 //! lookup is due, the map's state changes, or the map halts.
 //!
+//! While the master side of a map's initial copy is being read, the
+//! direction toward it takes no batch (`initial::holds`): every key the
+//! master holds is queued before the other side's copy of it is decided,
+//! however long the read takes.
+//!
 //! A batch is taken by the worker alone, and its keys are claimed
 //! ([`super::keys`]) until its task ends: the next batch of either
 //! direction leaves them out, so changes of one key apply in capture order
@@ -26,9 +31,9 @@ use crate::checkpoint::{CheckpointError, Direction};
 use crate::map::Side;
 
 use super::error::FlowError;
-use super::pipeline;
 use super::runtime::{GRACE, MapRuntime, MapState};
 use super::{Shared, SyncError};
+use super::{initial, pipeline};
 
 /// A batch task's end: its direction and how many changes it finished.
 type Landed = (Direction, Result<usize, FlowError>);
@@ -188,6 +193,11 @@ impl Flights {
                     continue;
                 }
                 let direction = self.directions[i];
+                // Toward the master while its initial copy is read: the
+                // other side's copy of a key waits for the master's.
+                if initial::holds(shared, map, direction)? {
+                    continue;
+                }
                 let (batch, claim) = pipeline::take(shared, map, direction)?;
                 if batch.is_empty() {
                     self.idle[i] = true;

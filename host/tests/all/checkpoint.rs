@@ -3,7 +3,7 @@
 //! mid-batch.
 
 use dualwrite::checkpoint::{
-    Action, Activity, Change, CheckpointError, Checkpoints, Direction, Operation,
+    Action, Activity, Change, CheckpointError, Checkpoints, Direction, Operation, Phase,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -23,6 +23,7 @@ fn change(key: &str, version: &str) -> Change {
         modified: None,
         read_at: 0,
         unreadable: None,
+        phase: Phase::Live,
     }
 }
 

@@ -4,6 +4,7 @@
 //! and faults.
 
 mod absurd_values;
+mod count;
 mod dataverse;
 mod finops;
 mod identity;

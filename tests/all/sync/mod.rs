@@ -6,6 +6,9 @@ mod basics;
 mod conflicts;
 mod echoes;
 mod filters;
+mod initial;
+mod initial_races;
+mod initial_reruns;
 mod lifecycle;
 mod lookups;
 mod ordering;
@@ -85,6 +88,8 @@ pub struct Sync {
     pub dataverse_via: Option<String>,
     /// Lines added to `[systems.dataverse]`.
     pub dataverse_extra: String,
+    /// What the engine is started with.
+    pub options: EngineOptions,
 }
 
 fn emulator_config(tls: bool, trusted_ca: Option<&str>) -> EmulatorConfig {
@@ -183,6 +188,7 @@ impl Sync {
             engine_extra: engine.to_owned(),
             dataverse_via: None,
             dataverse_extra: dataverse_lines.to_owned(),
+            options: EngineOptions::default(),
         };
         sync.fo_upsert(
             "LegalEntities",
@@ -289,7 +295,7 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
     /// Starts the engine without waiting for anything (a map may never
     /// finish its initial copy: a parked or failed one).
     pub async fn start_engine_only(&mut self) {
-        let engine = Engine::start(self.plan(), EngineOptions::default())
+        let engine = Engine::start(self.plan(), self.options.clone())
             .await
             .expect("the engine starts");
         self.engine = Some(engine);

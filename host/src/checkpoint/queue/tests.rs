@@ -23,6 +23,7 @@ fn change(key: &str, version: &str) -> Change {
         modified: None,
         read_at: 0,
         unreadable: None,
+        phase: Default::default(),
     }
 }
 

@@ -23,9 +23,12 @@
 //! `read_at` are the host's stamp taken before the read
 //! ([`Checkpoints::stamp`](crate::checkpoint::Checkpoints::stamp)):
 //! numeric and monotonic, so an older read captured after a newer one is
-//! not queued. The first pass is the initial copy. A pass dropped midway
-//! (the map stops, the host crashes) starts again from the first page; the
-//! hashes make the rows it queued already compare unchanged.
+//! not queued. The first pass is the initial copy (its rows classified by
+//! `initial::classify`); it stores its next link and stamp with each page,
+//! so after a crash it goes on from the page after the last one queued.
+//! Any other pass dropped midway (the map stops, the host crashes) starts
+//! again from the first page; the hashes make the rows it queued already
+//! compare unchanged.
 //!
 //! Pages: <https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/odata>
 //! (`cross-company`, `$select`, paging).
@@ -37,7 +40,8 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::checkpoint::{
-    Action, Activity, Change, CheckpointError, Operation, RowHash, Seen, fingerprint,
+    Action, Activity, Change, CheckpointError, Operation, Phase, RowHash, Seen, SideCopy,
+    fingerprint,
 };
 use crate::connector::{Key, Query};
 use crate::map::MapPlan;
@@ -45,7 +49,7 @@ use crate::map::MapPlan;
 use super::super::error::FlowError;
 use super::super::runtime::MapRuntime;
 use super::super::shape::{self, Row, Side};
-use super::super::{Shared, record};
+use super::super::{Shared, initial, record};
 
 /// One reconciliation pass in progress over a finops side.
 #[derive(Debug, Default)]
@@ -56,6 +60,9 @@ pub(in crate::sync) struct Pass {
     began: Option<u64>,
     /// The keys the pass returned so far, in lower case.
     seen: HashSet<String>,
+    /// The pass goes on from where the copy's pass stopped before a
+    /// restart (its link may have expired).
+    resumed: bool,
 }
 
 /// A finops row read, compared with what its key last showed.
@@ -83,30 +90,53 @@ pub(in crate::sync) async fn read_page(
     let table = &plan.side(side).table;
     let system = shared.system(plan, side);
     let select = &map.side(side).select;
+    let copy = initial::prepare(shared, map, side).await?;
+    let reading = initial::Reading::of(&copy);
+    if reading != initial::Reading::Live {
+        // A copy (re)begun after this pass did: it reads from the first page.
+        if pass.began.is_some_and(|began| began < copy.began_stamp) {
+            *pass = Pass::default();
+        }
+        // A new pass of a copy goes on where the copy's pass stopped.
+        if let (None, Some((link, began))) = (pass.began, &copy.resume) {
+            pass.next_link = Some(link.clone());
+            pass.began = Some(*began);
+            pass.resumed = true;
+        }
+    }
     let stamp = shared.store.stamp()?;
     let began = *pass.began.get_or_insert(stamp);
     let query = Query {
         select: select.clone(),
         filter: None,
     };
-    let page = system
+    let page = match system
         .query_page(table, &query, pass.next_link.as_deref())
-        .await?;
-    let mut changes = Vec::new();
-    let mut keyless = Vec::new();
+        .await
+    {
+        Ok(page) => page,
+        Err(error) if pass.resumed && error.refusal().is_some() => {
+            tracing::warn!(map = %plan.name, side = side.name(), %error, "The copy's pass cannot go on from where it stopped; it reads from the first page again (rows queued already compare unchanged).");
+            *pass = Pass::default();
+            let mut restart = copy.clone();
+            restart.resume = None;
+            shared
+                .store
+                .set_side_copy(map.name(), side.name(), &restart)?;
+            return Ok(true);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    pass.resumed = false;
+    let mut read = initial::PageRead::default();
     for raw in page.rows {
-        match compare(shared, plan, side, select, &raw, stamp)? {
-            Compared::Changed(seen) => {
-                pass.seen.insert(seen.change.key.to_lowercase());
-                changes.push(*seen);
-            }
-            Compared::Same(key) => {
-                pass.seen.insert(key.to_lowercase());
-            }
-            Compared::Keyless(why) => keyless.push(why),
+        let key = initial::classify(shared, map, side, select, &raw, stamp, reading, &mut read)?;
+        if let Some(key) = key {
+            pass.seen.insert(key.to_lowercase());
         }
     }
-    queue(shared, map, side, &changes, keyless)?;
+    let resume = page.next_link.clone().map(|link| (link, began));
+    read.store(shared, map, side, &copy, resume).await?;
     if let Some(link) = page.next_link {
         pass.next_link = Some(link);
         return Ok(true);
@@ -117,6 +147,16 @@ pub(in crate::sync) async fn read_page(
     }
     *pass = Pass::default();
     map.mark_captured(side);
+    if reading != initial::Reading::Live {
+        shared
+            .store
+            .set_side_copy(map.name(), side.name(), &initial::finished(&copy))?;
+        tracing::info!(map = %plan.name, side = side.name(), "The side's initial read is done.");
+        map.wake.notify_one();
+        // A pass at once finds what changed while the copy read.
+        return Ok(true);
+    }
+    initial::read_done(shared, map, side, &copy)?;
     Ok(false)
 }
 
@@ -179,23 +219,48 @@ pub(in crate::sync) fn compare(
     raw: &Row,
     stamp: u64,
 ) -> Result<Compared, FlowError> {
-    let row = shape::restrict(raw, select);
-    let key = match shape::key_text(plan, side, &row) {
-        Ok(key) => key,
-        Err(problem) => {
-            return Ok(Compared::Keyless(format!(
-                "a row of {} is not synced: {problem}; give it a key on the {} side",
-                plan.side(side).table,
-                side.name()
-            )));
-        }
+    let seen = match seen_of(plan, side, select, raw, stamp) {
+        Ok(seen) => seen,
+        Err(why) => return Ok(Compared::Keyless(why)),
     };
-    let hash = fingerprint(&row, select.iter().map(String::as_str));
-    if let Some(stored) = shared.store.row_hash(&plan.name, side.name(), &key)?
-        && stored.hash == hash
-    {
-        return Ok(Compared::Same(key));
+    match stored_same(shared, plan, side, &seen)? {
+        Some(true) => Ok(Compared::Same(seen.change.key)),
+        _ => Ok(Compared::Changed(seen)),
     }
+}
+
+/// Whether the hash stored for `seen`'s key is its hash: `None` when the
+/// host stored none (it never saw the row).
+pub(in crate::sync) fn stored_same(
+    shared: &Shared,
+    plan: &MapPlan,
+    side: Side,
+    seen: &Seen,
+) -> Result<Option<bool>, CheckpointError> {
+    let stored = shared
+        .store
+        .row_hash(&plan.name, side.name(), &seen.change.key)?;
+    Ok(stored.map(|stored| Some(&stored.hash) == seen.hash.as_ref().map(|h| &h.hash)))
+}
+
+/// `raw`, read from `side` after `stamp` was taken, restricted to `select`,
+/// as the upsert to queue with its hash; or why it has no key.
+pub(in crate::sync) fn seen_of(
+    plan: &MapPlan,
+    side: Side,
+    select: &[String],
+    raw: &Row,
+    stamp: u64,
+) -> Result<Box<Seen>, String> {
+    let row = shape::restrict(raw, select);
+    let key = shape::key_text(plan, side, &row).map_err(|problem| {
+        format!(
+            "a row of {} is not synced: {problem}; give it a key on the {} side",
+            plan.side(side).table,
+            side.name()
+        )
+    })?;
+    let hash = fingerprint(&row, select.iter().map(String::as_str));
     let key_fields = plan
         .key
         .iter()
@@ -207,7 +272,7 @@ pub(in crate::sync) fn compare(
             )
         })
         .collect();
-    Ok(Compared::Changed(Box::new(Seen {
+    Ok(Box::new(Seen {
         change: Change {
             key,
             version: stamp.to_string(),
@@ -216,13 +281,14 @@ pub(in crate::sync) fn compare(
             modified: Some(now()),
             read_at: stamp,
             unreadable: None,
+            phase: Phase::Live,
         },
         hash: Some(RowHash {
             hash,
             stamp,
             key: key_fields,
         }),
-    })))
+    }))
 }
 
 /// The delete of `key`, found gone by a read after `stamp` was taken.
@@ -236,6 +302,7 @@ pub(in crate::sync) fn gone(key: String, stamp: u64) -> Seen {
             modified: Some(now()),
             read_at: stamp,
             unreadable: None,
+            phase: Phase::Live,
         },
         hash: None,
     }
@@ -251,12 +318,32 @@ pub(in crate::sync) fn queue(
     changes: &[Seen],
     keyless: Vec<String>,
 ) -> Result<usize, CheckpointError> {
+    queue_marked(shared, map, side, changes, keyless, None)
+}
+
+/// [`queue`], the side's initial copy marked `copy` in the same
+/// transaction (how far its pass got).
+pub(in crate::sync) fn queue_marked(
+    shared: &Shared,
+    map: &MapRuntime,
+    side: Side,
+    changes: &[Seen],
+    keyless: Vec<String>,
+    copy: Option<&SideCopy>,
+) -> Result<usize, CheckpointError> {
     let direction = side.direction();
-    let added = match changes.is_empty() {
-        true => 0,
-        false => shared
-            .store
-            .capture_seen(map.name(), direction, side.name(), changes)?,
+    let store = &shared.store;
+    let (name, side_name) = (map.name(), side.name());
+    let added = match (changes.is_empty(), copy) {
+        (true, None) => 0,
+        (true, Some(copy)) => {
+            store.set_side_copy(name, side_name, copy)?;
+            0
+        }
+        (false, None) => store.capture_seen(name, direction, side_name, changes)?,
+        (false, Some(copy)) => {
+            store.capture_seen_copied(name, direction, side_name, changes, copy)?
+        }
     };
     if added > 0 {
         map.counters(direction)

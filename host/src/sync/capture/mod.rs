@@ -1,17 +1,21 @@
 //! Capture: one task per map side reads the source's changes and queues
 //! them in one flushed transaction before reading on. Dataverse: delta
 //! links, queued with the new cursor; the first read of a side with no
-//! cursor is the initial copy, every row. finops: reconciliation
-//! (`finops.rs`), paged reads compared with the hashes of what each key
-//! last showed, every `catch_all_interval` when data events are pushed to
-//! the receiver for that system, else every `poll_interval`; its first
-//! pass is the initial copy. `hold.rs`: a side whose flow's queue reached
-//! a limit of `[engine.queue]` is not read until it drains.
+//! cursor is the initial copy, every row, marked initial-sync (`initial`
+//! decides where the side's copy is before each read: a rerun's read, or
+//! with `initial_sync = "none"` a first read that queues nothing). finops:
+//! reconciliation (`finops.rs`), paged reads compared with the hashes of
+//! what each key last showed, every `catch_all_interval` when data events
+//! are pushed to the receiver for that system, else every `poll_interval`;
+//! its first pass is the initial copy. The read that ends a copy is
+//! followed at once by another, which finds the changes made meanwhile.
+//! `hold.rs`: a side whose flow's queue reached a limit of
+//! `[engine.queue]` is not read until it drains.
 
 mod finops;
 mod hold;
 
-pub(super) use finops::{Compared, compare, gone, queue};
+pub(super) use finops::{Compared, compare, gone, queue, queue_marked, seen_of, stored_same};
 pub(super) use hold::{describe, limits};
 
 use std::time::Duration;
@@ -19,7 +23,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::checkpoint::{Action, Activity, Change, Operation};
+use crate::checkpoint::{Action, Activity, Change, CopyState, Operation, Phase};
 use crate::connector::{ChangePage, ConnectorError, Deleted};
 use crate::map::{MapPlan, SystemKind};
 
@@ -27,7 +31,7 @@ use super::error::FlowError;
 use super::runtime::MapRuntime;
 use super::shape::{self, Row, Side};
 use super::system::primary_id;
-use super::{Shared, SyncError, record, refs};
+use super::{Shared, SyncError, initial, record, refs};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -65,6 +69,15 @@ pub(super) async fn run(
     // copy, or tracking resumed at start) is not one either.
     let mut continuing = true;
     let mut retry = backoff();
+    tokio::select! {
+        // A count that fails is logged there; only the store can fail it.
+        resumed = initial::resumed(&shared, &map, side) => {
+            if let Err(FlowError::Checkpoint(error)) = resumed {
+                return Err(error.into());
+            }
+        }
+        _ = map.halted() => return Ok(()),
+    }
     let mut holding = hold::Holding::default();
     loop {
         if map.halting() {
@@ -145,6 +158,10 @@ pub(super) fn configured_interval(
 /// Reads one page of Dataverse changes and queues it; true when more is
 /// ready now.
 async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool, FlowError> {
+    let copy = initial::prepare(shared, map, side).await?;
+    if copy.state == CopyState::Copying && copy.rerun {
+        return initial::rerun_page(shared, map, side, &copy).await;
+    }
     let plan = &map.plan;
     let direction = side.direction();
     let table = &plan.side(side).table;
@@ -190,6 +207,24 @@ async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool
         ids,
         keyless,
     } = changes_of(shared, plan, side, page, read_at).await?;
+    if copy.state == CopyState::Establishing {
+        initial::establish_page(shared, map, side, &changes, &ids, &cursor, more, &copy)?;
+        log_keyless(shared, map, direction, keyless)?;
+        if !more {
+            map.mark_captured(side);
+        }
+        return Ok(more);
+    }
+    let copying = copy.state == CopyState::Copying;
+    if copying {
+        for change in changes
+            .iter_mut()
+            .filter(|c| c.operation == Operation::Upsert)
+        {
+            change.phase = initial::phase(&copy, change.modified.as_deref());
+        }
+    }
+    let keyless_rows = keyless.len();
     if let Some(version) = full_read {
         let gone = deleted_meanwhile(shared, plan, side, &changes, &version, read_at)?;
         if !gone.is_empty() {
@@ -201,32 +236,74 @@ async fn read_once(shared: &Shared, map: &MapRuntime, side: Side) -> Result<bool
         .iter()
         .map(|(id, key)| (side.name(), id.as_str(), key.as_str()))
         .collect();
-    let added = shared
-        .store
-        .capture_page(&plan.name, direction, &changes, Some(&cursor), &ids)?;
+    let added = match copying && !more {
+        // The copy's last page marks the copy read, in its transaction.
+        true => shared.store.capture_copied(
+            &plan.name,
+            direction,
+            &changes,
+            Some(&cursor),
+            &ids,
+            side.name(),
+            &initial::finished(&copy),
+        )?,
+        false => shared
+            .store
+            .capture_page(&plan.name, direction, &changes, Some(&cursor), &ids)?,
+    };
     if added > 0 {
         map.counters(direction)
             .captured
             .fetch_add(added as u64, Ordering::Relaxed);
         map.wake.notify_one();
     }
-    if !keyless.is_empty() {
-        let lines: Vec<Activity> = keyless
-            .into_iter()
-            .map(|detail| Activity {
-                map: plan.name.clone(),
-                direction,
-                key: String::new(),
-                what: Action::Skipped,
-                detail,
-            })
+    log_keyless(shared, map, direction, keyless)?;
+    if copying {
+        let read: Vec<&Change> = changes.iter().collect();
+        initial::count_read(shared, plan, &read, &[], keyless_rows)?;
+        let mut companies: Vec<String> = read
+            .iter()
+            .map(|c| initial::company_of(plan, &c.key))
             .collect();
-        record::log(shared, map, direction, &lines)?;
+        companies.sort();
+        companies.dedup();
+        initial::count_companies(shared, map, &companies).await?;
+        if !more {
+            tracing::info!(map = %plan.name, side = side.name(), "The side's initial read is done.");
+            map.mark_captured(side);
+            // The changes made while it ran are read at once.
+            return Ok(true);
+        }
+    } else if !more {
+        initial::read_done(shared, map, side, &copy)?;
     }
     if !more {
         map.mark_captured(side);
     }
     Ok(more)
+}
+
+/// Logs why each row of `keyless` was left out.
+pub(super) fn log_keyless(
+    shared: &Shared,
+    map: &MapRuntime,
+    direction: crate::checkpoint::Direction,
+    keyless: Vec<String>,
+) -> Result<(), crate::checkpoint::CheckpointError> {
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<Activity> = keyless
+        .into_iter()
+        .map(|detail| Activity {
+            map: map.name().to_owned(),
+            direction,
+            key: String::new(),
+            what: Action::Skipped,
+            detail,
+        })
+        .collect();
+    record::log(shared, map, direction, &lines)
 }
 
 /// The deletes a full read of `side` implies: a delete of every key the
@@ -258,6 +335,7 @@ fn deleted_meanwhile(
             modified: Some(modified.clone()),
             read_at,
             unreadable: None,
+            phase: Phase::Live,
         })
         .collect())
 }
@@ -308,6 +386,7 @@ async fn changes_of(
             modified: Some(modified),
             read_at,
             unreadable: None,
+            phase: Phase::Live,
         });
     }
     let mut times = page.upsert_times.into_iter();
@@ -373,6 +452,7 @@ pub(in crate::sync) async fn upsert_of(
         modified: Some(modified),
         read_at,
         unreadable,
+        phase: Phase::Live,
     };
     Ok(Ok((change, id)))
 }

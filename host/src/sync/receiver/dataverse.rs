@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::checkpoint::{Action, Activity, Change, Operation};
+use crate::checkpoint::{Action, Activity, Change, Operation, Phase};
 use crate::map::{MapPlan, SystemKind};
 
 use super::super::runtime::MapRuntime;
@@ -164,6 +164,7 @@ async fn queue(
                 modified: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
                 read_at,
                 unreadable: None,
+                phase: Phase::Live,
             };
             (change, Vec::new())
         }

@@ -13,7 +13,10 @@
 //! a delete when it is gone (of a row the host knew), nothing when the row
 //! is as the host last saw it. So a forged or replayed event can cause a
 //! read, never a write of its contents. The change's version and
-//! `read_at` are the host's stamp taken before the read.
+//! `read_at` are the host's stamp taken before the read. A row the event
+//! names whose initial-copy change still waits is queued as a live change
+//! even when it reads as the copy read it: the event says it changed
+//! during the copy (finops gives no change time to tell otherwise).
 
 use axum::http::StatusCode;
 
@@ -25,7 +28,7 @@ use super::super::capture::{self, Compared};
 use super::super::error::FlowError;
 use super::super::runtime::MapRuntime;
 use super::super::shape::{self, Side};
-use super::super::{Shared, record};
+use super::super::{Shared, initial, record};
 use super::context::{EntityImage, ExecutionContext, Message};
 
 /// What the receiver answers when an event cannot be taken now.
@@ -121,6 +124,15 @@ async fn read_again(
     let (changes, keyless) = match read {
         Some(raw) => match capture::compare(shared, plan, side, select, &raw, stamp)? {
             Compared::Changed(seen) => (vec![*seen], Vec::new()),
+            // As the initial copy read it, which still waits: the event
+            // says the row changed during the copy, so what the read shows
+            // goes as a live change, and the copy's is retired.
+            Compared::Same(key) if initial::queued_initial(shared, map, side, &key)? => {
+                match capture::seen_of(plan, side, select, &raw, stamp) {
+                    Ok(seen) => (vec![*seen], Vec::new()),
+                    Err(why) => (Vec::new(), vec![why]),
+                }
+            }
             Compared::Same(_) => (Vec::new(), Vec::new()),
             Compared::Keyless(why) => (Vec::new(), vec![why]),
         },
