@@ -711,3 +711,97 @@ async fn a_resume_parks_or_discards_the_queued_changes_when_told() {
     assert_eq!(parked, ["P-1|usmf", "P-2|usmf", "P-3|usmf"]);
     world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_sync_started_through_the_cli_lets_the_named_master_win_and_reports_its_progress()
+ {
+    let world = World::new(false, "").await;
+    let host = Host::start(&world.file);
+    let (code, _, err) = host.map(&["start", "legal-entities"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(
+        "the company in Dataverse",
+        Duration::from_secs(60),
+        async || {
+            world
+                .dv
+                .query_all("cdm_companies", &Query::default())
+                .await
+                .is_ok_and(|rows| !rows.is_empty())
+        },
+    )
+    .await;
+    // One key both sides hold with different values, and a row on each
+    // side only.
+    world.customer("usmf", "BOTH", "The finops name").await;
+    world.customer("usmf", "FO-ONLY", "Only in finops").await;
+    for (account, name) in [
+        ("BOTH", "The Dataverse name"),
+        ("DV-ONLY", "Only in Dataverse"),
+    ] {
+        let mut row = row(json!({"name": name}));
+        DataverseConnector::bind(
+            &mut row,
+            "msdyn_company",
+            "cdm_companies",
+            &Key::single("cdm_companycode", "usmf"),
+        );
+        world
+            .dv
+            .upsert("accounts", &Key::single("accountnumber", account), &row)
+            .await
+            .expect("a Dataverse account");
+    }
+    let (code, out, err) = host.map(&["start", "customers", "--initial-sync", "right", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("customers: initial copy done"), "{out}");
+    let finops_name = async |account: &str| {
+        world
+            .fo
+            .query_all("CustomersV3", &Query::default())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r["CustomerAccount"] == account)
+            .and_then(|r| r["OrganizationName"].as_str().map(str::to_owned))
+    };
+    wait_for(
+        "the copy on both sides",
+        Duration::from_secs(60),
+        async || {
+            finops_name("DV-ONLY").await.is_some() && world.account_name("FO-ONLY").await.is_some()
+        },
+    )
+    .await;
+    assert_eq!(
+        finops_name("BOTH").await.as_deref(),
+        Some("The Dataverse name"),
+        "the right side is the master"
+    );
+    assert_eq!(
+        world.account_name("BOTH").await.as_deref(),
+        Some("The Dataverse name")
+    );
+    let (code, out, err) = host.map(&["progress", "customers", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let progress: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(progress["stage"], "done", "{progress}");
+    assert_eq!(progress["initial_sync"], "right", "{progress}");
+    assert!(count_of(&progress["read"]) >= 4, "{progress}");
+    assert!(count_of(&progress["written"]) >= 1, "{progress}");
+    assert_eq!(count_of(&progress["failed"]), 0, "{progress}");
+    let (code, out, err) = host.map(&["failures", "customers"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 rows of the initial copy failed"), "{out}");
+    let (code, out, err) = host.map(&["rerun", "customers", "--failed-only"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 failed rows resubmitted"), "{out}");
+    let (code, _, err) = host.map(&["rerun", "legal-entities-typo"]);
+    assert_eq!(code, 2, "{err}");
+    host.stop();
+    world.shutdown().await;
+}
+
+fn count_of(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}

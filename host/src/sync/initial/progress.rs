@@ -245,9 +245,16 @@ pub fn initial_progress(
             }
         })
         .collect();
+    // The mode the map was started with (`map start --initial-sync`), else
+    // its config's.
+    let initial_sync = store
+        .map_record(map)?
+        .and_then(|record| record.initial_sync)
+        .and_then(|mode| mode.parse().ok())
+        .unwrap_or(plan.initial_sync);
     Ok(Some(InitialProgress {
         map: map.to_owned(),
-        initial_sync: plan.initial_sync,
+        initial_sync,
         stage,
         rerun,
         began,
