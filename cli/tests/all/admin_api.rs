@@ -798,6 +798,23 @@ async fn an_initial_sync_started_through_the_cli_lets_the_named_master_win_and_r
     assert!(out.contains("0 failed rows resubmitted"), "{out}");
     let (code, _, err) = host.map(&["rerun", "legal-entities-typo"]);
     assert_eq!(code, 2, "{err}");
+    // The whole copy again: the map initializes, skips what was copied and
+    // runs again.
+    let (code, out, err) = host.map(&["rerun", "customers"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the copy runs again"), "{out}");
+    wait_for("the rerun to end", Duration::from_secs(60), async || {
+        let (_, out, _) = host.map(&["progress", "customers", "--json"]);
+        let progress: Value = serde_json::from_str(&out).unwrap_or_default();
+        progress["rerun"] == true
+            && progress["stage"] == "done"
+            && state_of(&host, "customers") == "running"
+    })
+    .await;
+    assert_eq!(
+        finops_name("BOTH").await.as_deref(),
+        Some("The Dataverse name")
+    );
     host.stop();
     world.shutdown().await;
 }

@@ -381,6 +381,7 @@ impl RunningEngine {
         }
         .map_err(|error| refused(map, &state, &format!("the store failed: {error}")))?;
         if !only_failed && asked > 0 && state.writes() {
+            runtime.recopy();
             runtime.transition(MapState::Initializing);
         }
         runtime.wake.notify_one();

@@ -386,6 +386,12 @@ impl MapRuntime {
     /// copy not done.
     pub fn rearm(&self) {
         self.halt.send_replace(false);
+        self.recopy();
+    }
+
+    /// The map copies again (a start, a rerun): its sides not read to the
+    /// end yet, its initial copy not done, so it runs again once they are.
+    pub fn recopy(&self) {
         for captured in &self.captured {
             captured.store(false, Ordering::Relaxed);
         }
