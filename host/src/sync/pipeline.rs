@@ -27,6 +27,14 @@ struct Outgoing {
     planned: Planned,
 }
 
+/// What a write leaves on the target: the image of the target's mapped
+/// fields (its last image with what is written; `None` once deleted) and
+/// that image's echo fingerprint (the deleted mark for a delete).
+struct Landing {
+    image: Option<Row>,
+    mark: [u8; 32],
+}
+
 /// The next batch of `map`'s `direction`, its keys claimed: the first
 /// queued change of each key that no batch in flight carries, no lookup
 /// holds and is not parked (empty: nothing to do now).
@@ -134,8 +142,9 @@ pub(super) async fn process(
         };
         match prepared {
             Prepared::Ready(write) => {
+                let landing = landing(shared, map, target, &key, out.planned.row.as_ref())?;
                 writes.push(write);
-                sent.push(out);
+                sent.push((out, landing));
             }
             Prepared::Wait(reason) => match map.keys.wait(&key, shared.plan.engine.lookup_wait) {
                 Wait::GaveUp => {
@@ -153,7 +162,7 @@ pub(super) async fn process(
 
     if !writes.is_empty() {
         let outcomes = write(system, &writes).await?;
-        for ((out, write), outcome) in sent.into_iter().zip(&writes).zip(outcomes) {
+        for (((out, landing), write), outcome) in sent.into_iter().zip(&writes).zip(outcomes) {
             let key = out.queued.change.key.clone();
             match outcome {
                 WriteOutcome::Applied { entity_id, .. } => {
@@ -161,7 +170,7 @@ pub(super) async fn process(
                     if let Some(id) = entity_id.as_deref().and_then(id_in) {
                         record.id(target, id, &key);
                     }
-                    record_write(shared, map, direction, out, write, &mut record)?;
+                    record_write(map, direction, out, landing, write, &mut record);
                 }
                 // Throttled or a service fault on this part: not the row's
                 // fault; it stays queued and the batch is tried again.
@@ -240,16 +249,50 @@ async fn write(system: &System, writes: &[Write]) -> Result<Vec<WriteOutcome>, F
     Ok(outcomes)
 }
 
-/// Records a confirmed write: the echo fingerprint and image of the target
-/// (its last image with what was written), the source's image, the log.
-fn record_write(
+/// What writing `row` (`None`: a delete) for `key` leaves on `target`:
+/// the target's last image with the written fields, restricted to its
+/// mapped fields, and its echo fingerprint.
+fn landing(
     shared: &Shared,
+    map: &MapRuntime,
+    target: Side,
+    key: &str,
+    row: Option<&Row>,
+) -> Result<Landing, CheckpointError> {
+    let Some(row) = row else {
+        return Ok(Landing {
+            image: None,
+            mark: deleted_mark(),
+        });
+    };
+    let target_data = map.side(target);
+    let mut image = shared
+        .store
+        .image(map.name(), target.name(), key)?
+        .unwrap_or_default();
+    for field in &target_data.fields {
+        if let Some(value) = row.get(field) {
+            image.insert(field.clone(), value.clone());
+        }
+    }
+    let image = shape::restrict(&image, &target_data.fields);
+    let mark = fingerprint(&image, target_data.echo_fields.iter().map(String::as_str));
+    Ok(Landing {
+        image: Some(image),
+        mark,
+    })
+}
+
+/// Records a confirmed write: the echo fingerprint and image of the target
+/// (what the write left there), the source's image, the log.
+fn record_write(
     map: &MapRuntime,
     direction: Direction,
     out: Outgoing,
+    landing: Landing,
     write: &Write,
     record: &mut Recorder,
-) -> Result<(), FlowError> {
+) {
     let source = Side::source_of(direction);
     let target = source.other();
     let key = out.queued.change.key.clone();
@@ -257,22 +300,10 @@ fn record_write(
     for rival in out.planned.rivals {
         record.close_rival(rival);
     }
-    let target_data = map.side(target);
     let source_fields = &map.side(source).fields;
-    match &out.planned.row {
-        Some(row) => {
-            let mut image = shared
-                .store
-                .image(map.name(), target.name(), &key)?
-                .unwrap_or_default();
-            for field in &target_data.fields {
-                if let Some(value) = row.get(field) {
-                    image.insert(field.clone(), value.clone());
-                }
-            }
-            let image = shape::restrict(&image, &target_data.fields);
-            let mark = fingerprint(&image, target_data.echo_fields.iter().map(String::as_str));
-            record.echo(target, &key, mark);
+    record.echo(target, &key, landing.mark);
+    match landing.image {
+        Some(image) => {
             record.image(target, &key, Some(image));
             record.image(
                 source,
@@ -283,7 +314,6 @@ fn record_write(
             record.close(out.queued, Action::Written, detail);
         }
         None => {
-            record.echo(target, &key, deleted_mark());
             record.image(target, &key, None);
             let exit = out.planned.filter_exit;
             let source_image = exit.then(|| shape::restrict(&out.queued.change.row, source_fields));
@@ -295,7 +325,6 @@ fn record_write(
             record.close(out.queued, Action::Deleted, detail);
         }
     }
-    Ok(())
 }
 
 /// Runs the map's plugins over the planned upserts: skipped rows are done,
