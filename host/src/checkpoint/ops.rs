@@ -1,6 +1,7 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
+use super::intent;
 use super::seen::{self, RowHash, Seen};
 use super::{
     Action, Activity, Change, CheckpointError, Direction, Finish, LAYOUT, Parked, QueuedChange,
@@ -15,7 +16,7 @@ use std::path::Path;
 /// The checkpoint store of one host.
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
-    db: sled::Db,
+    pub(super) db: sled::Db,
     queue: sled::Tree,
     cursor: sled::Tree,
     parked: sled::Tree,
@@ -26,6 +27,7 @@ pub struct Checkpoints {
     pub(super) ids: sled::Tree,
     pub(super) images: sled::Tree,
     pub(super) hashes: sled::Tree,
+    pub(super) intent: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -57,6 +59,7 @@ impl Checkpoints {
             ids: db.open_tree("ids")?,
             images: db.open_tree("images")?,
             hashes: db.open_tree("hashes")?,
+            intent: db.open_tree("intent")?,
             db,
         })
     }
@@ -272,6 +275,8 @@ impl Checkpoints {
 
     /// Step 4 with everything the engine records: [`Checkpoints::complete`]
     /// plus the images of each side's mapped fields (`None` forgets one).
+    /// The intents of the changes done and of the rivals settled leave in
+    /// the same transaction.
     pub fn finish(
         &self,
         map: &str,
@@ -301,9 +306,10 @@ impl Checkpoints {
             &self.by_key,
             &self.images,
             &self.ids,
+            &self.intent,
         )
             .transaction(
-                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<()> {
+                |(queue, echoes, log, parked, by_key, image_tree, id_tree, intents)| -> TxResult<()> {
                     for (side, id, key) in finish.ids {
                         id_tree.insert(
                             join(&[map.as_bytes(), side.as_bytes(), id.as_bytes()]),
@@ -313,10 +319,12 @@ impl Checkpoints {
                     for queued in finish.done {
                         dequeue(&flow, queued, queue, by_key)?;
                         parked.remove(join(&[&flow, &canon(&queued.change.key)]))?;
+                        intents.remove(intent::slot(&flow, queued.seq))?;
                     }
                     for queued in finish.rivals {
                         dequeue(&rival_flow, queued, queue, by_key)?;
                         parked.remove(join(&[&rival_flow, &canon(&queued.change.key)]))?;
+                        intents.remove(intent::slot(&rival_flow, queued.seq))?;
                     }
                     let slot = |side: &str, key: &str| {
                         join(&[map.as_bytes(), side.as_bytes(), &canon(key)])
@@ -380,7 +388,9 @@ impl Checkpoints {
         Ok(self.echo(map, side, key)?.contains(fingerprint))
     }
 
-    /// Parks the key of `failed`: its later changes wait behind it. Flushes.
+    /// Parks the key of `failed`: its later changes wait behind it, and
+    /// its write's intent (a write refused, or never sent) is dropped.
+    /// Flushes.
     pub fn park(
         &self,
         map: &str,
@@ -401,7 +411,15 @@ impl Checkpoints {
             resubmitted: false,
             key: failed.change.key.clone(),
         };
-        self.parked.insert(slot, json(&parked)?)?;
+        let parked = json(&parked)?;
+        let intent = intent::slot(&flow, failed.seq);
+        (&self.parked, &self.intent)
+            .transaction(|(parked_tree, intents)| -> TxResult<()> {
+                parked_tree.insert(slot.as_slice(), parked.as_slice())?;
+                intents.remove(intent.as_slice())?;
+                Ok(())
+            })
+            .map_err(unwrap_tx)?;
         self.db.flush()?;
         Ok(())
     }
@@ -468,15 +486,25 @@ impl Checkpoints {
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;
-        (&self.queue, &self.parked, &self.activity, &self.by_key)
-            .transaction(|(queue, parked_tree, log, by_key)| -> TxResult<()> {
-                if let Some(queued) = &queued {
-                    dequeue(&flow, queued, queue, by_key)?;
-                }
-                parked_tree.remove(slot.as_slice())?;
-                log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
-                Ok(())
-            })
+        let intent = intent::slot(&flow, parked.seq);
+        (
+            &self.queue,
+            &self.parked,
+            &self.activity,
+            &self.by_key,
+            &self.intent,
+        )
+            .transaction(
+                |(queue, parked_tree, log, by_key, intents)| -> TxResult<()> {
+                    if let Some(queued) = &queued {
+                        dequeue(&flow, queued, queue, by_key)?;
+                    }
+                    intents.remove(intent.as_slice())?;
+                    parked_tree.remove(slot.as_slice())?;
+                    log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
+                    Ok(())
+                },
+            )
             .map_err(unwrap_tx)?;
         self.db.flush()?;
         Ok(())

@@ -3,4 +3,5 @@
 //! `$filter` parser. Tests against the emulators live in `tests/`.
 
 mod checkpoint;
+mod intent;
 mod odata_filter;
