@@ -76,6 +76,18 @@ impl RunningEmulator {
         self.state.store.row_writes(table)
     }
 
+    /// How many committed writes `table` has received in all: the sum of
+    /// [`RunningEmulator::writes`], without reading the rows.
+    pub fn write_count(&self, table: &str) -> Result<u64, super::StoreError> {
+        Ok(self
+            .state
+            .store
+            .writes(table)?
+            .iter()
+            .map(|(_, writes)| writes)
+            .sum())
+    }
+
     /// The service root: `…/api/data/v9.2` or `…/data`.
     pub fn service_url(&self) -> String {
         match self.state.kind {
