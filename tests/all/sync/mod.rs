@@ -6,6 +6,7 @@ mod basics;
 mod conflicts;
 mod echoes;
 mod filters;
+mod landed;
 mod lifecycle;
 mod lookups;
 mod ordering;
