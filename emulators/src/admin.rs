@@ -1,5 +1,5 @@
-//! The admin API under `/admin`: faults, limits, hooks, change purges and
-//! data event subscriptions. No token, never throttled: it is the test
+//! The admin API under `/admin`: faults, limits, hooks, change purges,
+//! the writes each row received and data event subscriptions. No token, never throttled: it is the test
 //! harness's control panel, not part of either service.
 
 use axum::extract::{Path, State as AxumState};
@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<SharedState> {
         .route("/admin/hooks", get(get_hooks))
         .route("/admin/hooks/{table}", put(put_hook).delete(delete_hook))
         .route("/admin/purge-changes/{table}", post(purge))
+        .route("/admin/writes/{table}", get(get_writes))
         .route(
             "/admin/subscriptions",
             get(get_subscriptions)
@@ -101,6 +102,19 @@ async fn purge(AxumState(state): AxumState<SharedState>, Path(table): Path<Strin
             e.to_string(),
         )
         .into_response(),
+    }
+}
+
+async fn get_writes(
+    AxumState(state): AxumState<SharedState>,
+    Path(table): Path<String>,
+) -> Response {
+    if state.metadata.table(&table).is_none() {
+        return unknown_table(&table);
+    }
+    match state.store.row_writes(&table) {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => storage_error(e),
     }
 }
 

@@ -34,7 +34,9 @@
 //! Routes common to both: `POST /{tenant}/oauth2/v2.0/token` (client
 //! credentials, with a secret or a certificate's client assertion) and the admin API under `/admin` (no token, never throttled):
 //! `GET|PUT /admin/faults`, `PUT /admin/limits`, `PUT|DELETE /admin/hooks/{table}`,
-//! `POST /admin/purge-changes/{table}`, finops `GET|POST|DELETE /admin/subscriptions`.
+//! `POST /admin/purge-changes/{table}`, `GET /admin/writes/{table}` (the
+//! writes each row received, [`RunningEmulator::writes`]), finops
+//! `GET|POST|DELETE /admin/subscriptions`.
 //!
 //! Invariants: bad input never panics, it gets the service's OData error
 //! JSON; a write (or a whole `$batch` change set) commits in one sled
@@ -71,7 +73,7 @@ pub use events::Subscription;
 pub use guard::{FaultConfig, MAX_OUTAGE_SECONDS, ProtectionLimits};
 pub use security::{Access, Depth, SecurityRole, TableAccess};
 pub use server::RunningEmulator;
-pub use store::StoreError;
+pub use store::{RowWrites, StoreError};
 pub use tls::{CA_FILE_NAME, GeneratedTls};
 
 /// Which service an emulator speaks.

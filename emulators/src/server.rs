@@ -69,6 +69,25 @@ impl RunningEmulator {
         self.state.guard.admitted()
     }
 
+    /// How many committed writes (creates, updates, deletes) each row of
+    /// `table` has received, with the row as it is now: what a test counts
+    /// to show each row written once. A row never written is not listed.
+    pub fn writes(&self, table: &str) -> Result<Vec<super::RowWrites>, super::StoreError> {
+        self.state.store.row_writes(table)
+    }
+
+    /// How many committed writes `table` has received in all: the sum of
+    /// [`RunningEmulator::writes`], without reading the rows.
+    pub fn write_count(&self, table: &str) -> Result<u64, super::StoreError> {
+        Ok(self
+            .state
+            .store
+            .writes(table)?
+            .iter()
+            .map(|(_, writes)| writes)
+            .sum())
+    }
+
     /// The service root: `…/api/data/v9.2` or `…/data`.
     pub fn service_url(&self) -> String {
         match self.state.kind {

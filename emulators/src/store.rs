@@ -16,6 +16,12 @@
 //! - `s\0<subscription id>` → a data event subscription as JSON
 //! - `q\0<subscription id>\0<sequence, u64 big-endian>` → an event waiting
 //!   for delivery, removed once its endpoint answered 2xx
+//! - `w\0<table>\0<pk>` → how many writes (creates, updates, deletes) the
+//!   row has received, u64 big-endian, counted in the write's transaction
+//!   and kept after a delete ([`Store::writes`]): what a test counts to
+//!   show a row written once, which a row count cannot (an upsert by key
+//!   never makes a second row). Added to layout 1 without a new version:
+//!   a store made before it counts the writes from then on.
 //!
 //! Invariants: versions only grow; a row's `version` is the key of its
 //! change entry; the store is flushed on shutdown.
@@ -77,6 +83,18 @@ pub struct StoredRow {
     pub row: Map<String, Value>,
 }
 
+/// How many writes one row received ([`Store::writes`]), with the row as
+/// it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowWrites {
+    /// The row's primary key as the store encodes it.
+    pub id: String,
+    /// Committed writes of the row: creates, updates and deletes.
+    pub writes: u64,
+    /// The row's fields now; `None` once it is deleted.
+    pub row: Option<Map<String, Value>>,
+}
+
 /// One entry of a table's change log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChangeEntry {
@@ -130,6 +148,14 @@ fn change_key(table: &str, version: u64) -> Vec<u8> {
 
 fn tomb_key(table: &str, pk: &str) -> Vec<u8> {
     format!("t\0{table}\0{pk}").into_bytes()
+}
+
+fn writes_prefix(table: &str) -> Vec<u8> {
+    format!("w\0{table}\0").into_bytes()
+}
+
+fn writes_key(table: &str, pk: &str) -> Vec<u8> {
+    format!("w\0{table}\0{pk}").into_bytes()
 }
 
 fn purged_key(table: &str) -> Vec<u8> {
@@ -351,6 +377,32 @@ impl Store {
         Ok(out)
     }
 
+    /// How many committed writes each row of `table` has received (its
+    /// creates, updates and deletes), by primary key, in key order; a row
+    /// never written is not listed.
+    pub fn writes(&self, table: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = writes_prefix(table);
+        self.data
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                let pk = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                Ok((pk, decode_u64(&v)))
+            })
+            .collect()
+    }
+
+    /// [`Store::writes`] with each row as it is now.
+    pub fn row_writes(&self, table: &str) -> Result<Vec<RowWrites>, StoreError> {
+        self.writes(table)?
+            .into_iter()
+            .map(|(id, writes)| {
+                let row = self.get(table, &id)?.map(|stored| stored.row);
+                Ok(RowWrites { id, writes, row })
+            })
+            .collect()
+    }
+
     /// The last version given out.
     pub fn current_version(&self) -> Result<u64, StoreError> {
         Ok(self.data.get(VERSION_KEY)?.map_or(0, |v| decode_u64(&v)))
@@ -450,6 +502,19 @@ impl Tx<'_> {
         Ok(next)
     }
 
+    /// Counts one more write of row `pk` (see [`Store::writes`]); rolled
+    /// back with the transaction if it does not commit.
+    fn count_write<E>(&self, table: &str, pk: &str) -> TxResult<(), E> {
+        let key = writes_key(table, pk);
+        let count = self
+            .tree
+            .get(&key)?
+            .map_or(0, |v| decode_u64(&v))
+            .saturating_add(1);
+        self.tree.insert(key, &count.to_be_bytes())?;
+        Ok(())
+    }
+
     /// Writes a row (insert or replace), moving its index entries and its
     /// change log entry; returns the new version. `set_version` is called
     /// with the version so system fields can carry it.
@@ -483,6 +548,7 @@ impl Tx<'_> {
         if let Some(tomb) = self.tree.remove(tomb_key(table, pk))? {
             self.tree.remove(change_key(table, decode_u64(&tomb)))?;
         }
+        self.count_write(table, pk)?;
         set_version(&mut row, version);
         let stored = StoredRow { version, row };
         let entry = ChangeEntry {
@@ -520,6 +586,7 @@ impl Tx<'_> {
         self.tree.insert(change_key(table, version), json(&entry))?;
         self.tree
             .insert(tomb_key(table, pk), &version.to_be_bytes())?;
+        self.count_write(table, pk)?;
         Ok(version)
     }
 }

@@ -1,7 +1,8 @@
 //! Integration tests of the `dualwrite` binary, run as a real process:
 //! the demo, plugin commands, map validation (offline and live), the
 //! preflight (`check`), and
-//! `dualwrite run` killed and restarted between two emulators.
+//! `dualwrite run` killed and restarted between two emulators (mid-stream,
+//! and in an initial copy of 100,000 rows, counting each row's writes).
 
 mod admin_api;
 mod check;
@@ -9,6 +10,7 @@ mod cli_demo;
 mod cli_plugin;
 mod emulate_certificate;
 mod emulate_tls;
+mod initial_copy_crash;
 mod map_live;
 mod map_validate;
 mod run_failed;

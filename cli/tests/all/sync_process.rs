@@ -249,8 +249,11 @@ async fn a_killed_host_resumes_without_losing_or_doubling() {
     // so each key has one left-to-right outcome. It is `written`, or, for
     // a change of the batch in flight at a SIGKILL, whose write landed but
     // was not recorded, `skipped` because Dataverse holds it already when
-    // the restarted host delivers the change again. A change captured or
+    // the restarted host delivers the change again (its echo, read back
+    // first, agrees with it), or `written` without being sent again (its
+    // write-ahead intent found in Dataverse). A change captured or
     // delivered twice would show as two outcomes of one key.
+    // `initial_copy_crash.rs` counts the writes per row on the target.
     let data = dir.path().join("data");
     assert!(
         printed

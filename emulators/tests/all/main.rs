@@ -15,3 +15,4 @@ mod metadata;
 mod security;
 mod steps;
 mod support;
+mod writes;

@@ -1,5 +1,6 @@
 //! What the sync engine must remember, checkpointed in sled: per map and
-//! direction, the capture cursor and the durable queue of captured changes;
+//! direction, the capture cursor, the durable queue of captured changes and
+//! the intents of the writes in flight;
 //! per map, side and key, the echo fingerprint of what the host last wrote;
 //! the parked keys (the error queue); and the activity log.
 //!
@@ -22,12 +23,20 @@
 //! 3. [`Checkpoints::next_batch`]: the writer takes a batch from the head of
 //!    the queue: at most one change per key (a key's later changes wait for
 //!    the next batch, so order per key holds), none of a parked key.
+//!    Before it sends the batch, [`Checkpoints::intend`]: in one
+//!    transaction, the intent of each write (its change's seq and the
+//!    fingerprint of the target's mapped fields it will leave). Flush.
 //! 4. After the target confirmed the write, [`Checkpoints::complete`]: in one
-//!    transaction, remove those changes, store each written row's echo
-//!    fingerprint, and append the activity entries. Flush. A crash between 3
-//!    and 4 writes the batch again, with the same effect (upserts by key).
+//!    transaction, remove those changes and their intents, store each
+//!    written row's echo fingerprint, and append the activity entries.
+//!    Flush. A crash between 3 and 4 leaves the changes queued with their
+//!    intents: before writing such a change again, the writer reads the
+//!    target's row by key, and a row whose fingerprint is the intent's
+//!    already holds the write: it is finished as written without being
+//!    sent again (`intent.rs`), so each row is written once.
 //!
-//! [`fingerprint`] computes the echo fingerprints step 4 stores, and the
+//! [`fingerprint`] computes the echo fingerprints step 4 stores (the intents
+//! of step 3 are the same fingerprints), and the
 //! row hashes of `seen.rs`.
 //!
 //! A change that fails is parked ([`Checkpoints::park`]): its key's later
@@ -77,6 +86,11 @@
 //!   when, why, its initial sync and last error (`lifecycle.rs`)
 //! - tree `initial`: each map's initial copy: per side where it is, its
 //!   progress, the companies of its failed rows (`initial.rs`)
+//! - tree `intent`: `<flow>\0<seq u64 BE>` → the fingerprint (32 bytes) a
+//!   sent write will leave on the target, until its change is finished,
+//!   parked or discarded (`intent.rs`). Added to layout 2 as it stands: a
+//!   store without the tree has no intents, and a build before it ignores
+//!   them (and writes such a batch again, as it always did).
 //!
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
@@ -84,6 +98,7 @@
 mod echo;
 mod fingerprint;
 mod initial;
+mod intent;
 mod lifecycle;
 mod ops;
 mod queue;

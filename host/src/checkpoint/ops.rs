@@ -1,6 +1,7 @@
 //! [`Checkpoints`]: the operations of the checkpoint protocol over sled.
 
 use super::echo;
+use super::intent;
 use super::queue::QueueLimits;
 use super::seen::{self, RowHash, Seen};
 use super::tally::Counts;
@@ -36,6 +37,7 @@ pub struct Checkpoints {
     /// How much each flow's queue may hold.
     pub(super) limits: QueueLimits,
     pub(super) initial: sled::Tree,
+    pub(super) intent: sled::Tree,
 }
 
 pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -72,6 +74,7 @@ impl Checkpoints {
             hashes: db.open_tree("hashes")?,
             maps: db.open_tree("maps")?,
             initial: db.open_tree("initial")?,
+            intent: db.open_tree("intent")?,
             db,
         })
     }
@@ -318,6 +321,8 @@ impl Checkpoints {
 
     /// Step 4 with everything the engine records: [`Checkpoints::complete`]
     /// plus the images of each side's mapped fields (`None` forgets one).
+    /// The intents of the changes done and of the rivals settled leave in
+    /// the same transaction.
     pub fn finish(
         &self,
         map: &str,
@@ -347,9 +352,10 @@ impl Checkpoints {
             &self.by_key,
             &self.images,
             &self.ids,
+            &self.intent,
         )
             .transaction(
-                |(queue, echoes, log, parked, by_key, image_tree, id_tree)| -> TxResult<Removed> {
+                |(queue, echoes, log, parked, by_key, image_tree, id_tree, intents)| -> TxResult<Removed> {
                     let mut removed = Removed::default();
                     for (side, id, key) in finish.ids {
                         id_tree.insert(
@@ -361,11 +367,13 @@ impl Checkpoints {
                         removed.done += usize::from(dequeue(&flow, queued, queue, by_key)?);
                         let slot = join(&[&flow, &canon(&queued.change.key)]);
                         removed.unparked |= parked.remove(slot)?.is_some();
+                        intents.remove(intent::slot(&flow, queued.seq))?;
                     }
                     for queued in finish.rivals {
                         removed.rivals += usize::from(dequeue(&rival_flow, queued, queue, by_key)?);
                         let slot = join(&[&rival_flow, &canon(&queued.change.key)]);
                         removed.rivals_unparked |= parked.remove(slot)?.is_some();
+                        intents.remove(intent::slot(&rival_flow, queued.seq))?;
                     }
                     let slot = |side: &str, key: &str| {
                         join(&[map.as_bytes(), side.as_bytes(), &canon(key)])
@@ -437,7 +445,9 @@ impl Checkpoints {
         Ok(self.echo(map, side, key)?.contains(fingerprint))
     }
 
-    /// Parks the key of `failed`: its later changes wait behind it. Flushes.
+    /// Parks the key of `failed`: its later changes wait behind it, and
+    /// its write's intent (a write refused, or never sent) is dropped.
+    /// Flushes.
     pub fn park(
         &self,
         map: &str,
@@ -459,7 +469,15 @@ impl Checkpoints {
             key: failed.change.key.clone(),
             phase: failed.change.phase,
         };
-        self.parked.insert(slot, json(&parked)?)?;
+        let parked = json(&parked)?;
+        let intent = intent::slot(&flow, failed.seq);
+        (&self.parked, &self.intent)
+            .transaction(|(parked_tree, intents)| -> TxResult<()> {
+                parked_tree.insert(slot.as_slice(), parked.as_slice())?;
+                intents.remove(intent.as_slice())?;
+                Ok(())
+            })
+            .map_err(unwrap_tx)?;
         self.db.flush()?;
         Ok(())
     }
@@ -528,16 +546,26 @@ impl Checkpoints {
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;
-        let removed = (&self.queue, &self.parked, &self.activity, &self.by_key)
-            .transaction(|(queue, parked_tree, log, by_key)| -> TxResult<bool> {
-                let removed = match &queued {
-                    Some(queued) => dequeue(&flow, queued, queue, by_key)?,
-                    None => false,
-                };
-                parked_tree.remove(slot.as_slice())?;
-                log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
-                Ok(removed)
-            })
+        let intent = intent::slot(&flow, parked.seq);
+        let removed = (
+            &self.queue,
+            &self.parked,
+            &self.activity,
+            &self.by_key,
+            &self.intent,
+        )
+            .transaction(
+                |(queue, parked_tree, log, by_key, intents)| -> TxResult<bool> {
+                    let removed = match &queued {
+                        Some(queued) => dequeue(&flow, queued, queue, by_key)?,
+                        None => false,
+                    };
+                    intents.remove(intent.as_slice())?;
+                    parked_tree.remove(slot.as_slice())?;
+                    log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
+                    Ok(removed)
+                },
+            )
             .map_err(unwrap_tx)?;
         self.counts.sub(&flow, usize::from(removed));
         self.counts.unparked(&flow);

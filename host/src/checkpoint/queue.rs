@@ -327,8 +327,14 @@ impl Checkpoints {
                 return Ok(total);
             };
             from = last.seq.saturating_add(1);
-            let dropped = (&self.queue, &self.parked, &self.activity, &self.by_key)
-                .transaction(|(queue, parked, log, by_key)| -> TxResult<usize> {
+            let dropped = (
+                &self.queue,
+                &self.parked,
+                &self.activity,
+                &self.by_key,
+                &self.intent,
+            )
+                .transaction(|(queue, parked, log, by_key, intents)| -> TxResult<usize> {
                     let mut count = 0;
                     for queued in &chunk {
                         let slot = join(&[&flow, &canon(&queued.change.key)]);
@@ -345,6 +351,7 @@ impl Checkpoints {
                         if !dequeue(&flow, queued, queue, by_key)? {
                             continue;
                         }
+                        intents.remove(super::intent::slot(&flow, queued.seq))?;
                         if existing.is_some() {
                             parked.remove(slot)?;
                         }

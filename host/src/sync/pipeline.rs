@@ -6,12 +6,15 @@
 
 use std::time::Instant;
 
-use crate::checkpoint::{Action, CheckpointError, Direction, QueuedChange, fingerprint};
-use crate::connector::{Write, WriteOutcome};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::checkpoint::{Action, CheckpointError, Direction, Operation, QueuedChange, fingerprint};
+use crate::connector::{ConnectorError, Write, WriteOutcome};
 
 use super::Shared;
 use super::decide::{self, Planned, Verdict};
-use super::echo::deleted_mark;
+use super::echo::{deleted_mark, mark_of};
 use super::error::FlowError;
 use super::keys::{Claim, Wait};
 use super::plugins::Fate;
@@ -19,12 +22,20 @@ use super::record::{self, Recorder};
 use super::refs::{self, Prepared};
 use super::runtime::{MapRuntime, MapState};
 use super::shape::{self, Row, Side};
-use super::system::System;
+use super::system::{System, primary_id};
 
 /// A change on its way to the target, with its plan.
 struct Outgoing {
     queued: QueuedChange,
     planned: Planned,
+}
+
+/// What a write leaves on the target: the image of the target's mapped
+/// fields (its last image with what is written; `None` once deleted) and
+/// that image's echo fingerprint (the deleted mark for a delete).
+struct Landing {
+    image: Option<Row>,
+    mark: [u8; 32],
 }
 
 /// The next batch of `map`'s `direction`, its keys claimed: the first
@@ -134,8 +145,9 @@ pub(super) async fn process(
         };
         match prepared {
             Prepared::Ready(write) => {
+                let landing = landing(shared, map, target, &key, out.planned.row.as_ref())?;
                 writes.push(write);
-                sent.push(out);
+                sent.push((out, landing));
             }
             Prepared::Wait(reason) => match map.keys.wait_patiently(
                 &key,
@@ -155,9 +167,17 @@ pub(super) async fn process(
         }
     }
 
+    let (writes, sent) = landed_before(shared, map, direction, writes, sent, &mut record).await?;
     if !writes.is_empty() {
+        // Step 3a of the checkpoint protocol: the intents are durable
+        // before the first byte of the batch is sent.
+        let intents: Vec<(u64, [u8; 32])> = sent
+            .iter()
+            .map(|(out, landing)| (out.queued.seq, landing.mark))
+            .collect();
+        shared.store.intend(map.name(), direction, &intents)?;
         let outcomes = write(system, &writes).await?;
-        for ((out, write), outcome) in sent.into_iter().zip(&writes).zip(outcomes) {
+        for (((out, landing), write), outcome) in sent.into_iter().zip(&writes).zip(outcomes) {
             let key = out.queued.change.key.clone();
             match outcome {
                 WriteOutcome::Applied { entity_id, .. } => {
@@ -165,7 +185,7 @@ pub(super) async fn process(
                     if let Some(id) = entity_id.as_deref().and_then(id_in) {
                         record.id(target, id, &key);
                     }
-                    record_write(shared, map, direction, out, write, &mut record)?;
+                    record_write(map, direction, out, landing, write, false, &mut record);
                 }
                 // Throttled or a service fault on this part: not the row's
                 // fault; it stays queued and the batch is tried again.
@@ -244,16 +264,154 @@ async fn write(system: &System, writes: &[Write]) -> Result<Vec<WriteOutcome>, F
     Ok(outcomes)
 }
 
-/// Records a confirmed write: the echo fingerprint and image of the target
-/// (its last image with what was written), the source's image, the log.
-fn record_write(
+/// What writing `row` (`None`: a delete) for `key` leaves on `target`:
+/// the target's last image with the written fields, restricted to its
+/// mapped fields, and its echo fingerprint.
+fn landing(
+    shared: &Shared,
+    map: &MapRuntime,
+    target: Side,
+    key: &str,
+    row: Option<&Row>,
+) -> Result<Landing, CheckpointError> {
+    let Some(row) = row else {
+        return Ok(Landing {
+            image: None,
+            mark: deleted_mark(),
+        });
+    };
+    let target_data = map.side(target);
+    let mut image = shared
+        .store
+        .image(map.name(), target.name(), key)?
+        .unwrap_or_default();
+    for field in &target_data.fields {
+        if let Some(value) = row.get(field) {
+            image.insert(field.clone(), value.clone());
+        }
+    }
+    let image = shape::restrict(&image, &target_data.fields);
+    let mark = fingerprint(&image, target_data.echo_fields.iter().map(String::as_str));
+    Ok(Landing {
+        image: Some(image),
+        mark,
+    })
+}
+
+/// How many rows [`landed_before`] reads back at once (the system's
+/// limit on requests in flight still applies).
+const READS_AT_ONCE: usize = 16;
+
+/// Of the writes about to be sent, those whose change still has an intent
+/// (`checkpoint::intent`) may have landed already: their batch was cut
+/// between the target's commit and its checkpoint (the host killed, or a
+/// failure after the service had committed). Each such row is read on the
+/// target by key (Dataverse: by alternate key, as "Retrieve using an
+/// alternate key" documents,
+/// <https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/retrieve-entity-using-web-api#retrieve-using-an-alternate-key>;
+/// finops: by the entity's full key), and one whose fingerprint is the
+/// intent's, and this write's, holds the write: it is recorded as written
+/// (a row gone, for a delete: as deleted) without being sent again. A read
+/// the service refuses leaves its write to be sent. Returns the writes
+/// still to send, with their changes.
+async fn landed_before(
     shared: &Shared,
     map: &MapRuntime,
     direction: Direction,
-    out: Outgoing,
-    write: &Write,
+    writes: Vec<Write>,
+    sent: Vec<(Outgoing, Landing)>,
     record: &mut Recorder,
-) -> Result<(), FlowError> {
+) -> Result<(Vec<Write>, Vec<(Outgoing, Landing)>), FlowError> {
+    let seqs: Vec<u64> = sent.iter().map(|(out, _)| out.queued.seq).collect();
+    let intents = shared.store.intents(map.name(), direction, &seqs)?;
+    if intents.is_empty() {
+        return Ok((writes, sent));
+    }
+    let target = Side::source_of(direction).other();
+    let system = shared.system(&map.plan, target);
+    let echo_fields = &map.side(target).echo_fields;
+    let table = &map.plan.side(target).table;
+    // `None`: not to be read (no intent, or one this write would not
+    // leave: the map's plugins changed since, say).
+    let reads: Vec<_> = sent
+        .iter()
+        .map(|(out, landing)| {
+            let due = intents.get(&out.queued.seq) == Some(&landing.mark);
+            read_back(shared, map, target, system, &out.queued.change.key, due)
+        })
+        .collect();
+    let reads: Vec<Option<Result<Option<Row>, ConnectorError>>> = futures_util::stream::iter(reads)
+        .buffered(READS_AT_ONCE)
+        .collect()
+        .await;
+    let mut to_send = (Vec::new(), Vec::new());
+    for ((write, (out, landing)), read) in writes.into_iter().zip(sent).zip(reads) {
+        let now = match read {
+            Some(Ok(now)) => now,
+            Some(Err(error)) if error.refusal().is_some() => {
+                tracing::warn!(map = %map.name(), %direction, key = %out.queued.change.key, %error, "A row whose write may have landed could not be read back; it is written again.");
+                to_send.0.push(write);
+                to_send.1.push((out, landing));
+                continue;
+            }
+            Some(Err(error)) => return Err(error.into()),
+            None => {
+                to_send.0.push(write);
+                to_send.1.push((out, landing));
+                continue;
+            }
+        };
+        let now_mark = now.as_ref().map_or_else(deleted_mark, |row| {
+            mark_of(&Operation::Upsert, row, echo_fields)
+        });
+        if now_mark != landing.mark {
+            to_send.0.push(write);
+            to_send.1.push((out, landing));
+            continue;
+        }
+        let key = out.queued.change.key.clone();
+        map.keys.resolved(&key);
+        let id = now
+            .as_ref()
+            .and_then(|row| row.get(&primary_id(table)))
+            .and_then(Value::as_str)
+            .filter(|id| uuid::Uuid::parse_str(id).is_ok());
+        if let Some(id) = id {
+            record.id(target, id, &key);
+        }
+        record_write(map, direction, out, landing, &write, true, record);
+    }
+    Ok(to_send)
+}
+
+/// What `target` holds for `key` when `due`, else `None`.
+async fn read_back(
+    shared: &Shared,
+    map: &MapRuntime,
+    target: Side,
+    system: &System,
+    key: &str,
+    due: bool,
+) -> Option<Result<Option<Row>, ConnectorError>> {
+    match due {
+        true => Some(refs::held(&shared.plan, &map.plan, target, system, key, None).await),
+        false => None,
+    }
+}
+
+/// Records a confirmed write: the echo fingerprint and image of the target
+/// (what the write left there), the source's image, the log. `before`:
+/// the target held it already, from an attempt whose outcome was not
+/// recorded, and it was not sent again.
+fn record_write(
+    map: &MapRuntime,
+    direction: Direction,
+    out: Outgoing,
+    landing: Landing,
+    write: &Write,
+    before: bool,
+    record: &mut Recorder,
+) {
     let source = Side::source_of(direction);
     let target = source.other();
     let key = out.queued.change.key.clone();
@@ -261,45 +419,42 @@ fn record_write(
     for rival in out.planned.rivals {
         record.close_rival(rival);
     }
-    let target_data = map.side(target);
     let source_fields = &map.side(source).fields;
-    match &out.planned.row {
-        Some(row) => {
-            let mut image = shared
-                .store
-                .image(map.name(), target.name(), &key)?
-                .unwrap_or_default();
-            for field in &target_data.fields {
-                if let Some(value) = row.get(field) {
-                    image.insert(field.clone(), value.clone());
-                }
-            }
-            let image = shape::restrict(&image, &target_data.fields);
-            let mark = fingerprint(&image, target_data.echo_fields.iter().map(String::as_str));
-            record.echo(target, &key, mark);
+    record.echo(target, &key, landing.mark);
+    match landing.image {
+        Some(image) => {
             record.image(target, &key, Some(image));
             record.image(
                 source,
                 &key,
                 Some(shape::restrict(&out.queued.change.row, source_fields)),
             );
-            let detail = format!("{} {}", write.table(), write.key());
+            let detail = format!("{} {}{}", write.table(), write.key(), note(before));
             record.close(out.queued, Action::Written, detail);
         }
         None => {
-            record.echo(target, &key, deleted_mark());
             record.image(target, &key, None);
             let exit = out.planned.filter_exit;
             let source_image = exit.then(|| shape::restrict(&out.queued.change.row, source_fields));
             record.image(source, &key, source_image);
+            let (table, key, note) = (write.table(), write.key(), note(before));
             let detail = match exit {
-                true => format!("left the filter; deleted {} {}", write.table(), write.key()),
-                false => format!("{} {}", write.table(), write.key()),
+                true => format!("left the filter; deleted {table} {key}{note}"),
+                false => format!("{table} {key}{note}"),
             };
             record.close(out.queued, Action::Deleted, detail);
         }
     }
-    Ok(())
+}
+
+/// What the log says of a write the target held already.
+fn note(before: bool) -> &'static str {
+    match before {
+        true => {
+            " (the target held it already: an earlier attempt landed before its outcome was recorded; not sent again)"
+        }
+        false => "",
+    }
 }
 
 /// Runs the map's plugins over the planned upserts: skipped rows are done,

@@ -99,32 +99,44 @@ pub async fn current(
     system: &System,
     change: &crate::checkpoint::Change,
 ) -> Result<Option<Row>, ConnectorError> {
+    let id = change
+        .row
+        .get(&super::system::primary_id(table_of(map, side)))
+        .and_then(Value::as_str)
+        .or_else(|| change.version.strip_prefix("deleted:"));
+    held(plan, map, side, system, &change.key, id).await
+}
+
+/// What `side` holds now for `key`, in logical form (`None`: no row), read
+/// by key; on Dataverse, by the row id `id` when the key's lookups no
+/// longer resolve (its company is gone, say).
+pub async fn held(
+    plan: &Plan,
+    map: &MapPlan,
+    side: Side,
+    system: &System,
+    key: &str,
+    id: Option<&str>,
+) -> Result<Option<Row>, ConnectorError> {
     let table = table_of(map, side);
     let raw = if side_kind(map, side) == SystemKind::Dataverse {
         // By alternate key: the row may have been made again under another
         // id since.
-        let values = key_values(&change.key);
+        let values = key_values(key);
         match dataverse_key(plan, map, side, system, &values).await? {
             Ok((key, _)) => system.get(table, &key).await?,
             // The company or another key row is gone: by the row's id.
-            Err(_) => {
-                let id = change
-                    .row
-                    .get(&super::system::primary_id(table))
-                    .and_then(Value::as_str)
-                    .or_else(|| change.version.strip_prefix("deleted:"));
-                match id {
-                    Some(id) => system.row_by_id(table, id).await?,
-                    None => None,
-                }
-            }
+            Err(_) => match id {
+                Some(id) => system.row_by_id(table, id).await?,
+                None => None,
+            },
         }
     } else {
-        let mut key = Key::new();
-        for (pair, value) in map.key.iter().zip(key_values(&change.key)) {
-            key = key.text(shape::field_on(pair, side).unwrap_or_default(), &value);
+        let mut by_key = Key::new();
+        for (pair, value) in map.key.iter().zip(key_values(key)) {
+            by_key = by_key.text(shape::field_on(pair, side).unwrap_or_default(), &value);
         }
-        system.get(table, &key).await?
+        system.get(table, &by_key).await?
     };
     match raw {
         Some(raw) => to_logical(plan, map, side, system, raw).await.map(Some),

@@ -4,4 +4,5 @@
 
 mod checkpoint;
 mod initial_copy;
+mod intent;
 mod odata_filter;

@@ -9,6 +9,7 @@ mod filters;
 mod initial;
 mod initial_races;
 mod initial_reruns;
+mod landed;
 mod lifecycle;
 mod lookups;
 mod ordering;
