@@ -192,7 +192,9 @@ impl Store {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let db = sled::open(path)?;
+        // A store just dropped in this process may be locked a moment
+        // longer (its flusher thread ending).
+        let db = dualwrite::checkpoint::open_sled(&path)?;
         let meta = db.open_tree("meta")?;
         match meta.get("layout")? {
             None => {

@@ -114,7 +114,7 @@ pub use echo::{ECHO_HISTORY, Written};
 pub use fingerprint::fingerprint;
 pub use initial::{CopyRun, CopyState, InitialFailure, SideCopy, Tally, TallyChange, Total};
 pub use lifecycle::{Lifecycle, MapRecord, now};
-pub use ops::Checkpoints;
+pub use ops::{Checkpoints, open_sled};
 pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
 pub use seen::{RowHash, Seen};
 

@@ -45,7 +45,7 @@ pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointE
 impl Checkpoints {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Checkpoints, CheckpointError> {
-        let db = sled::open(dir)?;
+        let db = open_sled(dir)?;
         let meta = db.open_tree("meta")?;
         match meta.get("layout")? {
             None => {
@@ -644,6 +644,30 @@ impl Checkpoints {
         match self.parked.get(&slot)? {
             Some(bytes) => Ok(!parse::<Parked>(&slot, &bytes)?.resubmitted),
             None => Ok(false),
+        }
+    }
+}
+
+/// How long [`open_sled`] waits for a store another handle of this process
+/// lets go of.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens the sled database in `dir`. A database just dropped by this
+/// process (an engine shut down and started again) stays locked until
+/// sled's flusher thread has ended, which a busy machine delays: a lock
+/// refusal is retried for [`RELEASE_WAIT`]; a lock another process holds
+/// is still refused after it.
+pub fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(dir) {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && started.elapsed() < RELEASE_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            opened => return opened,
         }
     }
 }
