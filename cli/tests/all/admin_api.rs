@@ -537,6 +537,21 @@ async fn a_child_waits_for_a_paused_parent_without_an_error() {
         async || world.account_name("C-2").await.as_deref() == Some("In a new company"),
     )
     .await;
+    wait_for("both maps to run", Duration::from_secs(30), async || {
+        state_of(&host, "legal-entities") == "running" && state_of(&host, "customers") == "running"
+    })
+    .await;
+    // A parent paused with its dependents: the children first.
+    let (code, out, err) = host.map(&["pause", "legal-entities", "--with-dependents"]);
+    assert_eq!(code, 0, "{err}");
+    let paused: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(paused, ["customers", "legal-entities"], "{out}");
+    assert_eq!(state_of(&host, "customers"), "paused");
+    let (code, _, err) = host.map(&["resume", "legal-entities", "customers"]);
+    assert_eq!(code, 0, "{err}");
     host.stop();
     let store = dualwrite::checkpoint::Checkpoints::open(&world.dir.path().join("data"))
         .expect("the store opens");
@@ -628,8 +643,9 @@ async fn a_sixty_second_outage_of_the_target_loses_nothing() {
     world.shutdown().await;
 }
 
-/// The changes of `map` and `direction` in the stopped host's activity log
-/// that came out as `what`.
+/// The keys of `map`'s left-to-right changes in the stopped host's activity
+/// log that came out as `what` (the other direction's queue holds the
+/// host's own writes reported back, which a discard drops too).
 fn logged(dir: &Path, map: &str, what: dualwrite::checkpoint::Action) -> Vec<String> {
     let store =
         dualwrite::checkpoint::Checkpoints::open(&dir.join("data")).expect("the store opens");
@@ -637,7 +653,11 @@ fn logged(dir: &Path, map: &str, what: dualwrite::checkpoint::Action) -> Vec<Str
         .activity()
         .expect("activity")
         .into_iter()
-        .filter(|a| a.map == map && a.what == what)
+        .filter(|a| {
+            a.map == map
+                && a.direction == dualwrite::checkpoint::Direction::LeftToRight
+                && a.what == what
+        })
         .map(|a| a.key)
         .collect()
 }
@@ -821,4 +841,25 @@ async fn an_initial_sync_started_through_the_cli_lets_the_named_master_win_and_r
 
 fn count_of(value: &Value) -> u64 {
     value.as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_refuses_to_serve_the_api_without_a_token() {
+    let world = World::new(true, "").await;
+    let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["run", "-c"])
+        .arg(&world.file)
+        .env("FO_SECRET", "dualwrite-secret")
+        .env("DV_SECRET", "dualwrite-secret")
+        .env_remove("DUALWRITE_ADMIN_TOKEN")
+        .env("DUALWRITE_LOG", "warn")
+        .output()
+        .expect("dualwrite run runs");
+    assert!(!output.status.success(), "it stops");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DUALWRITE_ADMIN_TOKEN") && stderr.contains("engine.admin"),
+        "{stderr}"
+    );
+    world.shutdown().await;
 }

@@ -93,6 +93,18 @@ impl Admin {
     }
 }
 
+/// What [`serve`] checks before it listens: a token that is not blank,
+/// and TLS on an address other than loopback. Gives the token.
+pub fn check(addr: SocketAddr, tls: bool, token: Option<String>) -> Result<String, AdminError> {
+    let token = token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(AdminError::NoToken { addr })?;
+    if !tls && !addr.ip().is_loopback() {
+        return Err(AdminError::Plaintext { addr });
+    }
+    Ok(token)
+}
+
 /// Serves the admin API of `engine` on `addr` with `token`, over TLS when
 /// `tls` is given. Refuses an empty token, and plain HTTP on an address
 /// that is not loopback.
@@ -102,12 +114,7 @@ pub async fn serve(
     tls: Option<&ReceiverTls>,
     token: Option<String>,
 ) -> Result<Admin, AdminError> {
-    let token = token
-        .filter(|t| !t.trim().is_empty())
-        .ok_or(AdminError::NoToken { addr })?;
-    if tls.is_none() && !addr.ip().is_loopback() {
-        return Err(AdminError::Plaintext { addr });
-    }
+    let token = check(addr, tls.is_some(), token)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|error| AdminError::Bind {
@@ -142,4 +149,40 @@ pub async fn serve(
         stop,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_needs_a_token_and_tls_off_loopback() {
+        let loopback: SocketAddr = "127.0.0.1:7070".parse().expect("an address");
+        let everywhere: SocketAddr = "0.0.0.0:7070".parse().expect("an address");
+        assert!(matches!(
+            check(loopback, false, None),
+            Err(AdminError::NoToken { .. })
+        ));
+        assert!(matches!(
+            check(loopback, false, Some("  ".into())),
+            Err(AdminError::NoToken { .. })
+        ));
+        let plain = check(everywhere, false, Some("token".into()));
+        assert!(
+            matches!(plain, Err(AdminError::Plaintext { .. })),
+            "{plain:?}"
+        );
+        let message = plain.map_err(|e| e.to_string()).err().unwrap_or_default();
+        assert!(message.contains("tls_certificate_file"), "{message}");
+        assert_eq!(
+            check(everywhere, true, Some("token".into()))
+                .ok()
+                .as_deref(),
+            Some("token")
+        );
+        assert_eq!(
+            check(loopback, false, Some("token".into())).ok().as_deref(),
+            Some("token")
+        );
+    }
 }

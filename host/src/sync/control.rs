@@ -310,7 +310,8 @@ impl RunningEngine {
             }
         }
         // Dependents first: none writes a row whose parent stops moving.
-        for name in pausing.iter().rev() {
+        pausing.reverse();
+        for name in &pausing {
             self.send(name, MapCommand::Pause).await;
         }
         Ok(pausing)
