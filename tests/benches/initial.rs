@@ -1,12 +1,14 @@
 //! The initial sync, finops to Dataverse: for each size of
 //! `SYNC_BENCH_INITIAL_ROWS` (a comma-separated list, default
 //! `100000,1000000`; `SYNC_BENCH_INITIAL_ROWS=100000` leaves out the run of
-//! a million, which takes several minutes), a finops emulator holding that
-//! many customers across three companies, an empty Dataverse, and the
-//! engine started on a fresh data directory on the legal entities and
-//! customers maps (batches of 1,000), timed from `Engine::start` until
-//! `RunningEngine::initialized()`. Every account must then have been
-//! written exactly once (the emulator's writes per row).
+//! a million, which takes more than half an hour on two cores), a finops
+//! emulator holding that many customers across three companies, an empty
+//! Dataverse, and the engine started on a fresh data directory on the
+//! legal entities and customers maps (batches of 1,000), timed from
+//! `Engine::start` until `RunningEngine::initialized()`. Every account must
+//! then have been written exactly once (the emulator's writes per row). A
+//! copy takes about 20 KB of disk per row in the temporary directory (sled
+//! stores); a size it has no room for is skipped with a line saying so.
 //!
 //! Beside it, in the same run, the Dataverse emulator's raw `$batch` rate:
 //! the rows of the first copy, exactly as the engine writes them (upserts
@@ -37,6 +39,13 @@ use support::{Target, burst, credentials, object, rate};
 
 /// The companies the emulator's generated customers belong to.
 const COMPANIES: [&str; 3] = ["USMF", "DEMF", "GBSI"];
+
+/// The disk one copy's stores take per row, with room to spare: about
+/// 15 KB were measured at 100,000 rows (the finops and Dataverse
+/// emulators' stores and the checkpoint store, all sled, in the temporary
+/// directory). A size the temporary directory has no room for is skipped
+/// with a line saying so, rather than filling a shared disk.
+const DISK_PER_ROW: u64 = 20_000;
 
 /// How long the copy may go without capturing or confirming a row before
 /// the run is called stalled.
@@ -229,6 +238,29 @@ async fn raw_rate(customers: &[Row]) -> f64 {
     best
 }
 
+/// Why a copy of `rows` would not fit in the temporary directory, if it
+/// would not.
+fn no_room_for(rows: usize) -> Option<String> {
+    let dir = std::env::temp_dir();
+    let needed = DISK_PER_ROW.saturating_mul(rows as u64);
+    #[cfg(unix)]
+    let free = rustix::fs::statvfs(&dir)
+        .ok()
+        .map(|fs| fs.f_bavail.saturating_mul(fs.f_frsize));
+    #[cfg(not(unix))]
+    let free: Option<u64> = None;
+    let free = free?;
+    let gb = |bytes: u64| bytes as f64 / 1e9;
+    (free < needed).then(|| {
+        format!(
+            "initial copy of {rows} rows skipped: it needs about {:.0} GB free in {}, which has {:.1} GB (set TMPDIR to a larger disk, or leave the size out of SYNC_BENCH_INITIAL_ROWS)",
+            gb(needed),
+            dir.display(),
+            gb(free)
+        )
+    })
+}
+
 /// The sizes to run, from `SYNC_BENCH_INITIAL_ROWS`.
 fn sizes() -> Vec<usize> {
     let sizes = std::env::var("SYNC_BENCH_INITIAL_ROWS").unwrap_or_default();
@@ -249,6 +281,10 @@ async fn main() {
     let mut copies = Vec::new();
     let mut raw = None;
     for rows in sizes() {
+        if let Some(why) = no_room_for(rows) {
+            println!("{why}");
+            continue;
+        }
         let (copy, finops) = initial_copy(rows).await;
         eprintln!(
             "initial copy of {rows} rows: {:.1} s ({:.1} s to read them all)",

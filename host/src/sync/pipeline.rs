@@ -346,29 +346,25 @@ async fn landed_before(
         .await;
     let mut to_send = (Vec::new(), Vec::new());
     for ((write, (out, landing)), read) in writes.into_iter().zip(sent).zip(reads) {
-        let now = match read {
-            Some(Ok(now)) => now,
+        let held = match read {
+            Some(Ok(now)) => {
+                let mark = now.as_ref().map_or_else(deleted_mark, |row| {
+                    mark_of(&Operation::Upsert, row, echo_fields)
+                });
+                (mark == landing.mark).then_some(now)
+            }
             Some(Err(error)) if error.refusal().is_some() => {
                 tracing::warn!(map = %map.name(), %direction, key = %out.queued.change.key, %error, "A row whose write may have landed could not be read back; it is written again.");
-                to_send.0.push(write);
-                to_send.1.push((out, landing));
-                continue;
+                None
             }
             Some(Err(error)) => return Err(error.into()),
-            None => {
-                to_send.0.push(write);
-                to_send.1.push((out, landing));
-                continue;
-            }
+            None => None,
         };
-        let now_mark = now.as_ref().map_or_else(deleted_mark, |row| {
-            mark_of(&Operation::Upsert, row, echo_fields)
-        });
-        if now_mark != landing.mark {
+        let Some(now) = held else {
             to_send.0.push(write);
             to_send.1.push((out, landing));
             continue;
-        }
+        };
         let key = out.queued.change.key.clone();
         map.keys.resolved(&key);
         let id = now
