@@ -83,8 +83,11 @@ pub(crate) async fn send(
         return Ok(Vec::new());
     }
     let batch = request(parts, mode);
+    // A lost answer is not resent here: the engine reads back what landed
+    // (its write intents) before it writes the batch again.
     let mut call = Call::new(Method::POST, transport.url("$batch"))
-        .body(batch.content_type(), batch.to_bytes());
+        .body(batch.content_type(), batch.to_bytes())
+        .once_sent();
     if mode == BatchMode::ContinueOnError {
         call = call.header("Prefer", "odata.continue-on-error");
     }

@@ -107,6 +107,10 @@ pub(crate) struct Call {
     pub headers: Vec<(&'static str, String)>,
     /// Content type and body.
     pub body: Option<(String, Bytes)>,
+    /// Never sent again once it may have reached the service: a lost answer
+    /// is the caller's to settle (a `$batch`, whose writes the engine reads
+    /// back before it writes them again).
+    pub once_sent: bool,
 }
 
 impl Call {
@@ -116,7 +120,14 @@ impl Call {
             url,
             headers: Vec::new(),
             body: None,
+            once_sent: false,
         }
+    }
+
+    /// Marks the call as sent at most once past the connection.
+    pub fn once_sent(mut self) -> Self {
+        self.once_sent = true;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -271,7 +282,24 @@ impl Transport {
                     let after = retry_after(&reply.headers);
                     Failure::Status(reply.status, ServiceError::from_body(&reply.body), after)
                 }
-                Err(detail) => Failure::Transport(detail),
+                Err((detail, reached)) => {
+                    if reached && call.once_sent {
+                        self.set_failing(Some(detail.clone()));
+                        return Err(ConnectorError::Unavailable {
+                            system: self.system,
+                            method: call.method.to_string(),
+                            url: call.url.clone(),
+                            attempts,
+                            elapsed: started.elapsed(),
+                            status: None,
+                            last: format!(
+                                "{detail} (the answer was lost after the request was sent; it is not sent again blindly: what landed is read back first)"
+                            ),
+                            retry_after: None,
+                        });
+                    }
+                    Failure::Transport(detail)
+                }
             };
             let (status, last, asked) = match failure {
                 Failure::Status(s, e, after) => (Some(s), format!("status {s}: {e}"), after),
@@ -300,7 +328,9 @@ impl Transport {
 
     /// One attempt: `Ok(Ok(reply))` for any answer, `Ok(Err(detail))` for
     /// a transport failure worth retrying, `Err` for a token or TLS failure.
-    async fn attempt(&self, call: &Call) -> Result<Result<Reply, String>, ConnectorError> {
+    /// One attempt: the reply, or why none came and whether the request
+    /// may have reached the service.
+    async fn attempt(&self, call: &Call) -> Result<Result<Reply, (String, bool)>, ConnectorError> {
         let token = self.tokens.token().await?;
         let permit = self.limiter.acquire().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -330,7 +360,9 @@ impl Transport {
                         detail,
                     });
                 }
-                None => return Ok(Err(transport_detail(&e))),
+                // Not connected: nothing reached the service.
+                None if e.is_connect() => return Ok(Err((transport_detail(&e), false))),
+                None => return Ok(Err((transport_detail(&e), true))),
             },
         };
         let status = response.status().as_u16();
@@ -342,7 +374,8 @@ impl Transport {
         }
         let body = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return Ok(Err(transport_detail(&e))),
+            // The service answered: the request reached it.
+            Err(e) => return Ok(Err((transport_detail(&e), true))),
         };
         if status == 401 {
             self.tokens.invalidate(&token).await;

@@ -91,8 +91,9 @@ async fn a_batch_committed_but_never_answered_is_not_written_again() {
     sync.fo_delete("Currencies", &[("CurrencyCode", "XBB")])
         .await;
     // Every answer of Dataverse now breaks off mid-body, after the service
-    // has done the work; the connectors try each request once, so a lost
-    // answer fails the batch rather than being sent again at once.
+    // has done the work. The connectors keep their default retries: a
+    // `$batch` whose answer was lost is not sent again by the transport, so
+    // the batch fails and its intents settle it when it is taken again.
     sync.dataverse.set_faults(FaultConfig {
         drop_share: 1.0,
         ..FaultConfig::default()
@@ -100,7 +101,8 @@ async fn a_batch_committed_but_never_answered_is_not_written_again() {
     let options = EngineOptions {
         connector: ConnectorOptions {
             retry: RetryPolicy {
-                max_attempts: 1,
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(200),
                 ..RetryPolicy::default()
             },
             ..ConnectorOptions::default()
