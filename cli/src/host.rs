@@ -77,6 +77,14 @@ impl Failure {
     }
 }
 
+/// The exit code of a command's result: 0, or the failure's, printed.
+pub fn exit(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Failure {
         Failure::Other(error)
@@ -120,6 +128,18 @@ impl HostArgs {
             "http"
         };
         Some(format!("{scheme}://{addr}"))
+    }
+
+    /// A client of the running host's admin API, or a refusal saying how
+    /// to name it.
+    pub fn client(&self) -> Result<Client, Failure> {
+        let plan = self.plan()?;
+        let url = self.admin_url(plan.as_ref()).ok_or_else(|| {
+            Failure::Refused(
+                "name the running host: --admin URL (or DUALWRITE_ADMIN_URL), or -c FILE with [engine] admin".into(),
+            )
+        })?;
+        Client::new(url, self.admin_ca.as_deref())
     }
 
     /// The data directory of a stopped host, if one is named.

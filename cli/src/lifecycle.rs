@@ -14,7 +14,7 @@ use dualwrite::checkpoint::Checkpoints;
 use dualwrite::map::Plan;
 use dualwrite::sync::{MapNode, MapStatus, dependency_graph, statuses, to_dot};
 
-use crate::host::{Client, Failure, HostArgs, block_on};
+use crate::host::{Client, Failure, HostArgs, block_on, exit};
 
 /// `dualwrite map status`
 #[derive(Debug, Args)]
@@ -113,13 +113,6 @@ pub struct DepsArgs {
     pub dot: bool,
     #[command(flatten)]
     pub host: HostArgs,
-}
-
-fn exit(result: Result<(), Failure>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
-    }
 }
 
 /// Where a read command reads: the running host, or a stopped one's store.
@@ -257,13 +250,7 @@ fn operate(host: &HostArgs, path: &str, body: Value) -> ExitCode {
 /// Sends one lifecycle operation, prints what it did, and gives the client
 /// and the host's answer.
 fn send(host: &HostArgs, path: &str, body: Value) -> Result<(Client, Value), Failure> {
-    let plan = host.plan()?;
-    let url = host.admin_url(plan.as_ref()).ok_or_else(|| {
-        Failure::Refused(
-            "name the running host: --admin URL (or DUALWRITE_ADMIN_URL), or -c FILE with [engine] admin".into(),
-        )
-    })?;
-    let client = Client::new(url, host.admin_ca.as_deref())?;
+    let client = host.client()?;
     let done = block_on(client.post(path, &body))?;
     if host.json {
         println!(

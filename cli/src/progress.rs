@@ -12,7 +12,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::host::{Client, Failure, HostArgs, block_on};
+use crate::host::{Client, Failure, HostArgs, block_on, exit};
 
 /// `dualwrite map progress`
 #[derive(Debug, Args)]
@@ -46,23 +46,6 @@ pub struct RerunArgs {
     pub failed_only: bool,
     #[command(flatten)]
     pub host: HostArgs,
-}
-
-fn client(host: &HostArgs) -> Result<Client, Failure> {
-    let plan = host.plan()?;
-    let url = host.admin_url(plan.as_ref()).ok_or_else(|| {
-        Failure::Refused(
-            "name the running host: --admin URL (or DUALWRITE_ADMIN_URL), or -c FILE with [engine] admin".into(),
-        )
-    })?;
-    Client::new(url, host.admin_ca.as_deref())
-}
-
-fn exit(result: Result<(), Failure>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
-    }
 }
 
 fn count(value: &Value) -> u64 {
@@ -163,7 +146,7 @@ pub async fn follow(client: &Client, map: &str) -> Result<Value, Failure> {
 /// Runs `dualwrite map progress`.
 pub fn progress(args: ProgressArgs) -> ExitCode {
     exit((|| {
-        let client = client(&args.host)?;
+        let client = args.host.client()?;
         let path = format!("/api/v1/maps/{}/progress", args.name);
         if args.host.json || args.once {
             let progress = block_on(client.get(&path))?;
@@ -196,7 +179,7 @@ pub fn progress(args: ProgressArgs) -> ExitCode {
 /// Runs `dualwrite map failures`.
 pub fn failures(args: FailuresArgs) -> ExitCode {
     exit((|| {
-        let client = client(&args.host)?;
+        let client = args.host.client()?;
         let body = block_on(client.get(&format!("/api/v1/maps/{}/failures", args.name)))?;
         if args.host.json {
             println!(
@@ -223,7 +206,7 @@ pub fn failures(args: FailuresArgs) -> ExitCode {
 /// Runs `dualwrite map rerun`.
 pub fn rerun(args: RerunArgs) -> ExitCode {
     exit((|| {
-        let client = client(&args.host)?;
+        let client = args.host.client()?;
         let body = block_on(client.post(
             &format!("/api/v1/maps/{}/rerun", args.name),
             &json!({"only_failed": args.failed_only}),

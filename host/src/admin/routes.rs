@@ -280,15 +280,7 @@ async fn get_map(
         .into_iter()
         .find(|status| status.name == name)
         .map(Json)
-        .ok_or_else(|| {
-            let mut error = ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown-map",
-                format!("map `{name}` is not in the config nor in the store"),
-            );
-            error.body.error.map = Some(name);
-            error
-        })
+        .ok_or_else(|| unknown_map(name))
 }
 
 fn done(engine: &RunningEngine, moved: Vec<String>) -> Result<Json<Done>, ApiError> {
@@ -396,7 +388,9 @@ fn unknown_map(name: String) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::NOT_FOUND,
         "unknown-map",
-        format!("map `{name}` is not in the config"),
+        format!(
+            "map `{name}` is not in the config nor in the store; `GET /api/v1/maps` lists the maps"
+        ),
     );
     error.body.error.map = Some(name);
     error
