@@ -11,24 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dualwrite::connector::{
-    ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Query,
-};
+use dualwrite::connector::{ConnectorOptions, DataverseConnector, FinopsConnector, Key, Query};
 use dualwrite_emulators::{self as emulator, RunningEmulator, ServiceKind};
 use serde_json::{Value, json};
 
+use crate::hosts::{credentials, systems};
 use crate::support::empty_config;
 
 const TOKEN: &str = "an-admin-token-for-tests";
-
-fn credentials(emulator: &RunningEmulator) -> Credentials {
-    Credentials {
-        token_url: emulator.token_url(),
-        client_id: "dualwrite".into(),
-        client_secret: "dualwrite-secret".into(),
-        scope: format!("{}/.default", emulator.url()),
-    }
-}
 
 /// Two maps, `customers` depending on `legal-entities`; `enabled` and
 /// `engine` lines as the test needs.
@@ -38,6 +28,7 @@ fn config(
     enabled: bool,
     engine: &str,
 ) -> String {
+    let systems = systems(finops, dataverse);
     format!(
         r#"
 [engine]
@@ -46,17 +37,7 @@ poll_interval = "100ms"
 polling_share = 1.0
 admin = "127.0.0.1:0"
 {engine}
-
-[systems.finops]
-kind = "finops"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "FO_SECRET" }}
-
-[systems.dataverse]
-kind = "dataverse"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "DV_SECRET" }}
-
+{systems}
 [[maps]]
 name = "legal-entities"
 enabled = {enabled}
@@ -73,11 +54,7 @@ right = {{ system = "dataverse", table = "accounts" }}
 key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
 depends_on = ["legal-entities"]
 fields = ["OrganizationName = name"]
-"#,
-        finops.service_url(),
-        finops.token_url(),
-        dataverse.service_url(),
-        dataverse.token_url()
+"#
     )
 }
 

@@ -20,10 +20,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dualwrite::checkpoint::{Action, Checkpoints, Direction};
-use dualwrite::connector::{ConnectorOptions, Credentials, FinopsConnector, Key};
+use dualwrite::connector::{ConnectorOptions, FinopsConnector, Key};
 use dualwrite_emulators::{self as emulator, EmulatorConfig, RunningEmulator, ServiceKind};
 use serde_json::json;
 
+use crate::hosts::{credentials, systems};
 use crate::support::empty_config;
 
 /// Customers seeded in finops (`BULK-0000000` …, across three companies).
@@ -32,16 +33,8 @@ const ROWS: usize = 100_000;
 /// The companies the seeded customers belong to.
 const COMPANIES: [&str; 3] = ["USMF", "DEMF", "GBSI"];
 
-fn credentials(emulator: &RunningEmulator) -> Credentials {
-    Credentials {
-        token_url: emulator.token_url(),
-        client_id: "dualwrite".into(),
-        client_secret: "dualwrite-secret".into(),
-        scope: format!("{}/.default", emulator.url()),
-    }
-}
-
 fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
+    let systems = systems(finops, dataverse);
     format!(
         r#"
 [engine]
@@ -50,17 +43,7 @@ poll_interval = "200ms"
 polling_share = 1.0
 batch_size = 1000
 batches_in_flight = 4
-
-[systems.finops]
-kind = "finops"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "FO_SECRET" }}
-
-[systems.dataverse]
-kind = "dataverse"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "DV_SECRET" }}
-
+{systems}
 [[maps]]
 name = "legal-entities"
 left = {{ system = "finops", table = "LegalEntities" }}
@@ -75,11 +58,7 @@ right = {{ system = "dataverse", table = "accounts" }}
 key = ["CustomerAccount > accountnumber", "dataAreaId > msdyn_company.cdm_companycode"]
 depends_on = ["legal-entities"]
 fields = ["OrganizationName > name", "CreditLimit > creditlimit"]
-"#,
-        finops.service_url(),
-        finops.token_url(),
-        dataverse.service_url(),
-        dataverse.token_url()
+"#
     )
 }
 

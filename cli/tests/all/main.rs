@@ -10,6 +10,7 @@ mod cli_demo;
 mod cli_plugin;
 mod emulate_certificate;
 mod emulate_tls;
+mod hosts;
 mod initial_copy_crash;
 mod map_live;
 mod map_validate;

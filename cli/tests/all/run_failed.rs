@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use dualwrite_emulators::{self as emulator, EmulatorConfig, ServiceKind};
 
+use crate::hosts::systems;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_exits_with_an_error_naming_the_failed_map_when_no_map_can_run() {
     let finops = emulator::start(ServiceKind::Finops, EmulatorConfig::empty())
@@ -17,6 +19,7 @@ async fn run_exits_with_an_error_naming_the_failed_map_when_no_map_can_run() {
         .expect("dataverse");
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = dir.path().join("sync.toml");
+    let systems = systems(&finops, &dataverse);
     std::fs::write(
         &config,
         format!(
@@ -24,28 +27,14 @@ async fn run_exits_with_an_error_naming_the_failed_map_when_no_map_can_run() {
 [engine]
 data = "data"
 poll_interval = "100ms"
-
-[systems.finops]
-kind = "finops"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "FO_SECRET" }}
-
-[systems.dataverse]
-kind = "dataverse"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "DV_SECRET" }}
-
+{systems}
 [[maps]]
 name = "legal-entities"
 left = {{ system = "finops", table = "LegalEntities" }}
 right = {{ system = "dataverse", table = "cdm_companies" }}
 key = ["LegalEntityId > cdm_companycode"]
 fields = ["Name > cdm_name"]
-"#,
-            finops.service_url(),
-            finops.token_url(),
-            dataverse.service_url(),
-            dataverse.token_url()
+"#
         ),
     )
     .expect("config written");

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use dualwrite::checkpoint::{Action, Checkpoints, Direction};
 use dualwrite::connector::{
-    BatchMode, ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Query,
-    Write,
+    BatchMode, ConnectorOptions, DataverseConnector, FinopsConnector, Key, Query, Write,
 };
 use dualwrite_emulators::{self as emulator, RunningEmulator, ServiceKind};
 use serde_json::{Value, json};
 
+use crate::hosts::{credentials, systems};
 use crate::support::empty_config;
 
 const ROWS: usize = 400;
@@ -32,16 +32,8 @@ const BATCH: usize = 50;
 /// `[engine] batches_in_flight` of the config.
 const IN_FLIGHT: usize = 4;
 
-fn credentials(emulator: &RunningEmulator) -> Credentials {
-    Credentials {
-        token_url: emulator.token_url(),
-        client_id: "dualwrite".into(),
-        client_secret: "dualwrite-secret".into(),
-        scope: format!("{}/.default", emulator.url()),
-    }
-}
-
 fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
+    let systems = systems(finops, dataverse);
     format!(
         r#"
 [engine]
@@ -50,17 +42,7 @@ poll_interval = "100ms"
 polling_share = 1.0
 batch_size = {BATCH}
 batches_in_flight = {IN_FLIGHT}
-
-[systems.finops]
-kind = "finops"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "FO_SECRET" }}
-
-[systems.dataverse]
-kind = "dataverse"
-url = "{}"
-auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "DV_SECRET" }}
-
+{systems}
 [[maps]]
 name = "legal-entities"
 left = {{ system = "finops", table = "LegalEntities" }}
@@ -75,11 +57,7 @@ right = {{ system = "dataverse", table = "accounts" }}
 key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
 depends_on = ["legal-entities"]
 fields = ["OrganizationName = name", "CreditLimit = creditlimit"]
-"#,
-        finops.service_url(),
-        finops.token_url(),
-        dataverse.service_url(),
-        dataverse.token_url()
+"#
     )
 }
 
