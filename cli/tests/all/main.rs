@@ -5,6 +5,7 @@
 //! and in an initial copy of 100,000 rows, counting each row's writes).
 
 mod admin_api;
+mod admin_host;
 mod check;
 mod cli_demo;
 mod cli_plugin;
