@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use dualwrite::checkpoint::Checkpoints;
 use dualwrite::map::Plan;
-use dualwrite::sync::{MapNode, MapStatus, dependency_graph, statuses, to_dot};
+use dualwrite::sync::{CaptureStatus, MapNode, MapStatus, dependency_graph, statuses, to_dot};
 
 use crate::host::{Client, Failure, HostArgs, block_on, exit};
 
@@ -236,10 +236,40 @@ fn print_statuses(all: &[MapStatus]) {
         {
             notes.push(format!("last error: {error}"));
         }
+        for capture in &status.capture {
+            notes.push(capture_note(capture));
+        }
         for note in notes {
             println!("{:width$}  {note}", "");
         }
     }
+}
+
+/// `left (finops): pushed, catch-all every 15m; budget 600 polls per 5 min
+/// shared by 4 pollers`, and what the budget makes of the interval.
+fn capture_note(capture: &CaptureStatus) -> String {
+    let every = if capture.mode == "pushed" {
+        "catch-all every"
+    } else {
+        "every"
+    };
+    let interval = if capture.stretched() {
+        format!(
+            "{every} {} (stretched from {} by the polling budget)",
+            capture.effective, capture.configured
+        )
+    } else {
+        format!("{every} {}", capture.effective)
+    };
+    format!(
+        "{} ({}): {}, {interval}; budget {} polls per 5 min shared by {} poller{}",
+        capture.side,
+        capture.system,
+        capture.mode,
+        capture.budget_per_5_min,
+        capture.pollers,
+        if capture.pollers == 1 { "" } else { "s" }
+    )
 }
 
 /// Sends one lifecycle operation and prints what it did.

@@ -64,6 +64,11 @@ pub struct Host {
 
 impl Host {
     pub fn start(config: &Path) -> Host {
+        Host::start_with(config, &[])
+    }
+
+    /// Started with `env` added to its environment.
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
             .args(["run", "-c"])
             .arg(config)
@@ -71,6 +76,7 @@ impl Host {
             .env("DV_SECRET", "dualwrite-secret")
             .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
             .env("DUALWRITE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("dualwrite run starts");
@@ -174,10 +180,20 @@ pub struct World {
 
 impl World {
     pub async fn new(enabled: bool, engine: &str) -> World {
+        World::with_dataverse(empty_config(), enabled, engine).await
+    }
+
+    /// A world whose Dataverse emulator runs with `dataverse` (its roles,
+    /// say).
+    pub async fn with_dataverse(
+        dataverse: emulator::EmulatorConfig,
+        enabled: bool,
+        engine: &str,
+    ) -> World {
         let finops = emulator::start(ServiceKind::Finops, empty_config())
             .await
             .expect("finops");
-        let dataverse = emulator::start(ServiceKind::Dataverse, empty_config())
+        let dataverse = emulator::start(ServiceKind::Dataverse, dataverse)
             .await
             .expect("dataverse");
         let options = ConnectorOptions::default();

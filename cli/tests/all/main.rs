@@ -6,6 +6,7 @@
 
 mod admin_api;
 mod admin_host;
+mod capture_status;
 mod check;
 mod cli_demo;
 mod cli_plugin;

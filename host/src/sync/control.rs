@@ -351,7 +351,9 @@ impl RunningEngine {
         for name in order.iter().rev() {
             let runtime = self.runtime(name)?;
             if matches!(runtime.state(), MapState::Failed(_)) {
-                // Its tasks already ended: only the state moves.
+                // Its tasks already ended: its steps go, and the state
+                // moves.
+                super::push::unregister(&self.shared, runtime).await;
                 runtime.transition(MapState::Stopped);
             } else {
                 self.send(name, MapCommand::Stop).await;

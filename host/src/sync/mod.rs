@@ -96,7 +96,9 @@ pub use initial::{
 };
 pub use push::{Push, endpoint_name, steps_name};
 pub use runtime::{MapCommand, MapState, Outage, Queued};
-pub use status::{Backlog, LookupEdge, MapNode, MapStatus, dependency_graph, statuses, to_dot};
+pub use status::{
+    Backlog, CaptureStatus, LookupEdge, MapNode, MapStatus, dependency_graph, statuses, to_dot,
+};
 
 use plugins::Chain;
 use runtime::MapRuntime;

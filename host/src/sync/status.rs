@@ -13,6 +13,7 @@ use crate::map::{MapPlan, Side};
 
 use super::RunningEngine;
 use super::pipeline::idle_parent;
+use super::push::Push;
 
 /// Changes queued per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -53,6 +54,41 @@ pub struct MapStatus {
     pub waits_for: Option<String>,
     /// The last error it met.
     pub last_error: Option<String>,
+    /// How each side that flows is captured: pushed or polled, and how
+    /// often the system's polling budget lets it poll. Only a running host
+    /// knows it; empty when read from a stopped host's store.
+    #[serde(default)]
+    pub capture: Vec<CaptureStatus>,
+}
+
+/// How one side of a map is captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CaptureStatus {
+    /// `left` or `right`.
+    pub side: String,
+    /// The system it reads.
+    pub system: String,
+    /// `pushed` (webhook steps or data events, polling only as the
+    /// catch-all), `polled`, or `polled (push refused: why)`.
+    pub mode: String,
+    /// The interval the config asks for (`poll_interval`, or
+    /// `catch_all_interval` when pushed), as `humantime` writes it.
+    pub configured: String,
+    /// The interval the system's polling budget allows (at least
+    /// `configured`).
+    pub effective: String,
+    /// Capture tasks sharing the system's budget.
+    pub pollers: usize,
+    /// Polls all of them may make in 5 minutes
+    /// (`[engine] polling_share` of `[systems.X] request_limit`).
+    pub budget_per_5_min: u32,
+}
+
+impl CaptureStatus {
+    /// Whether the budget stretches the configured interval.
+    pub fn stretched(&self) -> bool {
+        self.configured != self.effective
+    }
 }
 
 fn status(
@@ -90,6 +126,7 @@ fn status(
         oldest_queued: oldest.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         waits_for: None,
         last_error: record.and_then(|r| r.last_error.clone()),
+        capture: Vec::new(),
     })
 }
 
@@ -127,6 +164,7 @@ impl RunningEngine {
             if !record.state.is_active() {
                 continue;
             }
+            status.capture = self.capture_statuses(runtime);
             // A target that fails every attempt now (its requests still
             // retrying), or whose last batch failed after its retries.
             let failing = runtime.directions().find_map(|direction| {
@@ -160,6 +198,36 @@ impl RunningEngine {
             status.waits_for = (!waits.is_empty()).then(|| waits.join("; "));
         }
         Ok(all)
+    }
+}
+
+impl RunningEngine {
+    fn capture_statuses(&self, runtime: &super::runtime::MapRuntime) -> Vec<CaptureStatus> {
+        self.polling(runtime.name())
+            .into_iter()
+            .map(|(side, polling)| {
+                let pushed = super::capture::pushed(
+                    &self.shared,
+                    runtime,
+                    side,
+                    self.webhook_addr.is_some(),
+                );
+                let mode = match runtime.push_state(side) {
+                    _ if pushed => "pushed".to_owned(),
+                    Push::Refused(why) => format!("polled (push refused: {why})"),
+                    _ => "polled".to_owned(),
+                };
+                CaptureStatus {
+                    side: side.name().to_owned(),
+                    system: polling.system,
+                    mode,
+                    configured: humantime::format_duration(polling.configured).to_string(),
+                    effective: humantime::format_duration(polling.effective).to_string(),
+                    pollers: polling.pollers,
+                    budget_per_5_min: polling.budget_per_5_min,
+                }
+            })
+            .collect()
     }
 }
 

@@ -140,19 +140,25 @@ pub(super) fn configured_interval(
     side: Side,
     receiver: bool,
 ) -> Duration {
-    let pushed = (receiver
+    if pushed(shared, map, side, receiver) {
+        shared.plan.engine.catch_all_interval
+    } else {
+        shared.plan.engine.poll_interval
+    }
+}
+
+/// Whether the changes of `side` are pushed: finops data events reach the
+/// host's receiver (`receiver`: it listens) with the system's secret, or
+/// Dataverse steps are registered. Polling is then only the catch-all.
+pub(super) fn pushed(shared: &Shared, map: &MapRuntime, side: Side, receiver: bool) -> bool {
+    (receiver
         && map.plan.side(side).kind == SystemKind::Finops
         && shared
             .plan
             .systems
             .get(&map.plan.side(side).system)
             .is_some_and(|s| s.events_secret.is_some()))
-        || map.pushed(side);
-    if pushed {
-        shared.plan.engine.catch_all_interval
-    } else {
-        shared.plan.engine.poll_interval
-    }
+        || map.pushed(side)
 }
 
 /// Reads one page of Dataverse changes and queues it; true when more is
