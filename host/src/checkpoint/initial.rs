@@ -72,10 +72,15 @@ pub struct SideCopy {
     #[serde(default)]
     pub caught_up: bool,
     /// Where a paged read of the copy goes on after a restart (the next
-    /// link of a finops pass or of a rerun's read), and the stamp taken
-    /// before that read's first page.
+    /// link of a finops pass or of a rerun's read, empty for the first
+    /// page of `company`), and the stamp taken before that read's first
+    /// page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<(String, u64)>,
+    /// On a map striped by company, the company whose rows the finops
+    /// pass reads at `resume` (it reads one company at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
 }
 
 impl SideCopy {
@@ -89,6 +94,7 @@ impl SideCopy {
             rerun,
             caught_up: false,
             resume: None,
+            company: None,
         }
     }
 

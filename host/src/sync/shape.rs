@@ -210,6 +210,13 @@ pub fn restrict(row: &Row, fields: &[String]) -> Row {
         .collect()
 }
 
+/// The OData `$filter` of the rows of `company`: `dataAreaId eq 'usmf'`
+/// (a string literal, its quotes doubled; finops compares company ids
+/// without regard to case).
+pub fn company_eq(field: &str, company: &str) -> String {
+    format!("{field} eq '{}'", company.replace('\'', "''"))
+}
+
 /// Why a row of `side` is outside the map: its side's filter, or a company
 /// the map does not stripe; `None` when it syncs.
 pub fn excluded(map: &MapPlan, side: Side, row: &Row) -> Option<String> {

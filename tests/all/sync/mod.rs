@@ -23,6 +23,7 @@ mod reconcile;
 mod refusals;
 mod replay;
 mod restart;
+mod striped;
 mod tls;
 mod webhook;
 

@@ -7,7 +7,10 @@
 //! - [`Pass`]: one read of the entity from its first page to its last
 //!   (`cross-company=true`, which the connector always sends; `$select` of
 //!   the side's mapped, key and filter fields), one page per call of
-//!   [`read_page`]. Only a row whose hash changed (or that the host never
+//!   [`read_page`]. A map striped by company (`companies`) is read one
+//!   company at a time (`$filter=dataAreaId eq '…'`), in the map's order,
+//!   so the rows of companies it does not sync are never read, and a copy
+//!   resumed after a crash goes on in the company it was reading. Only a row whose hash changed (or that the host never
 //!   saw) is queued; an unchanged row queues nothing. The pass holds the
 //!   keys it saw, never the rows.
 //! - At the last page, a key with a stored hash the pass did not return is
@@ -63,6 +66,22 @@ pub(in crate::sync) struct Pass {
     /// The pass goes on from where the copy's pass stopped before a
     /// restart (its link may have expired).
     resumed: bool,
+    /// On a map striped by company, the index (in the map's `companies`)
+    /// of the company being read.
+    company: usize,
+}
+
+/// The companies a pass over `side` reads one at a time, and the field of
+/// the side that holds a row's company: `None` unless the map is striped
+/// by company.
+fn stripes(plan: &MapPlan, side: Side) -> Option<(&str, &[String])> {
+    if plan.companies.is_empty() {
+        return None;
+    }
+    let field = plan
+        .company_pair()
+        .and_then(|pair| shape::field_on(pair, side))?;
+    Some((field, &plan.companies))
 }
 
 /// A finops row read, compared with what its key last showed.
@@ -99,16 +118,23 @@ pub(in crate::sync) async fn read_page(
         }
         // A new pass of a copy goes on where the copy's pass stopped.
         if let (None, Some((link, began))) = (pass.began, &copy.resume) {
-            pass.next_link = Some(link.clone());
+            pass.next_link = (!link.is_empty()).then(|| link.clone());
             pass.began = Some(*began);
             pass.resumed = true;
+            pass.company = stripes(plan, side)
+                .zip(copy.company.as_ref())
+                .and_then(|((_, companies), company)| companies.iter().position(|c| c == company))
+                .unwrap_or(0);
         }
     }
     let stamp = shared.store.stamp()?;
     let began = *pass.began.get_or_insert(stamp);
+    let stripes = stripes(plan, side);
     let query = Query {
         select: select.clone(),
-        filter: None,
+        filter: stripes.and_then(|(field, companies)| {
+            Some(shape::company_eq(field, companies.get(pass.company)?))
+        }),
     };
     let page = match system
         .query_page(table, &query, pass.next_link.as_deref())
@@ -135,10 +161,25 @@ pub(in crate::sync) async fn read_page(
             pass.seen.insert(key.to_lowercase());
         }
     }
-    let resume = page.next_link.clone().map(|link| (link, began));
-    read.store(shared, map, side, &copy, resume).await?;
+    // The company read next: this one while it has pages, then the next.
+    let next_company = page.next_link.is_none()
+        && stripes.is_some_and(|(_, companies)| pass.company + 1 < companies.len());
+    let company_index = pass.company + usize::from(next_company);
+    let resume = match (&page.next_link, next_company) {
+        (Some(link), _) => Some((link.clone(), began)),
+        (None, true) => Some((String::new(), began)),
+        (None, false) => None,
+    };
+    let company = stripes.and_then(|(_, companies)| companies.get(company_index).cloned());
+    read.store(shared, map, side, &copy, resume, company)
+        .await?;
     if let Some(link) = page.next_link {
         pass.next_link = Some(link);
+        return Ok(true);
+    }
+    if next_company {
+        pass.company = company_index;
+        pass.next_link = None;
         return Ok(true);
     }
     let gone = deleted(shared, map, side, pass, began).await?;

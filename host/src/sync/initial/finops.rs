@@ -106,8 +106,9 @@ pub(in crate::sync) fn classify(
 
 impl PageRead {
     /// Stores the page: queued (live), queued with the copy's position
-    /// (`resume`: the next page's link and the pass's stamp; `None` at the
-    /// last page), or established; counts it; counts its companies.
+    /// (`resume`: the next page's link, empty for the first page of
+    /// `company`, and the pass's stamp; `None` at the last page), or
+    /// established; counts it; counts its companies.
     pub(in crate::sync) async fn store(
         self,
         shared: &Shared,
@@ -115,9 +116,11 @@ impl PageRead {
         side: Side,
         copy: &SideCopy,
         resume: Option<(String, u64)>,
+        company: Option<String>,
     ) -> Result<(), FlowError> {
         let plan = &map.plan;
         let mut mark = copy.clone();
+        mark.company = company.filter(|_| resume.is_some());
         mark.resume = resume;
         match Reading::of(copy) {
             Reading::Live => {

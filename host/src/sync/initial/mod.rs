@@ -199,6 +199,7 @@ pub(super) fn finished(copy: &SideCopy) -> SideCopy {
     };
     done.finished = Some(now());
     done.resume = None;
+    done.company = None;
     done
 }
 

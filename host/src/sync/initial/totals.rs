@@ -14,14 +14,38 @@ use super::super::runtime::MapRuntime;
 use super::super::shape::{self, Side};
 use super::super::system::Connector;
 
-/// Counts every row of `side` as its copy begins.
+/// Counts every row of `side` the copy reads as it begins: on a map
+/// striped by company, the sum of its companies' rows (the rows of other
+/// companies are never read).
 pub(super) async fn count_side(
     shared: &Shared,
     map: &MapRuntime,
     side: Side,
 ) -> Result<(), FlowError> {
     let table = &map.plan.side(side).table;
-    match count(shared, map, side, None).await {
+    let total = if map.plan.companies.is_empty() || map.plan.company_pair().is_none() {
+        count(shared, map, side, None).await
+    } else {
+        let mut sum = Total {
+            count: 0,
+            exact: true,
+        };
+        let mut failed = None;
+        for company in &map.plan.companies {
+            match count(shared, map, side, Some(company)).await {
+                Ok(one) => {
+                    sum.count += one.count;
+                    sum.exact &= one.exact;
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        failed.map_or(Ok(sum), Err)
+    };
+    match total {
         Ok(total) => shared
             .store
             .set_total(map.name(), side.name(), None, total)?,
@@ -138,12 +162,11 @@ async fn company_filter(
     let Some(pair) = plan.company_pair() else {
         return Ok(None);
     };
-    let quoted = company.replace('\'', "''");
     let Some(field) = shape::field_on(pair, side) else {
         return Ok(None);
     };
     if plan.side(side).kind == SystemKind::Finops || pair.lookup.is_none() {
-        return Ok(Some(format!("{field} eq '{quoted}'")));
+        return Ok(Some(shape::company_eq(field, company)));
     }
     let Some(lookup) = &pair.lookup else {
         return Ok(None);
