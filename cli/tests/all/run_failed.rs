@@ -1,6 +1,7 @@
 //! `dualwrite run` when no map can run: its only map fails (a corrupt
 //! checkpoint entry), the host says which map failed and why, and exits
-//! with an error instead of idling.
+//! with an error instead of idling; a data directory it cannot use is
+//! named in its error.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,4 +82,25 @@ fields = ["Name > cdm_name"]
     assert!(stderr.contains("no map can run"), "{stderr}");
     finops.shutdown().await.expect("finops stops");
     dataverse.shutdown().await.expect("dataverse stops");
+}
+
+#[test]
+fn run_names_a_data_directory_it_cannot_use() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // `data` names a file, not a directory.
+    std::fs::write(dir.path().join("data"), "not a directory").expect("file written");
+    let config = dir.path().join("sync.toml");
+    std::fs::write(&config, "[engine]\ndata = \"data\"\n").expect("config written");
+    let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .expect("dualwrite run runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}", dir.path().join("data").display()))
+            && stderr.contains("engine.data"),
+        "the message names the directory and the key: {stderr}"
+    );
 }

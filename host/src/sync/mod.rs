@@ -269,8 +269,14 @@ impl Engine {
                 }
             }
         }
-        let store =
-            Checkpoints::open(&plan.engine.data)?.with_limits(capture::limits(&plan.engine.queue));
+        let store = Checkpoints::open(&plan.engine.data)
+            .map_err(|error| SyncError::Setup {
+                detail: format!(
+                    "the checkpoint store in {} (engine.data) cannot be opened: {error}; name a directory the host may create and write, used by no other running host",
+                    plan.engine.data.display()
+                ),
+            })?
+            .with_limits(capture::limits(&plan.engine.queue));
         let mut systems = HashMap::new();
         for (name, system) in &plan.systems {
             systems.insert(
