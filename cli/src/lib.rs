@@ -66,6 +66,15 @@ impl Command {
             _ => "warn",
         }
     }
+
+    /// How the host's own log is written: `run --log-format`, text for
+    /// every other command.
+    pub fn log_format(&self) -> run::LogFormat {
+        match self {
+            Command::Run(args) => args.log_format,
+            _ => run::LogFormat::Text,
+        }
+    }
 }
 
 /// Runs the command line; the exit code is what `main` returns.

@@ -2,6 +2,7 @@
 //! [`dualwrite_cli`].
 
 use clap::Parser;
+use dualwrite_cli::run::LogFormat;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -9,13 +10,21 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = dualwrite_cli::Cli::parse();
     let default = cli.command.default_log_filter();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("DUALWRITE_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter =
+        EnvFilter::try_from_env("DUALWRITE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.command.log_format() {
+        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line (`timestamp`, `level`, `target`, and the
+        // message with its fields under `fields`), for log shippers.
+        LogFormat::Json => log
+            .json()
+            .flatten_event(false)
+            .with_current_span(false)
+            .init(),
+    }
     match dualwrite_cli::run(cli) {
         Ok(code) => code,
         Err(error) => {

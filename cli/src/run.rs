@@ -26,6 +26,20 @@ pub struct RunArgs {
     /// tables (for custom tables the catalogue does not know).
     #[arg(long)]
     pub no_catalogue: bool,
+    /// How the host writes its own log (to standard error): `text` for
+    /// people, `json` for log shippers (one JSON object per line with
+    /// `timestamp`, `level`, `target` and `fields`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of the host's own log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (coloured at a terminal).
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// Runs the engine until Ctrl-C or SIGTERM.

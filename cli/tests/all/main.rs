@@ -14,6 +14,7 @@ mod emulate_certificate;
 mod emulate_tls;
 mod hosts;
 mod initial_copy_crash;
+mod log_format;
 mod map_live;
 mod map_validate;
 mod run_failed;
