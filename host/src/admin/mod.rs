@@ -15,6 +15,7 @@
 //! public operations; it holds no state of its own.
 
 mod auth;
+mod errors;
 mod routes;
 
 use std::net::SocketAddr;

@@ -16,6 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
+use super::errors;
 use crate::checkpoint::InitialFailure;
 use crate::map::InitialSync;
 use crate::sync::{
@@ -28,16 +29,17 @@ use crate::sync::{
 #[openapi(
     info(
         title = "dualwrite admin API",
-        description = "Control and watch a running dualwrite host: map states, lifecycle operations, dependencies."
+        description = "Control and watch a running dualwrite host: map states, lifecycle operations, dependencies, the error queue."
     ),
     paths(
         health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps, progress,
-        failures, rerun
+        failures, rerun, errors::list_errors, errors::get_error, errors::retry_error,
+        errors::retry_all, errors::dismiss_error
     ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
         ErrorBody, ErrorDetail, MapNode, DependencyGraph, InitialProgress, Failures, RerunRequest,
-        Rerun
+        Rerun, errors::ErrorList, errors::ErrorFilter
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -156,7 +158,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Api = Arc<RunningEngine>;
+pub(super) type Api = Arc<RunningEngine>;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -479,7 +481,20 @@ fn table() -> (Routes, Routes) {
         .add("GET", "/api/v1/deps", get(deps))
         .add("GET", "/api/v1/maps/{name}/progress", get(progress))
         .add("GET", "/api/v1/maps/{name}/failures", get(failures))
-        .add("POST", "/api/v1/maps/{name}/rerun", post(rerun));
+        .add("POST", "/api/v1/maps/{name}/rerun", post(rerun))
+        .add("GET", "/api/v1/errors", get(errors::list_errors))
+        .add("POST", "/api/v1/errors/retry-all", post(errors::retry_all))
+        .add("GET", "/api/v1/errors/{id}", get(errors::get_error))
+        .add(
+            "POST",
+            "/api/v1/errors/{id}/retry",
+            post(errors::retry_error),
+        )
+        .add(
+            "POST",
+            "/api/v1/errors/{id}/dismiss",
+            post(errors::dismiss_error),
+        );
     (open, guarded)
 }
 

@@ -96,6 +96,7 @@
 //! plugins or how a map shapes a row.
 
 mod echo;
+mod errors;
 mod fingerprint;
 mod initial;
 mod intent;
@@ -111,6 +112,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use echo::{ECHO_HISTORY, Written};
+pub use errors::ParkedRow;
 pub use fingerprint::fingerprint;
 pub use initial::{CopyRun, CopyState, InitialFailure, SideCopy, Tally, TallyChange, Total};
 pub use lifecycle::{Lifecycle, MapRecord, now};
@@ -323,6 +325,25 @@ pub struct Parked {
     /// map's initial copy ([`Checkpoints::initial_failures`]).
     #[serde(default)]
     pub phase: Phase,
+    /// When it was parked (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Parked as a paused map caught up: by `resume --queued park`, or
+    /// failed while the map replayed its queue (`resuming`).
+    #[serde(default)]
+    pub catch_up: bool,
+}
+
+impl Parked {
+    /// `live`, `catch-up` or `initial-sync`: when in the map's life the
+    /// change failed.
+    pub fn phase_name(&self) -> &'static str {
+        match (self.phase, self.catch_up) {
+            (Phase::InitialSync, _) => "initial-sync",
+            (Phase::Live, true) => "catch-up",
+            (Phase::Live, false) => "live",
+        }
+    }
 }
 
 /// What became of a change: the typed outcome the engine decides, counts,
@@ -352,6 +373,12 @@ pub enum Action {
     /// Dropped by an admin: a parked change, or a paused map's queued
     /// changes on resume.
     Discarded,
+    /// A parked change resubmitted by an admin: it runs again through the
+    /// map as it is now.
+    Retried,
+    /// A parked change an admin ended without writing it (`errors
+    /// dismiss`); the changes behind it flow.
+    Dismissed,
 }
 
 impl Action {
@@ -367,6 +394,8 @@ impl Action {
             Action::Parked => "parked",
             Action::Waiting => "waiting",
             Action::Discarded => "discarded",
+            Action::Retried => "retried",
+            Action::Dismissed => "dismissed",
         }
     }
 }

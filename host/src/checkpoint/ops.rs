@@ -448,12 +448,14 @@ impl Checkpoints {
     /// Parks the key of `failed`: its later changes wait behind it, and
     /// its write's intent (a write refused, or never sent) is dropped.
     /// Flushes.
+    /// `catch_up`: the map was replaying its queue after a pause.
     pub fn park(
         &self,
         map: &str,
         direction: Direction,
         failed: &QueuedChange,
         reason: &str,
+        catch_up: bool,
     ) -> Result<(), CheckpointError> {
         let flow = flow(map, direction);
         let slot = join(&[&flow, &canon(&failed.change.key)]);
@@ -468,6 +470,8 @@ impl Checkpoints {
             resubmitted: false,
             key: failed.change.key.clone(),
             phase: failed.change.phase,
+            at: Some(super::now()),
+            catch_up,
         };
         let parked = json(&parked)?;
         let intent = intent::slot(&flow, failed.seq);
@@ -530,6 +534,17 @@ impl Checkpoints {
         direction: Direction,
         key: &str,
     ) -> Result<(), CheckpointError> {
+        self.discard_as(map, direction, key, Action::Discarded)
+    }
+
+    /// [`Checkpoints::discard`], its activity line saying `what`.
+    pub(super) fn discard_as(
+        &self,
+        map: &str,
+        direction: Direction,
+        key: &str,
+        what: Action,
+    ) -> Result<(), CheckpointError> {
         let flow = flow(map, direction);
         let slot = join(&[&flow, &canon(key)]);
         let parked = self.still_parked(&slot, map, direction, key)?;
@@ -542,7 +557,7 @@ impl Checkpoints {
             map: map.to_owned(),
             direction,
             key: key.to_owned(),
-            what: Action::Discarded,
+            what,
             detail: parked.reason.clone(),
         };
         let line = json(&activity)?;
@@ -611,7 +626,7 @@ impl Checkpoints {
 
     /// The parked entry at `slot`, unless there is none or it was
     /// resubmitted already.
-    fn still_parked(
+    pub(super) fn still_parked(
         &self,
         slot: &[u8],
         map: &str,

@@ -279,6 +279,8 @@ impl Checkpoints {
                                         resubmitted: false,
                                         key: queued.change.key.clone(),
                                         phase: queued.change.phase,
+                                        at: Some(super::now()),
+                                        catch_up: true,
                                     };
                                     let value = json(&entry)
                                         .map_err(ConflictableTransactionError::Abort)?;

@@ -59,6 +59,7 @@ mod control;
 mod decide;
 mod echo;
 mod error;
+pub mod errors;
 mod initial;
 mod keys;
 mod pipeline;
@@ -91,6 +92,7 @@ use crate::plugin::{Runtime, RuntimeConfig};
 pub use budget::Polling;
 pub use control::{ControlError, StartOptions};
 pub use error::SyncError;
+pub use errors::{ErrorQueueError, ErrorRow};
 pub use initial::{
     CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress, initial_progress,
 };
@@ -180,8 +182,8 @@ impl FlowCounters {
             Action::Filtered | Action::Skipped => &self.skipped,
             Action::ConflictLost => &self.conflicts,
             Action::Parked => &self.parked,
-            // Waiting is not an outcome yet; a discard is an admin's.
-            Action::Waiting | Action::Discarded => return,
+            // Waiting is not an outcome yet; the others are an admin's.
+            Action::Waiting | Action::Discarded | Action::Retried | Action::Dismissed => return,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }

@@ -153,7 +153,8 @@ impl Recorder {
                     &company,
                 )?;
             }
-            store.park(&self.map, self.direction, &queued, &reason)?;
+            let catch_up = map.state() == super::runtime::MapState::Resuming;
+            store.park(&self.map, self.direction, &queued, &reason, catch_up)?;
             self.line(&queued.change.key, Action::Parked, reason);
         }
         let echoes = marks(&self.echoes);

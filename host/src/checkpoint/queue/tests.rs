@@ -100,7 +100,9 @@ fn the_count_follows_every_operation_and_a_reopen() {
         assert_counted(&store, "after a repeated finish");
 
         let parked = store.next_batch("m", RTL, 10).expect("batch");
-        store.park("m", RTL, &parked[0], "refused").expect("parks");
+        store
+            .park("m", RTL, &parked[0], "refused", false)
+            .expect("parks");
         assert_counted(&store, "after park");
         store.discard("m", RTL, "c").expect("discards");
         assert_eq!(store.queued("m", RTL), 0);
@@ -130,9 +132,11 @@ fn backlog(dir: &std::path::Path) -> Checkpoints {
         .capture("m", LTR, &[change("c", "1"), change("e", "1")], "c0")
         .expect("captures");
     let batch = store.next_batch("m", LTR, 10).expect("batch");
-    store.park("m", LTR, &batch[0], "refused").expect("parks c");
     store
-        .park("m", LTR, &batch[1], "refused too")
+        .park("m", LTR, &batch[0], "refused", false)
+        .expect("parks c");
+    store
+        .park("m", LTR, &batch[1], "refused too", false)
         .expect("parks e");
     store.resubmit("m", LTR, "e").expect("resubmits e");
     store
@@ -364,7 +368,9 @@ fn the_oldest_change_waiting_is_the_first_not_parked_with_its_time() {
     assert!(before <= captured && captured <= after, "{captured}");
 
     let batch = store.next_batch("m", LTR, 1).expect("batch");
-    store.park("m", LTR, &batch[0], "refused").expect("parks");
+    store
+        .park("m", LTR, &batch[0], "refused", false)
+        .expect("parks");
     assert_eq!(
         store.oldest_queued("m", LTR).expect("reads").map(|o| o.key),
         Some("b".to_owned()),
@@ -522,7 +528,9 @@ fn a_queue_whose_oldest_waiting_change_is_too_old_takes_no_more() {
 
     // Parked, it waits for an admin: its age holds nothing.
     let batch = store.next_batch("m", LTR, 1).expect("batch");
-    store.park("m", LTR, &batch[0], "refused").expect("parks");
+    store
+        .park("m", LTR, &batch[0], "refused", false)
+        .expect("parks");
     assert_eq!(store.queue_hold("m", LTR).expect("reads"), None);
     assert_eq!(
         store
@@ -567,7 +575,9 @@ fn the_oldest_change_is_found_again_when_a_parked_key_flows_again() {
         .capture("m", RTL, &[change("d", "1"), change("d", "2")], "d")
         .expect("captures");
     let head = store.next_batch("m", RTL, 1).expect("batch");
-    store.park("m", RTL, &head[0], "refused").expect("parks");
+    store
+        .park("m", RTL, &head[0], "refused", false)
+        .expect("parks");
     assert_eq!(oldest(RTL), None);
     store
         .finish(
