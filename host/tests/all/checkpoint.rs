@@ -111,7 +111,7 @@ fn a_parked_key_holds_its_later_changes_while_other_keys_flow() {
         .expect("captures");
     let batch = store.next_batch("m", LTR, 10).expect("batch");
     store
-        .park("m", LTR, &batch[0], "plugin said no")
+        .park("m", LTR, &batch[0], "plugin said no", false)
         .expect("parks");
     store
         .complete("m", LTR, &batch[1..], &[], &written(&batch[1..]))
@@ -140,7 +140,7 @@ fn a_parked_key_holds_its_later_changes_while_other_keys_flow() {
     );
 
     store
-        .park("m", LTR, &batch[0], "still no")
+        .park("m", LTR, &batch[0], "still no", false)
         .expect("parks again");
     assert_eq!(store.parked("m", LTR).expect("lists")[0].1.attempts, 2);
     store.discard("m", LTR, "bad").expect("discards");

@@ -163,7 +163,9 @@ fn failed_rows_of_the_copy_are_listed_with_their_message_and_only_they_rerun() {
             "refused {}: 0x80040265 the name is taken",
             queued.change.key
         );
-        store.park("m", LTR, queued, &reason).expect("parked");
+        store
+            .park("m", LTR, queued, &reason, false)
+            .expect("parked");
     }
     let failures = store.initial_failures("m").expect("listed");
     let keys: Vec<&str> = failures.iter().map(|f| f.key.as_str()).collect();
@@ -214,7 +216,9 @@ fn tallies_count_per_company_and_a_discarded_failure_counts_where_it_failed() {
     store
         .note_initial_failure("m", LTR, "usmf|X", "usmf")
         .expect("noted");
-    store.park("m", LTR, &failed, "refused").expect("parked");
+    store
+        .park("m", LTR, &failed, "refused", false)
+        .expect("parked");
     store.discard("m", LTR, "usmf|X").expect("discarded");
     let tallies = store.tallies("m").expect("tallies");
     let usmf = tallies

@@ -99,7 +99,9 @@ fn intents_survive_a_restart_and_leave_with_their_changes() {
     assert_eq!(left.len(), 2, "the others stay until they are finished");
 
     // Parked: its write was refused (or never sent); the intent leaves.
-    store.park("m", LTR, &batch[1], "refused").expect("parks");
+    store
+        .park("m", LTR, &batch[1], "refused", false)
+        .expect("parks");
     assert!(
         !store
             .intents("m", LTR, &[batch[1].seq])
@@ -108,7 +110,9 @@ fn intents_survive_a_restart_and_leave_with_their_changes() {
     );
 
     // Discarded after parking: nothing of it is left.
-    store.park("m", LTR, &batch[2], "refused").expect("parks");
+    store
+        .park("m", LTR, &batch[2], "refused", false)
+        .expect("parks");
     store
         .intend("m", LTR, &[(batch[2].seq, [9; 32])])
         .expect("intends");
