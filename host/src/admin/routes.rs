@@ -16,6 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
+use super::metrics::{__path_metrics, metrics};
 use crate::checkpoint::InitialFailure;
 use crate::map::InitialSync;
 use crate::sync::{
@@ -32,7 +33,7 @@ use crate::sync::{
     ),
     paths(
         health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps, progress,
-        failures, rerun
+        failures, rerun, metrics
     ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
@@ -479,7 +480,8 @@ fn table() -> (Routes, Routes) {
         .add("GET", "/api/v1/deps", get(deps))
         .add("GET", "/api/v1/maps/{name}/progress", get(progress))
         .add("GET", "/api/v1/maps/{name}/failures", get(failures))
-        .add("POST", "/api/v1/maps/{name}/rerun", post(rerun));
+        .add("POST", "/api/v1/maps/{name}/rerun", post(rerun))
+        .add("GET", "/metrics", get(metrics));
     (open, guarded)
 }
 
