@@ -5,20 +5,16 @@
 //! CLI, invalid ones are refused with the map's state, and the states
 //! survive a restart and are read from a stopped host's store.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dualwrite::connector::{ConnectorOptions, DataverseConnector, FinopsConnector, Key, Query};
 use dualwrite_emulators::{self as emulator, RunningEmulator, ServiceKind};
 use serde_json::{Value, json};
 
-use crate::hosts::{credentials, systems};
+use crate::hosts::{ADMIN_TOKEN as TOKEN, Host, credentials, systems};
 use crate::support::empty_config;
-
-const TOKEN: &str = "an-admin-token-for-tests";
 
 /// Two maps, `customers` depending on `legal-entities`; `enabled` and
 /// `engine` lines as the test needs.
@@ -58,59 +54,10 @@ fields = ["OrganizationName = name"]
     )
 }
 
-/// A `dualwrite run` process and the admin URL it printed.
-struct Host {
-    child: Child,
-    url: String,
-}
-
 impl Host {
-    fn start(config: &Path) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-            .args(["run", "-c"])
-            .arg(config)
-            .env("FO_SECRET", "dualwrite-secret")
-            .env("DV_SECRET", "dualwrite-secret")
-            .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
-            .env("DUALWRITE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("dualwrite run starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (found, url) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("the admin API is at ") {
-                    let _ = found.send(rest.trim_end_matches("/api/v1").to_owned());
-                }
-            }
-        });
-        let url = url
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the host prints its admin API's address");
-        Host { child, url }
-    }
-
     /// `dualwrite map ARGS` against this host: exit code, stdout, stderr.
     fn map(&self, args: &[&str]) -> (i32, String, String) {
         map_cli(args, &[("DUALWRITE_ADMIN_URL", &self.url)])
-    }
-
-    /// SIGTERM, and waits for a clean stop.
-    fn stop(mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        let status = self.child.wait().expect("exits");
-        assert!(status.success(), "{status}");
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
