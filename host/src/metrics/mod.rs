@@ -26,7 +26,12 @@
 //! | `http_requests_total`, `http_throttled_total`, `http_errors_total` | counter | `system` |
 //!
 //! `direction` is `left-to-right` or `right-to-left`, as the activity log
-//! names it.
+//! names it. The write latency runs from when the host queued a change
+//! (`QueuedChange::captured`) to when the target confirmed its write or
+//! delete and the batch was recorded: both ends on the host's clock, so no
+//! skew between a service and the host counts, and an initial copy's rows
+//! (changed long ago) do not read as late. The oldest age is measured
+//! from the same capture time.
 //!
 //! The hot path only observes histograms (one lock inside
 //! `prometheus-client` per observation, on a histogram cached per map
