@@ -23,7 +23,9 @@
 //!   retries).
 //! - [`sync`]: the sync engine, a supervisor over one runtime per map, and
 //!   the map lifecycle (start, pause, resume, stop) it offers.
-//! - [`admin`]: the admin API (`/api/v1`) over a running engine.
+//! - [`metrics`]: the Prometheus metrics (families, the text format), fed
+//!   by the plugin runtime and the sync engine.
+//! - [`admin`]: the admin API (`/api/v1`, `/metrics`) over a running engine.
 //! - [`preflight`]: checks against the live systems of a config before
 //!   go-live (`dualwrite check`).
 
@@ -32,6 +34,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod connector;
 pub mod map;
+pub mod metrics;
 pub mod odata;
 pub mod plugin;
 pub mod preflight;

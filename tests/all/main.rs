@@ -6,5 +6,6 @@ mod connector;
 mod examples;
 mod hostile;
 mod loading;
+mod prometheus;
 mod support;
 mod sync;

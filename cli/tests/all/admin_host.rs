@@ -3,10 +3,7 @@
 //! `dualwrite run` process serving the API, and `dualwrite map …` run
 //! against it.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dualwrite::connector::{ConnectorOptions, DataverseConnector, FinopsConnector, Key, Query};
@@ -16,7 +13,7 @@ use serde_json::{Value, json};
 use crate::hosts::{credentials, systems};
 use crate::support::empty_config;
 
-pub const TOKEN: &str = "an-admin-token-for-tests";
+pub use crate::hosts::{ADMIN_TOKEN as TOKEN, Host, map_cli};
 
 /// Two maps, `customers` depending on `legal-entities`; `enabled` and
 /// `engine` lines as the test needs.
@@ -53,86 +50,6 @@ key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_compan
 depends_on = ["legal-entities"]
 fields = ["OrganizationName = name"]
 "#
-    )
-}
-
-/// A `dualwrite run` process and the admin URL it printed.
-pub struct Host {
-    child: Child,
-    pub url: String,
-}
-
-impl Host {
-    pub fn start(config: &Path) -> Host {
-        Host::start_with(config, &[])
-    }
-
-    /// Started with `env` added to its environment.
-    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-            .args(["run", "-c"])
-            .arg(config)
-            .env("FO_SECRET", "dualwrite-secret")
-            .env("DV_SECRET", "dualwrite-secret")
-            .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
-            .env("DUALWRITE_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("dualwrite run starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (found, url) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("the admin API is at ") {
-                    let _ = found.send(rest.trim_end_matches("/api/v1").to_owned());
-                }
-            }
-        });
-        let url = url
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the host prints its admin API's address");
-        Host { child, url }
-    }
-
-    /// `dualwrite map ARGS` against this host: exit code, stdout, stderr.
-    pub fn map(&self, args: &[&str]) -> (i32, String, String) {
-        map_cli(args, &[("DUALWRITE_ADMIN_URL", &self.url)])
-    }
-
-    /// SIGTERM, and waits for a clean stop.
-    pub fn stop(mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        let status = self.child.wait().expect("exits");
-        assert!(status.success(), "{status}");
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn map_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dualwrite"));
-    command
-        .arg("map")
-        .args(args)
-        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
-        .env_remove("DUALWRITE_ADMIN_URL");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let output = command.output().expect("dualwrite map runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 

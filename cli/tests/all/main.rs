@@ -1,6 +1,6 @@
 //! Integration tests of the `dualwrite` binary, run as a real process:
 //! the demo, plugin commands, map validation (offline and live), the
-//! preflight (`check`), and
+//! preflight (`check`), `/metrics` scraped from a running host, and
 //! `dualwrite run` killed and restarted between two emulators (mid-stream,
 //! and in an initial copy of 100,000 rows, counting each row's writes).
 
@@ -17,6 +17,10 @@ mod initial_copy_crash;
 mod log_format;
 mod map_live;
 mod map_validate;
+mod metrics;
+// The strict Prometheus text reader of the end-to-end tests.
+#[path = "../../../tests/all/prometheus.rs"]
+mod prometheus;
 mod run_failed;
 // The emulators' test helpers (a started emulator with a token).
 #[path = "../../../emulators/tests/all/support.rs"]

@@ -1,5 +1,6 @@
 //! The admin API of a running host: JSON under `/api/v1` on
-//! `[engine] admin`, for `dualwrite map …` and scripts. Every route but
+//! `[engine] admin`, for `dualwrite map …` and scripts, and the Prometheus
+//! metrics at `/metrics`. Every route but
 //! `/api/v1/health` needs `Authorization: Bearer <token>` with the token of
 //! `DUALWRITE_ADMIN_TOKEN` (compared in constant time); the API does not
 //! start without a token, and not on an address other than loopback
@@ -10,12 +11,14 @@
 //!   registered, so a test compares the routes with the document both
 //!   ways.
 //! - `auth`: the bearer check.
+//! - `metrics`: `GET /metrics`, the engine's metrics as Prometheus text.
 //!
 //! Boundary: the API drives the engine only through `RunningEngine`'s
 //! public operations; it holds no state of its own.
 
 mod auth;
 mod errors;
+mod metrics;
 mod routes;
 
 use std::net::SocketAddr;

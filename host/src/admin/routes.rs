@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
 use super::errors;
+use super::metrics::{__path_metrics, metrics};
 use crate::checkpoint::InitialFailure;
 use crate::map::InitialSync;
 use crate::sync::{
@@ -33,7 +34,7 @@ use crate::sync::{
     ),
     paths(
         health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps, progress,
-        failures, rerun, errors::list_errors, errors::get_error, errors::retry_error,
+        failures, rerun, metrics, errors::list_errors, errors::get_error, errors::retry_error,
         errors::retry_all, errors::dismiss_error
     ),
     components(schemas(
@@ -494,7 +495,8 @@ fn table() -> (Routes, Routes) {
             "POST",
             "/api/v1/errors/{id}/dismiss",
             post(errors::dismiss_error),
-        );
+        )
+        .add("GET", "/metrics", get(metrics));
     (open, guarded)
 }
 

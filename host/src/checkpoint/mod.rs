@@ -177,6 +177,15 @@ impl Direction {
 }
 
 impl Direction {
+    /// Its name as stored and reported: `left-to-right`, `right-to-left`
+    /// (its serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::LeftToRight => "left-to-right",
+            Direction::RightToLeft => "right-to-left",
+        }
+    }
+
     /// The other direction.
     pub fn reverse(self) -> Direction {
         match self {

@@ -93,6 +93,10 @@ pub struct ConnectorStats {
     pub retries: u64,
     /// 429 answers received.
     pub throttled: u64,
+    /// Attempts that failed: no answer (a connection refused or lost, a
+    /// timeout, a TLS failure) or a 5xx answer. A 4xx is an answer about
+    /// the request (a row refused, a row not found), not counted here.
+    pub errors: u64,
     /// Tokens fetched.
     pub tokens: u64,
     /// Requests allowed in flight now (lowered by throttling).
@@ -167,6 +171,7 @@ pub(crate) struct Transport {
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
+    errors: AtomicU64,
     /// Since when the service fails every attempt, and the last failure:
     /// set at a transient failure, cleared by the next answer.
     failing: std::sync::Mutex<Option<Failing>>,
@@ -205,6 +210,7 @@ impl Transport {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
             failing: std::sync::Mutex::new(None),
         }
     }
@@ -236,6 +242,7 @@ impl Transport {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
             tokens: self.tokens.fetched(),
             concurrency: self.limiter.limit() as u64,
         }
@@ -352,20 +359,26 @@ impl Transport {
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => match tls_failure(&e) {
-                Some(detail) => {
-                    return Err(ConnectorError::Tls {
-                        system: self.system,
-                        url: call.url.clone(),
-                        detail,
-                    });
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                match tls_failure(&e) {
+                    Some(detail) => {
+                        return Err(ConnectorError::Tls {
+                            system: self.system,
+                            url: call.url.clone(),
+                            detail,
+                        });
+                    }
+                    // Not connected: nothing reached the service.
+                    None if e.is_connect() => return Ok(Err((transport_detail(&e), false))),
+                    None => return Ok(Err((transport_detail(&e), true))),
                 }
-                // Not connected: nothing reached the service.
-                None if e.is_connect() => return Ok(Err((transport_detail(&e), false))),
-                None => return Ok(Err((transport_detail(&e), true))),
-            },
+            }
         };
         let status = response.status().as_u16();
+        if status >= 500 {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
         let headers = response.headers().clone();
         if status == 429 {
             permit.throttled(retry_after(&headers));
@@ -374,8 +387,14 @@ impl Transport {
         }
         let body = match response.bytes().await {
             Ok(b) => b,
-            // The service answered: the request reached it.
-            Err(e) => return Ok(Err((transport_detail(&e), true))),
+            // The service answered: the request reached it. (A 5xx is
+            // counted as an error already.)
+            Err(e) => {
+                if status < 500 {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(Err((transport_detail(&e), true)));
+            }
         };
         if status == 401 {
             self.tokens.invalidate(&token).await;

@@ -8,6 +8,7 @@
 use super::bindings::{v0_1, v0_2};
 use super::cache::CompileCache;
 use super::limits::{PluginLimits, StoreState};
+use crate::metrics::PluginMetrics;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +79,8 @@ pub(super) struct RuntimeInner {
     pub linker: Linker<StoreState>,
     pub cache: CompileCache,
     pub fuel: bool,
+    /// The metrics of the plugins loaded on it.
+    pub metrics: PluginMetrics,
     ticking: Arc<AtomicBool>,
 }
 
@@ -116,6 +119,7 @@ impl Runtime {
                 linker,
                 cache,
                 fuel: config.fuel,
+                metrics: PluginMetrics::default(),
                 ticking,
             }),
         })
@@ -129,6 +133,12 @@ impl Runtime {
     /// Whether calls count fuel.
     pub fn counts_fuel(&self) -> bool {
         self.inner.fuel
+    }
+
+    /// The call latencies and traps of the plugins loaded on this runtime,
+    /// per plugin version.
+    pub fn metrics(&self) -> &PluginMetrics {
+        &self.inner.metrics
     }
 }
 

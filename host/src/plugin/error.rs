@@ -31,6 +31,22 @@ pub enum TrapKind {
     Other(String),
 }
 
+impl TrapKind {
+    /// A short name of the kind, as the `kind` label of the traps metric:
+    /// `timeout`, `out-of-memory`, `stack-overflow`, `out-of-fuel`,
+    /// `panic` or `other`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TrapKind::Timeout(_) => "timeout",
+            TrapKind::OutOfMemory { .. } => "out-of-memory",
+            TrapKind::StackOverflow => "stack-overflow",
+            TrapKind::OutOfFuel => "out-of-fuel",
+            TrapKind::Panic(_) => "panic",
+            TrapKind::Other(_) => "other",
+        }
+    }
+}
+
 impl fmt::Display for TrapKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

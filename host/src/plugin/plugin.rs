@@ -7,6 +7,9 @@
 //! fresh one from the `InstancePre`, arms the deadline, calls the one export
 //! for the whole batch, and checks the result against the contract.
 //!
+//! Each call's wall-clock time and each trap (by kind) are reported to the
+//! runtime's metrics through the plugin's `PluginMeter`.
+//!
 //! **Invariant**: an instance that trapped or broke the contract is dropped,
 //! never called again; the next call gets a fresh one. Warm instances are
 //! kept only after a clean call, and replaced after
@@ -17,6 +20,7 @@ use super::engine::{MAX_MEMORY, Runtime};
 use super::error::{PluginError, PluginTrap, TrapKind};
 use super::inspect::{Inspection, inspect};
 use super::limits::{LogLine, PluginLimits, StoreState};
+use crate::metrics::PluginMeter;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -37,6 +41,8 @@ pub struct Plugin {
     from_cache: bool,
     warm: Mutex<Vec<Warm>>,
     health: Mutex<Health>,
+    /// Its call latency and traps, in the runtime's metrics.
+    meter: PluginMeter,
     /// The fields each interface reads under a direction and settings, as
     /// the plugin answered (for [`Plugin::filter`] and [`Plugin::transform`]).
     pub(super) reads: Mutex<Vec<super::calls::ReadsEntry>>,
@@ -201,7 +207,11 @@ impl Plugin {
                     .map_err(incompatible)?,
             }
         };
+        let meter = runtime
+            .metrics()
+            .meter(&inspection.name, inspection.version.as_deref());
         Ok(Plugin {
+            meter,
             runtime: runtime.clone(),
             id,
             inspection,
@@ -321,6 +331,7 @@ impl Plugin {
             logs: std::mem::take(&mut state.logs),
             dropped_logs: state.dropped_logs,
         };
+        self.meter.call(stats.elapsed);
         if stats.dropped_logs > 0 {
             tracing::warn!(plugin = %self.id, dropped = stats.dropped_logs, "the plugin logged more lines than its cap; the rest were dropped");
         }
@@ -332,6 +343,7 @@ impl Plugin {
                     map: map.to_owned(),
                     kind: self.classify(state, &error),
                 };
+                self.meter.trap(trap.kind.name());
                 self.record_failure(trap.to_string());
                 return Err(trap.into());
             }
@@ -383,6 +395,7 @@ impl Plugin {
                     map: map.to_owned(),
                     kind: self.classify(store.data(), &error),
                 };
+                self.meter.trap(trap.kind.name());
                 self.record_failure(trap.to_string());
                 Err(trap.into())
             }

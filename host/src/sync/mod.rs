@@ -32,6 +32,8 @@
 //!   the phase of what it reads, what waits for it, its progress).
 //! - `shape`: the map's field logic without I/O; `refs`: lookups;
 //!   `system`: the connector of each system; `plugins`: the chain.
+//! - `metrics`: [`RunningEngine::metrics`], the Prometheus text of the
+//!   engine's counters, queues, latencies, plugins and systems.
 //!
 //! Invariants:
 //! - A change leaves its queue only in the transaction that records its
@@ -62,6 +64,7 @@ mod error;
 pub mod errors;
 mod initial;
 mod keys;
+mod metrics;
 mod pipeline;
 pub mod plugins;
 mod push;
@@ -87,6 +90,7 @@ use tokio::task::JoinHandle;
 use crate::checkpoint::{Action, Checkpoints, Direction, Lifecycle, MapRecord};
 use crate::connector::ConnectorOptions;
 use crate::map::Plan;
+use crate::metrics::Metrics;
 use crate::plugin::{Runtime, RuntimeConfig};
 
 pub use budget::Polling;
@@ -204,6 +208,8 @@ pub(crate) struct Shared {
     pub states_changed: Notify,
     /// Each system's polling budget, shared by the maps polling it.
     pub budgets: HashMap<String, budget::PollBudget>,
+    /// The live metric families (write latencies, plugins).
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -302,6 +308,12 @@ impl Engine {
             ),
             false => None,
         };
+        let metrics = Metrics::new(
+            runtime
+                .as_ref()
+                .map(|runtime| runtime.metrics().clone())
+                .unwrap_or_default(),
+        );
         let mut maps = HashMap::new();
         for map in &plan.maps {
             // The config's `enabled` decides only a map's first start; from
@@ -336,7 +348,13 @@ impl Engine {
             };
             maps.insert(
                 map.name.clone(),
-                Arc::new(MapRuntime::new(map.clone(), chain, store.clone(), record)),
+                Arc::new(MapRuntime::new(
+                    map.clone(),
+                    chain,
+                    store.clone(),
+                    record,
+                    &metrics,
+                )),
             );
         }
         let (events, _) = broadcast::channel(4096);
@@ -352,6 +370,7 @@ impl Engine {
             events,
             states_changed: Notify::new(),
             budgets,
+            metrics,
         });
         let (webhook_addr, webhook) = match listen {
             Some(addr) => {

@@ -5,12 +5,17 @@
 //! closed with their [`Action`] and detail, the changes parked, the echo
 //! fingerprints, images and row ids to store. [`Recorder::finish`] parks,
 //! then records everything else in one checkpoint transaction (flushed),
-//! then reports each activity line once: counter, trace, event. [`log`]
+//! then observes the write latency of each change written or deleted (from
+//! when it was queued to now), then reports each activity line once:
+//! counter, trace, event. [`log`]
 //! does the same for lines that close no queued change.
+
+use chrono::{DateTime, Utc};
 
 use crate::checkpoint::{
     Action, Activity, CheckpointError, Direction, Finish, Phase, QueuedChange,
 };
+use crate::metrics::observe_latency;
 
 use super::conflict::Rival;
 use super::runtime::MapRuntime;
@@ -37,6 +42,9 @@ pub(super) struct Recorder {
     /// `(key, action)` of the initial copy's changes settled, counted in
     /// the copy's progress.
     copied: Vec<(String, Action)>,
+    /// When each change written or deleted was queued: its write latency
+    /// is observed once the batch is recorded.
+    written: Vec<DateTime<Utc>>,
 }
 
 impl Recorder {
@@ -55,6 +63,7 @@ impl Recorder {
             ids: Vec::new(),
             activity: Vec::new(),
             copied: Vec::new(),
+            written: Vec::new(),
         }
     }
 
@@ -62,6 +71,9 @@ impl Recorder {
     /// transaction, with an activity line.
     pub fn close(&mut self, queued: QueuedChange, action: Action, detail: String) {
         self.line(&queued.change.key, action, detail);
+        if let (Action::Written | Action::Deleted, Some(captured)) = (action, queued.captured) {
+            self.written.push(captured);
+        }
         if queued.change.phase == Phase::InitialSync {
             self.copied.push((queued.change.key.clone(), action));
         }
@@ -206,6 +218,16 @@ impl Recorder {
             },
         )?;
         initial::count_settled(shared, &map.plan, &self.copied)?;
+        // The target confirmed these writes and the store recorded them:
+        // each one's latency runs from when it was queued to now (a clock
+        // set back counts as none).
+        let now = Utc::now();
+        if let Some(latency) = map.write_latency(self.direction) {
+            for captured in &self.written {
+                let elapsed = now.signed_duration_since(*captured).to_std();
+                observe_latency(latency, elapsed.unwrap_or_default());
+            }
+        }
         report(shared, map, self.activity);
         Ok(finished)
     }

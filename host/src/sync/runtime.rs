@@ -12,11 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{Checkpoints, Direction, Lifecycle, MapRecord};
 use crate::map::{InitialSync, MapPlan, Side};
+use crate::metrics::Metrics;
 
 use super::keys::Keys;
 use super::plugins::Chain;
@@ -136,6 +138,10 @@ pub(crate) struct MapRuntime {
     sides: [SideData; 2],
     pub chain: Option<Chain>,
     counters: [FlowCounters; 2],
+    /// Per direction that flows (by source side, as `counters`): the write
+    /// latency histogram of the engine's metrics, its label set resolved
+    /// once.
+    latency: [Option<Histogram>; 2],
     /// The keys held back from the next batch (in flight, or waiting for
     /// a lookup).
     pub(super) keys: Arc<Keys>,
@@ -176,12 +182,13 @@ pub struct Outage {
 impl MapRuntime {
     /// The runtime of `plan`, with its loaded chain (or why it could not
     /// be loaded), in the state `record` describes; `store` keeps the
-    /// state from now on.
+    /// state from now on; its write latencies go to `metrics`.
     pub fn new(
         plan: MapPlan,
         chain: Result<Option<Chain>, String>,
         store: Checkpoints,
         record: MapRecord,
+        metrics: &Metrics,
     ) -> MapRuntime {
         let side = |side: Side| SideData {
             fields: shape::side_fields(&plan, side),
@@ -190,6 +197,12 @@ impl MapRuntime {
             flows: shape::flows_to(&plan, side.other()),
         };
         let sides = [side(Side::Left), side(Side::Right)];
+        // Indexed by source side, as the counters are.
+        let latency = [Side::Left, Side::Right].map(|source| {
+            sides[source.index()]
+                .flows
+                .then(|| metrics.write_latency(&plan.name, source.direction()))
+        });
         let state = MapState::of_record(&record);
         let (chain, load_error) = match chain {
             Ok(chain) => (chain, None),
@@ -204,6 +217,7 @@ impl MapRuntime {
             store,
             record: Mutex::new(record),
             counters: Default::default(),
+            latency,
             keys: Arc::default(),
             wake: Notify::new(),
             captured: Default::default(),
@@ -252,6 +266,11 @@ impl MapRuntime {
     /// The counters of one direction.
     pub fn counters(&self, direction: Direction) -> &FlowCounters {
         &self.counters[Side::source_of(direction).index()]
+    }
+
+    /// The write latency histogram of one direction, when it flows.
+    pub fn write_latency(&self, direction: Direction) -> Option<&Histogram> {
+        self.latency[Side::source_of(direction).index()].as_ref()
     }
 
     /// The directions changes flow in, left to right first.

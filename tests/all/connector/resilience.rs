@@ -39,6 +39,10 @@ async fn throttled_requests_wait_for_retry_after_then_succeed() {
     let stats = dv.stats();
     assert!(stats.throttled >= 1, "{stats:?}");
     assert_eq!(stats.retries, stats.throttled, "{stats:?}");
+    assert_eq!(
+        stats.errors, 0,
+        "a 429 is throttling, not an error: {stats:?}"
+    );
     assert!(
         elapsed >= Duration::from_secs(1),
         "waited as Retry-After asked, not the 10 ms backoff: {elapsed:?}"
@@ -70,6 +74,10 @@ async fn server_errors_are_retried_with_backoff() {
     }
     let stats = fo.stats();
     assert!(stats.retries >= 2, "{stats:?}");
+    assert_eq!(
+        stats.errors, stats.retries,
+        "each 503 is counted: {stats:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "backoff, not Retry-After"
@@ -148,6 +156,11 @@ async fn an_unreachable_service_is_a_clear_error() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
+    assert_eq!(
+        dv.stats().errors,
+        5,
+        "each attempt without an answer is an error"
+    );
     assert!(error.to_string().contains("connect"), "{error}");
     emulator.shutdown().await.expect("shutdown");
 }

@@ -12,6 +12,7 @@ mod initial_reruns;
 mod landed;
 mod lifecycle;
 mod lookups;
+mod metrics;
 mod ordering;
 mod plugins;
 mod polling;
