@@ -66,7 +66,7 @@ impl Host {
             .arg(config)
             .env("FO_SECRET", "dualwrite-secret")
             .env("DV_SECRET", "dualwrite-secret")
-            .env("DUALWRITE_ADMIN_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("DUALWRITE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("DUALWRITE_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -115,7 +115,7 @@ pub fn map_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     command
         .arg("map")
         .args(args)
-        .env("DUALWRITE_ADMIN_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DUALWRITE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env_remove("DUALWRITE_ADMIN_URL");
     for (name, value) in env {
         command.env(name, value);
