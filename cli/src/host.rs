@@ -15,6 +15,7 @@ use clap::Args;
 use serde_json::Value;
 
 use dualwrite::admin::TOKEN_ENV;
+use dualwrite::checkpoint::Checkpoints;
 use dualwrite::config::validate_file;
 use dualwrite::map::{NoCatalogue, Plan};
 
@@ -230,4 +231,51 @@ pub fn block_on<T>(work: impl Future<Output = Result<T, Failure>>) -> Result<T, 
         .build()
         .context("could not start the async runtime")?
         .block_on(work)
+}
+
+/// Where a read command reads: the running host, or a stopped one's store.
+#[derive(Debug)]
+pub enum Source {
+    /// The admin API of the running host.
+    Host(Client),
+    /// A stopped host's store, with the config when `-c` named one.
+    Store(Checkpoints, Box<Option<Plan>>),
+}
+
+/// The running host if it answers, else the store `--data` or `-c` names.
+pub fn source(host: &HostArgs) -> Result<Source, Failure> {
+    let plan = host.plan()?;
+    let url = host.admin_url(plan.as_ref());
+    let data = host.data_dir(plan.as_ref());
+    match (url, data) {
+        (Some(url), data) => {
+            let client = Client::new(url, host.admin_ca.as_deref())?;
+            // An explicit data directory is read when the host is down.
+            let reachable = block_on(async { Ok(client.get("/api/v1/health").await.is_ok()) })?;
+            match data {
+                Some(data) if !reachable => open_store(&data, plan),
+                _ => Ok(Source::Host(client)),
+            }
+        }
+        (None, Some(data)) => open_store(&data, plan),
+        (None, None) => Err(Failure::Refused(
+            "name the host: --admin URL (or DUALWRITE_ADMIN_URL), -c FILE, or --data DIR of a stopped host".into(),
+        )),
+    }
+}
+
+fn open_store(data: &Path, plan: Option<Plan>) -> Result<Source, Failure> {
+    if !data.exists() {
+        return Err(Failure::Refused(format!(
+            "{} holds no checkpoint store: no host ran there",
+            data.display()
+        )));
+    }
+    let store = Checkpoints::open(data).map_err(|error| {
+        Failure::Unreachable(format!(
+            "cannot read the store in {}: {error}; if a host runs on it, reach it with --admin URL",
+            data.display()
+        ))
+    })?;
+    Ok(Source::Store(store, Box::new(plan)))
 }

@@ -10,11 +10,9 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use dualwrite::checkpoint::Checkpoints;
-use dualwrite::map::Plan;
 use dualwrite::sync::{CaptureStatus, MapNode, MapStatus, dependency_graph, statuses, to_dot};
 
-use crate::host::{Client, Failure, HostArgs, block_on, exit};
+use crate::host::{Client, Failure, HostArgs, Source, block_on, exit, source};
 
 /// `dualwrite map status`
 #[derive(Debug, Args)]
@@ -113,49 +111,6 @@ pub struct DepsArgs {
     pub dot: bool,
     #[command(flatten)]
     pub host: HostArgs,
-}
-
-/// Where a read command reads: the running host, or a stopped one's store.
-enum Source {
-    Host(Client),
-    Store(Checkpoints, Box<Option<Plan>>),
-}
-
-fn source(host: &HostArgs) -> Result<Source, Failure> {
-    let plan = host.plan()?;
-    let url = host.admin_url(plan.as_ref());
-    let data = host.data_dir(plan.as_ref());
-    match (url, data) {
-        (Some(url), data) => {
-            let client = Client::new(url, host.admin_ca.as_deref())?;
-            // An explicit data directory is read when the host is down.
-            let reachable = block_on(async { Ok(client.get("/api/v1/health").await.is_ok()) })?;
-            match data {
-                Some(data) if !reachable => open_store(&data, plan),
-                _ => Ok(Source::Host(client)),
-            }
-        }
-        (None, Some(data)) => open_store(&data, plan),
-        (None, None) => Err(Failure::Refused(
-            "name the host: --admin URL (or DUALWRITE_ADMIN_URL), -c FILE, or --data DIR of a stopped host".into(),
-        )),
-    }
-}
-
-fn open_store(data: &std::path::Path, plan: Option<Plan>) -> Result<Source, Failure> {
-    if !data.exists() {
-        return Err(Failure::Refused(format!(
-            "{} holds no checkpoint store: no host ran there",
-            data.display()
-        )));
-    }
-    let store = Checkpoints::open(data).map_err(|error| {
-        Failure::Unreachable(format!(
-            "cannot read the store in {}: {error}; if a host runs on it, reach it with --admin URL",
-            data.display()
-        ))
-    })?;
-    Ok(Source::Store(store, Box::new(plan)))
 }
 
 fn read_statuses(source: &Source) -> Result<Vec<MapStatus>, Failure> {
