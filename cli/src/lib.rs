@@ -6,6 +6,7 @@
 pub mod check;
 mod demo;
 pub mod emulate;
+pub mod errors;
 pub mod host;
 mod lifecycle;
 pub mod map;
@@ -49,6 +50,11 @@ pub enum Command {
     /// maps of a running host (status, start, pause, resume, stop, deps).
     #[command(subcommand)]
     Map(map::MapCommand),
+    /// Work the error queue: every parked row of every map (live,
+    /// catch-up, initial sync), listed, shown, retried or dismissed, on a
+    /// running host or a stopped host's store.
+    #[command(subcommand)]
+    Errors(errors::ErrorsCommand),
     /// Run the sync engine on every enabled map of a config file, until
     /// Ctrl-C.
     Run(run::RunArgs),
@@ -85,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Map(command) => map::run(command),
+        Command::Errors(command) => Ok(errors::run(command)),
         Command::Run(args) => run::run(args),
     }
 }

@@ -12,6 +12,7 @@ mod cli_demo;
 mod cli_plugin;
 mod emulate_certificate;
 mod emulate_tls;
+mod error_queue;
 mod hosts;
 mod initial_copy_crash;
 mod log_format;
