@@ -18,6 +18,7 @@
 
 mod auth;
 mod errors;
+mod logs;
 mod metrics;
 mod routes;
 

@@ -16,8 +16,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
-use super::errors;
 use super::metrics::{__path_metrics, metrics};
+use super::{errors, logs};
 use crate::checkpoint::InitialFailure;
 use crate::map::InitialSync;
 use crate::sync::{
@@ -35,12 +35,12 @@ use crate::sync::{
     paths(
         health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps, progress,
         failures, rerun, metrics, errors::list_errors, errors::get_error, errors::retry_error,
-        errors::retry_all, errors::dismiss_error
+        errors::retry_all, errors::dismiss_error, logs::list_logs, logs::stream_logs
     ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
         ErrorBody, ErrorDetail, MapNode, DependencyGraph, InitialProgress, Failures, RerunRequest,
-        Rerun, errors::ErrorList, errors::ErrorFilter
+        Rerun, errors::ErrorList, errors::ErrorFilter, logs::LogEntries
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -496,6 +496,8 @@ fn table() -> (Routes, Routes) {
             "/api/v1/errors/{id}/dismiss",
             post(errors::dismiss_error),
         )
+        .add("GET", "/api/v1/logs", get(logs::list_logs))
+        .add("GET", "/api/v1/logs/stream", get(logs::stream_logs))
         .add("GET", "/metrics", get(metrics));
     (open, guarded)
 }

@@ -6,7 +6,7 @@
 
 use super::ops::{canon, flow, join, parse};
 use super::{
-    Action, Activity, CheckpointError, Checkpoints, Direction, Finish, Parked, QueuedChange,
+    Action, Activity, CheckpointError, Checkpoints, Direction, Finish, Parked, QueuedChange, Step,
 };
 
 /// One parked key of the error queue.
@@ -66,18 +66,19 @@ impl Checkpoints {
         let slot = join(&[&flow(map, direction), &canon(key)]);
         let parked = self.still_parked(&slot, map, direction, key)?;
         self.resubmit(map, direction, key)?;
-        let line = Activity {
-            map: map.to_owned(),
+        let line = Activity::new(
+            map,
             direction,
-            key: key.to_owned(),
-            what: Action::Retried,
-            detail: format!(
+            key,
+            Action::Retried,
+            format!(
                 "resubmitted after {} attempt{}: {}",
                 parked.attempts,
                 if parked.attempts == 1 { "" } else { "s" },
                 parked.reason
             ),
-        };
+        )
+        .step(Step::Admin);
         self.finish(
             map,
             direction,

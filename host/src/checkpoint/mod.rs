@@ -95,12 +95,14 @@
 //! **Boundary**: this module stores and orders; it knows nothing of HTTP,
 //! plugins or how a map shapes a row.
 
+mod activity;
 mod echo;
 mod errors;
 mod fingerprint;
 mod initial;
 mod intent;
 mod lifecycle;
+mod log;
 mod ops;
 mod queue;
 mod seen;
@@ -111,11 +113,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use activity::{ErrorClass, ROW_CAP, Step, capped_row};
 pub use echo::{ECHO_HISTORY, Written};
 pub use errors::ParkedRow;
 pub use fingerprint::fingerprint;
 pub use initial::{CopyRun, CopyState, InitialFailure, SideCopy, Tally, TallyChange, Total};
 pub use lifecycle::{Lifecycle, MapRecord, now};
+pub use log::{LogFilter, LogLine, Pruned, Retention};
 pub use ops::{Checkpoints, open_sled};
 pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
 pub use seen::{RowHash, Seen};
@@ -426,6 +430,61 @@ pub struct Activity {
     pub key: String,
     /// What was done.
     pub what: Action,
-    /// Details for people.
+    /// Details for people: for an error, its message.
     pub detail: String,
+    /// When (RFC 3339, milliseconds); set as the line is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// The step that decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
+    /// For an error, its class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<ErrorClass>,
+    /// The row as it was, capped at [`ROW_CAP`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<Value>,
+}
+
+impl Activity {
+    /// A line of `what` for `key`, nothing more said yet.
+    pub fn new(
+        map: &str,
+        direction: Direction,
+        key: &str,
+        what: Action,
+        detail: String,
+    ) -> Activity {
+        Activity {
+            map: map.to_owned(),
+            direction,
+            key: key.to_owned(),
+            what,
+            detail,
+            at: Some(now()),
+            step: None,
+            class: None,
+            row: None,
+        }
+    }
+
+    /// The step that decided it.
+    pub fn step(mut self, step: Step) -> Activity {
+        self.step = Some(step);
+        self
+    }
+
+    /// An error of `class`.
+    pub fn class(mut self, class: ErrorClass) -> Activity {
+        self.class = Some(class);
+        self
+    }
+
+    /// The row as it was (capped).
+    pub fn row(mut self, row: &Map<String, Value>) -> Activity {
+        if !row.is_empty() {
+            self.row = Some(capped_row(row));
+        }
+        self
+    }
 }

@@ -553,13 +553,11 @@ impl Checkpoints {
             Some(bytes) => Some(parse::<QueuedChange>(&entry, &bytes)?),
             None => None,
         };
-        let activity = Activity {
-            map: map.to_owned(),
-            direction,
-            key: key.to_owned(),
-            what,
-            detail: parked.reason.clone(),
-        };
+        let mut activity = Activity::new(map, direction, key, what, parked.reason.clone())
+            .step(super::Step::Admin);
+        if let Some(queued) = &queued {
+            activity = activity.row(&queued.change.row);
+        }
         let line = json(&activity)?;
         let intent = intent::slot(&flow, parked.seq);
         let removed = (

@@ -399,13 +399,15 @@ fn line(
     what: Action,
     reason: &str,
 ) -> Activity {
-    Activity {
-        map: map.to_owned(),
+    Activity::new(
+        map,
         direction,
-        key: queued.change.key.clone(),
+        &queued.change.key,
         what,
-        detail: format!("{reason} (version {})", queued.change.version),
-    }
+        format!("{reason} (version {})", queued.change.version),
+    )
+    .step(super::Step::Admin)
+    .row(&queued.change.row)
 }
 
 #[cfg(test)]

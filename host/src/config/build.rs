@@ -184,6 +184,7 @@ impl Config {
             check_public_url(url, report);
         }
         super::queue::check_queue(&self.engine.queue, report);
+        super::log::check_log(&self.engine.log, report);
         let size = self.engine.batch_size;
         let message = match size {
             0 => "`[engine] batch_size` is 0, so no change would ever be written".to_string(),

@@ -61,6 +61,7 @@ mod checks;
 mod error;
 #[cfg(test)]
 mod initial_sync_tests;
+mod log;
 mod lookups;
 mod plugins;
 mod queue;
@@ -81,6 +82,7 @@ use crate::plugin::PluginLimits;
 
 pub use build::BuildOptions;
 pub use error::ConfigError;
+pub use log::LogConfig;
 pub use queue::QueueConfig;
 
 /// The whole file.
@@ -159,6 +161,9 @@ pub struct EngineConfig {
     /// before capture waits (the source keeps the changes).
     #[serde(default)]
     pub queue: QueueConfig,
+    /// `[engine.log]`: how much of the activity log is kept.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 impl Default for EngineConfig {
@@ -177,6 +182,7 @@ impl Default for EngineConfig {
             public_url: None,
             admin: None,
             queue: QueueConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

@@ -89,6 +89,7 @@ problem_codes! {
     PublicUrl = "DW038" "public-url" Error, "`[engine] public_url` is not an absolute URL, is `http://` to a host that is not loopback, or carries a query or fragment.";
     QueueLimit = "DW039" "queue-limit" Error, "`[engine.queue] max_changes` or `max_age` is 0, so no change could be queued.";
     InitialSync = "DW040" "initial-sync" Error, "A map's `initial_sync` is not `left`, `right` or `none`, or names as the master a side whose changes the map never reads.";
+    LogRetention = "DW041" "log-retention" Error, "`[engine.log] max_age` or `max_size` is 0, so the activity log would keep no line.";
 }
 
 impl fmt::Display for ProblemCode {

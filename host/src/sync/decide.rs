@@ -13,7 +13,7 @@
 //! filter or the companies (a filter exit); then the mapping to the
 //! target's fields.
 
-use crate::checkpoint::{Action, Operation, Phase, QueuedChange};
+use crate::checkpoint::{Action, ErrorClass, Operation, Phase, QueuedChange, Step};
 use crate::map::FilterExit;
 
 use super::conflict::{self, Rival, Settled};
@@ -43,16 +43,17 @@ pub(super) struct Decision {
 /// The fate of a change.
 #[derive(Debug)]
 pub(super) enum Verdict {
-    /// Done without a write: the action and why.
-    Close(Action, String),
+    /// Done without a write: the action, the step that decided it, and
+    /// why.
+    Close(Action, Step, String),
     /// Done without a write, and not a report of its side's state (an echo,
     /// or superseded by the host's own write).
-    CloseUnreported(Action, String),
+    CloseUnreported(Action, Step, String),
     /// To the target: an upsert of `row` (logical, the target's names), or
     /// a delete when `row` is `None`.
     Send(Planned),
-    /// Parked with this reason.
-    Park(String),
+    /// Parked: the step that failed, the error's class, the reason.
+    Park(Step, ErrorClass, String),
     /// Left queued, untouched: it lost a conflict to a change of the other
     /// side whose write has not been applied yet (why, for tracing).
     Hold(String),
@@ -113,7 +114,10 @@ pub(super) async fn decide(
             (queued.change.operation == Operation::Upsert)
                 .then(|| shape::restrict(&queued.change.row, &source_data.fields))
         });
-        let mut decision = Decision::new(queued, Verdict::CloseUnreported(Action::Echo, detail));
+        let mut decision = Decision::new(
+            queued,
+            Verdict::CloseUnreported(Action::Echo, Step::Echo, detail),
+        );
         decision.consumed = Some(writes[at].fingerprint);
         decision.images.extend(image.map(|image| (source, image)));
         return Ok(decision);
@@ -133,7 +137,7 @@ pub(super) async fn decide(
         );
         return Ok(Decision::new(
             queued,
-            Verdict::Close(Action::Skipped, detail),
+            Verdict::Close(Action::Skipped, Step::Capture, detail),
         ));
     }
     // Read before a write of the host to this side landed: the side may
@@ -157,7 +161,13 @@ pub(super) async fn decide(
                         )
                     });
                     let reason = format!("{reason}; read again: {error}");
-                    return Ok(Decision::new(queued, Verdict::Park(reason)));
+                    let class = error
+                        .status()
+                        .map_or(ErrorClass::Application, ErrorClass::of_status);
+                    return Ok(Decision::new(
+                        queued,
+                        Verdict::Park(Step::Capture, class, reason),
+                    ));
                 }
                 Err(error) => return Err(error.into()),
             };
@@ -179,7 +189,7 @@ pub(super) async fn decide(
             );
             let mut decision = Decision::new(
                 queued,
-                Verdict::CloseUnreported(Action::ConflictLost, detail),
+                Verdict::CloseUnreported(Action::ConflictLost, Step::Echo, detail),
             );
             decision.retired = retired;
             return Ok(decision);
@@ -232,7 +242,7 @@ fn decide_fresh(
         let detail = format!("version {}: no mapped field changed", queued.change.version);
         return Ok(Decision::new(
             queued,
-            Verdict::Close(Action::Skipped, detail),
+            Verdict::Close(Action::Skipped, Step::Mapping, detail),
         ));
     }
     let rivals = match conflict::settle_conflict(shared, map, source.direction(), &queued)? {
@@ -243,9 +253,12 @@ fn decide_fresh(
                 "version {}: both sides already hold the same values",
                 queued.change.version
             );
-            let mut decision = Decision::new(queued, Verdict::Close(Action::Skipped, detail))
-                .with_image(source, source_image)
-                .with_image(target, Some(image));
+            let mut decision = Decision::new(
+                queued,
+                Verdict::Close(Action::Skipped, Step::Conflict, detail),
+            )
+            .with_image(source, source_image)
+            .with_image(target, Some(image));
             decision.rivals = rivals;
             return Ok(decision);
         }
@@ -272,9 +285,11 @@ fn decide_fresh(
             return Ok(Decision::new(queued, Verdict::Send(planned)));
         }
         let detail = "deleted, and never synced to the other side".to_owned();
-        return Ok(
-            Decision::new(queued, Verdict::Close(Action::Skipped, detail)).with_image(source, None),
-        );
+        return Ok(Decision::new(
+            queued,
+            Verdict::Close(Action::Skipped, Step::Mapping, detail),
+        )
+        .with_image(source, None));
     }
     if let Some(reason) = outside {
         if synced && plan.on_filter_exit == FilterExit::Delete {
@@ -292,10 +307,11 @@ fn decide_fresh(
         };
         // No image: the row's values did not reach the other side, so its
         // next change must not look unchanged.
-        return Ok(
-            Decision::new(queued, Verdict::Close(Action::Filtered, detail))
-                .with_image(source, None),
-        );
+        return Ok(Decision::new(
+            queued,
+            Verdict::Close(Action::Filtered, Step::Filter, detail),
+        )
+        .with_image(source, None));
     }
     let verdict = match shape::map_row(plan, source, &queued.change.row) {
         Ok(row) => Verdict::Send(Planned {
@@ -304,7 +320,7 @@ fn decide_fresh(
             known,
             rivals,
         }),
-        Err(problem) => Verdict::Park(problem),
+        Err(problem) => Verdict::Park(Step::Mapping, ErrorClass::Application, problem),
     };
     Ok(Decision::new(queued, verdict))
 }

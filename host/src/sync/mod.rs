@@ -64,6 +64,7 @@ mod error;
 pub mod errors;
 mod initial;
 mod keys;
+pub mod log;
 mod metrics;
 mod pipeline;
 pub mod plugins;
@@ -100,6 +101,7 @@ pub use errors::{ErrorQueueError, ErrorRow};
 pub use initial::{
     CompanyProgress, CopyStage, InitialProgress, RowProgress, SideProgress, initial_progress,
 };
+pub use log::LogEntry;
 pub use push::{Push, endpoint_name, steps_name};
 pub use runtime::{MapCommand, MapState, Outage, Queued};
 pub use status::{
@@ -251,6 +253,8 @@ pub struct RunningEngine {
     control: control::Control,
     webhook_addr: Option<SocketAddr>,
     webhook: std::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The activity log's pruner, aborted at shutdown.
+    pruner: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -387,11 +391,13 @@ impl Engine {
                 control.spawn(&shared, runtime).await;
             }
         }
+        let pruner = log::spawn_pruner(shared.store.clone(), shared.plan.engine.log.retention());
         Ok(RunningEngine {
             shared,
             control,
             webhook_addr,
             webhook: std::sync::Mutex::new(webhook),
+            pruner: std::sync::Mutex::new(Some(pruner)),
         })
     }
 }
@@ -568,6 +574,12 @@ impl RunningEngine {
             runtime.halt();
         }
         self.control.join_all().await;
+        // Its copy of the store must go before the store is closed.
+        let pruner = self.pruner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(pruner) = pruner {
+            pruner.abort();
+            let _ = pruner.await;
+        }
         let webhook = self
             .webhook
             .lock()

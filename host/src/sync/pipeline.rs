@@ -9,7 +9,9 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::checkpoint::{Action, CheckpointError, Direction, Operation, QueuedChange, fingerprint};
+use crate::checkpoint::{
+    Action, CheckpointError, Direction, ErrorClass, Operation, QueuedChange, Step, fingerprint,
+};
 use crate::connector::{ConnectorError, Write, WriteOutcome};
 
 use super::Shared;
@@ -81,7 +83,7 @@ pub(super) async fn process(
                 "version {}: older than the row read again",
                 older.change.version
             );
-            record.close_unreported(older, Action::Skipped, detail);
+            record.close_unreported(older, Action::Skipped, Step::Capture, detail);
         }
         let key = decision.queued.change.key.clone();
         for (side, image) in decision.images {
@@ -94,11 +96,13 @@ pub(super) async fn process(
             record.consume(source, &key, mark);
         }
         match decision.verdict {
-            Verdict::Close(action, detail) => record.close(decision.queued, action, detail),
-            Verdict::CloseUnreported(action, detail) => {
-                record.close_unreported(decision.queued, action, detail);
+            Verdict::Close(action, step, detail) => {
+                record.close(decision.queued, action, step, detail);
             }
-            Verdict::Park(reason) => record.park(decision.queued, reason),
+            Verdict::CloseUnreported(action, step, detail) => {
+                record.close_unreported(decision.queued, action, step, detail);
+            }
+            Verdict::Park(step, class, reason) => record.park(decision.queued, step, class, reason),
             Verdict::Hold(why) => {
                 tracing::debug!(map = %plan.name, %direction, key = %key, "{why}");
             }
@@ -134,6 +138,10 @@ pub(super) async fn process(
             Err(error) if error.refusal().is_some() => {
                 record.park(
                     out.queued,
+                    Step::Lookup,
+                    error
+                        .status()
+                        .map_or(ErrorClass::Application, ErrorClass::of_status),
                     format!(
                         "its lookups could not be resolved on the {} side: {error}",
                         target.name()
@@ -158,6 +166,8 @@ pub(super) async fn process(
                     let waited = humantime::format_duration(shared.plan.engine.lookup_wait);
                     record.park(
                         out.queued,
+                        Step::Lookup,
+                        ErrorClass::Application,
                         format!("{reason} (gave up after {waited}: sync that row, then resubmit)"),
                     );
                 }
@@ -198,6 +208,8 @@ pub(super) async fn process(
                     system.forget_ids();
                     record.park(
                         out.queued,
+                        Step::Write,
+                        ErrorClass::of_status(status),
                         format!(
                             "the {} write was refused ({status}): {}",
                             target.name(),
@@ -426,7 +438,7 @@ fn record_write(
                 Some(shape::restrict(&out.queued.change.row, source_fields)),
             );
             let detail = format!("{} {}{}", write.table(), write.key(), note(before));
-            record.close(out.queued, Action::Written, detail);
+            record.close(out.queued, Action::Written, Step::Write, detail);
         }
         None => {
             record.image(target, &key, None);
@@ -438,7 +450,7 @@ fn record_write(
                 true => format!("left the filter; deleted {table} {key}{note}"),
                 false => format!("{table} {key}{note}"),
             };
-            record.close(out.queued, Action::Deleted, detail);
+            record.close(out.queued, Action::Deleted, Step::Write, detail);
         }
     }
 }
@@ -504,8 +516,17 @@ fn run_plugins(
     for (index, fate) in gone.into_iter().rev() {
         let out = outgoing.remove(index);
         match fate {
-            Fate::Skip(reason) => record.close(out.queued, Action::Skipped, reason),
-            Fate::Fail(message) => record.park(out.queued, message),
+            Fate::Skip(plugin, reason) => {
+                record.close(out.queued, Action::Skipped, Step::Plugin(plugin), reason);
+            }
+            Fate::Fail(plugin, message) => {
+                record.park(
+                    out.queued,
+                    Step::Plugin(plugin),
+                    ErrorClass::Application,
+                    message,
+                );
+            }
             Fate::Keep => {}
         }
     }

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::checkpoint::{
-    Action, Activity, CheckpointError, Direction, Finish, Phase, QueuedChange,
+    Action, Activity, CheckpointError, Direction, ErrorClass, Finish, Phase, QueuedChange, Step,
 };
 use crate::metrics::observe_latency;
 
@@ -31,7 +31,7 @@ pub(super) struct Recorder {
     /// Seqs of done changes the source did not report as its own state
     /// (echoes, and changes retired by a row read again).
     echoed: Vec<u64>,
-    parked: Vec<(QueuedChange, String)>,
+    parked: Vec<(QueuedChange, Step, ErrorClass, String)>,
     /// Changes of the other direction closed with this batch.
     rivals: Vec<QueuedChange>,
     echoes: Vec<(Side, String, [u8; 32])>,
@@ -67,10 +67,25 @@ impl Recorder {
         }
     }
 
-    /// `queued` is done as `action`: it leaves the queue in the batch's
-    /// transaction, with an activity line.
-    pub fn close(&mut self, queued: QueuedChange, action: Action, detail: String) {
-        self.line(&queued.change.key, action, detail);
+    /// `queued` is done as `action`, decided at `step`: it leaves the queue
+    /// in the batch's transaction, with an activity line.
+    pub fn close(&mut self, queued: QueuedChange, action: Action, step: Step, detail: String) {
+        let line = Activity::new(
+            &self.map,
+            self.direction,
+            &queued.change.key,
+            action,
+            detail,
+        )
+        .step(step)
+        .row(&queued.change.row);
+        // A change that lost to the other side's is a conflict, as
+        // dual-write's error classes count it.
+        let line = match action {
+            Action::ConflictLost => line.class(ErrorClass::Conflict),
+            _ => line,
+        };
+        self.activity.push(line);
         if let (Action::Written | Action::Deleted, Some(captured)) = (action, queued.captured) {
             self.written.push(captured);
         }
@@ -83,9 +98,15 @@ impl Recorder {
     /// Like [`Recorder::close`], for a change that does not say what its
     /// side holds now (an echo, or a change older than a row read again):
     /// its read leaves the host's earlier writes in the echo history.
-    pub fn close_unreported(&mut self, queued: QueuedChange, action: Action, detail: String) {
+    pub fn close_unreported(
+        &mut self,
+        queued: QueuedChange,
+        action: Action,
+        step: Step,
+        detail: String,
+    ) {
         self.echoed.push(queued.seq);
-        self.close(queued, action, detail);
+        self.close(queued, action, step, detail);
     }
 
     /// A change of the other direction settled by one of this batch (a
@@ -96,19 +117,27 @@ impl Recorder {
             self.copied
                 .push((rival.queued.change.key.clone(), rival.action));
         }
-        self.activity.push(Activity {
-            map: self.map.clone(),
-            direction: self.direction.reverse(),
-            key: rival.queued.change.key.clone(),
-            what: rival.action,
-            detail: rival.detail,
-        });
+        let line = Activity::new(
+            &self.map,
+            self.direction.reverse(),
+            &rival.queued.change.key,
+            rival.action,
+            rival.detail,
+        )
+        .step(Step::Conflict)
+        .row(&rival.queued.change.row);
+        let line = match rival.action {
+            Action::ConflictLost => line.class(ErrorClass::Conflict),
+            _ => line,
+        };
+        self.activity.push(line);
         self.rivals.push(rival.queued);
     }
 
-    /// `queued` failed: its key is parked with `reason`.
-    pub fn park(&mut self, queued: QueuedChange, reason: String) {
-        self.parked.push((queued, reason));
+    /// `queued` failed at `step` with an error of `class`: its key is
+    /// parked with `reason`.
+    pub fn park(&mut self, queued: QueuedChange, step: Step, class: ErrorClass, reason: String) {
+        self.parked.push((queued, step, class, reason));
     }
 
     /// The mapped fields now on `side` for `key` (`None`: none).
@@ -133,17 +162,7 @@ impl Recorder {
 
     /// The changes closed or parked so far.
     pub fn finished(&self) -> impl Iterator<Item = &QueuedChange> {
-        self.done.iter().chain(self.parked.iter().map(|(q, _)| q))
-    }
-
-    fn line(&mut self, key: &str, action: Action, detail: String) {
-        self.activity.push(Activity {
-            map: self.map.clone(),
-            direction: self.direction,
-            key: key.to_owned(),
-            what: action,
-            detail,
-        });
+        self.done.iter().chain(self.parked.iter().map(|(q, ..)| q))
     }
 
     /// Parks what failed, records the rest in one flushed transaction,
@@ -155,7 +174,7 @@ impl Recorder {
         // A parked change stays queued, its key held: it is not in `done`.
         let parked = std::mem::take(&mut self.parked);
         let finished = self.done.len() + self.rivals.len() + parked.len();
-        for (queued, reason) in parked {
+        for (queued, step, class, reason) in parked {
             if queued.change.phase == Phase::InitialSync {
                 let company = initial::company_of(&map.plan, &queued.change.key);
                 store.note_initial_failure(
@@ -167,7 +186,17 @@ impl Recorder {
             }
             let catch_up = map.state() == super::runtime::MapState::Resuming;
             store.park(&self.map, self.direction, &queued, &reason, catch_up)?;
-            self.line(&queued.change.key, Action::Parked, reason);
+            let line = Activity::new(
+                &self.map,
+                self.direction,
+                &queued.change.key,
+                Action::Parked,
+                reason,
+            )
+            .step(step)
+            .class(class)
+            .row(&queued.change.row);
+            self.activity.push(line);
         }
         let echoes = marks(&self.echoes);
         let consumed = marks(&self.consumed);

@@ -34,12 +34,14 @@ fn written(batch: &[dualwrite::checkpoint::QueuedChange]) -> Vec<Activity> {
 fn written_to(map: &str, batch: &[dualwrite::checkpoint::QueuedChange]) -> Vec<Activity> {
     batch
         .iter()
-        .map(|queued| Activity {
-            map: map.into(),
-            direction: LTR,
-            key: queued.change.key.clone(),
-            what: Action::Written,
-            detail: queued.change.version.clone(),
+        .map(|queued| {
+            Activity::new(
+                map,
+                LTR,
+                &queued.change.key,
+                Action::Written,
+                queued.change.version.clone(),
+            )
         })
         .collect()
 }

@@ -33,13 +33,7 @@ fn seqs(batch: &[QueuedChange]) -> Vec<u64> {
 fn written(batch: &[QueuedChange]) -> Vec<Activity> {
     batch
         .iter()
-        .map(|q| Activity {
-            map: "m".into(),
-            direction: LTR,
-            key: q.change.key.clone(),
-            what: Action::Written,
-            detail: String::new(),
-        })
+        .map(|q| Activity::new("m", LTR, &q.change.key, Action::Written, String::new()))
         .collect()
 }
 

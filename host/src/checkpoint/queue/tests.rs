@@ -30,12 +30,14 @@ fn change(key: &str, version: &str) -> Change {
 fn written(direction: Direction, batch: &[QueuedChange]) -> Vec<Activity> {
     batch
         .iter()
-        .map(|queued| Activity {
-            map: "m".into(),
-            direction,
-            key: queued.change.key.clone(),
-            what: Action::Written,
-            detail: String::new(),
+        .map(|queued| {
+            Activity::new(
+                "m",
+                direction,
+                &queued.change.key,
+                Action::Written,
+                String::new(),
+            )
         })
         .collect()
 }

@@ -395,12 +395,9 @@ pub(in crate::sync) fn queue_marked(
     if !keyless.is_empty() {
         let lines: Vec<Activity> = keyless
             .into_iter()
-            .map(|detail| Activity {
-                map: map.name().to_owned(),
-                direction,
-                key: String::new(),
-                what: Action::Skipped,
-                detail,
+            .map(|detail| {
+                Activity::new(map.name(), direction, "", Action::Skipped, detail)
+                    .step(crate::checkpoint::Step::Capture)
             })
             .collect();
         record::log(shared, map, direction, &lines)?;

@@ -24,10 +24,11 @@ use super::shape::Row;
 pub enum Fate {
     /// Kept, possibly changed.
     Keep,
-    /// Filtered out, with the plugin's reason.
-    Skip(String),
-    /// Failed: park it with this message.
-    Fail(String),
+    /// Filtered out by plugin `NAME@VERSION` (the first), with its reason.
+    Skip(String, String),
+    /// Failed in plugin `NAME@VERSION` (the first): park it with this
+    /// message.
+    Fail(String, String),
 }
 
 struct Step {
@@ -166,17 +167,20 @@ impl Chain {
                 // The batch call failed as a whole: find the row at fault
                 // by running each row alone.
                 Err(batch_error) if alive.len() == 1 => {
-                    fates[alive[0]] =
-                        Fate::Fail(format!("plugin {}: {batch_error}", step.plugin.id()));
+                    fates[alive[0]] = Fate::Fail(
+                        step.plugin.id().to_owned(),
+                        format!("plugin {}: {batch_error}", step.plugin.id()),
+                    );
                 }
                 Err(_) => {
                     for index in alive {
                         fates[index] =
                             match self.call(step, map, direction, rows, companies, &[index]) {
                                 Ok(mut one) => one.pop().unwrap_or(Fate::Keep),
-                                Err(error) => {
-                                    Fate::Fail(format!("plugin {}: {error}", step.plugin.id()))
-                                }
+                                Err(error) => Fate::Fail(
+                                    step.plugin.id().to_owned(),
+                                    format!("plugin {}: {error}", step.plugin.id()),
+                                ),
                             };
                     }
                 }
@@ -210,8 +214,8 @@ impl Chain {
             .into_iter()
             .map(|verdict| match verdict {
                 Verdict::Keep => Fate::Keep,
-                Verdict::Skip(reason) => Fate::Skip(reason),
-                Verdict::Fail(message) => Fate::Fail(message),
+                Verdict::Skip(reason) => Fate::Skip(step.plugin.id().to_owned(), reason),
+                Verdict::Fail(message) => Fate::Fail(step.plugin.id().to_owned(), message),
             })
             .collect())
     }

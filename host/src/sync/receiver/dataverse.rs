@@ -220,12 +220,13 @@ fn skipped(
     side: Side,
     detail: String,
 ) -> Result<(), Refusal> {
-    let line = Activity {
-        map: runtime.plan.name.clone(),
-        direction: side.direction(),
-        key: String::new(),
-        what: Action::Skipped,
+    let line = Activity::new(
+        &runtime.plan.name,
+        side.direction(),
+        "",
+        Action::Skipped,
         detail,
-    };
+    )
+    .step(crate::checkpoint::Step::Capture);
     record::log(shared, runtime, side.direction(), &[line]).map_err(unavailable)
 }

@@ -186,13 +186,14 @@ fn key_fields(
 /// Logs why an event was acknowledged without a change: a resend would
 /// carry the same, so it is never silently dropped.
 fn log(shared: &Shared, map: &MapRuntime, detail: String) -> Result<(), FlowError> {
-    let line = Activity {
-        map: map.name().to_owned(),
-        direction: Side::Left.direction(),
-        key: String::new(),
-        what: Action::Skipped,
+    let line = Activity::new(
+        map.name(),
+        Side::Left.direction(),
+        "",
+        Action::Skipped,
         detail,
-    };
+    )
+    .step(crate::checkpoint::Step::Capture);
     record::log(shared, map, Side::Left.direction(), &[line])?;
     Ok(())
 }
