@@ -20,6 +20,7 @@ mod definitions;
 mod functions;
 mod money;
 pub(crate) mod ops;
+pub(crate) mod owner;
 mod property;
 mod read;
 mod steps;

@@ -49,6 +49,8 @@ pub(crate) struct PreparedWrite<'t> {
     pub representation: bool,
     /// A write below a row (a property, a `$ref`): answered `204` alone.
     pub bare: bool,
+    /// The client writing, whose application user the row records.
+    pub caller: Option<String>,
 }
 
 /// The result of an applied write: the row written (none for a delete).
@@ -133,6 +135,7 @@ pub(crate) async fn prepare<'t>(
         body,
         representation: prefer(&request.headers, "return=representation"),
         bare: false,
+        caller: request.client.clone(),
     })
 }
 
@@ -196,6 +199,7 @@ pub(crate) fn apply(
             let mut row = Map::new();
             apply_body(state, tx, table, &mut row, &write.body)?;
             super::money::derive(state, tx, table, &mut row)?;
+            super::owner::stamp(state, tx, table, &mut row, write.caller.as_deref(), true)?;
             row.insert(pk_field, Value::String(id.clone()));
             row.insert("createdon".into(), now());
             row.insert("modifiedon".into(), now());
@@ -259,6 +263,7 @@ pub(crate) fn apply(
             }
             apply_body(state, tx, table, &mut row, &write.body)?;
             super::money::derive(state, tx, table, &mut row)?;
+            super::owner::stamp(state, tx, table, &mut row, write.caller.as_deref(), created)?;
             if created {
                 row.insert("createdon".into(), now());
             }

@@ -108,9 +108,16 @@ pub(super) fn apply_body(
                 .field(nav)
                 .filter(|f| f.field_type == FieldType::Lookup)
                 .ok_or_else(|| abort(unknown_property(table, nav)))?;
+            if super::owner::set_by_service(table, nav) {
+                return Err(abort(set_by_service(nav)));
+            }
+            let allowed: Vec<&str> = match super::owner::targets(table, nav) {
+                Some(targets) => targets.to_vec(),
+                None => field.target.as_deref().into_iter().collect(),
+            };
             let target = match value {
                 Value::Null => None,
-                Value::String(s) => Some(resolve_bind(state, tx, field.target.as_deref(), nav, s)?),
+                Value::String(s) => Some(resolve_bind(state, tx, &allowed, nav, s)?),
                 other => {
                     return Err(abort(bad_request(format!(
                         "{name} must be a string like \"/accounts(<guid>)\", got {other}"
@@ -142,6 +149,15 @@ pub(super) fn apply_body(
                 "'{name}' is computed by the service from the row's currency: set transactioncurrencyid@odata.bind and the money column instead"
             ))));
         }
+        if field.field_type == FieldType::Lookup && value.is_null() {
+            // "Disassociate table rows on update": the navigation property
+            // set to null clears the lookup, as `<name>@odata.bind: null` does.
+            if super::owner::set_by_service(table, name) {
+                return Err(abort(set_by_service(name)));
+            }
+            row.insert(format!("_{name}_value"), Value::Null);
+            continue;
+        }
         if field.field_type == FieldType::Lookup {
             return Err(abort(bad_request(format!(
                 "'{name}' is a lookup: set it with \"{name}@odata.bind\": \"/<entityset>(<guid>)\""
@@ -155,10 +171,18 @@ pub(super) fn apply_body(
     Ok(())
 }
 
+fn set_by_service(name: &str) -> ApiError {
+    bad_request(format!(
+        "'{name}' is set by the service (from ownerid and the calling user): assign the row with ownerid@odata.bind instead"
+    ))
+}
+
+/// The id of the row `reference` names, which must be in one of `allowed`
+/// (any set when it is empty).
 fn resolve_bind(
     state: &SharedState,
     tx: &Tx<'_>,
-    target: Option<&str>,
+    allowed: &[&str],
     nav: &str,
     reference: &str,
 ) -> Result<String, Abort> {
@@ -173,10 +197,10 @@ fn resolve_bind(
             "{nav}@odata.bind: '{reference}' does not name a row: write /<entityset>(<guid>)"
         ))));
     };
-    if target.is_some_and(|t| t != set) {
+    if !allowed.is_empty() && !allowed.contains(&set.as_str()) {
         return Err(abort(bad_request(format!(
             "{nav}@odata.bind must point to {}, not {set}",
-            target.unwrap_or_default()
+            allowed.join(" or ")
         ))));
     }
     let pk = tx_pk(tx, table, &key)?;

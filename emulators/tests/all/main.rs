@@ -10,6 +10,7 @@ mod emulator_ops;
 mod fidelity_batch;
 mod fidelity_dataverse;
 mod fidelity_finops;
+mod fidelity_tables;
 mod finops;
 mod metadata;
 mod security;
