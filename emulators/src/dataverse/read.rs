@@ -11,6 +11,7 @@ use super::super::http::{
 };
 use super::super::rows::{KeySegment, check_names, project, rebuild_query, run_query, with_first};
 use super::super::store::{StoreError, StoredRow};
+use super::expand::{Expand, Expander, Shape};
 use super::{BAD_REQUEST, NOT_FOUND, SYSTEM_FIELDS, bad_request, describe_key, unknown_property};
 use dualwrite::schema::TableDef;
 
@@ -49,19 +50,32 @@ pub(crate) fn render(
     with_first("@odata.etag", Value::String(etag(row)), fields)
 }
 
-fn context(
+/// `@odata.context`: the set, then the selected columns and expansions
+/// (`accounts(name,primarycontactid(fullname))`), then `suffix`.
+pub(crate) fn context(
     state: &SharedState,
     table: &TableDef,
     select: Option<&Vec<String>>,
+    expand: &Expand<'_>,
     suffix: &str,
 ) -> String {
-    let sel = select
-        .map(|s| format!("({})", s.join(",")))
-        .unwrap_or_default();
+    let list = super::expand::context_list(select, &expand.items);
     format!(
-        "{}/api/data/v9.2/$metadata#{}{sel}{suffix}",
+        "{}/api/data/v9.2/$metadata#{}{list}{suffix}",
         state.base_url, table.name
     )
+}
+
+/// A row with its expansions.
+pub(crate) fn render_expanded(
+    expander: &Expander<'_, '_>,
+    table: &TableDef,
+    row: &StoredRow,
+    select: Option<&Vec<String>>,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut out = render(table, row, select);
+    expander.apply(table, row, &mut out)?;
+    Ok(out)
 }
 
 /// Finds the stored row a key segment names.
@@ -93,6 +107,7 @@ pub(super) fn one(
     check_names(table, &options, SYSTEM_FIELDS, |n| {
         unknown_property(table, n)
     })?;
+    let expand = super::expand::parse(&state.metadata, table, options.expand.as_deref())?;
     let Some(row) = find(state, table, key)? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -109,10 +124,17 @@ pub(super) fn one(
     {
         return Ok(ApiResponse::empty(StatusCode::NOT_MODIFIED));
     }
+    let expander = Expander::new(state, &expand, Shape::Entity);
     let body = with_first(
         "@odata.context",
-        Value::String(context(state, table, options.select.as_ref(), "/$entity")),
-        render(table, &row, options.select.as_ref()),
+        Value::String(context(
+            state,
+            table,
+            options.select.as_ref(),
+            &expand,
+            "/$entity",
+        )),
+        render_expanded(&expander, table, &row, options.select.as_ref())?,
     );
     Ok(
         ApiResponse::json(StatusCode::OK, Value::Object(body))
@@ -173,7 +195,24 @@ pub(super) fn collection(
         return delta(state, table, &options, request);
     }
     let rows = state.store.rows(&table.name).map_err(storage)?;
-    let mut rows = run_query(rows, &options);
+    let path = table.name.clone();
+    respond_rows(state, table, rows, &options, request, &path)
+}
+
+/// Answers a collection read of `rows` (a table's, or the members of a
+/// collection-valued navigation property at `path`): filtered, ordered,
+/// cut by `$top`, paged by `Prefer: odata.maxpagesize` and `$skiptoken`,
+/// with `$count` and `$expand`.
+pub(crate) fn respond_rows(
+    state: &SharedState,
+    table: &TableDef,
+    rows: Vec<StoredRow>,
+    options: &QueryOptions,
+    request: &ApiRequest,
+    path: &str,
+) -> Result<ApiResponse, ApiError> {
+    let expand = super::expand::parse(&state.metadata, table, options.expand.as_deref())?;
+    let mut rows = run_query(rows, options);
     if let Some(top) = options.top {
         rows.truncate(top);
     }
@@ -190,16 +229,20 @@ pub(super) fn collection(
         })?,
     };
     let select = options.select.as_ref();
+    let shape = Shape::Set {
+        page: max_page_size(&request.headers).map(|n| n.clamp(1, PAGE)),
+    };
+    let expander = Expander::new(state, &expand, shape);
     let value: Vec<Value> = rows
         .iter()
         .skip(offset)
         .take(page)
-        .map(|r| Value::Object(render(table, r, select)))
-        .collect();
+        .map(|r| render_expanded(&expander, table, r, select).map(Value::Object))
+        .collect::<Result<_, _>>()?;
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        Value::String(context(state, table, select, "")),
+        Value::String(context(state, table, select, &expand, "")),
     );
     if options.count {
         let counted = total.min(COUNT_LIMIT);
@@ -226,10 +269,7 @@ pub(super) fn collection(
         );
         body.insert(
             "@odata.nextLink".into(),
-            Value::String(format!(
-                "{}/api/data/v9.2/{}?{query}",
-                state.base_url, table.name
-            )),
+            Value::String(format!("{}/api/data/v9.2/{path}?{query}", state.base_url)),
         );
     }
     let mut response = ApiResponse::json(StatusCode::OK, Value::Object(body));
@@ -274,9 +314,13 @@ fn delta(
     options: &QueryOptions,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    if options.filter.is_some() || !options.orderby.is_empty() || options.top.is_some() {
+    if options.filter.is_some()
+        || !options.orderby.is_empty()
+        || options.top.is_some()
+        || options.expand.is_some()
+    {
         return Err(bad_request(
-            "Change tracking supports $select only: remove $filter, $orderby and $top from the request.",
+            "Change tracking supports $select only: remove $filter, $orderby, $top and $expand from the request.",
         ));
     }
     let select = options.select.as_ref();
@@ -361,7 +405,7 @@ fn delta(
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        json!(context(state, table, select, "/$delta")),
+        json!(context(state, table, select, &Expand::default(), "/$delta")),
     );
     body.insert("value".into(), Value::Array(value));
     match next_cursor {

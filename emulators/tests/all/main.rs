@@ -9,6 +9,7 @@ mod dataverse_changes;
 mod emulator_ops;
 mod fidelity_batch;
 mod fidelity_dataverse;
+mod fidelity_expand;
 mod fidelity_finops;
 mod fidelity_tables;
 mod finops;
