@@ -6,10 +6,12 @@ use serde_json::{Map, Value, json};
 use sled::transaction::ConflictableTransactionError;
 
 use super::super::SharedState;
+use super::super::http::parse_query;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::rows::{KeySegment, key_field_name, parse_segment, with_first};
 use super::super::store::{Tx, TxFailure, WriteConflict, encode_key};
-use super::read::{render, storage};
+use super::expand::{Expander, Shape};
+use super::read::{context, render, render_expanded, storage};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request, describe_key, unknown_property};
 use dualwrite::schema::{FieldType, TableDef};
 
@@ -179,6 +181,21 @@ fn set_by_service(name: &str) -> ApiError {
 
 /// The id of the row `reference` names, which must be in one of `allowed`
 /// (any set when it is empty).
+/// The entity set and key a bind reference (`/contacts(<id>)`, `contacts(<id>)`
+/// or an absolute URL) names; `None` when it names no row.
+pub(super) fn bind_target(
+    state: &SharedState,
+    reference: &str,
+) -> Result<Option<(String, KeySegment)>, ApiError> {
+    let root = format!("{}/api/data/v9.2/", state.base_url);
+    let path = reference
+        .strip_prefix(&root)
+        .unwrap_or(reference)
+        .trim_start_matches('/');
+    let (set, key) = parse_segment(path, BAD_REQUEST)?;
+    Ok(key.map(|key| (set, key)))
+}
+
 fn resolve_bind(
     state: &SharedState,
     tx: &Tx<'_>,
@@ -255,22 +272,30 @@ fn entity_id(state: &SharedState, table: &TableDef, row: &Map<String, Value>) ->
     format!("{}/api/data/v9.2/{}({id})", state.base_url, table.name)
 }
 
+/// The answer to a committed create or update; `representation` is the
+/// query of a `Prefer: return=representation` write, whose `$select` and
+/// `$expand` shape the row returned ("Create with data returned").
 pub(super) fn written(
     state: &SharedState,
     table: &TableDef,
-    representation: bool,
+    representation: Option<&str>,
     row: &super::super::store::StoredRow,
     created: bool,
 ) -> ApiResponse {
     let location = entity_id(state, table, &row.row);
-    let response = if representation {
+    let response = if let Some(query) = representation {
+        // Checked before the write (`ops::prepare`).
+        let options = parse_query(query, BAD_REQUEST).unwrap_or_default();
+        let expand = super::expand::parse(&state.metadata, table, options.expand.as_deref())
+            .unwrap_or_default();
+        let expander = Expander::new(state, &expand, Shape::Entity);
+        let select = options.select.as_ref();
+        let fields = render_expanded(&expander, table, row, select)
+            .unwrap_or_else(|_| render(table, row, select));
         let body = with_first(
             "@odata.context",
-            json!(format!(
-                "{}/api/data/v9.2/$metadata#{}/$entity",
-                state.base_url, table.name
-            )),
-            render(table, row, None),
+            json!(context(state, table, select, &expand, "/$entity")),
+            fields,
         );
         let status = if created {
             StatusCode::CREATED

@@ -85,7 +85,7 @@ async fn a_collection_read_joins_single_and_collection_valued_properties() {
     let (litware, contacts) = accounts_with_contacts(&h).await;
     let (headers, body) = get_paged(
         &h,
-        "accounts?$select=name&$expand=primarycontactid($select=fullname),contact_customer_accounts($select=fullname)",
+        "accounts?$select=name&$orderby=name desc&$expand=primarycontactid($select=fullname),contact_customer_accounts($select=fullname)",
         1,
     )
     .await;
@@ -334,5 +334,102 @@ async fn expansions_the_service_refuses_are_refused() {
         let message = error_message(&body, "0x80060888");
         assert!(message.contains(needle), "{query}: {message}");
     }
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
+/// "Associate table rows on create" and "Create with data returned"
+/// (<https://learn.microsoft.com/power-apps/developer/data-platform/webapi/create-entity-web-api#associate-table-rows-on-create>):
+/// a collection-valued `@odata.bind` lists existing rows the new row gets,
+/// and `$select`/`$expand` shape the representation. On update only
+/// single-valued properties bind ("Associate table rows on update"), so a
+/// collection there is refused; a missing row fails the whole create.
+#[tokio::test]
+async fn a_create_associates_existing_rows_of_a_collection() {
+    let h = Harness::dataverse().await;
+    let root = h.emulator.service_url();
+    let primary = create(&h, "contacts", json!({"fullname": "Yvonne McKay"})).await;
+    let first = create(&h, "contacts", json!({"fullname": "Task 1"})).await;
+    let second = create(&h, "contacts", json!({"fullname": "Task 2"})).await;
+    let response = h
+        .request(
+            Method::POST,
+            "accounts?$select=name&$expand=primarycontactid($select=fullname),contact_customer_accounts($select=fullname)",
+        )
+        .header("Prefer", "return=representation")
+        .json(&json!({
+            "name": "Sample Account",
+            "primarycontactid@odata.bind": format!("/contacts({primary})"),
+            "contact_customer_accounts@odata.bind": [format!("/contacts({first})"), format!("contacts({second})")],
+        }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.headers()["preference-applied"],
+        "return=representation"
+    );
+    let row: Value = response.json().await.expect("json");
+    assert_eq!(
+        row["@odata.context"],
+        format!(
+            "{root}/$metadata#accounts(name,primarycontactid(fullname),contact_customer_accounts(fullname))/$entity"
+        )
+    );
+    assert_eq!(
+        row["primarycontactid"]["contactid"],
+        primary.as_str(),
+        "{row}"
+    );
+    assert!(row["primarycontactid"]["@odata.etag"].is_string());
+    let mut members: Vec<&str> = row["contact_customer_accounts"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["contactid"].as_str())
+        .collect();
+    members.sort_unstable();
+    let mut expected = vec![first.as_str(), second.as_str()];
+    expected.sort_unstable();
+    assert_eq!(members, expected);
+    let account = row["accountid"].as_str().expect("id").to_string();
+    let (_, contact) = h.get_json(&format!("contacts({first})")).await;
+    assert_eq!(contact["_parentcustomerid_account_value"], account.as_str());
+
+    let (status, body) = send_json(
+        h.request(Method::PATCH, &format!("accounts({account})"))
+            .json(
+                &json!({"contact_customer_accounts@odata.bind": [format!("/contacts({primary})")]}),
+            ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = error_message(&body, "0x80060888");
+    assert!(message.contains("only when a row is created"), "{message}");
+
+    let (status, body) = send_json(h.request(Method::POST, "accounts").json(&json!({
+        "name": "Not an array",
+        "contact_customer_accounts@odata.bind": format!("/contacts({primary})"),
+    })))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let missing = "00000000-0000-0000-0000-000000000042";
+    let (status, body) = send_json(h.request(Method::POST, "accounts").json(&json!({
+        "name": "Half associated",
+        "contact_customer_accounts@odata.bind": [format!("/contacts({primary})"), format!("/contacts({missing})")],
+    })))
+    .await;
+    assert_eq!(status, 404, "{body}");
+    error_message(&body, "0x80040217");
+    let (_, found) = h
+        .get_json("accounts?$filter=name eq 'Half associated'")
+        .await;
+    assert_eq!(
+        found["value"],
+        json!([]),
+        "nothing of a failed create stays"
+    );
+    let (_, contact) = h.get_json(&format!("contacts({primary})")).await;
+    assert_eq!(contact["_parentcustomerid_account_value"], Value::Null);
     h.emulator.shutdown().await.expect("shutdown");
 }
