@@ -22,6 +22,7 @@ mod functions;
 mod money;
 pub(crate) mod ops;
 pub(crate) mod owner;
+mod page;
 mod property;
 mod read;
 mod steps;

@@ -33,7 +33,7 @@ use super::super::rows::check_names;
 use super::super::rows::{KeySegment, parse_segment, stored_name};
 use super::super::store::StoredRow;
 use super::expand::{self, Expander, Shape};
-use super::read::{context, etag, find, render, render_expanded, respond_rows, storage};
+use super::read::{context, etag, find, page_size, render, render_expanded, respond_page, storage};
 use super::{BAD_REQUEST, SYSTEM_FIELDS, bad_request, not_found, unknown_property};
 use dualwrite::schema::{FieldType, RelationshipDef, TableDef};
 
@@ -225,7 +225,8 @@ pub(super) fn read(
                     .filter(|r| r.row.get(&column).and_then(Value::as_str) == Some(id.as_str()))
                     .collect();
                 let path = format!("{}({id})/{}", table.name, relationship.name);
-                return respond_rows(state, many, members, &options, request, &path);
+                let page = super::page::in_memory(members, &options, page_size(request))?;
+                return respond_page(state, many, page, &options, request, &path);
             }
             let members = rows.iter().filter(|r| {
                 r.row.get(&column).and_then(Value::as_str) == Some(id.as_str())

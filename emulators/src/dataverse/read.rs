@@ -9,7 +9,7 @@ use super::super::http::{
     ApiError, ApiRequest, ApiResponse, QueryOptions, includes_annotation, max_page_size,
     parse_query, prefer,
 };
-use super::super::rows::{KeySegment, check_names, project, rebuild_query, run_query, with_first};
+use super::super::rows::{KeySegment, check_names, project, rebuild_query, with_first};
 use super::super::store::{StoreError, StoredRow};
 use super::expand::{Expand, Expander, Shape};
 use super::{BAD_REQUEST, NOT_FOUND, SYSTEM_FIELDS, bad_request, describe_key, unknown_property};
@@ -153,8 +153,17 @@ pub(super) fn count(
     check_names(table, &options, SYSTEM_FIELDS, |n| {
         unknown_property(table, n)
     })?;
-    let rows = state.store.rows(&table.name).map_err(storage)?;
-    let total = run_query(rows, &options).len().min(COUNT_LIMIT);
+    // Counting stops at the limit: the rest of the table is not read.
+    let mut total = 0;
+    for raw in state.store.scan(&table.name, None, "") {
+        let row = raw.and_then(|raw| raw.parse()).map_err(storage)?;
+        if options.filter.as_ref().is_none_or(|f| f.matches(&row.row)) {
+            total += 1;
+            if total == COUNT_LIMIT {
+                break;
+            }
+        }
+    }
     Ok(ApiResponse::text(StatusCode::OK, total.to_string()))
 }
 
@@ -194,49 +203,43 @@ pub(super) fn collection(
     if prefer(&request.headers, "odata.track-changes") && table.change_tracking {
         return delta(state, table, &options, request);
     }
-    let rows = state.store.rows(&table.name).map_err(storage)?;
-    let path = table.name.clone();
-    respond_rows(state, table, rows, &options, request, &path)
+    let size = page_size(request);
+    let page = if super::page::scannable(&options) {
+        super::page::scanned(state, table, &options, size)?
+    } else {
+        let rows = state.store.rows(&table.name).map_err(storage)?;
+        super::page::in_memory(rows, &options, size)?
+    };
+    respond_page(state, table, page, &options, request, &table.name)
 }
 
-/// Answers a collection read of `rows` (a table's, or the members of a
-/// collection-valued navigation property at `path`): filtered, ordered,
-/// cut by `$top`, paged by `Prefer: odata.maxpagesize` and `$skiptoken`,
-/// with `$count` and `$expand`.
-pub(crate) fn respond_rows(
+/// The rows a page holds: `Prefer: odata.maxpagesize`, at most 5,000.
+pub(crate) fn page_size(request: &ApiRequest) -> usize {
+    max_page_size(&request.headers)
+        .unwrap_or(PAGE)
+        .clamp(1, PAGE)
+}
+
+/// Answers a collection read with one page of it (a table's rows, or the
+/// members of a collection-valued navigation property at `path`): with
+/// `$count`, `$expand` and the next page's link.
+pub(crate) fn respond_page(
     state: &SharedState,
     table: &TableDef,
-    rows: Vec<StoredRow>,
+    page: super::page::Page,
     options: &QueryOptions,
     request: &ApiRequest,
     path: &str,
 ) -> Result<ApiResponse, ApiError> {
     let expand = super::expand::parse(&state.metadata, table, options.expand.as_deref())?;
-    let mut rows = run_query(rows, options);
-    if let Some(top) = options.top {
-        rows.truncate(top);
-    }
-    let total = rows.len();
-    let page = max_page_size(&request.headers)
-        .unwrap_or(PAGE)
-        .clamp(1, PAGE);
-    let offset = match &options.skiptoken {
-        None => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| {
-            bad_request(format!(
-                "$skiptoken '{t}' is not one this service issued: follow @odata.nextLink as given"
-            ))
-        })?,
-    };
     let select = options.select.as_ref();
     let shape = Shape::Set {
         page: max_page_size(&request.headers).map(|n| n.clamp(1, PAGE)),
     };
     let expander = Expander::new(state, &expand, shape);
-    let value: Vec<Value> = rows
+    let value: Vec<Value> = page
+        .rows
         .iter()
-        .skip(offset)
-        .take(page)
         .map(|r| render_expanded(&expander, table, r, select).map(Value::Object))
         .collect::<Result<_, _>>()?;
     let mut body = Map::new();
@@ -244,7 +247,7 @@ pub(crate) fn respond_rows(
         "@odata.context".into(),
         Value::String(context(state, table, select, &expand, "")),
     );
-    if options.count {
+    if let (true, Some(total)) = (options.count, page.total) {
         let counted = total.min(COUNT_LIMIT);
         body.insert("@odata.count".into(), json!(counted));
         let crm = "Microsoft.Dynamics.CRM.";
@@ -262,11 +265,8 @@ pub(crate) fn respond_rows(
         }
     }
     body.insert("value".into(), Value::Array(value));
-    if offset.saturating_add(page) < total {
-        let query = rebuild_query(
-            &request.query,
-            &format!("$skiptoken={}", offset.saturating_add(page)),
-        );
+    if let Some(token) = &page.next {
+        let query = rebuild_query(&request.query, &format!("$skiptoken={token}"));
         body.insert(
             "@odata.nextLink".into(),
             Value::String(format!("{}/api/data/v9.2/{path}?{query}", state.base_url)),

@@ -12,6 +12,7 @@
 
 mod csdl;
 pub(crate) mod ops;
+mod page;
 mod query;
 
 use axum::http::{Method, StatusCode};
@@ -20,8 +21,7 @@ use serde_json::{Map, Value, json};
 use super::SharedState;
 use super::http::{ApiError, ApiRequest, ApiResponse, QueryOptions, max_page_size, parse_query};
 use super::rows::{
-    KeySegment, check_names, parse_segment, primary_key, project, rebuild_query, run_query,
-    with_first,
+    KeySegment, check_names, parse_segment, primary_key, project, rebuild_query, with_first,
 };
 use super::store::{StoreError, StoredRow};
 use axum::http::header;
@@ -78,8 +78,8 @@ pub(crate) async fn route(
     })?;
     state.security.authorize(table, request)?;
     if rest == "$count" && request.method == Method::GET && key.is_none() {
-        let (_, rows) = visible_rows(state, table, request)?;
-        return Ok(ApiResponse::text(StatusCode::OK, rows.len().to_string()));
+        let count = page::Visible::of(state, table, request)?.count(state)?;
+        return Ok(ApiResponse::text(StatusCode::OK, count.to_string()));
     }
     if !rest.is_empty() {
         return Err(error(
@@ -266,48 +266,32 @@ fn check_options(table: &TableDef, options: &QueryOptions) -> Result<(), ApiErro
     })
 }
 
-/// The rows a collection request sees: its company (or all with
-/// `cross-company=true`), filtered and ordered.
-fn visible_rows(
-    state: &SharedState,
-    table: &TableDef,
-    request: &ApiRequest,
-) -> Result<(QueryOptions, Vec<StoredRow>), ApiError> {
-    let mut options = parse_query(&request.query, "BadRequest")?;
-    check_options(table, &options)?;
-    let filter = options.filter.take().map(|f| query::FinopsFilter::new(&f));
-    let mut rows = state.store.rows(&table.name).map_err(storage)?;
-    let company = table
-        .company_field
-        .as_ref()
-        .filter(|_| !options.cross_company);
-    rows.retain(|r| {
-        company.is_none_or(|c| {
-            r.row.get(c).and_then(Value::as_str) == Some(state.default_company.as_str())
-        }) && filter.as_ref().is_none_or(|f| f.matches(&r.row))
-    });
-    let rows = run_query(rows, &options);
-    Ok((options, rows))
-}
-
 fn collection(
     state: &SharedState,
     table: &TableDef,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let (options, mut rows) = visible_rows(state, table, request)?;
+    let visible = page::Visible::of(state, table, request)?;
+    let options = &visible.options;
     let skip = options.skip.unwrap_or(0);
-    let total = rows.len();
-    if let Some(top) = options.top {
-        rows.truncate(skip.saturating_add(top));
-    }
     let page = max_page_size(&request.headers)
         .unwrap_or(PAGE)
         .clamp(1, PAGE);
+    let (rows, more, total) = if visible.scannable() {
+        let (rows, more) = visible.window(state, skip, page)?;
+        (rows, more, None)
+    } else {
+        let mut rows = visible.all(state)?;
+        let total = rows.len();
+        if let Some(top) = options.top {
+            rows.truncate(skip.saturating_add(top));
+        }
+        let more = skip.saturating_add(page) < rows.len();
+        let rows: Vec<StoredRow> = rows.into_iter().skip(skip).take(page).collect();
+        (rows, more, Some(total))
+    };
     let value: Vec<Value> = rows
         .iter()
-        .skip(skip)
-        .take(page)
         .map(|r| Value::Object(render(r, options.select.as_ref())))
         .collect();
     let mut body = Map::new();
@@ -315,15 +299,23 @@ fn collection(
         "@odata.context".into(),
         json!(context(state, table, options.select.as_ref(), "")),
     );
-    if options.count {
+    if let (true, Some(total)) = (options.count, total) {
         body.insert("@odata.count".into(), json!(total));
     }
     body.insert("value".into(), Value::Array(value));
-    if skip.saturating_add(page) < rows.len() {
-        let query = rebuild_query(
-            &request.query,
-            &format!("$skip={}", skip.saturating_add(page)),
-        );
+    if more {
+        // The next page starts after this one, and `$top` counts what is
+        // left of it, so the pages together hold what `$top` asked.
+        let mut extra = format!("$skip={}", skip.saturating_add(page));
+        if let Some(top) = options.top {
+            extra.push_str(&format!("&$top={}", top.saturating_sub(page)));
+        }
+        let kept: Vec<&str> = request
+            .query
+            .split('&')
+            .filter(|p| !p.starts_with("$top="))
+            .collect();
+        let query = rebuild_query(&kept.join("&"), &extra);
         body.insert(
             "@odata.nextLink".into(),
             json!(format!("{}/data/{}?{query}", state.base_url, table.name)),

@@ -14,6 +14,7 @@ mod fidelity_finops;
 mod fidelity_tables;
 mod finops;
 mod metadata;
+mod paging;
 mod security;
 mod steps;
 mod support;
