@@ -177,6 +177,8 @@ pub struct QueryOptions {
     pub deltatoken: Option<String>,
     /// finops `cross-company=true`
     pub cross_company: bool,
+    /// `$expand`, as written; each service reads it against its tables.
+    pub expand: Option<String>,
 }
 
 /// Parses the query string; `code` is the service's bad-request code.
@@ -231,7 +233,8 @@ pub fn parse_query(query: &str, code: &str) -> Result<QueryOptions, ApiError> {
             "$skiptoken" => out.skiptoken = Some(value.into_owned()),
             "$deltatoken" => out.deltatoken = Some(value.into_owned()),
             "cross-company" => out.cross_company = value.eq_ignore_ascii_case("true"),
-            "$expand" | "$apply" | "$search" => {
+            "$expand" => out.expand = Some(value.into_owned()),
+            "$apply" | "$search" => {
                 return Err(bad(format!(
                     "the query option {name} is not supported by the emulator"
                 )));

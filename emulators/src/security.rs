@@ -155,6 +155,11 @@ impl Security {
             .max()
     }
 
+    /// The clients whose application users the emulator knows.
+    pub(crate) fn clients(&self) -> &[String] {
+        &self.clients
+    }
+
     /// The client whose application user has `user_id`.
     pub(crate) fn client_of(&self, user_id: &str) -> Option<&str> {
         self.clients
@@ -229,7 +234,7 @@ pub(crate) fn privilege_id(name: &str) -> Uuid {
     name_id("privilege", name)
 }
 
-fn name_id(kind: &str, name: &str) -> Uuid {
+pub(crate) fn name_id(kind: &str, name: &str) -> Uuid {
     Uuid::new_v5(
         &Uuid::NAMESPACE_URL,
         format!("dualwrite-emulator:{kind}:{name}").as_bytes(),

@@ -57,6 +57,33 @@ impl From<WriteConflict> for DupError {
     }
 }
 
+/// Demo rows are owned, created and modified by the first client's
+/// application user, as rows a user imported are.
+fn owned_by_first_client(
+    state: &State,
+    table: &dualwrite::schema::TableDef,
+    row: &mut Map<String, Value>,
+) {
+    let Some(client) = state.security.clients().first() else {
+        return;
+    };
+    let user = json!(super::security::user_id(client));
+    for name in ["createdby", "modifiedby", "ownerid", "owninguser"] {
+        if table.field(name).is_some() {
+            row.insert(format!("_{name}_value"), user.clone());
+        }
+    }
+    if table.field("owningbusinessunit").is_some() {
+        row.insert(
+            "_owningbusinessunit_value".into(),
+            json!(super::security::business_unit_id()),
+        );
+    }
+    if table.field("owningteam").is_some() {
+        row.insert("_owningteam_value".into(), Value::Null);
+    }
+}
+
 /// Writes one seed row; returns its id (Dataverse) or encoded key (finops).
 fn put(state: &State, table: &str, row: Value) -> Result<String, EmulatorError> {
     let fail = |message: String| EmulatorError::Seed {
@@ -84,6 +111,7 @@ fn put(state: &State, table: &str, row: Value) -> Result<String, EmulatorError> 
         row.insert(pk, json!(id));
         row.insert("createdon".into(), json!("2024-01-01T00:00:00Z"));
         row.insert("modifiedon".into(), json!("2024-01-01T00:00:00Z"));
+        owned_by_first_client(state, def, &mut row);
     }
     let pk = primary_key(def, &row).ok_or_else(|| fail("row lacks a key field".into()))?;
     let indexes = index_entries(def, &row);
@@ -108,9 +136,14 @@ fn put(state: &State, table: &str, row: Value) -> Result<String, EmulatorError> 
     Ok(if id.is_empty() { pk } else { id })
 }
 
-/// Seeds an empty store.
+/// Seeds an empty store; a Dataverse store always gets the principals an
+/// environment has (`owner::seed_principals`), whatever `seed` says.
 pub(super) fn seed(state: &State, seed: Seed, rows: usize) -> Result<(), EmulatorError> {
-    if state.store.current_version()? > 0 {
+    let empty = state.store.current_version()? == 0;
+    if state.kind == ServiceKind::Dataverse {
+        super::dataverse::owner::seed_principals(state, state.security.clients())?;
+    }
+    if !empty {
         return Ok(());
     }
     if seed == Seed::Demo {

@@ -95,6 +95,22 @@ pub struct RowWrites {
     pub row: Option<Map<String, Value>>,
 }
 
+/// A stored row read by [`Store::scan`], parsed only when asked.
+#[derive(Debug)]
+pub struct RawRow {
+    /// The row's encoded primary key.
+    pub pk: String,
+    key: sled::IVec,
+    value: sled::IVec,
+}
+
+impl RawRow {
+    /// The row.
+    pub fn parse(&self) -> Result<StoredRow, StoreError> {
+        parse(&self.key, &self.value)
+    }
+}
+
 /// One entry of a table's change log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChangeEntry {
@@ -329,6 +345,37 @@ impl Store {
                 parse(&k, &v)
             })
             .collect()
+    }
+
+    /// The rows of a table in primary key order, read one at a time: those
+    /// whose encoded key starts with `pk_prefix`, after primary key `after`.
+    /// A page needs only the rows up to its end, not the table.
+    pub fn scan<'a>(
+        &'a self,
+        table: &str,
+        after: Option<&str>,
+        pk_prefix: &str,
+    ) -> impl Iterator<Item = Result<RawRow, StoreError>> + 'a {
+        let table_prefix = row_prefix(table);
+        let mut prefix = table_prefix.clone();
+        prefix.extend_from_slice(pk_prefix.as_bytes());
+        let start = match after {
+            Some(pk) => {
+                let mut k = row_key(table, pk);
+                k.push(0);
+                k.max(prefix.clone())
+            }
+            None => prefix.clone(),
+        };
+        let skip = table_prefix.len();
+        self.data
+            .range(start..)
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .map(move |item| {
+                let (key, value) = item?;
+                let pk = String::from_utf8_lossy(&key[skip..]).into_owned();
+                Ok(RawRow { pk, key, value })
+            })
     }
 
     /// Up to `limit` rows of a table after primary key `after`, in key order.

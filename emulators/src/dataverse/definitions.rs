@@ -15,7 +15,7 @@
 //! `prv{Type}{SchemaName}`); an attribute has
 //! `MetadataId`, `LogicalName`, `AttributeType` (`String`, `Integer`,
 //! `Decimal`, `Boolean`, `Uniqueidentifier`, `DateTime`, `Picklist`,
-//! `Lookup`, `BigInt`), `AttributeTypeName`, `EntityLogicalName`,
+//! `Lookup`, `Owner`, `BigInt`), `AttributeTypeName`, `EntityLogicalName`,
 //! `IsPrimaryId` and its `@odata.type`; a key has `LogicalName` and
 //! `KeyAttributes`; a relationship names the referenced and referencing
 //! entity and attribute. `MetadataId` is always returned, as on the
@@ -254,10 +254,15 @@ const SYSTEM_COLUMNS: &[(&str, (&str, &str, &str))] = &[
 ];
 
 fn attributes(table: &TableDef) -> Vec<Map<String, Value>> {
-    let declared = table
-        .fields
-        .iter()
-        .map(|field| (field.name.as_str(), attribute_type(field.field_type)));
+    let declared = table.fields.iter().map(|field| {
+        let types = if super::owner::targets(table, &field.name).is_some() {
+            // The Owner column: a lookup to a user or a team.
+            ("Owner", "OwnerType", "LookupAttributeMetadata")
+        } else {
+            attribute_type(field.field_type)
+        };
+        (field.name.as_str(), types)
+    });
     let system = SYSTEM_COLUMNS
         .iter()
         .filter(|(name, _)| table.field(name).is_none())

@@ -17,9 +17,12 @@
 //! `W/"<versionnumber>"` when read.
 
 mod definitions;
+pub(crate) mod expand;
 mod functions;
 mod money;
 pub(crate) mod ops;
+pub(crate) mod owner;
+mod page;
 mod property;
 mod read;
 mod steps;
@@ -129,7 +132,7 @@ pub(crate) async fn route(
             (_, key) => ops::execute(state, table, key, &request).await,
         },
         ("$count", &Method::GET, None) => read::count(state, table, &request),
-        (rest, &Method::GET, Some(key)) => property::read(state, table, &key, rest),
+        (rest, &Method::GET, Some(key)) => property::read(state, table, &key, rest, &request),
         (rest, _, Some(key)) => {
             let write = property::as_write(state, table, key, rest, &request)?;
             state.security.authorize(write.table, &write.request)?;

@@ -10,8 +10,9 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::super::SharedState;
+use super::super::http::parse_query;
 use super::super::http::{ApiError, ApiRequest, ApiResponse, header_str, prefer};
-use super::super::rows::{KeySegment, index_entries, key_field_name, stored_name};
+use super::super::rows::{KeySegment, check_names, index_entries, key_field_name, stored_name};
 use super::super::store::{StoredRow, Tx};
 use super::read::etag;
 use super::write::{
@@ -49,6 +50,13 @@ pub(crate) struct PreparedWrite<'t> {
     pub representation: bool,
     /// A write below a row (a property, a `$ref`): answered `204` alone.
     pub bare: bool,
+    /// The client writing, whose application user the row records.
+    pub caller: Option<String>,
+    /// The request's query (`$select`, `$expand` of a representation).
+    pub query: String,
+    /// Create: the rows a collection-valued `@odata.bind` associates, by
+    /// relationship name, as the references were written.
+    pub associate: Vec<(String, Vec<String>)>,
 }
 
 /// The result of an applied write: the row written (none for a delete).
@@ -58,7 +66,13 @@ pub(crate) struct Outcome {
     created: bool,
     /// A delete: the id of the row deleted.
     deleted: Option<String>,
+    /// Rows a collection-valued bind associated.
+    associated: Vec<Associated>,
 }
+
+/// A row a collection-valued bind associated: its table, the update it
+/// amounts to (for the webhook steps) and the row as written.
+type Associated = (String, Map<String, Value>, StoredRow);
 
 fn version_mismatch() -> ApiError {
     ApiError::new(
@@ -75,7 +89,17 @@ pub(crate) async fn prepare<'t>(
     key: Option<KeySegment>,
     request: &ApiRequest,
 ) -> Result<PreparedWrite<'t>, ApiError> {
-    let body = parse_body(request)?;
+    let mut body = parse_body(request)?;
+    let associate = collection_binds(state, table, &mut body, request.method == Method::POST)?;
+    let representation = prefer(&request.headers, "return=representation");
+    if representation {
+        // Checked now, so a bad option fails the write, not its answer.
+        let options = parse_query(&request.query, super::BAD_REQUEST)?;
+        check_names(table, &options, super::SYSTEM_FIELDS, |n| {
+            super::unknown_property(table, n)
+        })?;
+        super::expand::parse(&state.metadata, table, options.expand.as_deref())?;
+    }
     let if_match = header_str(&request.headers, "if-match").map(str::to_string);
     let if_none_match = header_str(&request.headers, "if-none-match").map(str::to_string);
     let pk_field = table.primary_key.first().cloned().unwrap_or_default();
@@ -131,9 +155,128 @@ pub(crate) async fn prepare<'t>(
         table,
         kind,
         body,
-        representation: prefer(&request.headers, "return=representation"),
+        representation,
         bare: false,
+        caller: request.client.clone(),
+        query: request.query.clone(),
+        associate,
     })
+}
+
+/// Takes the collection-valued `<relationship>@odata.bind` of `body`: the
+/// references of existing rows to associate with a row created ("Create a
+/// table row using the Web API", "Associate table rows on create":
+/// `"Account_Tasks@odata.bind": ["/tasks(<id>)", …]`). On update the
+/// Web API binds single-valued navigation properties only ("Associate and
+/// disassociate table rows using the Web API", "Associate table rows on
+/// update"), so an update naming one is refused.
+fn collection_binds(
+    state: &SharedState,
+    table: &TableDef,
+    body: &mut Map<String, Value>,
+    create: bool,
+) -> Result<Vec<(String, Vec<String>)>, ApiError> {
+    let names: Vec<String> = body
+        .keys()
+        .filter(|name| {
+            name.strip_suffix("@odata.bind")
+                .is_some_and(|nav| state.metadata.relationship(&table.name, nav).is_some())
+        })
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let nav = name.trim_end_matches("@odata.bind").to_string();
+        if !create {
+            return Err(bad_request(format!(
+                "'{nav}' is a collection-valued navigation property: @odata.bind sets it only when a row is created; associate rows with an existing {} with POST {}(<id>)/{nav}/$ref",
+                table.entity_name(),
+                table.name
+            )));
+        }
+        let value = body.remove(&name).unwrap_or(Value::Null);
+        let references = value
+            .as_array()
+            .and_then(|items| {
+                items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_string))
+                    .collect::<Option<Vec<String>>>()
+            })
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "{name} must be an array of references such as [\"/contacts(<guid>)\"], got {value}"
+                ))
+            })?;
+        out.push((nav, references));
+    }
+    Ok(out)
+}
+
+/// Sets the lookup of each row a create's collection-valued binds name to
+/// the new row `id`.
+fn associate(
+    state: &SharedState,
+    tx: &Tx<'_>,
+    write: &PreparedWrite<'_>,
+    id: &str,
+) -> Result<Vec<Associated>, Abort> {
+    let mut out = Vec::new();
+    for (nav, references) in &write.associate {
+        let Some(relationship) = state.metadata.relationship(&write.table.name, nav) else {
+            continue;
+        };
+        let Some(many) = state.metadata.table(&relationship.referencing) else {
+            continue;
+        };
+        let column = stored_name(many, &relationship.lookup);
+        for reference in references {
+            let (set, key) = super::write::bind_target(state, reference)
+                .map_err(abort)?
+                .ok_or_else(|| {
+                    abort(bad_request(format!(
+                        "{nav}@odata.bind: '{reference}' does not name a row: write /{}(<guid>)",
+                        many.name
+                    )))
+                })?;
+            if set != many.name {
+                return Err(abort(bad_request(format!(
+                    "{nav}@odata.bind holds {} rows, not {set}",
+                    many.name
+                ))));
+            }
+            let pk = tx_pk(tx, many, &key)?;
+            let existing = match &pk {
+                Some(pk) => tx.get(&many.name, pk)?,
+                None => None,
+            };
+            let (Some(pk), Some(old)) = (pk, existing) else {
+                return Err(abort(not_found(many, &key)));
+            };
+            let mut row = old.row.clone();
+            row.insert(column.clone(), Value::String(id.to_string()));
+            super::owner::stamp(state, tx, many, &mut row, write.caller.as_deref(), false)?;
+            row.insert("modifiedon".into(), now());
+            let old_indexes = index_entries(many, &old.row);
+            let indexes = index_entries(many, &row);
+            let stored = tx.put(
+                &many.name,
+                &pk,
+                Some((&old, &old_indexes)),
+                row,
+                &indexes,
+                set_version,
+            )?;
+            let body: Map<String, Value> = [(
+                format!("{}@odata.bind", relationship.lookup),
+                Value::String(format!("/{}({id})", write.table.name)),
+            )]
+            .into_iter()
+            .collect();
+            out.push((many.name.clone(), body, stored));
+        }
+    }
+    Ok(out)
 }
 
 /// Checks a key value taken from the URL of an upsert that creates the row:
@@ -196,15 +339,18 @@ pub(crate) fn apply(
             let mut row = Map::new();
             apply_body(state, tx, table, &mut row, &write.body)?;
             super::money::derive(state, tx, table, &mut row)?;
+            super::owner::stamp(state, tx, table, &mut row, write.caller.as_deref(), true)?;
             row.insert(pk_field, Value::String(id.clone()));
             row.insert("createdon".into(), now());
             row.insert("modifiedon".into(), now());
             let indexes = index_entries(table, &row);
             let stored = tx.put(&table.name, &pk, None, row, &indexes, set_version)?;
+            let associated = associate(state, tx, write, id)?;
             Ok(Outcome {
                 row: Some(stored),
                 created: true,
                 deleted: None,
+                associated,
             })
         }
         WriteKind::Upsert {
@@ -259,6 +405,7 @@ pub(crate) fn apply(
             }
             apply_body(state, tx, table, &mut row, &write.body)?;
             super::money::derive(state, tx, table, &mut row)?;
+            super::owner::stamp(state, tx, table, &mut row, write.caller.as_deref(), created)?;
             if created {
                 row.insert("createdon".into(), now());
             }
@@ -274,6 +421,7 @@ pub(crate) fn apply(
                 row: Some(stored),
                 created,
                 deleted: None,
+                associated: Vec::new(),
             })
         }
         WriteKind::Delete { key, if_match } => {
@@ -306,6 +454,7 @@ pub(crate) fn apply(
                 row: None,
                 created: false,
                 deleted,
+                associated: Vec::new(),
             })
         }
     }
@@ -326,12 +475,17 @@ pub(crate) fn respond(
         outcome.created,
         outcome.deleted.as_deref(),
     );
+    for (set, body, row) in &outcome.associated {
+        if let Some(table) = state.metadata.table(set) {
+            super::webhooks::after_commit(state, table, body, Some(row), false, None);
+        }
+    }
     match &outcome.row {
         Some(_) if write.bare => ApiResponse::empty(StatusCode::NO_CONTENT),
         Some(row) => written(
             state,
             write.table,
-            write.representation,
+            write.representation.then_some(write.query.as_str()),
             row,
             outcome.created,
         ),

@@ -27,10 +27,13 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::super::SharedState;
+use super::super::http::parse_query;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
+use super::super::rows::check_names;
 use super::super::rows::{KeySegment, parse_segment, stored_name};
 use super::super::store::StoredRow;
-use super::read::{etag, find, render, storage};
+use super::expand::{self, Expander, Shape};
+use super::read::{context, etag, find, page_size, render, render_expanded, respond_page, storage};
 use super::{BAD_REQUEST, SYSTEM_FIELDS, bad_request, not_found, unknown_property};
 use dualwrite::schema::{FieldType, RelationshipDef, TableDef};
 
@@ -132,6 +135,7 @@ pub(super) fn read(
     table: &TableDef,
     key: &KeySegment,
     rest: &str,
+    request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let target = resolve(state, table, rest)?;
     let row = existing(state, table, key)?;
@@ -185,12 +189,21 @@ pub(super) fn read(
             let Some(other) = find(state, target, &key)? else {
                 return Ok(ApiResponse::empty(StatusCode::NO_CONTENT));
             };
+            // "Retrieve navigation property values": `$select` (and
+            // `$expand`) apply to the row the lookup points at.
+            let options = parse_query(&request.query, BAD_REQUEST)?;
+            check_names(target, &options, SYSTEM_FIELDS, |n| {
+                unknown_property(target, n)
+            })?;
+            let expand = expand::parse(&state.metadata, target, options.expand.as_deref())?;
+            let expander = Expander::new(state, &expand, Shape::Entity);
+            let select = options.select.as_ref();
             let mut body = Map::new();
             body.insert(
                 "@odata.context".into(),
-                json!(format!("{}/$metadata#{}/$entity", root(state), target.name)),
+                json!(context(state, target, select, &expand, "/$entity")),
             );
-            body.extend(render(target, &other, None));
+            body.extend(render_expanded(&expander, target, &other, select)?);
             Ok(ApiResponse::json(StatusCode::OK, Value::Object(body))
                 .with_header(header::ETAG, etag(&other)))
         }
@@ -202,6 +215,19 @@ pub(super) fn read(
             let many = many_table(state, relationship)?;
             let column = stored_name(many, &relationship.lookup);
             let rows = state.store.rows(&many.name).map_err(storage)?;
+            if !reference && member.is_none() {
+                // The relationship's filtered collection, which takes the
+                // query options and paging of any collection.
+                let options = parse_query(&request.query, BAD_REQUEST)?;
+                check_names(many, &options, SYSTEM_FIELDS, |n| unknown_property(many, n))?;
+                let members: Vec<StoredRow> = rows
+                    .into_iter()
+                    .filter(|r| r.row.get(&column).and_then(Value::as_str) == Some(id.as_str()))
+                    .collect();
+                let path = format!("{}({id})/{}", table.name, relationship.name);
+                let page = super::page::in_memory(members, &options, page_size(request))?;
+                return respond_page(state, many, page, &options, request, &path);
+            }
             let members = rows.iter().filter(|r| {
                 r.row.get(&column).and_then(Value::as_str) == Some(id.as_str())
                     && member

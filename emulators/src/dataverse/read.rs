@@ -9,8 +9,9 @@ use super::super::http::{
     ApiError, ApiRequest, ApiResponse, QueryOptions, includes_annotation, max_page_size,
     parse_query, prefer,
 };
-use super::super::rows::{KeySegment, check_names, project, rebuild_query, run_query, with_first};
+use super::super::rows::{KeySegment, check_names, project, rebuild_query, with_first};
 use super::super::store::{StoreError, StoredRow};
+use super::expand::{Expand, Expander, Shape};
 use super::{BAD_REQUEST, NOT_FOUND, SYSTEM_FIELDS, bad_request, describe_key, unknown_property};
 use dualwrite::schema::TableDef;
 
@@ -49,19 +50,32 @@ pub(crate) fn render(
     with_first("@odata.etag", Value::String(etag(row)), fields)
 }
 
-fn context(
+/// `@odata.context`: the set, then the selected columns and expansions
+/// (`accounts(name,primarycontactid(fullname))`), then `suffix`.
+pub(crate) fn context(
     state: &SharedState,
     table: &TableDef,
     select: Option<&Vec<String>>,
+    expand: &Expand<'_>,
     suffix: &str,
 ) -> String {
-    let sel = select
-        .map(|s| format!("({})", s.join(",")))
-        .unwrap_or_default();
+    let list = super::expand::context_list(select, &expand.items);
     format!(
-        "{}/api/data/v9.2/$metadata#{}{sel}{suffix}",
+        "{}/api/data/v9.2/$metadata#{}{list}{suffix}",
         state.base_url, table.name
     )
+}
+
+/// A row with its expansions.
+pub(crate) fn render_expanded(
+    expander: &Expander<'_, '_>,
+    table: &TableDef,
+    row: &StoredRow,
+    select: Option<&Vec<String>>,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut out = render(table, row, select);
+    expander.apply(table, row, &mut out)?;
+    Ok(out)
 }
 
 /// Finds the stored row a key segment names.
@@ -93,6 +107,7 @@ pub(super) fn one(
     check_names(table, &options, SYSTEM_FIELDS, |n| {
         unknown_property(table, n)
     })?;
+    let expand = super::expand::parse(&state.metadata, table, options.expand.as_deref())?;
     let Some(row) = find(state, table, key)? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -109,10 +124,17 @@ pub(super) fn one(
     {
         return Ok(ApiResponse::empty(StatusCode::NOT_MODIFIED));
     }
+    let expander = Expander::new(state, &expand, Shape::Entity);
     let body = with_first(
         "@odata.context",
-        Value::String(context(state, table, options.select.as_ref(), "/$entity")),
-        render(table, &row, options.select.as_ref()),
+        Value::String(context(
+            state,
+            table,
+            options.select.as_ref(),
+            &expand,
+            "/$entity",
+        )),
+        render_expanded(&expander, table, &row, options.select.as_ref())?,
     );
     Ok(
         ApiResponse::json(StatusCode::OK, Value::Object(body))
@@ -131,8 +153,17 @@ pub(super) fn count(
     check_names(table, &options, SYSTEM_FIELDS, |n| {
         unknown_property(table, n)
     })?;
-    let rows = state.store.rows(&table.name).map_err(storage)?;
-    let total = run_query(rows, &options).len().min(COUNT_LIMIT);
+    // Counting stops at the limit: the rest of the table is not read.
+    let mut total = 0;
+    for raw in state.store.scan(&table.name, None, "") {
+        let row = raw.and_then(|raw| raw.parse()).map_err(storage)?;
+        if options.filter.as_ref().is_none_or(|f| f.matches(&row.row)) {
+            total += 1;
+            if total == COUNT_LIMIT {
+                break;
+            }
+        }
+    }
     Ok(ApiResponse::text(StatusCode::OK, total.to_string()))
 }
 
@@ -172,36 +203,51 @@ pub(super) fn collection(
     if prefer(&request.headers, "odata.track-changes") && table.change_tracking {
         return delta(state, table, &options, request);
     }
-    let rows = state.store.rows(&table.name).map_err(storage)?;
-    let mut rows = run_query(rows, &options);
-    if let Some(top) = options.top {
-        rows.truncate(top);
-    }
-    let total = rows.len();
-    let page = max_page_size(&request.headers)
-        .unwrap_or(PAGE)
-        .clamp(1, PAGE);
-    let offset = match &options.skiptoken {
-        None => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| {
-            bad_request(format!(
-                "$skiptoken '{t}' is not one this service issued: follow @odata.nextLink as given"
-            ))
-        })?,
+    let size = page_size(request);
+    let page = if super::page::scannable(&options) {
+        super::page::scanned(state, table, &options, size)?
+    } else {
+        let rows = state.store.rows(&table.name).map_err(storage)?;
+        super::page::in_memory(rows, &options, size)?
     };
+    respond_page(state, table, page, &options, request, &table.name)
+}
+
+/// The rows a page holds: `Prefer: odata.maxpagesize`, at most 5,000.
+pub(crate) fn page_size(request: &ApiRequest) -> usize {
+    max_page_size(&request.headers)
+        .unwrap_or(PAGE)
+        .clamp(1, PAGE)
+}
+
+/// Answers a collection read with one page of it (a table's rows, or the
+/// members of a collection-valued navigation property at `path`): with
+/// `$count`, `$expand` and the next page's link.
+pub(crate) fn respond_page(
+    state: &SharedState,
+    table: &TableDef,
+    page: super::page::Page,
+    options: &QueryOptions,
+    request: &ApiRequest,
+    path: &str,
+) -> Result<ApiResponse, ApiError> {
+    let expand = super::expand::parse(&state.metadata, table, options.expand.as_deref())?;
     let select = options.select.as_ref();
-    let value: Vec<Value> = rows
+    let shape = Shape::Set {
+        page: max_page_size(&request.headers).map(|n| n.clamp(1, PAGE)),
+    };
+    let expander = Expander::new(state, &expand, shape);
+    let value: Vec<Value> = page
+        .rows
         .iter()
-        .skip(offset)
-        .take(page)
-        .map(|r| Value::Object(render(table, r, select)))
-        .collect();
+        .map(|r| render_expanded(&expander, table, r, select).map(Value::Object))
+        .collect::<Result<_, _>>()?;
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        Value::String(context(state, table, select, "")),
+        Value::String(context(state, table, select, &expand, "")),
     );
-    if options.count {
+    if let (true, Some(total)) = (options.count, page.total) {
         let counted = total.min(COUNT_LIMIT);
         body.insert("@odata.count".into(), json!(counted));
         let crm = "Microsoft.Dynamics.CRM.";
@@ -219,17 +265,11 @@ pub(super) fn collection(
         }
     }
     body.insert("value".into(), Value::Array(value));
-    if offset.saturating_add(page) < total {
-        let query = rebuild_query(
-            &request.query,
-            &format!("$skiptoken={}", offset.saturating_add(page)),
-        );
+    if let Some(token) = &page.next {
+        let query = rebuild_query(&request.query, &format!("$skiptoken={token}"));
         body.insert(
             "@odata.nextLink".into(),
-            Value::String(format!(
-                "{}/api/data/v9.2/{}?{query}",
-                state.base_url, table.name
-            )),
+            Value::String(format!("{}/api/data/v9.2/{path}?{query}", state.base_url)),
         );
     }
     let mut response = ApiResponse::json(StatusCode::OK, Value::Object(body));
@@ -274,9 +314,13 @@ fn delta(
     options: &QueryOptions,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    if options.filter.is_some() || !options.orderby.is_empty() || options.top.is_some() {
+    if options.filter.is_some()
+        || !options.orderby.is_empty()
+        || options.top.is_some()
+        || options.expand.is_some()
+    {
         return Err(bad_request(
-            "Change tracking supports $select only: remove $filter, $orderby and $top from the request.",
+            "Change tracking supports $select only: remove $filter, $orderby, $top and $expand from the request.",
         ));
     }
     let select = options.select.as_ref();
@@ -361,7 +405,7 @@ fn delta(
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        json!(context(state, table, select, "/$delta")),
+        json!(context(state, table, select, &Expand::default(), "/$delta")),
     );
     body.insert("value".into(), Value::Array(value));
     match next_cursor {

@@ -6,10 +6,12 @@ use serde_json::{Map, Value, json};
 use sled::transaction::ConflictableTransactionError;
 
 use super::super::SharedState;
+use super::super::http::parse_query;
 use super::super::http::{ApiError, ApiRequest, ApiResponse};
 use super::super::rows::{KeySegment, key_field_name, parse_segment, with_first};
 use super::super::store::{Tx, TxFailure, WriteConflict, encode_key};
-use super::read::{render, storage};
+use super::expand::{Expander, Shape};
+use super::read::{context, render, render_expanded, storage};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request, describe_key, unknown_property};
 use dualwrite::schema::{FieldType, TableDef};
 
@@ -108,9 +110,16 @@ pub(super) fn apply_body(
                 .field(nav)
                 .filter(|f| f.field_type == FieldType::Lookup)
                 .ok_or_else(|| abort(unknown_property(table, nav)))?;
+            if super::owner::set_by_service(table, nav) {
+                return Err(abort(set_by_service(nav)));
+            }
+            let allowed: Vec<&str> = match super::owner::targets(table, nav) {
+                Some(targets) => targets.to_vec(),
+                None => field.target.as_deref().into_iter().collect(),
+            };
             let target = match value {
                 Value::Null => None,
-                Value::String(s) => Some(resolve_bind(state, tx, field.target.as_deref(), nav, s)?),
+                Value::String(s) => Some(resolve_bind(state, tx, &allowed, nav, s)?),
                 other => {
                     return Err(abort(bad_request(format!(
                         "{name} must be a string like \"/accounts(<guid>)\", got {other}"
@@ -142,6 +151,15 @@ pub(super) fn apply_body(
                 "'{name}' is computed by the service from the row's currency: set transactioncurrencyid@odata.bind and the money column instead"
             ))));
         }
+        if field.field_type == FieldType::Lookup && value.is_null() {
+            // "Disassociate table rows on update": the navigation property
+            // set to null clears the lookup, as `<name>@odata.bind: null` does.
+            if super::owner::set_by_service(table, name) {
+                return Err(abort(set_by_service(name)));
+            }
+            row.insert(format!("_{name}_value"), Value::Null);
+            continue;
+        }
         if field.field_type == FieldType::Lookup {
             return Err(abort(bad_request(format!(
                 "'{name}' is a lookup: set it with \"{name}@odata.bind\": \"/<entityset>(<guid>)\""
@@ -155,10 +173,33 @@ pub(super) fn apply_body(
     Ok(())
 }
 
+fn set_by_service(name: &str) -> ApiError {
+    bad_request(format!(
+        "'{name}' is set by the service (from ownerid and the calling user): assign the row with ownerid@odata.bind instead"
+    ))
+}
+
+/// The id of the row `reference` names, which must be in one of `allowed`
+/// (any set when it is empty).
+/// The entity set and key a bind reference (`/contacts(<id>)`, `contacts(<id>)`
+/// or an absolute URL) names; `None` when it names no row.
+pub(super) fn bind_target(
+    state: &SharedState,
+    reference: &str,
+) -> Result<Option<(String, KeySegment)>, ApiError> {
+    let root = format!("{}/api/data/v9.2/", state.base_url);
+    let path = reference
+        .strip_prefix(&root)
+        .unwrap_or(reference)
+        .trim_start_matches('/');
+    let (set, key) = parse_segment(path, BAD_REQUEST)?;
+    Ok(key.map(|key| (set, key)))
+}
+
 fn resolve_bind(
     state: &SharedState,
     tx: &Tx<'_>,
-    target: Option<&str>,
+    allowed: &[&str],
     nav: &str,
     reference: &str,
 ) -> Result<String, Abort> {
@@ -173,10 +214,10 @@ fn resolve_bind(
             "{nav}@odata.bind: '{reference}' does not name a row: write /<entityset>(<guid>)"
         ))));
     };
-    if target.is_some_and(|t| t != set) {
+    if !allowed.is_empty() && !allowed.contains(&set.as_str()) {
         return Err(abort(bad_request(format!(
             "{nav}@odata.bind must point to {}, not {set}",
-            target.unwrap_or_default()
+            allowed.join(" or ")
         ))));
     }
     let pk = tx_pk(tx, table, &key)?;
@@ -231,22 +272,30 @@ fn entity_id(state: &SharedState, table: &TableDef, row: &Map<String, Value>) ->
     format!("{}/api/data/v9.2/{}({id})", state.base_url, table.name)
 }
 
+/// The answer to a committed create or update; `representation` is the
+/// query of a `Prefer: return=representation` write, whose `$select` and
+/// `$expand` shape the row returned ("Create with data returned").
 pub(super) fn written(
     state: &SharedState,
     table: &TableDef,
-    representation: bool,
+    representation: Option<&str>,
     row: &super::super::store::StoredRow,
     created: bool,
 ) -> ApiResponse {
     let location = entity_id(state, table, &row.row);
-    let response = if representation {
+    let response = if let Some(query) = representation {
+        // Checked before the write (`ops::prepare`).
+        let options = parse_query(query, BAD_REQUEST).unwrap_or_default();
+        let expand = super::expand::parse(&state.metadata, table, options.expand.as_deref())
+            .unwrap_or_default();
+        let expander = Expander::new(state, &expand, Shape::Entity);
+        let select = options.select.as_ref();
+        let fields = render_expanded(&expander, table, row, select)
+            .unwrap_or_else(|_| render(table, row, select));
         let body = with_first(
             "@odata.context",
-            json!(format!(
-                "{}/api/data/v9.2/$metadata#{}/$entity",
-                state.base_url, table.name
-            )),
-            render(table, row, None),
+            json!(context(state, table, select, &expand, "/$entity")),
+            fields,
         );
         let status = if created {
             StatusCode::CREATED

@@ -12,18 +12,19 @@
 
 mod csdl;
 pub(crate) mod ops;
+mod page;
 mod query;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::SharedState;
-use super::http::{ApiError, ApiRequest, ApiResponse, max_page_size, parse_query};
+use super::http::{ApiError, ApiRequest, ApiResponse, QueryOptions, max_page_size, parse_query};
 use super::rows::{
-    KeySegment, check_names, parse_segment, primary_key, project, rebuild_query, run_query,
-    with_first,
+    KeySegment, check_names, parse_segment, primary_key, project, rebuild_query, with_first,
 };
 use super::store::{StoreError, StoredRow};
+use axum::http::header;
 use dualwrite::schema::TableDef;
 
 /// Largest page the service returns.
@@ -77,8 +78,8 @@ pub(crate) async fn route(
     })?;
     state.security.authorize(table, request)?;
     if rest == "$count" && request.method == Method::GET && key.is_none() {
-        let (_, rows) = visible_rows(state, table, request)?;
-        return Ok(ApiResponse::text(StatusCode::OK, rows.len().to_string()));
+        let count = page::Visible::of(state, table, request)?.count(state)?;
+        return Ok(ApiResponse::text(StatusCode::OK, count.to_string()));
     }
     if !rest.is_empty() {
         return Err(error(
@@ -92,21 +93,25 @@ pub(crate) async fn route(
     match (&request.method, key) {
         (&Method::GET, None) => collection(state, table, request),
         (&Method::GET, Some(key)) => {
+            let options = parse_query(&request.query, "BadRequest")?;
+            check_options(table, &options)?;
             let (pk, _) = full_key(table, &key)?;
             let row = state
                 .store
                 .get(&table.name, &pk)
                 .map_err(storage)?
                 .ok_or_else(|| not_found(table, &key))?;
+            let select = options.select.as_ref();
             let body = with_first(
                 "@odata.context",
-                json!(format!(
-                    "{}/data/$metadata#{}/$entity",
-                    state.base_url, table.name
-                )),
-                render(&row, None),
+                json!(context(state, table, select, "/$entity")),
+                render(&row, select),
             );
-            Ok(ApiResponse::json(StatusCode::OK, Value::Object(body)))
+            // The entity's ETag, the `@odata.etag` of its body (OData 4.0
+            // Part 1 §8.3.1, §11.4.1.1).
+            let tag = etag(&row);
+            Ok(ApiResponse::json(StatusCode::OK, Value::Object(body))
+                .with_header(header::ETAG, tag))
         }
         (_, key) => ops::execute(state, table, key, request).await,
     }
@@ -149,13 +154,32 @@ pub(crate) fn not_found(table: &TableDef, key: &KeySegment) -> ApiError {
     )
 }
 
+/// A row's ETag: `W/"<version>"`.
+pub(crate) fn etag(row: &StoredRow) -> String {
+    format!("W/\"{}\"", row.version)
+}
+
+/// `@odata.context` of `table`: with a `$select`, the projected columns
+/// (`$metadata#CustomersV3(CustomerAccount,OrganizationName)`, OData JSON
+/// Format 4.0 §10.9), then `suffix`.
+pub(crate) fn context(
+    state: &SharedState,
+    table: &TableDef,
+    select: Option<&Vec<String>>,
+    suffix: &str,
+) -> String {
+    let list = select
+        .map(|s| format!("({})", s.join(",")))
+        .unwrap_or_default();
+    format!(
+        "{}/data/$metadata#{}{list}{suffix}",
+        state.base_url, table.name
+    )
+}
+
 pub(crate) fn render(row: &StoredRow, select: Option<&Vec<String>>) -> Map<String, Value> {
     let fields = project(&row.row, select, &[]);
-    with_first(
-        "@odata.etag",
-        Value::String(format!("W/\"{}\"", row.version)),
-        fields,
-    )
+    with_first("@odata.etag", Value::String(etag(row)), fields)
 }
 
 /// Resolves a full key (every key field named) to the encoded primary key.
@@ -208,33 +232,38 @@ pub(crate) fn normalize_company(table: &TableDef, name: &str, value: Value) -> V
     }
 }
 
-/// The rows a collection request sees: its company (or all with
-/// `cross-company=true`), filtered and ordered.
-fn visible_rows(
-    state: &SharedState,
-    table: &TableDef,
-    request: &ApiRequest,
-) -> Result<(super::http::QueryOptions, Vec<StoredRow>), ApiError> {
-    let mut options = parse_query(&request.query, "BadRequest")?;
-    check_names(table, &options, &[], |n| {
-        bad(format!(
-            "Could not find a property named '{n}' on type 'Microsoft.Dynamics.DataEntities.{}'.",
-            table.name
-        ))
-    })?;
-    let filter = options.filter.take().map(|f| query::FinopsFilter::new(&f));
-    let mut rows = state.store.rows(&table.name).map_err(storage)?;
-    let company = table
-        .company_field
-        .as_ref()
-        .filter(|_| !options.cross_company);
-    rows.retain(|r| {
-        company.is_none_or(|c| {
-            r.row.get(c).and_then(Value::as_str) == Some(state.default_company.as_str())
-        }) && filter.as_ref().is_none_or(|f| f.matches(&r.row))
-    });
-    let rows = run_query(rows, &options);
-    Ok((options, rows))
+fn unknown_property(table: &TableDef, name: &str) -> ApiError {
+    bad(format!(
+        "Could not find a property named '{name}' on type 'Microsoft.Dynamics.DataEntities.{}'.",
+        table.entity_name()
+    ))
+}
+
+/// Checks the names a query uses, and refuses `$expand`: the service
+/// supports first-level `$expand` of navigation properties ("Open Data
+/// Protocol (OData)", supported features:
+/// <https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/odata>),
+/// but the pages document none for the emulator's entities, so the
+/// emulator declares none and answers as OData does for a name that is no
+/// navigation property: an unknown one, or a structural property that
+/// cannot be expanded.
+fn check_options(table: &TableDef, options: &QueryOptions) -> Result<(), ApiError> {
+    check_names(table, options, &[], |n| unknown_property(table, n))?;
+    let Some(expand) = &options.expand else {
+        return Ok(());
+    };
+    let first = expand
+        .split([',', '(', '/'])
+        .next()
+        .unwrap_or_default()
+        .trim();
+    Err(match table.field(first) {
+        Some(_) => bad(format!(
+            "Property '{first}' on type 'Microsoft.Dynamics.DataEntities.{}' is not a navigation property or complex property. Only navigation properties can be expanded.",
+            table.entity_name()
+        )),
+        None => unknown_property(table, first),
+    })
 }
 
 fn collection(
@@ -242,35 +271,51 @@ fn collection(
     table: &TableDef,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let (options, mut rows) = visible_rows(state, table, request)?;
+    let visible = page::Visible::of(state, table, request)?;
+    let options = &visible.options;
     let skip = options.skip.unwrap_or(0);
-    let total = rows.len();
-    if let Some(top) = options.top {
-        rows.truncate(skip.saturating_add(top));
-    }
     let page = max_page_size(&request.headers)
         .unwrap_or(PAGE)
         .clamp(1, PAGE);
+    let (rows, more, total) = if visible.scannable() {
+        let (rows, more) = visible.window(state, skip, page)?;
+        (rows, more, None)
+    } else {
+        let mut rows = visible.all(state)?;
+        let total = rows.len();
+        if let Some(top) = options.top {
+            rows.truncate(skip.saturating_add(top));
+        }
+        let more = skip.saturating_add(page) < rows.len();
+        let rows: Vec<StoredRow> = rows.into_iter().skip(skip).take(page).collect();
+        (rows, more, Some(total))
+    };
     let value: Vec<Value> = rows
         .iter()
-        .skip(skip)
-        .take(page)
         .map(|r| Value::Object(render(r, options.select.as_ref())))
         .collect();
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        json!(format!("{}/data/$metadata#{}", state.base_url, table.name)),
+        json!(context(state, table, options.select.as_ref(), "")),
     );
-    if options.count {
+    if let (true, Some(total)) = (options.count, total) {
         body.insert("@odata.count".into(), json!(total));
     }
     body.insert("value".into(), Value::Array(value));
-    if skip.saturating_add(page) < rows.len() {
-        let query = rebuild_query(
-            &request.query,
-            &format!("$skip={}", skip.saturating_add(page)),
-        );
+    if more {
+        // The next page starts after this one, and `$top` counts what is
+        // left of it, so the pages together hold what `$top` asked.
+        let mut extra = format!("$skip={}", skip.saturating_add(page));
+        if let Some(top) = options.top {
+            extra.push_str(&format!("&$top={}", top.saturating_sub(page)));
+        }
+        let kept: Vec<&str> = request
+            .query
+            .split('&')
+            .filter(|p| !p.starts_with("$top="))
+            .collect();
+        let query = rebuild_query(&kept.join("&"), &extra);
         body.insert(
             "@odata.nextLink".into(),
             json!(format!("{}/data/{}?{query}", state.base_url, table.name)),

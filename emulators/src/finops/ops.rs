@@ -9,7 +9,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::super::SharedState;
 use super::super::events::context;
-use super::super::http::{ApiError, ApiRequest, ApiResponse};
+use super::super::http::{ApiError, ApiRequest, ApiResponse, prefer};
 use super::super::rows::{KeySegment, primary_key, with_first};
 use super::super::store::{StoredRow, Tx, TxFailure, WriteConflict};
 use super::{bad, error, full_key, normalize_company, not_found, render, storage};
@@ -37,6 +37,35 @@ pub(crate) enum WriteKind {
 pub(crate) struct PreparedWrite<'t> {
     pub table: &'t TableDef,
     pub kind: WriteKind,
+    /// `Prefer: return=minimal` or `return=representation`, if sent.
+    pub prefer_return: Option<Return>,
+}
+
+/// The `return` preference (OData 4.0 Part 1 §8.2.8.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Return {
+    Minimal,
+    Representation,
+}
+
+impl Return {
+    fn of(request: &ApiRequest) -> Option<Self> {
+        if prefer(&request.headers, "return=minimal") {
+            Some(Return::Minimal)
+        } else if prefer(&request.headers, "return=representation") {
+            Some(Return::Representation)
+        } else {
+            None
+        }
+    }
+
+    fn applied(self) -> (HeaderName, &'static str) {
+        let value = match self {
+            Return::Minimal => "return=minimal",
+            Return::Representation => "return=representation",
+        };
+        (HeaderName::from_static("preference-applied"), value)
+    }
 }
 
 /// The result of an applied write.
@@ -196,7 +225,11 @@ pub(crate) async fn prepare<'t>(
         .hooks
         .check(&table.name, &change, "BadRequest")
         .await?;
-    Ok(PreparedWrite { table, kind })
+    Ok(PreparedWrite {
+        table,
+        kind,
+        prefer_return: Return::of(request),
+    })
 }
 
 /// Step 2: checks and writes inside a transaction.
@@ -274,26 +307,51 @@ pub(crate) fn respond(
                 &table.name,
                 &context(&table.name, "Create", &stored.row, None),
             );
+            let url = location(state, table, &stored.row);
+            // OData 4.0 Part 1 §11.4.2: `201 Created` with the entity and
+            // its `Location`; with `return=minimal`, `204` with
+            // `OData-EntityId` (§8.3.3) and `Preference-Applied` (§8.3.4).
+            if write.prefer_return == Some(Return::Minimal) {
+                let (name, value) = Return::Minimal.applied();
+                return ApiResponse::empty(StatusCode::NO_CONTENT)
+                    .with_header(header::LOCATION, url.clone())
+                    .with_header(HeaderName::from_static("odata-entityid"), url)
+                    .with_header(name, value);
+            }
             let body = with_first(
                 "@odata.context",
-                json!(format!(
-                    "{}/data/$metadata#{}/$entity",
-                    state.base_url, table.name
-                )),
+                json!(super::context(state, table, None, "/$entity")),
                 render(stored, None),
             );
-            ApiResponse::json(StatusCode::CREATED, Value::Object(body))
-                .with_header(header::LOCATION, location(state, table, &stored.row))
+            let mut response = ApiResponse::json(StatusCode::CREATED, Value::Object(body))
+                .with_header(header::LOCATION, url)
+                .with_header(header::ETAG, super::etag(stored));
+            if let Some(applied) = write.prefer_return {
+                let (name, value) = applied.applied();
+                response = response.with_header(name, value);
+            }
+            response
         }
         (WriteKind::Update { .. }, Some(stored)) => {
             state.events.publish(
                 &table.name,
                 &context(&table.name, "Update", &stored.row, outcome.before.as_ref()),
             );
-            ApiResponse::empty(StatusCode::NO_CONTENT).with_header(
-                HeaderName::from_static("etag"),
-                format!("W/\"{}\"", stored.version),
-            )
+            // OData 4.0 Part 1 §11.4.3: `204 No Content`, or `200` with
+            // the entity for `return=representation`.
+            if write.prefer_return == Some(Return::Representation) {
+                let body = with_first(
+                    "@odata.context",
+                    json!(super::context(state, table, None, "/$entity")),
+                    render(stored, None),
+                );
+                let (name, value) = Return::Representation.applied();
+                return ApiResponse::json(StatusCode::OK, Value::Object(body))
+                    .with_header(header::ETAG, super::etag(stored))
+                    .with_header(name, value);
+            }
+            ApiResponse::empty(StatusCode::NO_CONTENT)
+                .with_header(header::ETAG, super::etag(stored))
         }
         (WriteKind::Delete { .. }, _) => {
             if let Some(before) = &outcome.before {

@@ -166,3 +166,159 @@ async fn server_driven_paging_follows_odata_maxpagesize() {
     assert!(body.get("@odata.nextLink").is_none(), "{body}");
     h.emulator.shutdown().await.expect("shutdown");
 }
+
+/// The headers of each answer, as OData 4.0 Part 1 specifies them
+/// (<https://docs.oasis-open.org/odata/odata/v4.0/errata03/os/complete/part1-protocol/odata-v4.0-errata03-os-part1-protocol-complete.html>):
+/// `OData-Version: 4.0` and `application/json; odata.metadata=minimal`
+/// everywhere; a create answers `201` with `Location` (§11.4.2), or `204`
+/// with `OData-EntityId` for `return=minimal` (§8.3.3); a read of one row
+/// has the `ETag` of its `@odata.etag` (§8.3.1) and takes `$select`
+/// (OData JSON 4.0 §10.9: `CustomersV3(…)/$entity`); an update answers
+/// `204`, or `200` with the row for `return=representation`;
+/// `Preference-Applied` only for a preference applied (§8.3.4).
+#[tokio::test]
+async fn responses_carry_the_headers_odata_specifies() {
+    let h = Harness::finops().await;
+    let root = h.emulator.service_url();
+    let response = h
+        .request(Method::POST, "CustomersV3")
+        .json(
+            &json!({"dataAreaId": "usmf", "CustomerAccount": "H-1", "OrganizationName": "Headers"}),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 201);
+    let headers = response.headers().clone();
+    assert_eq!(headers["odata-version"], "4.0");
+    assert_eq!(
+        headers["content-type"],
+        "application/json; odata.metadata=minimal"
+    );
+    let url = format!("{root}/CustomersV3(dataAreaId='usmf',CustomerAccount='H-1')");
+    assert_eq!(headers["location"], url.as_str());
+    assert!(!headers.contains_key("preference-applied"), "{headers:?}");
+    assert!(!headers.contains_key("odata-entityid"), "{headers:?}");
+    let created: Value = response.json().await.expect("json");
+    assert_eq!(
+        headers["etag"],
+        created["@odata.etag"].as_str().expect("etag")
+    );
+
+    let response = h
+        .request(Method::POST, "CustomersV3")
+        .header("Prefer", "return=minimal")
+        .json(&json!({"dataAreaId": "usmf", "CustomerAccount": "H-2"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let minimal = format!("{root}/CustomersV3(dataAreaId='usmf',CustomerAccount='H-2')");
+    assert_eq!(response.headers()["odata-entityid"], minimal.as_str());
+    assert_eq!(response.headers()["location"], minimal.as_str());
+    assert_eq!(response.headers()["preference-applied"], "return=minimal");
+
+    let path = "CustomersV3(dataAreaId='usmf',CustomerAccount='H-1')";
+    let response = h
+        .request(
+            Method::GET,
+            &format!("{path}?$select=CustomerAccount,OrganizationName"),
+        )
+        .header("Prefer", "odata.maxpagesize=5")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(
+        !response.headers().contains_key("preference-applied"),
+        "paging does not apply to one row"
+    );
+    let row: Value = response.json().await.expect("json");
+    assert_eq!(row["@odata.etag"], etag.as_str());
+    assert_eq!(
+        row["@odata.context"],
+        format!("{root}/$metadata#CustomersV3(CustomerAccount,OrganizationName)/$entity")
+    );
+    assert!(row.get("dataAreaId").is_none(), "{row}");
+
+    let response = h
+        .request(Method::PATCH, path)
+        .json(&json!({"OrganizationName": "Plain"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    assert!(!response.headers().contains_key("preference-applied"));
+    let response = h
+        .request(Method::PATCH, path)
+        .header("Prefer", "return=representation")
+        .json(&json!({"OrganizationName": "Shown"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["preference-applied"],
+        "return=representation"
+    );
+    let row: Value = response.json().await.expect("json");
+    assert_eq!(row["OrganizationName"], "Shown");
+
+    let response = h
+        .request(Method::GET, "CustomersV3?$select=CustomerAccount")
+        .send()
+        .await
+        .expect("sent");
+    assert!(!response.headers().contains_key("preference-applied"));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body["@odata.context"],
+        format!("{root}/$metadata#CustomersV3(CustomerAccount)")
+    );
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
+/// The page supports `$expand` of navigation properties ("only first-level
+/// expansion"), but documents none for these entities: the emulator's
+/// CSDL declares none, and `$expand` is answered as OData answers a name
+/// that is no navigation property.
+#[tokio::test]
+async fn expand_names_no_navigation_property_of_these_entities() {
+    let h = Harness::finops().await;
+    customers(&h).await;
+    for (path, needle) in [
+        (
+            "CustomersV3?$expand=Orders",
+            "Could not find a property named 'Orders' on type 'Microsoft.Dynamics.DataEntities.CustomersV3'.",
+        ),
+        (
+            "CustomersV3?$expand=OrganizationName",
+            "Property 'OrganizationName' on type 'Microsoft.Dynamics.DataEntities.CustomersV3' is not a navigation property or complex property. Only navigation properties can be expanded.",
+        ),
+        (
+            "CustomersV3(dataAreaId='usmf',CustomerAccount='C-1')?$expand=Orders($select=Id)",
+            "Could not find a property named 'Orders'",
+        ),
+        ("CustomersV3/$count?$expand=Orders", "'Orders'"),
+    ] {
+        let (status, body) = send_json(h.request(Method::GET, path)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(needle), "{path}: {message}");
+    }
+    let response = h
+        .request(Method::GET, "$metadata")
+        .send()
+        .await
+        .expect("sent");
+    let csdl = response.text().await.expect("text");
+    assert!(
+        !csdl.contains("NavigationProperty"),
+        "no navigation declared"
+    );
+    h.emulator.shutdown().await.expect("shutdown");
+}
