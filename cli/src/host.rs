@@ -162,7 +162,10 @@ pub struct Client {
 impl Client {
     /// A client of the API at `base`, with the token of the environment.
     pub fn new(base: String, ca: Option<&Path>) -> Result<Client, Failure> {
-        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+        // A connect timeout for every request; a total one for each
+        // request but a followed stream (`Client::stream`).
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
         if let Some(ca) = ca {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
@@ -191,14 +194,48 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` kept open: the response, its body to be read as it
+    /// comes (server-sent events).
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, Failure> {
+        let response = self.reach(self.http.get(self.url(path))).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(Self::refusal(response).await)
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let response = self
+            .reach(request.timeout(std::time::Duration::from_secs(60)))
+            .await?;
+        if response.status().is_success() {
+            return Ok(response.json().await.unwrap_or(Value::Null));
+        }
+        Err(Self::refusal(response).await)
+    }
+
+    async fn refusal(response: reqwest::Response) -> Failure {
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let message = body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("the host answered {status}"));
+        if status.is_client_error() {
+            Failure::Refused(message)
+        } else {
+            Failure::Other(anyhow::anyhow!("{message}"))
+        }
+    }
+
+    async fn reach(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
         let token = self.token.as_deref().ok_or_else(|| {
             Failure::Refused(format!(
                 "set {TOKEN_ENV} to the host's admin token to reach {}",
                 self.base
             ))
         })?;
-        let response = request.bearer_auth(token).send().await.map_err(|error| {
+        request.bearer_auth(token).send().await.map_err(|error| {
             let reason = std::error::Error::source(&error)
                 .map(|source| source.to_string())
                 .unwrap_or_else(|| error.to_string());
@@ -206,21 +243,7 @@ impl Client {
                 "the host's admin API at {} cannot be reached: {reason}; is `dualwrite run` running with [engine] admin set?",
                 self.base
             ))
-        })?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let message = body["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("the host answered {status}"));
-        if status.is_client_error() {
-            Err(Failure::Refused(message))
-        } else {
-            Err(Failure::Other(anyhow::anyhow!("{message}")))
-        }
+        })
     }
 }
 

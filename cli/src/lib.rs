@@ -9,6 +9,7 @@ pub mod emulate;
 pub mod errors;
 pub mod host;
 mod lifecycle;
+mod logs;
 pub mod map;
 mod plugin;
 mod progress;
@@ -55,6 +56,10 @@ pub enum Command {
     /// running host or a stopped host's store.
     #[command(subcommand)]
     Errors(errors::ErrorsCommand),
+    /// Show the activity log: one timeline of every map's outcomes, with
+    /// the step that decided each and an error's class and message
+    /// (`--follow` streams new entries from a running host).
+    Logs(logs::LogsArgs),
     /// Run the sync engine on every enabled map of a config file, until
     /// Ctrl-C.
     Run(run::RunArgs),
@@ -92,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Map(command) => map::run(command),
         Command::Errors(command) => Ok(errors::run(command)),
+        Command::Logs(args) => Ok(logs::run(args)),
         Command::Run(args) => run::run(args),
     }
 }

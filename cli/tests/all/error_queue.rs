@@ -19,13 +19,13 @@ use crate::admin_host::{Host, World, wait_for};
 /// with "Blocked" while `refusing`, and records every name it is asked to
 /// commit.
 #[derive(Clone, Default)]
-struct Rule {
-    refusing: Arc<Mutex<bool>>,
+pub(crate) struct Rule {
+    pub(crate) refusing: Arc<Mutex<bool>>,
     asked: Arc<Mutex<Vec<String>>>,
 }
 
 impl Rule {
-    async fn serve(&self) -> String {
+    pub(crate) async fn serve(&self) -> String {
         let rule = self.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

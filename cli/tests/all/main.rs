@@ -4,6 +4,7 @@
 //! `dualwrite run` killed and restarted between two emulators (mid-stream,
 //! and in an initial copy of 100,000 rows, counting each row's writes).
 
+mod activity_log;
 mod admin_api;
 mod admin_host;
 mod capture_status;
