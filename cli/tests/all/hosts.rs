@@ -1,9 +1,24 @@
 //! What the tests that run `dualwrite run` between two emulators share:
 //! the connectors' credentials of an emulator, and the config's two
-//! `[systems]` sections (secrets read from `FO_SECRET` and `DV_SECRET`).
+//! `[systems]` sections (secrets read from `FO_SECRET` and `DV_SECRET`);
+//! and, for the tests that drive the map lifecycle through the CLI, a
+//! host with its admin API ([`Host`]), `dualwrite map …` as a process
+//! ([`map_cli`]), and the two emulators with a config of two maps
+//! ([`World`]).
 
-use dualwrite::connector::Credentials;
-use dualwrite_emulators::RunningEmulator;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dualwrite::connector::{
+    ConnectorOptions, Credentials, DataverseConnector, FinopsConnector, Key, Query,
+};
+use dualwrite_emulators::{self as emulator, RunningEmulator, ServiceKind};
+use serde_json::{Value, json};
+
+use crate::support::empty_config;
 
 /// The emulators' default client, as a connector signs in.
 pub fn credentials(emulator: &RunningEmulator) -> Credentials {
@@ -35,4 +50,235 @@ auth = {{ token_url = "{}", client_id = "dualwrite", client_secret_env = "DV_SEC
         dataverse.service_url(),
         dataverse.token_url()
     )
+}
+
+pub const TOKEN: &str = "an-admin-token-for-tests";
+
+/// Two maps, `customers` depending on `legal-entities`; `enabled` and
+/// `engine` lines as the test needs.
+pub fn config(
+    finops: &RunningEmulator,
+    dataverse: &RunningEmulator,
+    enabled: bool,
+    engine: &str,
+) -> String {
+    let systems = systems(finops, dataverse);
+    format!(
+        r#"
+[engine]
+data = "data"
+poll_interval = "100ms"
+polling_share = 1.0
+admin = "127.0.0.1:0"
+{engine}
+{systems}
+[[maps]]
+name = "legal-entities"
+enabled = {enabled}
+left = {{ system = "finops", table = "LegalEntities" }}
+right = {{ system = "dataverse", table = "cdm_companies" }}
+key = ["LegalEntityId > cdm_companycode"]
+fields = ["Name > cdm_name"]
+
+[[maps]]
+name = "customers"
+enabled = {enabled}
+left = {{ system = "finops", table = "CustomersV3" }}
+right = {{ system = "dataverse", table = "accounts" }}
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities"]
+fields = ["OrganizationName = name"]
+"#
+    )
+}
+
+/// A `dualwrite run` process and the admin URL it printed.
+pub struct Host {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Host {
+    pub fn start(config: &Path) -> Host {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("FO_SECRET", "dualwrite-secret")
+            .env("DV_SECRET", "dualwrite-secret")
+            .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
+            .env("DUALWRITE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dualwrite run starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (found, url) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("the admin API is at ") {
+                    let _ = found.send(rest.trim_end_matches("/api/v1").to_owned());
+                }
+            }
+        });
+        let url = url
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the host prints its admin API's address");
+        Host { child, url }
+    }
+
+    /// `dualwrite map ARGS` against this host: exit code, stdout, stderr.
+    pub fn map(&self, args: &[&str]) -> (i32, String, String) {
+        map_cli(args, &[("DUALWRITE_ADMIN_URL", &self.url)])
+    }
+
+    /// SIGTERM, and waits for a clean stop.
+    pub fn stop(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        let status = self.child.wait().expect("exits");
+        assert!(status.success(), "{status}");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn map_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dualwrite"));
+    command
+        .arg("map")
+        .args(args)
+        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
+        .env_remove("DUALWRITE_ADMIN_URL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("dualwrite map runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Each map's state, from `map status --json` (a host or a store).
+pub fn states(output: &str) -> Vec<(String, String)> {
+    let all: Value = serde_json::from_str(output).expect("status --json prints JSON");
+    all.as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn state_of(host: &Host, map: &str) -> String {
+    let (code, out, err) = host.map(&["status", map, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    states(&out)
+        .into_iter()
+        .find(|(name, _)| name == map)
+        .map(|(_, state)| state)
+        .unwrap_or_default()
+}
+
+pub async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Both emulators (the legal entity `usmf` in finops), connectors to
+/// them, and a config of two maps in a temporary directory.
+pub struct World {
+    pub finops: RunningEmulator,
+    pub dataverse: RunningEmulator,
+    pub fo: FinopsConnector,
+    pub dv: DataverseConnector,
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+}
+
+impl World {
+    pub async fn new(enabled: bool, engine: &str) -> World {
+        let finops = emulator::start(ServiceKind::Finops, empty_config())
+            .await
+            .expect("finops");
+        let dataverse = emulator::start(ServiceKind::Dataverse, empty_config())
+            .await
+            .expect("dataverse");
+        let options = ConnectorOptions::default();
+        let fo = FinopsConnector::new(&finops.service_url(), credentials(&finops), options.clone());
+        let dv =
+            DataverseConnector::new(&dataverse.service_url(), credentials(&dataverse), options);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = dir.path().join("sync.toml");
+        std::fs::write(&file, config(&finops, &dataverse, enabled, engine))
+            .expect("config written");
+        let world = World {
+            finops,
+            dataverse,
+            fo,
+            dv,
+            dir,
+            file,
+        };
+        world.legal_entity("usmf").await;
+        world
+    }
+
+    pub async fn legal_entity(&self, id: &str) {
+        self.fo
+            .upsert(
+                "LegalEntities",
+                &Key::single("LegalEntityId", id),
+                &row(json!({"Name": format!("Company {id}")})),
+            )
+            .await
+            .expect("legal entity");
+    }
+
+    pub async fn customer(&self, company: &str, account: &str, name: &str) {
+        self.fo
+            .upsert(
+                "CustomersV3",
+                &Key::new()
+                    .text("dataAreaId", company)
+                    .text("CustomerAccount", account),
+                &row(json!({"OrganizationName": name})),
+            )
+            .await
+            .expect("customer");
+    }
+
+    pub async fn account_name(&self, account: &str) -> Option<String> {
+        let rows = self
+            .dv
+            .query_all("accounts", &Query::default())
+            .await
+            .unwrap_or_default();
+        rows.iter()
+            .find(|r| r["accountnumber"] == account)
+            .and_then(|r| r["name"].as_str().map(str::to_owned))
+    }
+
+    pub async fn shutdown(self) {
+        self.finops.shutdown().await.expect("finops stops");
+        self.dataverse.shutdown().await.expect("dataverse stops");
+    }
+}
+
+pub fn row(value: Value) -> serde_json::Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
 }
