@@ -16,6 +16,7 @@ mod emulate_tls;
 mod error_queue;
 mod hosts;
 mod initial_copy_crash;
+mod lifecycle_e2e;
 mod log_format;
 mod map_live;
 mod map_validate;

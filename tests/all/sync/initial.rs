@@ -646,3 +646,41 @@ async fn progress_counts_add_up_per_map_and_per_company() {
     drop(store);
     sync.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_started_whose_sides_are_not_read_yet_is_reading_not_unknown_nor_done() {
+    // Between `map start` and the first read of a side (its capture task
+    // has not run yet) the side has no copy state: the copy is still to be
+    // read, so `map start --wait` follows it instead of being told the map
+    // is unknown, and does not see it done before every side was read.
+    let sync = fresh(&customers_with(""), "", &[]).await;
+    let plan = sync.plan();
+    let map = plan.map("customers").expect("the customers map");
+    let store = dualwrite::checkpoint::Checkpoints::open(&sync.dir.path().join("data"))
+        .expect("the store opens");
+    let read = || dualwrite::sync::initial_progress(&store, map).expect("the progress reads");
+    assert_eq!(read(), None, "never started: no copy");
+    let mut record =
+        dualwrite::checkpoint::MapRecord::new(dualwrite::checkpoint::Lifecycle::Initializing);
+    record.initial_sync = Some("right".into());
+    store
+        .set_map_record("customers", &record)
+        .expect("the record written");
+    let started = read().expect("a copy to be read");
+    assert_eq!(
+        (started.stage, started.rows.read, started.began.as_deref()),
+        (CopyStage::Reading, 0, None),
+        "{started:?}"
+    );
+    assert_eq!(started.initial_sync, dualwrite::map::InitialSync::Right);
+    // The left side read (it held no rows), the right one not yet.
+    let mut left = dualwrite::checkpoint::SideCopy::begin(1, dualwrite::checkpoint::now(), false);
+    left.state = dualwrite::checkpoint::CopyState::Copied;
+    store
+        .set_side_copy("customers", "left", &left)
+        .expect("the side's copy written");
+    let half = read().expect("the copy");
+    assert_eq!(half.stage, CopyStage::Reading, "{half:?}");
+    drop(store);
+    sync.shutdown().await;
+}

@@ -87,8 +87,10 @@ async fn a_dataverse_edit_the_copy_reads_later_is_live_and_beats_the_master() {
         ..FaultConfig::default()
     });
     sync.start_engine_only().await;
-    eventually("the copy begun", || async {
-        sync.engine().initial_progress("customers").is_some()
+    eventually("the copy of Dataverse begun", || async {
+        sync.engine()
+            .initial_progress("customers")
+            .is_some_and(|p| p.sides.iter().any(|s| s.side == "right"))
     })
     .await;
     // In a later second than the copy began (Dataverse's grain), while
@@ -160,8 +162,10 @@ async fn a_finops_edit_during_the_copy_announced_by_its_data_event_beats_a_datav
     });
     sync.start_engine_only().await;
     sync.push_finops_events();
-    eventually("the copy begun", || async {
-        sync.engine().initial_progress("customers").is_some()
+    eventually("the copy of finops begun", || async {
+        sync.engine()
+            .initial_progress("customers")
+            .is_some_and(|p| p.sides.iter().any(|s| s.side == "left"))
     })
     .await;
     let edits: Vec<Write> = (0..20)

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::checkpoint::{CheckpointError, Checkpoints, CopyState, Tally, Total};
+use crate::checkpoint::{CheckpointError, Checkpoints, CopyState, Lifecycle, Tally, Total};
 use crate::map::{InitialSync, MapPlan};
 
 use super::super::Shared;
@@ -128,7 +128,8 @@ pub(in crate::sync) fn progress(
 /// The progress of the initial copy of `plan`'s map as `store` keeps it:
 /// a running engine's ([`RunningEngine::initial_progress`](super::super::RunningEngine::initial_progress)),
 /// or a stopped host's store opened directly. `None` when its copy never
-/// began.
+/// began and the map is not initializing (started with a copy that no side
+/// has begun yet: every side is still to be read).
 pub fn initial_progress(
     store: &Checkpoints,
     plan: &MapPlan,
@@ -144,10 +145,18 @@ pub fn initial_progress(
             copies.push((*side, copy));
         }
     }
-    let Some((_, first)) = copies.first() else {
-        return Ok(None);
+    // A map started with a copy whose capture has not begun a side yet
+    // (its task reads the side next): that side is still to be read.
+    let record = store.map_record(map)?;
+    let to_begin = record
+        .as_ref()
+        .is_some_and(|r| r.state == Lifecycle::Initializing)
+        && copies.len() < flowing.len();
+    let began = match copies.first() {
+        Some((_, first)) => Some(first.began.clone()),
+        None if to_begin => None,
+        None => return Ok(None),
     };
-    let began = Some(first.began.clone());
     let rerun = copies.iter().any(|(_, copy)| copy.rerun);
     let tallies = store.tallies(map)?;
     let totals = store.totals(map)?;
@@ -179,10 +188,11 @@ pub fn initial_progress(
         .iter()
         .fold(Tally::default(), |sum, (_, t)| add(sum, t));
     let failed = failures.len() as u64;
-    let reading = copies.iter().any(|(_, copy)| copy.copying());
-    let established = copies
-        .iter()
-        .all(|(_, c)| matches!(c.state, CopyState::Establishing | CopyState::Established));
+    let reading = to_begin || copies.iter().any(|(_, copy)| copy.copying());
+    let established = !copies.is_empty()
+        && copies
+            .iter()
+            .all(|(_, c)| matches!(c.state, CopyState::Establishing | CopyState::Established));
     let stage = if established {
         CopyStage::NotCopied
     } else if reading {
@@ -247,8 +257,7 @@ pub fn initial_progress(
         .collect();
     // The mode the map was started with (`map start --initial-sync`), else
     // its config's.
-    let initial_sync = store
-        .map_record(map)?
+    let initial_sync = record
         .and_then(|record| record.initial_sync)
         .and_then(|mode| mode.parse().ok())
         .unwrap_or(plan.initial_sync);
