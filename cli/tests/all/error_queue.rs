@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use dualwrite::checkpoint::{Action, Checkpoints};
 use serde_json::Value;
 
-use crate::admin_host::{Host, World, wait_for};
+use crate::admin_host::{Host, World, state_of, wait_for};
 
 /// A pre-commit hook on Dataverse accounts that refuses names starting
 /// with "Blocked" while `refusing`, and records every name it is asked to
@@ -97,6 +97,13 @@ async fn parked_rows_are_listed_retried_in_order_once_and_dismissed() {
         .set_hook("accounts", Some(rule.serve().await));
     let host = Host::start(&world.file);
     let online = ["--admin", host.url.as_str()];
+    // The initial copy is done: what follows is live sync.
+    wait_for(
+        "the customers map to run",
+        Duration::from_secs(60),
+        async || state_of(&host, "customers") == "running",
+    )
+    .await;
     world.customer("usmf", "C-1", "Blocked one").await;
     world.customer("usmf", "C-2", "Blocked two").await;
     world.customer("usmf", "C-3", "Fine").await;

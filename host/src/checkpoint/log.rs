@@ -62,6 +62,10 @@ pub struct Pruned {
 }
 
 const INDEXED: &str = "activity-indexed";
+
+/// One indexer at a time (a query and the pruner may both catch the
+/// indexes up): the byte count must count each line once.
+static INDEXING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const BYTES: &str = "activity-bytes";
 
 fn number(bytes: &[u8]) -> u64 {
@@ -87,6 +91,7 @@ impl Checkpoints {
     /// Indexes the lines stored since the last call, and counts their
     /// bytes. Returns how many it indexed.
     pub fn index_activity(&self) -> Result<usize, CheckpointError> {
+        let _one = INDEXING.lock().unwrap_or_else(|e| e.into_inner());
         let (by_map, by_key, meta) = self.log_trees()?;
         // The number of the first line not indexed yet.
         let from = meta.get(INDEXED)?.map_or(0, |v| number(&v));
@@ -207,6 +212,7 @@ impl Checkpoints {
     /// index entries. Flushed.
     pub fn prune_activity(&self, retention: Retention) -> Result<Pruned, CheckpointError> {
         self.index_activity()?;
+        let _one = INDEXING.lock().unwrap_or_else(|e| e.into_inner());
         let (by_map, by_key, meta) = self.log_trees()?;
         let cutoff = Utc::now()
             - chrono::Duration::from_std(retention.max_age).unwrap_or(chrono::Duration::MAX);

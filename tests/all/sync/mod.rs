@@ -392,6 +392,9 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
     }
 
     pub async fn shutdown(mut self) {
+        if let Some(engine) = &self.engine {
+            every_line_says_its_step(engine);
+        }
         self.stop_engine().await;
         self.finops.shutdown().await.expect("finops stops");
         self.dataverse.shutdown().await.expect("dataverse stops");
@@ -463,6 +466,29 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every line the test's engine logged names the step that decided it and
+/// says what happened; an error says its class: checked at the end of every
+/// sync test, so every outcome any test makes is checked.
+fn every_line_says_its_step(engine: &RunningEngine) {
+    use dualwrite::checkpoint::{Action, ErrorClass, Step};
+    for line in engine.checkpoints().activity().expect("the activity log") {
+        assert!(line.step.is_some(), "a line without its step: {line:?}");
+        assert!(line.at.is_some(), "a line without its time: {line:?}");
+        assert!(
+            !line.detail.is_empty() || line.what == Action::Written,
+            "a line without a message: {line:?}"
+        );
+        match line.what {
+            // An admin's park (`resume --queued park`) is no error.
+            Action::Parked if line.step != Some(Step::Admin) => {
+                assert!(line.class.is_some(), "an error without its class: {line:?}");
+            }
+            Action::ConflictLost => assert_eq!(line.class, Some(ErrorClass::Conflict), "{line:?}"),
+            _ => {}
+        }
     }
 }
 
