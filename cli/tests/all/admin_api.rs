@@ -110,6 +110,12 @@ async fn every_transition_goes_through_the_cli_and_the_states_survive_a_restart(
         ],
         "`enabled = false` decides the first state"
     );
+    let (code, _, err) = host.map(&["progress", "customers", "--once"]);
+    assert_eq!(code, 2, "a map never started has no copy to follow: {err}");
+    assert!(
+        err.contains("has begun no initial copy") && err.contains("dualwrite map start customers"),
+        "{err}"
+    );
 
     let (code, _, err) = host.map(&["start", "customers"]);
     assert_eq!(code, 2, "a map whose parent does not run is refused: {err}");

@@ -535,7 +535,7 @@ fn filter(text: &str) -> Result<Filter, ApiError> {
 }
 
 /// Splits `text` at `separator` where it is not inside parentheses or quotes.
-fn split_outside_parentheses(text: &str, separator: char) -> Vec<&str> {
+pub(super) fn split_outside_parentheses(text: &str, separator: char) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut depth, mut quoted, mut start) = (0usize, false, 0);
     for (at, c) in text.char_indices() {

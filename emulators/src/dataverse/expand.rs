@@ -43,6 +43,7 @@ use super::super::SharedState;
 use super::super::http::{ApiError, compare_values};
 use super::super::rows::{project, stored_name};
 use super::super::store::StoredRow;
+use super::definitions::split_outside_parentheses;
 use super::read::{etag, storage};
 use super::write::guid_pk;
 use super::{SYSTEM_FIELDS, bad_request, unknown_property};
@@ -139,7 +140,7 @@ fn items<'m>(
     count: &mut usize,
 ) -> Result<Vec<Expansion<'m>>, ApiError> {
     let mut out = Vec::new();
-    for item in split_outside(text, ',') {
+    for item in split_outside_parentheses(text, ',') {
         let item = item.trim();
         if item.is_empty() {
             continue;
@@ -246,7 +247,7 @@ fn options_of<'m>(
     let known = |name: &str| tables.iter().any(|t| t.readable(name, SYSTEM_FIELDS));
     let unknown = |name: &str| unknown_property(tables[0], name);
     let mut query = Vec::new();
-    for option in split_outside(options, ';') {
+    for option in split_outside_parentheses(options, ';') {
         let option = option.trim();
         if option.is_empty() {
             continue;
@@ -583,26 +584,6 @@ fn order(rows: &mut [&StoredRow], orderby: &[(String, bool)]) {
         }
         std::cmp::Ordering::Equal
     });
-}
-
-/// Splits `text` at `separator` outside parentheses and quotes.
-fn split_outside(text: &str, separator: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut quoted, mut start) = (0usize, false, 0);
-    for (at, c) in text.char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth = depth.saturating_sub(1),
-            c if c == separator && depth == 0 && !quoted => {
-                parts.push(&text[start..at]);
-                start = at + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
 }
 
 #[cfg(test)]

@@ -83,8 +83,8 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `unauthorized`, `unknown-map`, `refused`, `bad-request` or
-    /// `store`.
+    /// `unauthorized`, `unknown-map`, `unknown-error`, `no-copy`,
+    /// `refused`, `bad-request` or `store`.
     pub code: String,
     /// What was wrong and what to do.
     pub message: String,
@@ -407,10 +407,21 @@ async fn progress(
     State(engine): State<Api>,
     Path(name): Path<String>,
 ) -> Result<Json<InitialProgress>, ApiError> {
-    engine
-        .initial_progress(&name)
-        .map(Json)
-        .ok_or_else(|| unknown_map(name))
+    if let Some(progress) = engine.initial_progress(&name) {
+        return Ok(Json(progress));
+    }
+    if engine.plan().map(&name).is_none() {
+        return Err(unknown_map(name));
+    }
+    let mut error = ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no-copy",
+        format!(
+            "map `{name}` has begun no initial copy: start it with `dualwrite map start {name}` (an initial sync of `left` or `right`)"
+        ),
+    );
+    error.body.error.map = Some(name);
+    Err(error)
 }
 
 #[utoipa::path(get, path = "/api/v1/maps/{name}/failures",
