@@ -447,7 +447,9 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// A line of `what` for `key`, nothing more said yet.
+    /// A line of `what` for `key`, nothing more said yet (but that a
+    /// change that lost to the other side's is of class `conflict`, as
+    /// dual-write's error classes count it).
     pub fn new(
         map: &str,
         direction: Direction,
@@ -463,7 +465,7 @@ impl Activity {
             detail,
             at: Some(now()),
             step: None,
-            class: None,
+            class: (what == Action::ConflictLost).then_some(ErrorClass::Conflict),
             row: None,
         }
     }

@@ -79,12 +79,6 @@ impl Recorder {
         )
         .step(step)
         .row(&queued.change.row);
-        // A change that lost to the other side's is a conflict, as
-        // dual-write's error classes count it.
-        let line = match action {
-            Action::ConflictLost => line.class(ErrorClass::Conflict),
-            _ => line,
-        };
         self.activity.push(line);
         if let (Action::Written | Action::Deleted, Some(captured)) = (action, queued.captured) {
             self.written.push(captured);
@@ -126,10 +120,6 @@ impl Recorder {
         )
         .step(Step::Conflict)
         .row(&rival.queued.change.row);
-        let line = match rival.action {
-            Action::ConflictLost => line.class(ErrorClass::Conflict),
-            _ => line,
-        };
         self.activity.push(line);
         self.rivals.push(rival.queued);
     }
