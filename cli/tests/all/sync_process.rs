@@ -249,7 +249,22 @@ async fn a_killed_host_resumes_without_losing_or_doubling() {
                 .push((entry.what, entry.detail));
         }
     }
-    let doubled: Vec<_> = outcomes.iter().filter(|(_, all)| all.len() > 1).collect();
+    // A row captured again after a restart, unchanged, is decided "no
+    // mapped field changed" and sends nothing: more work, no record
+    // doubled. Every other second outcome of a key is a change delivered
+    // twice.
+    let doubled: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, all)| {
+            all.iter()
+                .filter(|(what, detail)| {
+                    !(*what == Action::Skipped && detail.ends_with("no mapped field changed"))
+                })
+                .count()
+                != 1
+                && all.len() > 1
+        })
+        .collect();
     assert!(
         doubled.is_empty(),
         "keys delivered more than once: {doubled:?}"
