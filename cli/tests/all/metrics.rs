@@ -5,41 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use dualwrite::connector::{ConnectorOptions, FinopsConnector, Key};
-use dualwrite_emulators::{self as emulator, RunningEmulator, ServiceKind};
-use serde_json::json;
-
-use crate::hosts::{ADMIN_TOKEN, Host, credentials, systems};
+use crate::admin_host::World;
+use crate::hosts::{ADMIN_TOKEN, Host};
 use crate::prometheus::{Scrape, parse};
-use crate::support::empty_config;
-
-fn config(finops: &RunningEmulator, dataverse: &RunningEmulator) -> String {
-    let systems = systems(finops, dataverse);
-    format!(
-        r#"
-[engine]
-data = "data"
-poll_interval = "100ms"
-polling_share = 1.0
-admin = "127.0.0.1:0"
-{systems}
-[[maps]]
-name = "legal-entities"
-left = {{ system = "finops", table = "LegalEntities" }}
-right = {{ system = "dataverse", table = "cdm_companies" }}
-key = ["LegalEntityId > cdm_companycode"]
-fields = ["Name > cdm_name"]
-
-[[maps]]
-name = "customers"
-left = {{ system = "finops", table = "CustomersV3" }}
-right = {{ system = "dataverse", table = "accounts" }}
-key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
-depends_on = ["legal-entities"]
-fields = ["OrganizationName = name"]
-"#
-    )
-}
 
 async fn scrape(http: &reqwest::Client, host: &Host) -> Scrape {
     let response = http
@@ -85,29 +53,8 @@ const CUSTOMERS: [(&str, &str); 2] = [("map", "customers"), ("direction", "left-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_host_serves_metrics_that_move_as_rows_sync() {
-    let finops = emulator::start(ServiceKind::Finops, empty_config())
-        .await
-        .expect("finops");
-    let dataverse = emulator::start(ServiceKind::Dataverse, empty_config())
-        .await
-        .expect("dataverse");
-    let fo = FinopsConnector::new(
-        &finops.service_url(),
-        credentials(&finops),
-        ConnectorOptions::default(),
-    );
-    let company = |fields: serde_json::Value| fields.as_object().cloned().unwrap_or_default();
-    fo.upsert(
-        "LegalEntities",
-        &Key::single("LegalEntityId", "usmf"),
-        &company(json!({"Name": "Contoso USA"})),
-    )
-    .await
-    .expect("legal entity");
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let file = dir.path().join("sync.toml");
-    std::fs::write(&file, config(&finops, &dataverse)).expect("config written");
-    let host = Host::start(&file);
+    let world = World::new(true, "").await;
+    let host = Host::start(&world.file);
     let http = reqwest::Client::new();
 
     for token in [None, Some("not-the-token")] {
@@ -132,15 +79,7 @@ async fn a_running_host_serves_metrics_that_move_as_rows_sync() {
     assert_eq!(first.count("dualwrite_write_latency_seconds", &legal), 1.0);
 
     for account in ["P-1", "P-2", "P-3"] {
-        fo.upsert(
-            "CustomersV3",
-            &Key::new()
-                .text("dataAreaId", "usmf")
-                .text("CustomerAccount", account),
-            &company(json!({"OrganizationName": account})),
-        )
-        .await
-        .expect("customer");
+        world.customer("usmf", account, account).await;
     }
     let synced = until("the three customers written", &http, &host, |s| {
         s.value("dualwrite_written_total", &CUSTOMERS) == Some(3.0)
@@ -170,6 +109,5 @@ async fn a_running_host_serves_metrics_that_move_as_rows_sync() {
         0.0
     );
     host.stop();
-    finops.shutdown().await.expect("finops stops");
-    dataverse.shutdown().await.expect("dataverse stops");
+    world.shutdown().await;
 }
