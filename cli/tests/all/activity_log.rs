@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::admin_host::{Host, TOKEN, World, wait_for};
-use crate::error_queue::Rule;
+use crate::admin_host::{Hook, Host, RULE, TOKEN, World, wait_for};
 
 /// `dualwrite logs ARGS --json`: the exit code and each entry printed.
 fn logs(args: &[&str]) -> (i32, Vec<Value>, String) {
@@ -43,11 +42,8 @@ fn about<'a>(entries: &'a [Value], key: &str, action: &str) -> Option<&'a Value>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_follows_filters_and_reads_a_stopped_host() {
     let world = World::new(true, "").await;
-    let rule = Rule::default();
-    *rule.refusing.lock().expect("rule") = true;
-    world
-        .dataverse
-        .set_hook("accounts", Some(rule.serve().await));
+    let rule = Hook::install(&world.dataverse, "accounts").await;
+    rule.refuse("Blocked");
     let host = Host::start(&world.file);
     // Followed before any customer exists.
     let mut follower = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
@@ -102,9 +98,7 @@ async fn the_log_follows_filters_and_reads_a_stopped_host() {
     assert_eq!(parked["step"], "write");
     assert_eq!(parked["class"], "application");
     assert!(
-        parked["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("names starting with Blocked may not be saved")),
+        parked["message"].as_str().is_some_and(|m| m.contains(RULE)),
         "{parked}"
     );
     assert!(
