@@ -74,6 +74,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("could not start the async runtime")?;
     runtime.block_on(async move {
+        // Listened to before the engine starts: a SIGTERM while it starts
+        // stops it cleanly once it runs, instead of killing the process.
+        let mut stop = StopSignal::install()?;
         let systems: Vec<String> = plan
             .systems
             .values()
@@ -125,7 +128,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // admin API with an error: a supervisor restarts it, or an admin
         // reads why. With an admin API the host waits to be told.
         let nothing_runs = tokio::select! {
-            signal = stop_signal() => { signal?; false }
+            signal = stop.wait() => { signal?; false }
             _ = engine.none_running(), if admin.is_none() => true,
         };
         if nothing_runs {
@@ -150,21 +153,51 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
-pub(crate) async fn stop_signal() -> anyhow::Result<()> {
+/// Ctrl-C, or SIGTERM on Unix, listened to from the moment it is
+/// installed (a signal that comes before [`StopSignal::wait`] is kept).
+pub(crate) struct StopSignal {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("could not wait for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("could not wait for Ctrl-C"),
-            _ = term.recv() => Ok(()),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    /// Starts listening; within a Tokio runtime.
+    pub(crate) fn install() -> anyhow::Result<StopSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignal {
+                interrupt: signal(SignalKind::interrupt()).context("could not wait for Ctrl-C")?,
+                terminate: signal(SignalKind::terminate()).context("could not wait for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignal {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("could not wait for Ctrl-C")
+
+    /// Until Ctrl-C or SIGTERM.
+    pub(crate) async fn wait(&mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Ok(()),
+                _ = self.terminate.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c()
+                .await
+                .context("could not wait for Ctrl-C")
+        }
     }
+}
+
+/// Ctrl-C, or SIGTERM on Unix, from now on.
+pub(crate) async fn stop_signal() -> anyhow::Result<()> {
+    StopSignal::install()?.wait().await
 }
