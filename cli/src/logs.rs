@@ -147,9 +147,11 @@ fn print_entry(entry: &LogEntry, json: bool) -> Result<(), Failure> {
     let line = if json {
         serde_json::to_string(entry).context("printing")?
     } else {
-        let arrow = match entry.direction.as_str() {
-            "left-to-right" => ">",
-            _ => "<",
+        let arrow = match entry.direction.as_deref() {
+            Some("left-to-right") => ">",
+            Some(_) => "<",
+            // An alert's line is of no flow.
+            None => "!",
         };
         let step = match (&entry.step, &entry.class) {
             (Some(step), Some(class)) => format!(" [{step}, {class}]"),

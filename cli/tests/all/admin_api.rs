@@ -405,7 +405,7 @@ fn logged(dir: &Path, map: &str, what: dualwrite::checkpoint::Action) -> Vec<Str
         .into_iter()
         .filter(|a| {
             a.map == map
-                && a.direction == dualwrite::checkpoint::Direction::LeftToRight
+                && a.direction == Some(dualwrite::checkpoint::Direction::LeftToRight)
                 && a.what == what
         })
         .map(|a| a.key)

@@ -224,7 +224,7 @@ async fn a_killed_initial_copy_writes_each_row_once() {
     let mut outcomes: BTreeMap<String, Vec<(Action, String)>> = BTreeMap::new();
     for entry in store.activity().expect("the activity log reads") {
         if entry.map == "customers" {
-            assert_eq!(entry.direction, Direction::LeftToRight, "{entry:?}");
+            assert_eq!(entry.direction, Some(Direction::LeftToRight), "{entry:?}");
             outcomes
                 .entry(entry.key)
                 .or_default()

@@ -530,7 +530,7 @@ async fn a_resume_after_a_pause_writes_every_queued_change_in_order() {
     let logged = |key: &str, direction: Direction| -> Vec<Action> {
         activity
             .iter()
-            .filter(|a| a.map == MAP && a.key == key && a.direction == direction)
+            .filter(|a| a.map == MAP && a.key == key && a.direction == Some(direction))
             .map(|a| a.what)
             .collect()
     };

@@ -242,7 +242,7 @@ async fn a_killed_host_resumes_without_losing_or_doubling() {
     let store = Checkpoints::open(&data).expect("the stopped host's checkpoint store opens");
     let mut outcomes: BTreeMap<String, Vec<(Action, String)>> = BTreeMap::new();
     for entry in store.activity().expect("the activity log reads") {
-        if entry.map == "customers" && entry.direction == Direction::LeftToRight {
+        if entry.map == "customers" && entry.direction == Some(Direction::LeftToRight) {
             outcomes
                 .entry(entry.key)
                 .or_default()

@@ -424,9 +424,11 @@ impl std::fmt::Display for Action {
 pub struct Activity {
     /// The map.
     pub map: String,
-    /// The direction.
-    pub direction: Direction,
-    /// The row's key.
+    /// The direction; none for a line of no flow (an alert, a
+    /// notification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The row's key (an alert's line: the rule's name).
     pub key: String,
     /// What was done.
     pub what: Action,
@@ -459,7 +461,7 @@ impl Activity {
     ) -> Activity {
         Activity {
             map: map.to_owned(),
-            direction,
+            direction: Some(direction),
             key: key.to_owned(),
             what,
             detail,

@@ -97,8 +97,9 @@ pub struct LogEntry {
     pub at: Option<String>,
     /// The map.
     pub map: String,
-    /// `left-to-right` or `right-to-left`.
-    pub direction: String,
+    /// `left-to-right` or `right-to-left`; none for a line of no flow
+    /// (an alert fired or resolved, a notification delivered or not).
+    pub direction: Option<String>,
     /// The row's key (empty for a row without one).
     pub key: String,
     /// The outcome: `written`, `deleted`, `echo`, `filtered`, `skipped`,
@@ -123,7 +124,7 @@ impl From<LogLine> for LogEntry {
             seq,
             at: line.at,
             map: line.map,
-            direction: line.direction.name().to_owned(),
+            direction: line.direction.map(|direction| direction.name().to_owned()),
             key: line.key,
             action: line.what.as_str().to_owned(),
             step: line.step.map(|step| step.to_string()),

@@ -289,15 +289,19 @@ pub(super) fn waiting(shared: &Shared, map: &str, direction: Direction, key: &st
 /// subscribers.
 fn report(shared: &Shared, map: &MapRuntime, lines: Vec<Activity>) {
     for line in lines {
-        map.counters(line.direction).count(line.what, 1);
+        // Every line the pipeline records is of a flow.
+        let Some(direction) = line.direction else {
+            continue;
+        };
+        map.counters(direction).count(line.what, 1);
         match line.what {
             Action::Parked => {
-                tracing::warn!(map = %line.map, direction = %line.direction, key = %line.key, what = %line.what, "{}", line.detail);
+                tracing::warn!(map = %line.map, %direction, key = %line.key, what = %line.what, "{}", line.detail);
             }
             _ => {
-                tracing::info!(map = %line.map, direction = %line.direction, key = %line.key, what = %line.what, "{}", line.detail);
+                tracing::info!(map = %line.map, %direction, key = %line.key, what = %line.what, "{}", line.detail);
             }
         }
-        shared.emit(&line.map, line.direction, &line.key, line.what, line.detail);
+        shared.emit(&line.map, direction, &line.key, line.what, line.detail);
     }
 }

@@ -167,7 +167,7 @@ async fn company_striping_syncs_only_the_listed_legal_entities() {
             .activity()
             .expect("activity log")
             .iter()
-            .all(|a| !a.key.ends_with("|demf") || a.direction != Direction::LeftToRight),
+            .all(|a| !a.key.ends_with("|demf") || a.direction != Some(Direction::LeftToRight)),
         "no finops row of demf is captured"
     );
     super::initial::dataverse_accounts(&sync, &[("demf", "S-3".to_owned(), "S-3".to_owned())])

@@ -66,7 +66,7 @@ fn writes(sync: &Sync, direction: Direction, keys: &[String]) -> Vec<usize> {
         .map(|key| {
             lines
                 .iter()
-                .filter(|line| line.direction == direction && line.key == *key)
+                .filter(|line| line.direction == Some(direction) && line.key == *key)
                 .count()
         })
         .collect()
@@ -295,14 +295,15 @@ async fn a_parked_or_discarded_backlog_writes_nothing_until_resubmitted() {
     assert!(
         discarded
             .iter()
-            .all(|line| line.direction == LTR && line.detail.starts_with("discarded on resume"))
+            .all(|line| line.direction == Some(LTR)
+                && line.detail.starts_with("discarded on resume"))
     );
     let parked = sync.activity("customers", Action::Parked);
     assert_eq!(parked.len(), 3, "{parked:?}");
     assert!(
         parked
             .iter()
-            .all(|line| line.direction == RTL && line.detail.starts_with("parked on resume"))
+            .all(|line| line.direction == Some(RTL) && line.detail.starts_with("parked on resume"))
     );
 
     // A discarded row's next edit syncs; a resubmitted key's changes are

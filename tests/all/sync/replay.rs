@@ -230,7 +230,7 @@ async fn a_resume_replays_every_queued_change_in_order_and_settles_conflicts_by_
     let written = |direction: Direction, key: &str| {
         sync.activity("customers", Action::Written)
             .into_iter()
-            .filter(|line| line.direction == direction && line.key == key)
+            .filter(|line| line.direction == Some(direction) && line.key == key)
             .count()
     };
     assert_eq!(written(LTR, "RP-A|usmf"), 3);
@@ -241,7 +241,7 @@ async fn a_resume_replays_every_queued_change_in_order_and_settles_conflicts_by_
         .into_iter()
         .filter(|line| line.key == "RP-C|usmf")
         .map(|line| {
-            assert_eq!(line.direction, LTR, "{}", line.detail);
+            assert_eq!(line.direction, Some(LTR), "{}", line.detail);
             line.detail
         })
         .collect();
