@@ -95,6 +95,7 @@ fn logs(args: &LogsArgs) -> Result<(), Failure> {
                 map: args.map.clone(),
                 key: args.key.clone(),
                 errors: args.errors,
+                class: None,
                 since,
                 after: None,
             };

@@ -30,6 +30,7 @@
 //!   go-live (`dualwrite check`).
 
 pub mod admin;
+pub mod alerts;
 pub mod checkpoint;
 pub mod config;
 pub mod connector;

@@ -52,6 +52,7 @@ impl LogQuery {
             map: self.map.clone(),
             key: self.key.clone(),
             errors: self.errors,
+            class: None,
             since,
             after: self.after,
         })

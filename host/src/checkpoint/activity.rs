@@ -27,6 +27,8 @@ pub enum Step {
     Write,
     /// An admin's operation (retry, dismiss, park, discard).
     Admin,
+    /// An alert rule and its notifications.
+    Alert,
 }
 
 impl std::fmt::Display for Step {
@@ -41,6 +43,7 @@ impl std::fmt::Display for Step {
             Step::Lookup => f.write_str("lookup"),
             Step::Write => f.write_str("write"),
             Step::Admin => f.write_str("admin"),
+            Step::Alert => f.write_str("alert"),
         }
     }
 }
@@ -62,6 +65,7 @@ impl From<String> for Step {
             "lookup" => Step::Lookup,
             "write" => Step::Write,
             "admin" => Step::Admin,
+            "alert" => Step::Alert,
             _ => Step::Plugin(text.strip_prefix("plugin ").unwrap_or(&text).to_owned()),
         }
     }
@@ -148,6 +152,7 @@ mod tests {
             Step::Lookup,
             Step::Write,
             Step::Admin,
+            Step::Alert,
         ] {
             let text = serde_json::to_string(&step).expect("serializes");
             assert_eq!(serde_json::from_str::<Step>(&text).expect("parses"), step);

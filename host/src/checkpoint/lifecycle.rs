@@ -74,6 +74,10 @@ pub struct MapRecord {
     /// The last error the map met, kept after it recovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The alert rule that paused the map (`failed`), when one did: such a
+    /// map stays failed across restarts until an admin starts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
 }
 
 impl MapRecord {
@@ -85,16 +89,18 @@ impl MapRecord {
             reason: None,
             initial_sync: None,
             last_error: None,
+            alert: None,
         }
     }
 
-    /// This record moved to `state` now, its reason cleared; the initial
-    /// sync and the last error are kept.
+    /// This record moved to `state` now, its reason and alert cleared;
+    /// the initial sync and the last error are kept.
     pub fn moved(&self, state: Lifecycle) -> MapRecord {
         MapRecord {
             state,
             since: now(),
             reason: None,
+            alert: None,
             ..self.clone()
         }
     }

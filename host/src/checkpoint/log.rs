@@ -27,6 +27,8 @@ pub struct LogFilter {
     pub key: Option<String>,
     /// Only errors (lines with an error class).
     pub errors: bool,
+    /// Only errors of this class.
+    pub class: Option<super::ErrorClass>,
     /// Only lines at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only lines after this one (`LogLine::seq`): what a follower read
@@ -156,6 +158,9 @@ impl Checkpoints {
             };
             let line: Activity = parse(&seq.to_be_bytes(), &value)?;
             if filter.errors && line.class.is_none() {
+                continue;
+            }
+            if filter.class.is_some() && line.class != filter.class {
                 continue;
             }
             if let Some(key) = &filter.key

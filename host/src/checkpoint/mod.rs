@@ -96,6 +96,7 @@
 //! plugins or how a map shapes a row.
 
 mod activity;
+mod alerts;
 mod echo;
 mod errors;
 mod fingerprint;
@@ -114,6 +115,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use activity::{ErrorClass, ROW_CAP, Step, capped_row};
+pub use alerts::{Outgoing, Slot};
 pub use echo::{ECHO_HISTORY, Written};
 pub use errors::ParkedRow;
 pub use fingerprint::fingerprint;
@@ -392,6 +394,15 @@ pub enum Action {
     /// A parked change an admin ended without writing it (`errors
     /// dismiss`); the changes behind it flow.
     Dismissed,
+    /// An alert rule's condition began to hold for the map (the line's
+    /// key is the rule).
+    Fired,
+    /// An alert rule's condition no longer holds for the map.
+    Resolved,
+    /// A notification was delivered to a webhook.
+    Notified,
+    /// An attempt to deliver a notification failed; it is tried again.
+    Undelivered,
 }
 
 impl Action {
@@ -409,6 +420,10 @@ impl Action {
             Action::Discarded => "discarded",
             Action::Retried => "retried",
             Action::Dismissed => "dismissed",
+            Action::Fired => "fired",
+            Action::Resolved => "resolved",
+            Action::Notified => "notified",
+            Action::Undelivered => "undelivered",
         }
     }
 }
@@ -468,6 +483,22 @@ impl Activity {
             at: Some(now()),
             step: None,
             class: (what == Action::ConflictLost).then_some(ErrorClass::Conflict),
+            row: None,
+        }
+    }
+
+    /// A line of alert rule `rule` for `map` (empty: no map), of no flow,
+    /// its step `alert`.
+    pub fn alert(map: &str, rule: &str, what: Action, detail: String) -> Activity {
+        Activity {
+            map: map.to_owned(),
+            direction: None,
+            key: rule.to_owned(),
+            what,
+            detail,
+            at: Some(now()),
+            step: Some(Step::Alert),
+            class: None,
             row: None,
         }
     }

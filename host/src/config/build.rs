@@ -101,6 +101,17 @@ impl Config {
             .collect();
 
         self.check_engine(&mut report);
+        let map_names: Vec<&str> = self.maps.iter().map(|map| map.name.as_str()).collect();
+        let system_names: Vec<&str> = self.systems.keys().map(String::as_str).collect();
+        let alerts = super::alerts::build_alerts(
+            &self.alerts,
+            crate::alerts::Known {
+                maps: &map_names,
+                systems: &system_names,
+            },
+            options,
+            &mut report,
+        );
         let receiver_tls =
             super::receiver::receiver_tls(&self.engine, &options.base_dir, &mut report);
         let order = self.dependency_order(&mut report);
@@ -123,6 +134,7 @@ impl Config {
             maps,
             engine,
             receiver_tls,
+            alerts,
             warnings: report.problems,
         })
     }
@@ -297,7 +309,7 @@ fn build_system(
 }
 
 /// Whether `url`'s host is loopback (127.0.0.0/8, ::1, localhost).
-fn loopback(url: &reqwest::Url) -> bool {
+pub(super) fn loopback(url: &reqwest::Url) -> bool {
     url.host_str().is_some_and(|host| {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         host.eq_ignore_ascii_case("localhost")

@@ -55,6 +55,9 @@
 //! Boundary: no HTTP, no sled; the only files read are the config and the
 //! files it names (plugin components, `ca_file`, client certificates).
 
+mod alerts;
+#[cfg(test)]
+mod alerts_tests;
 mod auth;
 mod build;
 mod checks;
@@ -80,6 +83,7 @@ use crate::map::{
 };
 use crate::plugin::PluginLimits;
 
+pub use alerts::{AlertsConfig, WebhookConfig};
 pub use build::BuildOptions;
 pub use error::ConfigError;
 pub use log::LogConfig;
@@ -98,6 +102,9 @@ pub struct Config {
     /// How the sync engine runs; every key has a default.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// `[alerts]`: rules, webhooks, how often they are evaluated.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
 }
 
 /// `[engine]`: where the host keeps its checkpoints and how often it looks.

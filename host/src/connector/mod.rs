@@ -82,6 +82,7 @@ pub use metadata::{ENTITY_DEFINITIONS, MetadataReader, TablePrivilege};
 pub use probe::probe;
 pub use steps::{REGISTRATION_PRIVILEGES, WEBHOOK_MESSAGES, WebhookSteps};
 pub use tls::TrustedCa;
+pub(crate) use tls::{client_builder, tls_failure};
 pub use transport::{ConnectorOptions, ConnectorStats, Failing, MAX_RETRY_AFTER, RetryPolicy};
 
 /// A row as the services send it: field name to JSON value, in order.

@@ -416,6 +416,8 @@ pub struct Plan {
     /// The webhook receiver's certificate and key, read at build, when it
     /// serves HTTPS.
     pub receiver_tls: Option<ReceiverTls>,
+    /// `[alerts]`: the config's rules and the webhooks they notify.
+    pub alerts: crate::alerts::AlertsPlan,
     /// Warning-level problems found while building.
     pub warnings: Vec<Problem>,
 }

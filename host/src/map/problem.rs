@@ -90,6 +90,8 @@ problem_codes! {
     QueueLimit = "DW039" "queue-limit" Error, "`[engine.queue] max_changes` or `max_age` is 0, so no change could be queued.";
     InitialSync = "DW040" "initial-sync" Error, "A map's `initial_sync` is not `left`, `right` or `none`, or names as the master a side whose changes the map never reads.";
     LogRetention = "DW041" "log-retention" Error, "`[engine.log] max_age` or `max_size` is 0, so the activity log would keep no line.";
+    AlertRule = "DW042" "alert-rule" Error, "An alert rule of `[[alerts.rules]]` names an unknown condition, map, system, class or action, lacks a field its condition needs or has one it does not read, or `[alerts]` sets an interval of 0.";
+    AlertWebhook = "DW043" "alert-webhook" Error, "An alert webhook of `[[alerts.webhooks]]` has a URL that is not `https://` (or `http://` to loopback), a secret unset or not `whsec_` and a base64 key, an unreadable `ca_file`, or names a rule the config lacks.";
 }
 
 impl fmt::Display for ProblemCode {

@@ -64,16 +64,6 @@ pub(super) fn spawn_pruner(store: Checkpoints, retention: Retention) -> JoinHand
     })
 }
 
-/// A dropped engine (a crash, in tests) takes its pruner with it, so that
-/// the pruner's copy of the store does not keep it open.
-impl Drop for RunningEngine {
-    fn drop(&mut self) {
-        if let Some(pruner) = self.pruner.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            pruner.abort();
-        }
-    }
-}
-
 impl RunningEngine {
     /// The activity log's lines `filter` names, oldest first, at most
     /// `limit` (the newest `limit` when `newest`).

@@ -54,6 +54,7 @@
 //! Boundary: the engine drives connectors, the checkpoint store and the
 //! plugin runtime; it speaks no HTTP itself except the webhook receiver.
 
+pub mod alerts;
 mod budget;
 mod capture;
 mod conflict;
@@ -190,6 +191,8 @@ impl FlowCounters {
             Action::Parked => &self.parked,
             // Waiting is not an outcome yet; the others are an admin's.
             Action::Waiting | Action::Discarded | Action::Retried | Action::Dismissed => return,
+            // An alert's lines are of no flow.
+            Action::Fired | Action::Resolved | Action::Notified | Action::Undelivered => return,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -212,6 +215,9 @@ pub(crate) struct Shared {
     pub budgets: HashMap<String, budget::PollBudget>,
     /// The live metric families (write latencies, plugins).
     pub metrics: Metrics,
+    /// The alert rules the API added, what fires, the webhooks'
+    /// deliverers.
+    pub alerts: alerts::Alerts,
 }
 
 impl Shared {
@@ -253,8 +259,9 @@ pub struct RunningEngine {
     control: control::Control,
     webhook_addr: Option<SocketAddr>,
     webhook: std::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
-    /// The activity log's pruner, aborted at shutdown.
-    pruner: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The engine's background tasks (the activity log's pruner, the alert
+    /// rules' evaluator), aborted at shutdown.
+    background: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -325,8 +332,9 @@ impl Engine {
             let record = match store.map_record(&map.name)? {
                 // A map an error stopped is tried again when the host
                 // starts again: a restart is how an admin without the API
-                // retries it. Its reason stays its last error.
-                Some(record) if record.state == Lifecycle::Failed => {
+                // retries it. Its reason stays its last error. One an
+                // alert rule paused waits for an admin's start.
+                Some(record) if record.state == Lifecycle::Failed && record.alert.is_none() => {
                     let again = record.moved(Lifecycle::Running);
                     store.set_map_record(&map.name, &again)?;
                     again
@@ -365,6 +373,8 @@ impl Engine {
         let listen = plan.engine.listen;
         let budgets = budget_of_each_system(&plan, &maps);
         let webhooks = push::ensure_endpoints(&plan, &systems).await;
+        let alerts =
+            alerts::Alerts::start(&store, &plan).map_err(|detail| SyncError::Setup { detail })?;
         let shared = Arc::new(Shared {
             plan,
             store,
@@ -375,6 +385,7 @@ impl Engine {
             states_changed: Notify::new(),
             budgets,
             metrics,
+            alerts,
         });
         let (webhook_addr, webhook) = match listen {
             Some(addr) => {
@@ -392,12 +403,13 @@ impl Engine {
             }
         }
         let pruner = log::spawn_pruner(shared.store.clone(), shared.plan.engine.log.retention());
+        let evaluator = alerts::spawn_evaluator(shared.clone());
         Ok(RunningEngine {
             shared,
             control,
             webhook_addr,
             webhook: std::sync::Mutex::new(webhook),
-            pruner: std::sync::Mutex::new(Some(pruner)),
+            background: std::sync::Mutex::new(vec![pruner, evaluator]),
         })
     }
 }
@@ -574,11 +586,13 @@ impl RunningEngine {
             runtime.halt();
         }
         self.control.join_all().await;
-        // Its copy of the store must go before the store is closed.
-        let pruner = self.pruner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(pruner) = pruner {
-            pruner.abort();
-            let _ = pruner.await;
+        // Their copies of the store must go before the store is closed.
+        let mut background =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        background.extend(self.shared.alerts.stop());
+        for task in background {
+            task.abort();
+            let _ = task.await;
         }
         let webhook = self
             .webhook
@@ -600,6 +614,23 @@ impl RunningEngine {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(())
+    }
+}
+
+/// A dropped engine (a crash, in tests) takes its background tasks and
+/// deliverers with it, so that their copies of the store do not keep it
+/// open.
+impl Drop for RunningEngine {
+    fn drop(&mut self) {
+        for task in self
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+        self.shared.alerts.stop();
     }
 }
 

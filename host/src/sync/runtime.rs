@@ -166,6 +166,11 @@ pub(crate) struct MapRuntime {
     pub load_error: Option<String>,
     /// The target system the map cannot reach now, since when, and why.
     outage: Mutex<Option<Outage>>,
+    /// An alert rule that pauses the map: the rule and the reason.
+    alarm: watch::Sender<Option<(String, String)>>,
+    /// When the map's tasks last started (at the engine's start, or an
+    /// admin's): alert rules count its errors from then on.
+    started: Mutex<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A target system a map's writes cannot reach: its changes stay queued.
@@ -214,6 +219,8 @@ impl MapRuntime {
             chain,
             load_error,
             outage: Mutex::new(None),
+            alarm: watch::channel(None).0,
+            started: Mutex::new(chrono::Utc::now()),
             store,
             record: Mutex::new(record),
             counters: Default::default(),
@@ -405,7 +412,38 @@ impl MapRuntime {
     /// copy not done.
     pub fn rearm(&self) {
         self.halt.send_replace(false);
+        self.alarm.send_replace(None);
+        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = chrono::Utc::now();
         self.recopy();
+    }
+
+    /// When the map's tasks last started.
+    pub fn started(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.started.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Alert rule `rule` pauses the map: its supervisor ends its tasks and
+    /// moves it to `failed` with `reason`, the rule recorded, so that it
+    /// stays there until an admin starts it.
+    pub fn alarm(&self, rule: &str, reason: String) {
+        self.alarm.send_replace(Some((rule.to_owned(), reason)));
+    }
+
+    /// Moves the map to `failed` with `reason`, paused by alert rule
+    /// `rule` (persisted first).
+    fn fail_by_alert(&self, rule: &str, reason: String) {
+        {
+            let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = record.moved(Lifecycle::Failed);
+            next.reason = Some(reason.clone());
+            next.last_error = Some(reason.clone());
+            next.alert = Some(rule.to_owned());
+            if let Err(error) = self.store.set_map_record(self.name(), &next) {
+                tracing::error!(map = %self.name(), %error, "The map's state could not be stored.");
+            }
+            *record = next;
+        }
+        self.set_state(MapState::Failed(reason));
     }
 
     /// The map copies again (a start, a rerun): its sides not read to the
@@ -458,8 +496,22 @@ pub(crate) async fn supervise(
     }
     tasks.spawn(worker::run(shared.clone(), runtime.clone()));
     let mut listening = true;
+    let mut alarm = runtime.alarm.subscribe();
+    // An alarm raised before the supervisor began is seen too.
+    alarm.mark_changed();
     loop {
         tokio::select! {
+            Ok(()) = alarm.changed() => {
+                let Some((rule, reason)) = alarm.borrow_and_update().clone() else {
+                    continue;
+                };
+                tracing::warn!(map = %name, rule = %rule, reason = %reason, "An alert rule paused the map; it stays failed until an admin starts it.");
+                runtime.halt();
+                stop_tasks(&name, &mut tasks).await;
+                runtime.fail_by_alert(&rule, reason);
+                shared.states_changed.notify_waiters();
+                return;
+            }
             joined = tasks.join_next() => {
                 let failure = match joined {
                     None => break,

@@ -116,6 +116,25 @@ impl Chain {
         self
     }
 
+    /// The plugins quarantined now (`NAME@VERSION`), each with its last
+    /// failure.
+    pub fn quarantined(&self) -> Vec<(String, String)> {
+        self.steps
+            .iter()
+            .filter_map(|step| {
+                let health = step.plugin.health();
+                health.quarantined.then(|| {
+                    (
+                        step.plugin.id().to_owned(),
+                        health
+                            .last_failure
+                            .unwrap_or_else(|| "no failure recorded".into()),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Whether no step runs in `direction`.
     pub fn is_empty_for(&self, direction: Direction) -> bool {
         !self.steps.iter().any(|s| runs_in(s.direction, direction))
