@@ -190,6 +190,11 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
+    /// `DELETE path` → the JSON body (`null` for none).
+    pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

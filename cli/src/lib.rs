@@ -3,6 +3,7 @@
 //! Each subcommand parses its arguments with clap, calls the library, and
 //! prints; none holds logic of its own that the admin API would need again.
 
+pub mod alerts;
 pub mod check;
 mod demo;
 pub mod emulate;
@@ -56,6 +57,10 @@ pub enum Command {
     /// running host or a stopped host's store.
     #[command(subcommand)]
     Errors(errors::ErrorsCommand),
+    /// Work the alert rules: list them (and what fires), add or remove a
+    /// rule, send a test notification to the webhooks.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Show the activity log: one timeline of every map's outcomes, with
     /// the step that decided each and an error's class and message
     /// (`--follow` streams new entries from a running host).
@@ -97,6 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Emulate(args) => emulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Map(command) => map::run(command),
         Command::Errors(command) => Ok(errors::run(command)),
+        Command::Alerts(command) => Ok(alerts::run(command)),
         Command::Logs(args) => Ok(logs::run(args)),
         Command::Run(args) => run::run(args),
     }

@@ -7,6 +7,7 @@
 mod activity_log;
 mod admin_api;
 mod admin_host;
+mod alerts;
 mod capture_status;
 mod check;
 mod cli_demo;

@@ -16,6 +16,7 @@
 //! Boundary: the API drives the engine only through `RunningEngine`'s
 //! public operations; it holds no state of its own.
 
+mod alerts;
 mod auth;
 mod errors;
 mod logs;

@@ -9,7 +9,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
 use super::metrics::{__path_metrics, metrics};
-use super::{errors, logs};
+use super::{alerts, errors, logs};
 use crate::checkpoint::InitialFailure;
 use crate::map::InitialSync;
 use crate::sync::{
@@ -30,17 +30,21 @@ use crate::sync::{
 #[openapi(
     info(
         title = "dualwrite admin API",
-        description = "Control and watch a running dualwrite host: map states, lifecycle operations, dependencies, the error queue."
+        description = "Control and watch a running dualwrite host: map states, lifecycle operations, dependencies, the error queue, the activity log, alert rules, metrics."
     ),
     paths(
         health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps, progress,
         failures, rerun, metrics, errors::list_errors, errors::get_error, errors::retry_error,
-        errors::retry_all, errors::dismiss_error, logs::list_logs, logs::stream_logs
+        errors::retry_all, errors::dismiss_error, logs::list_logs, logs::stream_logs,
+        alerts::list_alerts, alerts::add_alert, alerts::remove_alert, alerts::test_alert
     ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
         ErrorBody, ErrorDetail, MapNode, DependencyGraph, InitialProgress, Failures, RerunRequest,
-        Rerun, errors::ErrorList, errors::ErrorFilter, logs::LogEntries
+        Rerun, errors::ErrorList, errors::ErrorFilter, logs::LogEntries, alerts::AlertRules,
+        alerts::TestRequest, alerts::TestResults, crate::alerts::RuleSpec,
+        crate::sync::alerts::AlertRuleStatus, crate::sync::alerts::TestDelivery,
+        crate::sync::alerts::Firing, crate::alerts::RuleSource
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -83,8 +87,8 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `unauthorized`, `unknown-map`, `unknown-error`, `no-copy`,
-    /// `refused`, `bad-request` or `store`.
+    /// `unauthorized`, `unknown-map`, `unknown-error`, `unknown-rule`,
+    /// `unknown-webhook`, `no-copy`, `refused`, `bad-request` or `store`.
     pub code: String,
     /// What was wrong and what to do.
     pub message: String,
@@ -509,6 +513,14 @@ fn table() -> (Routes, Routes) {
         )
         .add("GET", "/api/v1/logs", get(logs::list_logs))
         .add("GET", "/api/v1/logs/stream", get(logs::stream_logs))
+        .add("GET", "/api/v1/alerts", get(alerts::list_alerts))
+        .add("POST", "/api/v1/alerts", post(alerts::add_alert))
+        .add("POST", "/api/v1/alerts/test", post(alerts::test_alert))
+        .add(
+            "DELETE",
+            "/api/v1/alerts/{name}",
+            delete(alerts::remove_alert),
+        )
         .add("GET", "/metrics", get(metrics));
     (open, guarded)
 }
