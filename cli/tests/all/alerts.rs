@@ -373,3 +373,114 @@ async fn an_alert_pauses_the_map_and_its_signed_notification_outlasts_the_receiv
     host.stop();
     world.shutdown().await;
 }
+
+/// `dualwrite alerts ARGS -c FILE` with no host running: the stopped
+/// host's store and the config.
+fn offline(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .arg("alerts")
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .env("FO_SECRET", "dualwrite-secret")
+        .env("DV_SECRET", "dualwrite-secret")
+        .env("ALERT_SECRET", secret())
+        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
+        .env_remove("DUALWRITE_ADMIN_URL")
+        .output()
+        .expect("dualwrite runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_stopped_host_rules_are_kept_in_its_store_and_a_test_is_sent_from_the_cli() {
+    let world = World::new(true, "").await;
+    let receiver = Receiver::start(0).await;
+    let mut text = std::fs::read_to_string(&world.file).expect("the config");
+    text.push_str(&alerts(&receiver));
+    std::fs::write(&world.file, text).expect("the config written");
+    // The host ran once, so its store exists.
+    let env = [("ALERT_SECRET", secret())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Host::start_with(&world.file, &env).stop();
+
+    let (code, out, err) = offline(
+        &world.file,
+        &[
+            "add",
+            "lagging",
+            "--map",
+            "customers",
+            "--condition",
+            "oldest-change",
+            "--older-than",
+            "10m",
+            "--action",
+            "notify",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("lagging: added (a change waiting longer than 10m)"),
+        "{out}"
+    );
+    assert!(out.contains("when it starts"), "{out}");
+    let (code, _, err) = offline(
+        &world.file,
+        &[
+            "add",
+            "bad",
+            "--condition",
+            "backlog",
+            "--map",
+            "orders",
+            "--above",
+            "1",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`orders`, which is not a map of the config"),
+        "{err}"
+    );
+    let (code, out, err) = offline(&world.file, &["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rules: Value = serde_json::from_str(&out).expect("JSON");
+    let names: Vec<&str> = rules
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["rule"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["application-errors", "lagging"]);
+
+    // The host that starts again evaluates the stored rule too.
+    let host = Host::start_with(&world.file, &env);
+    let (code, out, err) = dualwrite(&host, &["alerts", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rules: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(rules[1]["rule"]["name"], "lagging");
+    assert_eq!(rules[1]["source"], "api");
+    assert_eq!(rules[1]["valid"], true);
+    host.stop();
+
+    let (code, out, err) = offline(&world.file, &["remove", "lagging"]);
+    assert_eq!((code, out.trim()), (0, "lagging: removed"), "{err}");
+    let (code, out, err) = offline(&world.file, &["test"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ops: delivered (HTTP 200)"), "{out}");
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    verify(&seen[0]);
+    let (code, _, err) = offline(&world.file, &["test", "--webhook", "pager"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no alert webhook is named `pager`; the webhooks are: ops"),
+        "{err}"
+    );
+    world.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! them over real HTTP, checkpoints in real sled on disk, plugins built
 //! from `plugins/`.
 
+mod alerts;
 mod basics;
 mod conflicts;
 mod echoes;
