@@ -54,6 +54,7 @@
 //! Boundary: the engine drives connectors, the checkpoint store and the
 //! plugin runtime; it speaks no HTTP itself except the webhook receiver.
 
+mod attempts;
 mod budget;
 mod capture;
 mod conflict;
