@@ -2,6 +2,14 @@
 //! change before it commits a write. A 2xx answer lets the write commit; any
 //! other answer, or no answer, fails the write with the hook's message (this
 //! is how live, synchronous dual-write behaves).
+//!
+//! A hook stands for a synchronous plug-in of the service. A Dataverse
+//! plug-in fails a write with `InvalidPluginExecutionException`, whose
+//! `PluginHttpStatusCode` sets the HTTP status of the answer
+//! (<https://learn.microsoft.com/dotnet/api/microsoft.xrm.sdk.pluginhttpstatuscode>):
+//! the Dataverse emulator answers a refused write with the hook's status when
+//! it is one of those ([`PLUGIN_STATUSES`]), else 400; the finops emulator
+//! always with 400.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +19,12 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::http::ApiError;
+
+/// The HTTP statuses of `PluginHttpStatusCode`, which a Dataverse plug-in
+/// may fail a write with (`NotSet`, 0, aside).
+pub const PLUGIN_STATUSES: &[u16] = &[
+    400, 401, 403, 404, 405, 408, 409, 410, 412, 413, 417, 424, 429, 500, 502, 503, 504,
+];
 
 /// The hooks of one emulator.
 #[derive(Debug)]
@@ -46,8 +60,16 @@ impl Hooks {
         self.urls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Calls the hook of `table` (if any) with the pending change.
-    pub async fn check(&self, table: &str, change: &Value, code: &str) -> Result<(), ApiError> {
+    /// Calls the hook of `table` (if any) with the pending change. A refusal
+    /// fails the write with error `code` and the hook's status when it is one
+    /// of `statuses`, else with 400.
+    pub async fn check(
+        &self,
+        table: &str,
+        change: &Value,
+        code: &str,
+        statuses: &[u16],
+    ) -> Result<(), ApiError> {
         let url = self
             .urls
             .lock()
@@ -76,8 +98,14 @@ impl Hooks {
                     .map(str::to_string)
             })
             .unwrap_or(text);
-        Err(refuse(format!(
-            "the pre-commit hook of {table} refused the write ({status}): {message}"
-        )))
+        let answer = match statuses.contains(&status.as_u16()) {
+            true => status,
+            false => StatusCode::BAD_REQUEST,
+        };
+        Err(ApiError::new(
+            answer,
+            code,
+            format!("the pre-commit hook of {table} refused the write ({status}): {message}"),
+        ))
     }
 }

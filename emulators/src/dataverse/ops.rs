@@ -149,7 +149,12 @@ pub(crate) async fn prepare<'t>(
     let change = json!({"table": table.name, "operation": operation, "key": key_text, "row": body});
     state
         .hooks
-        .check(&table.name, &change, "0x80040265")
+        .check(
+            &table.name,
+            &change,
+            "0x80040265",
+            super::super::hooks::PLUGIN_STATUSES,
+        )
         .await?;
     Ok(PreparedWrite {
         table,

@@ -223,7 +223,7 @@ pub(crate) async fn prepare<'t>(
     };
     state
         .hooks
-        .check(&table.name, &change, "BadRequest")
+        .check(&table.name, &change, "BadRequest", &[])
         .await?;
     Ok(PreparedWrite {
         table,

@@ -645,6 +645,75 @@ async fn pre_commit_hook_failures_fail_the_write() {
     h.emulator.shutdown().await.expect("shutdown");
 }
 
+/// A hook stands for a synchronous plug-in, which may fail a write with a
+/// `PluginHttpStatusCode`: the write is answered with that status; any
+/// other refusal with 400.
+#[tokio::test]
+async fn a_hook_fails_a_write_with_a_plug_in_status() {
+    use axum::http::StatusCode;
+    let h = Harness::dataverse().await;
+    // The hook answers with the status the row's name gives.
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(|axum::Json(change): axum::Json<Value>| async move {
+            let status = change["row"]["name"]
+                .as_str()
+                .and_then(|name| name.parse::<u16>().ok())
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .unwrap_or(StatusCode::NO_CONTENT);
+            let error = json!({"error": {"code": "Plugin", "message": "the plug-in says no"}});
+            (status, axum::Json(error))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let response = h
+        .client
+        .put(format!("{}/admin/hooks/accounts", h.emulator.url()))
+        .json(&json!({ "url": hook }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    for (name, answer) in [
+        ("412", 412),
+        ("503", 503),
+        ("429", 429),
+        ("409", 409),
+        // Not a status a plug-in can set.
+        ("418", 400),
+        ("501", 400),
+    ] {
+        let (status, body) = send_json(
+            h.request(
+                Method::PATCH,
+                &format!("accounts(accountnumber='PS-{name}')"),
+            )
+            .json(&json!({ "name": name })),
+        )
+        .await;
+        assert_eq!(status.as_u16(), answer, "{name}: {body}");
+        let message = error_message(&body, "0x80040265");
+        assert!(message.contains("the plug-in says no"), "{message}");
+        let (status, _) = h
+            .get_json(&format!("accounts(accountnumber='PS-{name}')"))
+            .await;
+        assert_eq!(status, 404, "{name}: a refused write is not committed");
+    }
+    let response = h
+        .request(Method::PATCH, "accounts(accountnumber='PS-OK')")
+        .json(&json!({"name": "Fine"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    task.abort();
+    h.emulator.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn demo_seed_links_reference_data_to_companies() {
     let config = EmulatorConfig {

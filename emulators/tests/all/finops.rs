@@ -420,7 +420,10 @@ async fn pre_commit_hooks_can_refuse_writes() {
     let app = axum::Router::new().route(
         "/hook",
         post(|Json(change): Json<Value>| async move {
-            if change["row"]["CreditLimit"].as_f64().unwrap_or(0.0) > 1000.0 {
+            let limit = change["row"]["CreditLimit"].as_f64().unwrap_or(0.0);
+            if limit > 100_000.0 {
+                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"code": "Down", "message": "the credit service is down"}})))
+            } else if limit > 1000.0 {
                 (StatusCode::BAD_REQUEST, Json(json!({"error": {"code": "Refused", "message": "credit limit too high for Dataverse"}})))
             } else {
                 (StatusCode::OK, Json(json!({})))
@@ -455,6 +458,18 @@ async fn pre_commit_hooks_can_refuse_writes() {
         .get_json("CustomersV3(dataAreaId='usmf',CustomerAccount='HK-1')")
         .await;
     assert_eq!(status, 404, "a refused write is not committed");
+    // finops answers every refusal with 400, whatever the hook's status.
+    let (status, body) = send_json(
+        h.request(Method::POST, "CustomersV3")
+            .json(&json!({"CustomerAccount": "HK-4", "CreditLimit": 500_000})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let message = error_message(&body, "BadRequest");
+    assert!(
+        message.contains("(503 Service Unavailable): the credit service is down"),
+        "{message}"
+    );
 
     let response = h
         .request(Method::POST, "CustomersV3")

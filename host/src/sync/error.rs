@@ -34,8 +34,9 @@ pub(crate) enum FlowError {
     /// and is tried again with backoff.
     #[error(transparent)]
     Service(#[from] ConnectorError),
-    /// Parts of a `$batch` were throttled or failed in the service (429,
-    /// 5xx): those rows stay queued and the batch is tried again.
+    /// Parts of a `$batch` were throttled or failed in the service (408,
+    /// 429, 5xx): those rows stay queued and the batch is tried again (a
+    /// row failed so `WRITE_ATTEMPTS` times in a row is parked instead).
     #[error(
         "{count} of {total} writes were not applied (first: {first}); they stay queued and are tried again"
     )]

@@ -55,6 +55,7 @@
 //! plugin runtime; it speaks no HTTP itself except the webhook receiver.
 
 pub mod alerts;
+mod attempts;
 mod budget;
 mod capture;
 mod conflict;

@@ -15,6 +15,7 @@ use crate::checkpoint::{
 use crate::connector::{ConnectorError, Write, WriteOutcome};
 
 use super::Shared;
+use super::attempts::WRITE_ATTEMPTS;
 use super::decide::{self, Planned, Verdict};
 use super::echo::{deleted_mark, mark_of};
 use super::error::FlowError;
@@ -197,13 +198,38 @@ pub(super) async fn process(
                     }
                     record_write(map, direction, out, landing, write, false, &mut record);
                 }
-                // Throttled or a service fault on this part: not the row's
-                // fault; it stays queued and the batch is tried again.
+                // Throttled or a service fault on this part: it stays
+                // queued and the batch is tried again, until the service
+                // has failed this one write `WRITE_ATTEMPTS` times in a
+                // row; then it is parked, of class `system`.
                 WriteOutcome::Failed { status, service }
-                    if status == 408 || status == 429 || status >= 500 =>
+                    if ErrorClass::of_status(status) == ErrorClass::System =>
                 {
-                    not_applied.push(format!("{key}: {status} {}", service.message));
+                    let failed = map.attempts.failed(direction, out.queued.seq);
+                    if failed < WRITE_ATTEMPTS {
+                        not_applied.push(format!(
+                            "{key}: {status} {} (attempt {failed} of {WRITE_ATTEMPTS})",
+                            service.message
+                        ));
+                        continue;
+                    }
+                    record.park(
+                        out.queued,
+                        Step::Write,
+                        ErrorClass::System,
+                        format!(
+                            "the {} service failed the write {failed} times in a row ({status}): {}; retry it once the service is healthy",
+                            target.name(),
+                            service.message
+                        ),
+                    );
                 }
+                // Refused for what it carries: a 412 is a stale version or
+                // a duplicate key (Dataverse answers a condition that does
+                // not hold with 412 Precondition Failed,
+                // <https://learn.microsoft.com/power-apps/developer/data-platform/webapi/perform-conditional-operations-using-web-api>),
+                // class `concurrency`; the same write would be refused
+                // again, so it is parked, as any other refusal.
                 WriteOutcome::Failed { status, service } => {
                     system.forget_ids();
                     record.park(
@@ -222,9 +248,11 @@ pub(super) async fn process(
         }
     }
 
-    // A key whose change is done or parked waits for no lookup any more.
+    // A key whose change is done or parked waits for no lookup any more,
+    // and its change's failed attempts are forgotten.
     for queued in record.finished() {
         map.keys.resolved(&queued.change.key);
+        map.attempts.done(direction, queued.seq);
     }
     let finished = record.finish(shared, map)?;
     if let Some(first) = not_applied.first() {

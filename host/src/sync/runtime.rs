@@ -20,6 +20,7 @@ use crate::checkpoint::{Checkpoints, Direction, Lifecycle, MapRecord};
 use crate::map::{InitialSync, MapPlan, Side};
 use crate::metrics::Metrics;
 
+use super::attempts::Attempts;
 use super::keys::Keys;
 use super::plugins::Chain;
 use super::push::{self, Push, Registration};
@@ -145,6 +146,9 @@ pub(crate) struct MapRuntime {
     /// The keys held back from the next batch (in flight, or waiting for
     /// a lookup).
     pub(super) keys: Arc<Keys>,
+    /// How often in a row the target failed each change's write with a
+    /// status of its own trouble.
+    pub(super) attempts: Attempts,
     /// Woken when a capture queued changes, or the map's state changed.
     pub wake: Notify,
     /// True once the initial copy is done (every captured side read to the
@@ -226,6 +230,7 @@ impl MapRuntime {
             counters: Default::default(),
             latency,
             keys: Arc::default(),
+            attempts: Attempts::default(),
             wake: Notify::new(),
             captured: Default::default(),
             state: watch::channel(state).0,
