@@ -291,6 +291,13 @@ impl Checkpoints {
             {
                 continue;
             }
+            // A parked change an admin dismissed (or discarded) between the
+            // scan's read and the check above left the queue and the error
+            // queue in one transaction: the check saw it unparked, so it
+            // must still be queued to be taken.
+            if !self.queue.contains_key(&key)? {
+                continue;
+            }
             batch.push(queued);
         }
         Ok(batch)

@@ -593,3 +593,30 @@ fn the_oldest_change_is_found_again_when_a_parked_key_flows_again() {
         .expect("finishes");
     assert_eq!(oldest(RTL).as_deref(), Some("d"));
 }
+
+#[test]
+fn a_change_dismissed_while_a_batch_is_taken_is_not_taken() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Checkpoints::open(dir.path()).expect("open");
+    store
+        .capture("m", LTR, &[change("a", "1"), change("b", "1")], "c1")
+        .expect("capture");
+    let first = store.next_batch("m", LTR, 10).expect("batch");
+    store
+        .park("m", LTR, &first[0], "refused", false)
+        .expect("park a");
+    // The admin's dismiss lands after the scan read `a`'s change and
+    // before the batch checks whether `a` is parked.
+    let dismissed = std::cell::Cell::new(false);
+    let batch = store
+        .next_batch_except("m", LTR, 10, &|key| {
+            if key == "a" && !dismissed.replace(true) {
+                store.dismiss("m", LTR, "a").expect("dismiss a");
+            }
+            false
+        })
+        .expect("batch");
+    assert!(dismissed.get());
+    let keys: Vec<&str> = batch.iter().map(|q| q.change.key.as_str()).collect();
+    assert_eq!(keys, ["b"], "the dismissed change is not written");
+}
