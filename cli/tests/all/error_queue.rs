@@ -122,7 +122,14 @@ async fn parked_rows_are_listed_retried_in_order_once_and_dismissed() {
         .filter_map(|row| row["key"].as_str())
         .collect();
     assert_eq!(keys, ["C-4|usmf"]);
-    let (code, retried, err) = errors(&["retry-all"], &offline);
+    // `--map` retries that map's rows only.
+    let (code, none, err) = errors(&["retry-all", "--map", "legal-entities"], &offline);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+    let (code, _, err) = errors(&["retry-all", "--map", "orders"], &offline);
+    assert_eq!(code, 2, "an unknown map is refused: {err}");
+    assert!(err.contains("orders"), "{err}");
+    let (code, retried, err) = errors(&["retry-all", "--map", "customers"], &offline);
     assert_eq!(code, 0, "{err}");
     assert_eq!(retried.as_array().map(Vec::len), Some(1), "{retried}");
     let host = Host::start(&world.file);
