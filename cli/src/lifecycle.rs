@@ -157,13 +157,14 @@ pub fn status(args: StatusArgs) -> ExitCode {
 fn print_statuses(all: &[MapStatus]) {
     let width = all.iter().map(|s| s.name.len()).max().unwrap_or(3).max(3);
     println!(
-        "{:width$}  {:12}  {:24}  {:>9}  {:>9}",
-        "MAP", "STATE", "SINCE", "QUEUED >", "QUEUED <"
+        "{:width$}  {:>7}  {:12}  {:24}  {:>9}  {:>9}",
+        "MAP", "VERSION", "STATE", "SINCE", "QUEUED >", "QUEUED <"
     );
     for status in all {
         println!(
-            "{:width$}  {:12}  {:24}  {:>9}  {:>9}",
+            "{:width$}  {:>7}  {:12}  {:24}  {:>9}  {:>9}",
             status.name,
+            status.version.map_or("-".to_owned(), |v| format!("v{v}")),
             status.state.as_str(),
             if status.since.is_empty() {
                 "-"

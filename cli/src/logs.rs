@@ -160,10 +160,13 @@ fn print_entry(entry: &LogEntry, json: bool) -> Result<(), Failure> {
             (None, Some(class)) => format!(" [{class}]"),
             (None, None) => String::new(),
         };
+        let map = match entry.map_version {
+            Some(version) => format!("{}@v{version}", entry.map),
+            None => entry.map.clone(),
+        };
         format!(
-            "{}  {} {arrow} {}  {}{step}  {}",
+            "{}  {map} {arrow} {}  {}{step}  {}",
             entry.at.as_deref().unwrap_or("-"),
-            entry.map,
             if entry.key.is_empty() {
                 "-"
             } else {

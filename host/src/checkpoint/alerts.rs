@@ -71,7 +71,7 @@ impl Checkpoints {
 
     /// Appends `line` to the activity log, flushed.
     pub fn append_activity(&self, line: &Activity) -> Result<(), CheckpointError> {
-        let value = json(line)?;
+        let value = self.line(line)?;
         self.activity
             .insert(&self.db.generate_id()?.to_be_bytes()[..], value)?;
         self.flush()
@@ -88,7 +88,7 @@ impl Checkpoints {
             .iter()
             .map(|outgoing| Ok((outgoing.webhook.clone(), json(outgoing)?)))
             .collect::<Result<Vec<_>, CheckpointError>>()?;
-        let line = json(line)?;
+        let line = self.line(line)?;
         (&self.notifications_tree()?, &self.activity)
             .transaction(|(tree, log)| -> TxResult<()> {
                 for (webhook, value) in &values {
@@ -130,7 +130,7 @@ impl Checkpoints {
         slot: &[u8],
         line: &Activity,
     ) -> Result<(), CheckpointError> {
-        let line = json(line)?;
+        let line = self.line(line)?;
         (&self.notifications_tree()?, &self.activity)
             .transaction(|(tree, log)| -> TxResult<()> {
                 tree.remove(slot)?;
@@ -150,7 +150,7 @@ impl Checkpoints {
         line: &Activity,
     ) -> Result<(), CheckpointError> {
         let value = json(outgoing)?;
-        let line = json(line)?;
+        let line = self.line(line)?;
         (&self.notifications_tree()?, &self.activity)
             .transaction(|(tree, log)| -> TxResult<()> {
                 if tree.get(slot)?.is_some() {

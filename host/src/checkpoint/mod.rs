@@ -109,6 +109,7 @@ mod queue;
 mod seen;
 mod state;
 mod tally;
+mod versions;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,7 @@ pub use log::{LogFilter, LogLine, Pruned, Retention};
 pub use ops::{Checkpoints, open_sled};
 pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
 pub use seen::{RowHash, Seen};
+pub use versions::MapVersion;
 
 /// The storage layout this build reads and writes.
 pub const LAYOUT: &str = "2";
@@ -461,6 +463,10 @@ pub struct Activity {
     /// The row as it was, capped at [`ROW_CAP`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row: Option<Value>,
+    /// The version of the map's definition that produced it (see
+    /// `Checkpoints::register_map_version`); set as the line is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_version: Option<u32>,
 }
 
 impl Activity {
@@ -484,6 +490,7 @@ impl Activity {
             step: None,
             class: (what == Action::ConflictLost).then_some(ErrorClass::Conflict),
             row: None,
+            map_version: None,
         }
     }
 
@@ -500,6 +507,7 @@ impl Activity {
             step: Some(Step::Alert),
             class: None,
             row: None,
+            map_version: None,
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Checkpoints {
     pub(super) limits: QueueLimits,
     pub(super) initial: sled::Tree,
     pub(super) intent: sled::Tree,
+    /// The version current per map (`versions.rs`), and every version.
+    pub(super) current_versions: super::versions::Current,
+    pub(super) versions: sled::Tree,
 }
 
 pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -75,6 +78,8 @@ impl Checkpoints {
             maps: db.open_tree("maps")?,
             initial: db.open_tree("initial")?,
             intent: db.open_tree("intent")?,
+            current_versions: Default::default(),
+            versions: db.open_tree("map_versions")?,
             db,
         })
     }
@@ -341,7 +346,7 @@ impl Checkpoints {
         let lines = finish
             .activity
             .iter()
-            .map(json)
+            .map(|line| self.line(line))
             .collect::<Result<Vec<_>, _>>()?;
         let images = finish
             .images
@@ -565,7 +570,7 @@ impl Checkpoints {
         if let Some(queued) = &queued {
             activity = activity.row(&queued.change.row);
         }
-        let line = json(&activity)?;
+        let line = self.line(&activity)?;
         let intent = intent::slot(&flow, parked.seq);
         let removed = (
             &self.queue,

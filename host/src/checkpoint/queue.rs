@@ -235,6 +235,8 @@ impl Checkpoints {
     ) -> Result<usize, CheckpointError> {
         let flow = flow(map, direction);
         let until = self.stamp()?;
+        // Read before any transaction: the lines are made inside them.
+        let version = self.map_version(map);
         let mut ours: HashSet<Vec<u8>> = HashSet::new();
         let mut from = 0;
         let mut total = 0;
@@ -288,7 +290,8 @@ impl Checkpoints {
                                     newly.insert(key);
                                 }
                             }
-                            let line = line(map, direction, queued, Action::Parked, reason);
+                            let line =
+                                line(map, direction, queued, Action::Parked, reason, version);
                             let value = json(&line).map_err(ConflictableTransactionError::Abort)?;
                             log.insert(&log.generate_id()?.to_be_bytes()[..], value)?;
                             count += 1;
@@ -321,6 +324,7 @@ impl Checkpoints {
     ) -> Result<usize, CheckpointError> {
         let flow = flow(map, direction);
         let until = self.stamp()?;
+        let version = self.map_version(map);
         let mut from = 0;
         let mut total = 0;
         loop {
@@ -357,7 +361,7 @@ impl Checkpoints {
                         if existing.is_some() {
                             parked.remove(slot)?;
                         }
-                        let line = line(map, direction, queued, Action::Discarded, reason);
+                        let line = line(map, direction, queued, Action::Discarded, reason, version);
                         let value = json(&line).map_err(ConflictableTransactionError::Abort)?;
                         log.insert(&log.generate_id()?.to_be_bytes()[..], value)?;
                         count += 1;
@@ -398,8 +402,9 @@ fn line(
     queued: &QueuedChange,
     what: Action,
     reason: &str,
+    map_version: Option<u32>,
 ) -> Activity {
-    Activity::new(
+    let mut line = Activity::new(
         map,
         direction,
         &queued.change.key,
@@ -407,7 +412,9 @@ fn line(
         format!("{reason} (version {})", queued.change.version),
     )
     .step(super::Step::Admin)
-    .row(&queued.change.row)
+    .row(&queued.change.row);
+    line.map_version = map_version;
+    line
 }
 
 #[cfg(test)]

@@ -89,6 +89,7 @@ pub(super) fn build_map(
         enabled: map.enabled,
         plugins: plugins?,
         initial_sync: initial_sync?,
+        definition: map.definition.clone(),
     })
 }
 

@@ -333,6 +333,10 @@ pub struct AuthConfig {
 pub struct MapConfig {
     /// Unique name.
     pub name: String,
+    /// The entry as written, as JSON with its keys sorted: what the map's
+    /// version is the fingerprint of (set by [`Config::from_toml`]).
+    #[serde(skip)]
+    pub definition: serde_json::Value,
     /// Left side.
     pub left: SideConfig,
     /// Right side.
@@ -409,7 +413,7 @@ pub struct PluginConfig {
 impl Config {
     /// Parses TOML text; `path` names the file in errors.
     pub fn from_toml(path: &str, text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| {
+        let mut config: Config = toml::from_str(text).map_err(|error| {
             let (line, column) = error
                 .span()
                 .map(|span| line_column(text, span.start))
@@ -420,7 +424,16 @@ impl Config {
                 column,
                 message: error.message().to_string(),
             }
-        })
+        })?;
+        // The same text as values: each map's entry as written, its keys
+        // sorted (TOML tables read into sorted maps).
+        let raw: toml::Value = toml::from_str(text).unwrap_or(toml::Value::Boolean(false));
+        if let Some(entries) = raw.get("maps").and_then(toml::Value::as_array) {
+            for (map, entry) in config.maps.iter_mut().zip(entries) {
+                map.definition = serde_json::to_value(entry).unwrap_or_default();
+            }
+        }
+        Ok(config)
     }
 
     /// Reads and parses a file.

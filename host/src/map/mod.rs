@@ -284,6 +284,9 @@ pub struct PluginStep {
 pub struct MapPlan {
     /// The map's name.
     pub name: String,
+    /// Its `[[maps]]` entry as written (JSON, keys sorted): the store
+    /// numbers each distinct definition of a map as its version.
+    pub definition: serde_json::Value,
     /// Left side (usually finops).
     pub left: SidePlan,
     /// Right side (usually Dataverse).

@@ -87,6 +87,8 @@ pub struct LogEntry {
     pub at: Option<String>,
     /// The map.
     pub map: String,
+    /// The version of the map's definition that produced it.
+    pub map_version: Option<u32>,
     /// `left-to-right` or `right-to-left`; none for a line of no flow
     /// (an alert fired or resolved, a notification delivered or not).
     pub direction: Option<String>,
@@ -114,6 +116,7 @@ impl From<LogLine> for LogEntry {
             seq,
             at: line.at,
             map: line.map,
+            map_version: line.map_version,
             direction: line.direction.map(|direction| direction.name().to_owned()),
             key: line.key,
             action: line.what.as_str().to_owned(),

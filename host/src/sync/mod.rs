@@ -328,6 +328,8 @@ impl Engine {
         );
         let mut maps = HashMap::new();
         for map in &plan.maps {
+            // Its definition numbered: every line it logs says which.
+            store.register_map_version(&map.name, &map.definition)?;
             // The config's `enabled` decides only a map's first start; from
             // then on its persisted state rules.
             let record = match store.map_record(&map.name)? {

@@ -29,6 +29,10 @@ pub struct Backlog {
 pub struct MapStatus {
     /// The map.
     pub name: String,
+    /// The version of its definition the host runs (or last ran): each
+    /// distinct `[[maps]]` entry is numbered from 1.
+    #[serde(default)]
+    pub version: Option<u32>,
     /// `not-running`, `initializing`, `running`, `paused`, `resuming`,
     /// `stopped` or `failed`.
     #[schema(value_type = String)]
@@ -116,6 +120,7 @@ fn status(
     }
     Ok(MapStatus {
         name: name.to_owned(),
+        version: store.map_version(name),
         state: record.map_or(Lifecycle::NotRunning, |r| r.state),
         since: record.map(|r| r.since.clone()).unwrap_or_default(),
         reason: record.and_then(|r| r.reason.clone()),

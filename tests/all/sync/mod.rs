@@ -28,6 +28,7 @@ mod replay;
 mod restart;
 mod striped;
 mod tls;
+mod versions;
 mod webhook;
 
 use std::future::Future;
@@ -482,6 +483,10 @@ fn every_line_says_its_step(engine: &RunningEngine) {
         assert!(
             !line.detail.is_empty(),
             "a line without a message: {line:?}"
+        );
+        assert!(
+            line.map.is_empty() || line.map_version.is_some(),
+            "a line without its map's version: {line:?}"
         );
         match line.what {
             // An admin's park (`resume --queued park`) is no error.
