@@ -136,9 +136,18 @@ impl Checkpoints {
         if line.map_version.is_some() || line.map.is_empty() {
             return json(line);
         }
-        let mut stamped = line.clone();
-        stamped.map_version = self.map_version(&line.map);
-        json(&stamped)
+        // Written beside the line's own fields, so a line (its row up to
+        // 4 KiB) is not copied on the way to the store.
+        #[derive(Serialize)]
+        struct Stamped<'a> {
+            #[serde(flatten)]
+            line: &'a Activity,
+            map_version: Option<u32>,
+        }
+        json(&Stamped {
+            line,
+            map_version: self.map_version(&line.map),
+        })
     }
 }
 
