@@ -118,6 +118,13 @@ impl Checkpoints {
         }
     }
 
+    /// How many notifications wait for `webhook`.
+    pub fn notifications_waiting_for(&self, webhook: &str) -> Result<usize, CheckpointError> {
+        let mut prefix = webhook.as_bytes().to_vec();
+        prefix.push(0);
+        Ok(self.notifications_tree()?.scan_prefix(prefix).count())
+    }
+
     /// How many notifications wait, for every webhook.
     pub fn notifications_waiting(&self) -> Result<usize, CheckpointError> {
         Ok(self.notifications_tree()?.len())

@@ -24,6 +24,8 @@
 //! | `plugin_call_duration_seconds` | histogram | `plugin`, `version` |
 //! | `plugin_traps_total` | counter | `plugin`, `version`, `kind` |
 //! | `http_requests_total`, `http_throttled_total`, `http_errors_total` | counter | `system` |
+//! | `alert_firing` | gauge | `rule`, `map` |
+//! | `notifications_waiting` | gauge | `webhook` |
 //!
 //! `direction` is `left-to-right` or `right-to-left`, as the activity log
 //! names it. The write latency runs from when the host queued a change

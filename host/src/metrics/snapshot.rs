@@ -67,6 +67,21 @@ pub struct Snapshot {
     pub flows: Vec<FlowSample>,
     /// Every system of the engine.
     pub systems: Vec<SystemSample>,
+    /// Every alert rule and map it fires for now: `(rule, map)`.
+    pub firing: Vec<(String, String)>,
+    /// Notifications waiting in the outbox, per webhook.
+    pub notifications: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FiringLabels {
+    rule: String,
+    map: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -171,6 +186,31 @@ impl Collector for Snapshot {
                 };
                 ConstCounter::new(value(system)).encode(metric.encode_family(&labels)?)?;
             }
+        }
+        let mut firing = encoder.encode_descriptor(
+            "alert_firing",
+            "1 while an alert rule fires for a map (its condition holds).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (rule, map) in &self.firing {
+            let labels = FiringLabels {
+                rule: rule.clone(),
+                map: map.clone(),
+            };
+            ConstGauge::new(1).encode(firing.encode_family(&labels)?)?;
+        }
+        let mut waiting = encoder.encode_descriptor(
+            "notifications_waiting",
+            "Alert notifications not delivered yet to the webhook (its receiver down, or on their way).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (webhook, count) in &self.notifications {
+            let labels = WebhookLabels {
+                webhook: webhook.clone(),
+            };
+            ConstGauge::new(*count as i64).encode(waiting.encode_family(&labels)?)?;
         }
         Ok(())
     }

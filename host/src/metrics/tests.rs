@@ -38,6 +38,8 @@ fn a_snapshot_and_the_live_families_render_as_prometheus_text() {
             throttled: 1,
             errors: 2,
         }],
+        firing: vec![("application-errors".into(), "customers".into())],
+        notifications: vec![("ops".into(), 3)],
     });
     for line in [
         "# TYPE dualwrite_written_total counter",
@@ -63,6 +65,9 @@ fn a_snapshot_and_the_live_families_render_as_prometheus_text() {
         r#"dualwrite_http_requests_total{system="finops"} 12"#,
         r#"dualwrite_http_throttled_total{system="finops"} 1"#,
         r#"dualwrite_http_errors_total{system="finops"} 2"#,
+        "# TYPE dualwrite_alert_firing gauge",
+        r#"dualwrite_alert_firing{rule="application-errors",map="customers"} 1"#,
+        r#"dualwrite_notifications_waiting{webhook="ops"} 3"#,
     ] {
         assert!(
             text.lines().any(|l| l == line),

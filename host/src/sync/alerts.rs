@@ -299,6 +299,11 @@ impl Alerts {
             .stop()
     }
 
+    /// Each `(rule, map)` that fires now.
+    pub fn firing_now(&self) -> Vec<(String, String)> {
+        self.firing().keys().cloned().collect()
+    }
+
     fn wake(&self, webhooks: &[String]) {
         self.deliveries
             .lock()

@@ -75,6 +75,23 @@ impl RunningEngine {
             })
             .collect();
         systems.sort_by(|a, b| a.system.cmp(&b.system));
-        Ok(Snapshot { flows, systems })
+        let firing = self.shared.alerts.firing_now().into_iter().collect();
+        let notifications = self
+            .shared
+            .plan
+            .alerts
+            .webhooks
+            .iter()
+            .map(|webhook| {
+                let waiting = store.notifications_waiting_for(&webhook.name)?;
+                Ok((webhook.name.clone(), waiting as u64))
+            })
+            .collect::<Result<_, CheckpointError>>()?;
+        Ok(Snapshot {
+            flows,
+            systems,
+            firing,
+            notifications,
+        })
     }
 }

@@ -98,6 +98,9 @@ condition = "queue-full"
         .await;
     }
     assert_eq!(firing(&sync, "backlog"), ["customers"]);
+    let firing_metric = r#"dualwrite_alert_firing{rule="backlog",map="customers"} 1"#;
+    let metrics = engine.metrics().expect("metrics");
+    assert!(metrics.lines().any(|l| l == firing_metric), "{metrics}");
     assert_eq!(firing(&sync, "stuck"), ["customers"], "no other map waits");
     let fired = &lines(&sync, "full", Action::Fired)[0];
     assert_eq!(fired.map, "customers");
@@ -137,6 +140,8 @@ condition = "queue-full"
         .await;
         assert!(firing(&sync, rule).is_empty(), "{rule} no longer fires");
     }
+    let metrics = sync.engine().metrics().expect("metrics");
+    assert!(!metrics.contains("dualwrite_alert_firing{"), "{metrics}");
     eventually("A-4 in Dataverse", || async {
         sync.dv_get("accounts", account("A-4")).await.is_some()
     })
