@@ -132,13 +132,13 @@ fn verify(seen: &Seen) {
     );
 }
 
-/// `dualwrite ARGS` against `host`: exit code, stdout, stderr.
-fn dualwrite(host: &Host, args: &[&str]) -> (i32, String, String) {
+/// `dualwrite ARGS` with `env` added: exit code, stdout, stderr.
+fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
         .args(args)
-        .args(["--admin", &host.url])
         .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
         .env_remove("DUALWRITE_ADMIN_URL")
+        .envs(env.iter().copied())
         .output()
         .expect("dualwrite runs");
     (
@@ -146,6 +146,11 @@ fn dualwrite(host: &Host, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `dualwrite ARGS` against `host`.
+fn dualwrite(host: &Host, args: &[&str]) -> (i32, String, String) {
+    cli(args, &[("DUALWRITE_ADMIN_URL", &host.url)])
 }
 
 /// The config's `[alerts]`: the rule and the receiver as its webhook.
@@ -377,22 +382,16 @@ async fn an_alert_pauses_the_map_and_its_signed_notification_outlasts_the_receiv
 /// `dualwrite alerts ARGS -c FILE` with no host running: the stopped
 /// host's store and the config.
 fn offline(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-        .arg("alerts")
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .env("FO_SECRET", "dualwrite-secret")
-        .env("DV_SECRET", "dualwrite-secret")
-        .env("ALERT_SECRET", secret())
-        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
-        .env_remove("DUALWRITE_ADMIN_URL")
-        .output()
-        .expect("dualwrite runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+    let config = config.to_str().expect("a UTF-8 path");
+    let secret = secret();
+    let args = [&["alerts"], args, &["-c", config]].concat();
+    cli(
+        &args,
+        &[
+            ("FO_SECRET", "dualwrite-secret"),
+            ("DV_SECRET", "dualwrite-secret"),
+            ("ALERT_SECRET", &secret),
+        ],
     )
 }
 
