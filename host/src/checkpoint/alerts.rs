@@ -36,17 +36,9 @@ pub struct Outgoing {
 pub type Slot = Vec<u8>;
 
 impl Checkpoints {
-    fn alert_rules_tree(&self) -> Result<sled::Tree, CheckpointError> {
-        Ok(self.db.open_tree("alert_rules")?)
-    }
-
-    fn notifications_tree(&self) -> Result<sled::Tree, CheckpointError> {
-        Ok(self.db.open_tree("notifications")?)
-    }
-
     /// The rules added through the admin API, by name.
     pub fn alert_rules(&self) -> Result<Vec<RuleSpec>, CheckpointError> {
-        self.alert_rules_tree()?
+        self.alert_rules
             .iter()
             .map(|entry| {
                 let (key, value) = entry?;
@@ -57,14 +49,13 @@ impl Checkpoints {
 
     /// Stores `rule` (replacing one of its name), flushed.
     pub fn put_alert_rule(&self, rule: &RuleSpec) -> Result<(), CheckpointError> {
-        self.alert_rules_tree()?
-            .insert(rule.name.as_bytes(), json(rule)?)?;
+        self.alert_rules.insert(rule.name.as_bytes(), json(rule)?)?;
         self.flush()
     }
 
     /// Removes the rule named `name`; whether there was one.
     pub fn remove_alert_rule(&self, name: &str) -> Result<bool, CheckpointError> {
-        let removed = self.alert_rules_tree()?.remove(name.as_bytes())?.is_some();
+        let removed = self.alert_rules.remove(name.as_bytes())?.is_some();
         self.flush()?;
         Ok(removed)
     }
@@ -89,7 +80,7 @@ impl Checkpoints {
             .map(|outgoing| Ok((outgoing.webhook.clone(), json(outgoing)?)))
             .collect::<Result<Vec<_>, CheckpointError>>()?;
         let line = self.line(line)?;
-        (&self.notifications_tree()?, &self.activity)
+        (&self.notifications, &self.activity)
             .transaction(|(tree, log)| -> TxResult<()> {
                 for (webhook, value) in &values {
                     let seq = tree.generate_id()?.to_be_bytes();
@@ -109,7 +100,7 @@ impl Checkpoints {
     ) -> Result<Option<(Slot, Outgoing)>, CheckpointError> {
         let mut prefix = webhook.as_bytes().to_vec();
         prefix.push(0);
-        match self.notifications_tree()?.scan_prefix(&prefix).next() {
+        match self.notifications.scan_prefix(&prefix).next() {
             Some(entry) => {
                 let (key, value) = entry?;
                 Ok(Some((key.to_vec(), parse(&key, &value)?)))
@@ -122,12 +113,12 @@ impl Checkpoints {
     pub fn notifications_waiting_for(&self, webhook: &str) -> Result<usize, CheckpointError> {
         let mut prefix = webhook.as_bytes().to_vec();
         prefix.push(0);
-        Ok(self.notifications_tree()?.scan_prefix(prefix).count())
+        Ok(self.notifications.scan_prefix(prefix).count())
     }
 
     /// How many notifications wait, for every webhook.
     pub fn notifications_waiting(&self) -> Result<usize, CheckpointError> {
-        Ok(self.notifications_tree()?.len())
+        Ok(self.notifications.len())
     }
 
     /// The notification at `slot` was delivered: it leaves with `line`
@@ -138,7 +129,7 @@ impl Checkpoints {
         line: &Activity,
     ) -> Result<(), CheckpointError> {
         let line = self.line(line)?;
-        (&self.notifications_tree()?, &self.activity)
+        (&self.notifications, &self.activity)
             .transaction(|(tree, log)| -> TxResult<()> {
                 tree.remove(slot)?;
                 log.insert(&log.generate_id()?.to_be_bytes()[..], line.as_slice())?;
@@ -158,7 +149,7 @@ impl Checkpoints {
     ) -> Result<(), CheckpointError> {
         let value = json(outgoing)?;
         let line = self.line(line)?;
-        (&self.notifications_tree()?, &self.activity)
+        (&self.notifications, &self.activity)
             .transaction(|(tree, log)| -> TxResult<()> {
                 if tree.get(slot)?.is_some() {
                     tree.insert(slot, value.as_slice())?;
@@ -172,7 +163,7 @@ impl Checkpoints {
 
     /// Drops the notifications of webhooks no longer configured; how many.
     pub fn drop_notifications_except(&self, webhooks: &[&str]) -> Result<usize, CheckpointError> {
-        let tree = self.notifications_tree()?;
+        let tree = &self.notifications;
         let mut dropped = 0;
         for entry in tree.iter() {
             let (key, _) = entry?;

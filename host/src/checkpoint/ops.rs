@@ -41,6 +41,9 @@ pub struct Checkpoints {
     /// The version current per map (`versions.rs`), and every version.
     pub(super) current_versions: super::versions::Current,
     pub(super) versions: sled::Tree,
+    /// The alert rules the API added, and the outbox (`alerts.rs`).
+    pub(super) alert_rules: sled::Tree,
+    pub(super) notifications: sled::Tree,
 }
 
 pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -80,6 +83,8 @@ impl Checkpoints {
             intent: db.open_tree("intent")?,
             current_versions: Default::default(),
             versions: db.open_tree("map_versions")?,
+            alert_rules: db.open_tree("alert_rules")?,
+            notifications: db.open_tree("notifications")?,
             db,
         })
     }

@@ -54,10 +54,6 @@ fn canonical(value: &serde_json::Value) -> String {
 }
 
 impl Checkpoints {
-    fn versions_tree(&self) -> Result<sled::Tree, CheckpointError> {
-        Ok(self.versions.clone())
-    }
-
     /// The version of `map` whose definition is `definition`: the latest's
     /// number when it is the same, else the next, stored and flushed. It
     /// is the map's current version from now on.
@@ -78,7 +74,7 @@ impl Checkpoints {
                     at: super::now(),
                     definition: definition.clone(),
                 };
-                self.versions_tree()?.insert(
+                self.versions.insert(
                     join(&[map.as_bytes(), &version.to_be_bytes()]),
                     json(&entry)?,
                 )?;
@@ -97,7 +93,7 @@ impl Checkpoints {
     pub fn map_versions(&self, map: &str) -> Result<Vec<MapVersion>, CheckpointError> {
         let mut prefix = map.as_bytes().to_vec();
         prefix.push(0);
-        self.versions_tree()?
+        self.versions
             .scan_prefix(prefix)
             .map(|entry| {
                 let (key, value) = entry?;

@@ -142,14 +142,18 @@ fn status(spec: &RuleSpec, source: RuleSource, checked: &Result<Rule, String>) -
     }
 }
 
-/// The rules of `plan` and of `store`, as a stopped host has them.
-pub fn rules_of(store: &Checkpoints, plan: &Plan) -> Result<Vec<AlertRuleStatus>, AlertError> {
-    let mut rules: Vec<AlertRuleStatus> = plan
-        .alerts
+/// The config's rules, as the list shows them.
+fn config_rules(plan: &Plan) -> Vec<AlertRuleStatus> {
+    plan.alerts
         .rules
         .iter()
         .map(|rule| status(&rule.spec, RuleSource::Config, &Ok(rule.clone())))
-        .collect();
+        .collect()
+}
+
+/// The rules of `plan` and of `store`, as a stopped host has them.
+pub fn rules_of(store: &Checkpoints, plan: &Plan) -> Result<Vec<AlertRuleStatus>, AlertError> {
+    let mut rules = config_rules(plan);
     for spec in store.alert_rules()? {
         rules.push(status(&spec, RuleSource::Api, &check_stored(plan, &spec)));
     }
@@ -403,7 +407,8 @@ fn observe(
                     .map(|l| l.line.detail.as_str())
                     .unwrap_or_default();
                 format!(
-                    "{} errors since {}, the last: {last}",
+                    // The count read stops at the rule's: there may be more.
+                    "{} or more errors since {}, the last: {last}",
                     lines.len(),
                     since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 )
@@ -597,14 +602,7 @@ impl RunningEngine {
     pub fn alert_rules(&self) -> Vec<AlertRuleStatus> {
         let alerts = &self.shared.alerts;
         let firing = alerts.firing().clone();
-        let mut rules: Vec<AlertRuleStatus> = self
-            .shared
-            .plan
-            .alerts
-            .rules
-            .iter()
-            .map(|rule| status(&rule.spec, RuleSource::Config, &Ok(rule.clone())))
-            .collect();
+        let mut rules = config_rules(&self.shared.plan);
         rules.extend(
             alerts
                 .api()
