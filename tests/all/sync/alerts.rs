@@ -107,10 +107,9 @@ condition = "queue-full"
     assert_eq!(fired.direction, None);
     assert_eq!(fired.step, Some(Step::Alert));
     assert!(
-        fired
-            .detail
-            .contains("a queue full: the left to right queue holds 3 changes, its max_changes 3")
-            || fired.detail.contains("its max_changes 3"),
+        fired.detail.starts_with(
+            "a queue full: the left to right queue holds 3 changes, its max_changes 3 (actions: notify)"
+        ),
         "{fired:?}"
     );
     let backlog = &lines(&sync, "backlog", Action::Fired)[0];
