@@ -123,6 +123,12 @@ impl RunningEmulator {
         }
     }
 
+    /// How many data events wait to be delivered (0 when every subscriber
+    /// has answered each event with 2xx).
+    pub fn undelivered_events(&self) -> usize {
+        self.state.store.queued_events()
+    }
+
     /// Stops accepting requests, lets requests in flight finish, flushes the
     /// store. Waits for the server; cancelling this future leaves the server
     /// stopping in the background.

@@ -280,6 +280,14 @@ impl Store {
         }
     }
 
+    /// How many events wait in the delivery queues of all subscriptions.
+    pub fn queued_events(&self) -> usize {
+        self.data
+            .scan_prefix("q\0")
+            .filter(|item| item.is_ok())
+            .count()
+    }
+
     /// Removes a delivered event.
     pub fn dequeue(&self, key: &[u8]) -> Result<(), StoreError> {
         self.data.remove(key)?;
