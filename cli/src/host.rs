@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use dualwrite::admin::TOKEN_ENV;
 use dualwrite::checkpoint::Checkpoints;
-use dualwrite::config::validate_file;
+use dualwrite::config::{PluginRegistry, validate_file_in};
 use dualwrite::map::{NoCatalogue, Plan};
 
 /// The operation was refused; the reason was printed.
@@ -94,12 +94,13 @@ impl From<anyhow::Error> for Failure {
 
 impl HostArgs {
     /// The config's plan, when `-c` is given (validated without a
-    /// catalogue: the host validated it against its systems already).
+    /// catalogue: the host validated it against its systems already; its
+    /// registry plugins left unresolved, as only its settings are read).
     pub fn plan(&self) -> Result<Option<Plan>, Failure> {
         let Some(path) = &self.config else {
             return Ok(None);
         };
-        match validate_file(path, &NoCatalogue) {
+        match validate_file_in(path, &NoCatalogue, PluginRegistry::Unchecked) {
             Ok(plan) => Ok(Some(plan)),
             Err(problems) => {
                 let list: Vec<String> = problems
@@ -188,6 +189,21 @@ impl Client {
     /// `POST path` with `body` → the JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
         self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// `POST path` with `bytes` of `content_type` → the JSON body.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Value, Failure> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes);
+        self.send(request).await
     }
 
     /// `DELETE path` → the JSON body (`null` for none).

@@ -3,7 +3,7 @@
 //! serves the admin API when `[engine] admin` is set, logs activity with `tracing`, and stops cleanly on
 //! Ctrl-C or SIGTERM (the batch in flight is finished and checkpointed).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -12,9 +12,10 @@ use clap::Args;
 use std::sync::Arc;
 
 use dualwrite::admin;
-use dualwrite::config::validate_file;
+use dualwrite::checkpoint::Checkpoints;
+use dualwrite::config::{PluginRegistry, load_file, validate_file_in};
 use dualwrite::map::{Catalogue, EmulatorCatalogue, NoCatalogue, Problem};
-use dualwrite::sync::{Engine, EngineOptions, MapState};
+use dualwrite::sync::{ConfigSource, Engine, EngineOptions, MapState};
 
 /// `dualwrite run`
 #[derive(Debug, Args)]
@@ -44,27 +45,42 @@ pub enum LogFormat {
 
 /// Runs the engine until Ctrl-C or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let emulator;
-    let catalogue: &dyn Catalogue = if args.no_catalogue {
-        &NoCatalogue
+    let catalogue: Arc<dyn Catalogue + Send + Sync> = if args.no_catalogue {
+        Arc::new(NoCatalogue)
     } else {
-        emulator = EmulatorCatalogue::builtin().context("loading the built-in table catalogue")?;
-        &emulator
+        Arc::new(EmulatorCatalogue::builtin().context("loading the built-in table catalogue")?)
     };
-    let plan = match validate_file(&args.config, catalogue) {
-        Ok(plan) => plan,
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("{problem}");
-            }
-            let errors = problems.iter().filter(|p| p.is_error()).count();
+    let refuse = |problems: Vec<Problem>| {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        let errors = problems.iter().filter(|p| p.is_error()).count();
+        eprintln!(
+            "{}: {errors} errors; fix them (dualwrite map validate -c {} lists them) and run again",
+            args.config.display(),
+            args.config.display()
+        );
+        Ok(ExitCode::FAILURE)
+    };
+    let config = match load_file(&args.config) {
+        Ok(config) => config,
+        Err(problems) => return refuse(problems),
+    };
+    // The store first: the maps' registry plugins are resolved in it.
+    let data = config.data_dir(args.config.parent().unwrap_or(Path::new(".")));
+    let store = match Checkpoints::open(&data) {
+        Ok(store) => store,
+        Err(error) => {
             eprintln!(
-                "{}: {errors} errors; fix them (dualwrite map validate -c {} lists them) and run again",
-                args.config.display(),
-                args.config.display()
+                "error: the checkpoint store in {} (engine.data) cannot be opened: {error}; name a directory the host may create and write, used by no other running host",
+                data.display()
             );
             return Ok(ExitCode::FAILURE);
         }
+    };
+    let plan = match validate_file_in(&args.config, &*catalogue, PluginRegistry::Store(&store)) {
+        Ok(plan) => plan,
+        Err(problems) => return refuse(problems),
     };
     for warning in plan.warnings.iter().filter(|p: &&Problem| !p.is_error()) {
         tracing::warn!("{warning}");
@@ -86,7 +102,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let data = plan.engine.data.clone();
         let admin_addr = plan.engine.admin;
         let admin_tls = plan.receiver_tls.clone();
-        let engine = Arc::new(Engine::start(plan, EngineOptions::default()).await?);
+        // Kept by the engine, so that it validates hot swaps as this.
+        let source = ConfigSource {
+            config,
+            file: args.config.display().to_string(),
+            base_dir: args.config.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            catalogue,
+            env: Arc::new(|name: &str| std::env::var(name).ok()),
+        };
+        let options = EngineOptions {
+            store: Some(store),
+            source: Some(Arc::new(std::sync::Mutex::new(Some(source)))),
+            ..EngineOptions::default()
+        };
+        let engine = Arc::new(Engine::start(plan, options).await?);
         let admin = match admin_addr {
             Some(addr) => {
                 let token = std::env::var(admin::TOKEN_ENV).ok();

@@ -39,5 +39,6 @@ pub mod metrics;
 pub mod odata;
 pub mod plugin;
 pub mod preflight;
+pub mod registry;
 pub mod schema;
 pub mod sync;

@@ -129,10 +129,13 @@ fn hostile_wrong_length() {
 
 #[test]
 fn hostile_huge_output() {
+    // The output cap is what stops it: the deadline is far, so that a
+    // loaded machine building 16 MiB slowly does not hit it first.
     let error = contained(&load(
         HOSTILE_HUGE_OUTPUT,
         PluginLimits {
             memory: 256 << 20,
+            timeout: Duration::from_secs(30),
             ..limits()
         },
     ));
@@ -338,6 +341,7 @@ plugins = [{{ path = {HOSTILE_LOOP:?}, direction = ">", kind = "transform", limi
     let config = dualwrite::config::Config::from_toml("maps.toml", &text).expect("parses");
     config
         .build(&dualwrite::config::BuildOptions {
+            registry: Default::default(),
             file: "maps.toml".into(),
             base_dir: ".".into(),
             catalogue: &dualwrite::map::NoCatalogue,
@@ -353,7 +357,7 @@ fn a_fuel_budget_in_a_map_stops_the_loop_by_fuel_or_is_refused_never_ignored() {
 
     // A runtime that does not count fuel would let the loop run to its
     // 60 s deadline; it refuses the budget instead.
-    let error = Plugin::load_file(runtime(), &step.path, step.limits.clone())
+    let error = Plugin::load(runtime(), &step.shown(), &step.bytes, step.limits.clone())
         .expect_err("a fuel budget on a runtime without fuel is refused");
     assert!(
         matches!(
@@ -379,7 +383,7 @@ fn a_fuel_budget_in_a_map_stops_the_loop_by_fuel_or_is_refused_never_ignored() {
     };
     let counting = Runtime::new(config.counting_fuel_for(plan.plugin_limits())).expect("runtime");
     assert!(counting.counts_fuel());
-    let plugin = Plugin::load_file(&counting, &step.path, step.limits.clone())
+    let plugin = Plugin::load(&counting, &step.shown(), &step.bytes, step.limits.clone())
         .unwrap_or_else(|error| panic!("the plan's runtime loads it: {error}"));
     let started = std::time::Instant::now();
     let trap = trap(

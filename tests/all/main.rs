@@ -7,5 +7,6 @@ mod examples;
 mod hostile;
 mod loading;
 mod prometheus;
+mod registry;
 mod support;
 mod sync;

@@ -221,7 +221,8 @@ fn plan(
                 )
             })?;
         map.plugins.push(PluginConfig {
-            path: plugins.join(format!("{}.wasm", step.plugin)),
+            path: Some(plugins.join(format!("{}.wasm", step.plugin))),
+            plugin: None,
             direction: step.direction,
             settings: step
                 .settings
@@ -240,6 +241,7 @@ fn plan(
     };
     config
         .build(&BuildOptions {
+            registry: Default::default(),
             file: STANDARD_MAPS_FILE.into(),
             base_dir: PathBuf::from("."),
             catalogue: &catalogue,

@@ -22,6 +22,7 @@ mod errors;
 mod logs;
 mod metrics;
 mod routes;
+mod swap;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

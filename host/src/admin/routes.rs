@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
 use super::metrics::{__path_metrics, metrics};
-use super::{alerts, errors, logs};
+use super::{alerts, errors, logs, swap};
 use crate::checkpoint::InitialFailure;
 use crate::map::InitialSync;
 use crate::sync::{
@@ -36,7 +36,9 @@ use crate::sync::{
         health, openapi_json, list_maps, get_map, start, pause, resume, stop, deps, progress,
         failures, rerun, metrics, errors::list_errors, errors::get_error, errors::retry_error,
         errors::retry_all, errors::dismiss_error, logs::list_logs, logs::stream_logs,
-        alerts::list_alerts, alerts::add_alert, alerts::remove_alert, alerts::test_alert
+        alerts::list_alerts, alerts::add_alert, alerts::remove_alert, alerts::test_alert,
+        swap::apply, swap::swap, swap::rollback, swap::versions, swap::list_plugins,
+        swap::add_plugin, swap::remove_plugin
     ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
@@ -44,7 +46,9 @@ use crate::sync::{
         Rerun, errors::ErrorList, errors::ErrorFilter, logs::LogEntries, alerts::AlertRules,
         alerts::TestRequest, alerts::TestResults, crate::alerts::RuleSpec,
         crate::sync::alerts::AlertRuleStatus, crate::sync::alerts::TestDelivery,
-        crate::sync::alerts::Firing, crate::alerts::RuleSource
+        crate::sync::alerts::Firing, crate::alerts::RuleSource, swap::ApplyRequest,
+        swap::Applied, swap::SwapRequest, swap::RollbackRequest, swap::VersionEntry,
+        swap::History, swap::Plugins, crate::sync::Difference
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -520,6 +524,17 @@ fn table() -> (Routes, Routes) {
             "DELETE",
             "/api/v1/alerts/{name}",
             delete(alerts::remove_alert),
+        )
+        .add("POST", "/api/v1/maps/apply", post(swap::apply))
+        .add("POST", "/api/v1/maps/{name}/swap", post(swap::swap))
+        .add("POST", "/api/v1/maps/{name}/rollback", post(swap::rollback))
+        .add("GET", "/api/v1/maps/{name}/versions", get(swap::versions))
+        .add("GET", "/api/v1/plugins", get(swap::list_plugins))
+        .add("POST", "/api/v1/plugins", post(swap::add_plugin))
+        .add(
+            "DELETE",
+            "/api/v1/plugins/{name}/{version}",
+            delete(swap::remove_plugin),
         )
         .add("GET", "/metrics", get(metrics));
     (open, guarded)

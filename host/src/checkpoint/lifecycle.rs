@@ -78,6 +78,10 @@ pub struct MapRecord {
     /// map stays failed across restarts until an admin starts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// The registry plugins the map runs (`name@version`): a version a
+    /// map runs cannot be removed from the registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<String>,
 }
 
 impl MapRecord {
@@ -90,6 +94,7 @@ impl MapRecord {
             initial_sync: None,
             last_error: None,
             alert: None,
+            plugins: Vec::new(),
         }
     }
 

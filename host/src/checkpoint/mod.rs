@@ -105,6 +105,7 @@ mod intent;
 mod lifecycle;
 mod log;
 mod ops;
+mod plugins;
 mod queue;
 mod seen;
 mod state;
@@ -124,6 +125,7 @@ pub use initial::{CopyRun, CopyState, InitialFailure, SideCopy, Tally, TallyChan
 pub use lifecycle::{Lifecycle, MapRecord, now};
 pub use log::{LogFilter, LogLine, Pruned, Retention};
 pub use ops::{Checkpoints, open_sled};
+pub use plugins::PluginEntry;
 pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
 pub use seen::{RowHash, Seen};
 pub use versions::MapVersion;
@@ -467,6 +469,10 @@ pub struct Activity {
     /// `Checkpoints::register_map_version`); set as the line is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_version: Option<u32>,
+    /// The plugins (`name@version`) of that version's chain; set as the
+    /// line is stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<String>,
 }
 
 impl Activity {
@@ -491,6 +497,7 @@ impl Activity {
             class: (what == Action::ConflictLost).then_some(ErrorClass::Conflict),
             row: None,
             map_version: None,
+            plugins: Vec::new(),
         }
     }
 
@@ -508,6 +515,7 @@ impl Activity {
             class: None,
             row: None,
             map_version: None,
+            plugins: Vec::new(),
         }
     }
 

@@ -44,6 +44,9 @@ pub struct Checkpoints {
     /// The alert rules the API added, and the outbox (`alerts.rs`).
     pub(super) alert_rules: sled::Tree,
     pub(super) notifications: sled::Tree,
+    /// The plugin registry: versions and their bytes (`plugins.rs`).
+    pub(super) plugins: sled::Tree,
+    pub(super) plugin_bytes: sled::Tree,
 }
 
 pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -85,6 +88,8 @@ impl Checkpoints {
             versions: db.open_tree("map_versions")?,
             alert_rules: db.open_tree("alert_rules")?,
             notifications: db.open_tree("notifications")?,
+            plugins: db.open_tree("plugins")?,
+            plugin_bytes: db.open_tree("plugin_bytes")?,
             db,
         })
     }

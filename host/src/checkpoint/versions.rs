@@ -28,8 +28,9 @@ pub struct MapVersion {
     pub definition: serde_json::Value,
 }
 
-/// The version current per map, shared by the store's clones.
-pub(super) type Current = Arc<RwLock<HashMap<String, u32>>>;
+/// The version current per map, with the plugins (`name@version`) its
+/// chain runs, shared by the store's clones.
+pub(super) type Current = Arc<RwLock<HashMap<String, (u32, Vec<String>)>>>;
 
 /// `value` as JSON with every object's keys sorted.
 fn canonical(value: &serde_json::Value) -> String {
@@ -62,6 +63,19 @@ impl Checkpoints {
         map: &str,
         definition: &serde_json::Value,
     ) -> Result<u32, CheckpointError> {
+        let version = self.store_map_version(map, definition)?;
+        self.use_map_version(map, version, Vec::new());
+        Ok(version)
+    }
+
+    /// The version of `map` whose definition is `definition`, stored (the
+    /// next number when it differs from the latest) but not current: what
+    /// a hot swap numbers before the map runs it.
+    pub fn store_map_version(
+        &self,
+        map: &str,
+        definition: &serde_json::Value,
+    ) -> Result<u32, CheckpointError> {
         let sha256 = hex::encode(Sha256::digest(canonical(definition).as_bytes()));
         let latest = self.map_versions(map)?.pop();
         let version = match latest {
@@ -82,11 +96,16 @@ impl Checkpoints {
                 version
             }
         };
+        Ok(version)
+    }
+
+    /// Makes `version` of `map`, running `plugins`, the one its lines are
+    /// stamped with from now on.
+    pub fn use_map_version(&self, map: &str, version: u32, plugins: Vec<String>) {
         self.current_versions
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(map.to_owned(), version);
-        Ok(version)
+            .insert(map.to_owned(), (version, plugins));
     }
 
     /// Every version of `map`, oldest first.
@@ -105,7 +124,7 @@ impl Checkpoints {
     /// The current version of `map`: the one this host registered, else
     /// the latest stored (a stopped host's store).
     pub fn map_version(&self, map: &str) -> Option<u32> {
-        if let Some(version) = self
+        if let Some((version, _)) = self
             .current_versions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -122,7 +141,7 @@ impl Checkpoints {
         self.current_versions
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(map.to_owned(), version);
+            .insert(map.to_owned(), (version, Vec::new()));
         Some(version)
     }
 
@@ -139,10 +158,22 @@ impl Checkpoints {
             #[serde(flatten)]
             line: &'a Activity,
             map_version: Option<u32>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            plugins: &'a [String],
         }
+        let version = self.map_version(&line.map);
+        let current = self
+            .current_versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let plugins = current
+            .get(&line.map)
+            .map(|(_, plugins)| plugins.as_slice())
+            .unwrap_or_default();
         json(&Stamped {
             line,
-            map_version: self.map_version(&line.map),
+            map_version: version,
+            plugins,
         })
     }
 }

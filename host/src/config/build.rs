@@ -21,6 +21,23 @@ pub struct BuildOptions<'a> {
     pub catalogue: &'a dyn Catalogue,
     /// Reads an environment variable (secrets); tests pass their own.
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// What resolves `plugin = "name@…"` steps.
+    pub registry: PluginRegistry<'a>,
+}
+
+/// What resolves a map's registry plugins (`plugin = "name@…"`) while a
+/// config is built.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum PluginRegistry<'a> {
+    /// None: such a step is a problem.
+    #[default]
+    Absent,
+    /// The registry of this store.
+    Store(&'a crate::checkpoint::Checkpoints),
+    /// Such steps are left out of the plan unresolved, without a problem:
+    /// for reading a config's settings (where a host keeps its store, its
+    /// admin API), never for running its maps.
+    Unchecked,
 }
 
 impl fmt::Debug for BuildOptions<'_> {
@@ -126,9 +143,7 @@ impl Config {
             .filter_map(|index| maps.get_mut(index).and_then(Option::take))
             .collect();
         let mut engine = self.engine.clone();
-        if engine.data.is_relative() {
-            engine.data = options.base_dir.join(&engine.data);
-        }
+        engine.data = self.data_dir(&options.base_dir);
         Ok(Plan {
             systems,
             maps,

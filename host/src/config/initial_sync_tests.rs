@@ -11,6 +11,7 @@ fn build(text: &str) -> Result<Plan, Vec<Problem>> {
     let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
     let config = Config::from_toml("maps.toml", text).expect("the config parses");
     config.build(&BuildOptions {
+        registry: Default::default(),
         file: "maps.toml".into(),
         base_dir: PathBuf::from("."),
         catalogue: &catalogue,

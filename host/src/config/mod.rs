@@ -34,6 +34,7 @@
 //! let catalogue = EmulatorCatalogue::builtin().unwrap();
 //! let plan = config
 //!     .build(&BuildOptions {
+//!         registry: Default::default(),
 //!         file: "maps.toml".into(),
 //!         base_dir: ".".into(),
 //!         catalogue: &catalogue,
@@ -84,7 +85,7 @@ use crate::map::{
 use crate::plugin::PluginLimits;
 
 pub use alerts::{AlertsConfig, WebhookConfig};
-pub use build::BuildOptions;
+pub use build::{BuildOptions, PluginRegistry};
 pub use error::ConfigError;
 pub use log::LogConfig;
 pub use queue::QueueConfig;
@@ -391,12 +392,19 @@ pub struct SideConfig {
     pub filter: Option<String>,
 }
 
-/// One plugin step.
+/// One plugin step: a component file (`path`) or a registry plugin
+/// (`plugin`), not both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The component file; relative paths are relative to the config file.
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A plugin of the host's registry: `name`, `name@version`, or
+    /// `name@REQ` with a semver requirement (`^1.2`); the highest version
+    /// that meets it runs.
+    #[serde(default)]
+    pub plugin: Option<String>,
     /// `>` or `<` (or `=` for both pipelines).
     pub direction: Direction,
     /// Settings handed to the plugin.
@@ -448,26 +456,131 @@ impl Config {
 
 /// Reads, parses and builds `path` against `catalogue`, with secrets from
 /// the process environment. Read and parse failures come back as
-/// `DW000 config-syntax` problems.
+/// `DW000 config-syntax` problems. A map naming a registry plugin is
+/// resolved against the store in `[engine] data`, opened for the purpose:
+/// a store a running host holds cannot be, which is a `DW044` problem.
 pub fn validate_file(path: &Path, catalogue: &dyn Catalogue) -> Result<Plan, Vec<Problem>> {
-    let file = path.display().to_string();
-    let config = Config::load(path).map_err(|error| {
+    let config = load_file(path)?;
+    let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if !config.uses_registry() {
+        return build_file(path, &config, catalogue, PluginRegistry::Absent);
+    }
+    let data = config.data_dir(&base_dir);
+    match crate::checkpoint::Checkpoints::open(&data) {
+        Ok(store) => build_file(path, &config, catalogue, PluginRegistry::Store(&store)),
+        Err(error) => {
+            let mut problem = Problem::new(
+                ProblemCode::PluginReference,
+                format!(
+                    "a map names a registry plugin, and the host's store in {} cannot be opened to resolve it: {error}",
+                    data.display()
+                ),
+                "a running host holds its store: check the maps through it with `dualwrite map apply --dry-run FILE`",
+            );
+            problem.file = path.display().to_string();
+            Err(vec![problem])
+        }
+    }
+}
+
+/// [`validate_file`] with the registry given.
+pub fn validate_file_in(
+    path: &Path,
+    catalogue: &dyn Catalogue,
+    registry: PluginRegistry<'_>,
+) -> Result<Plan, Vec<Problem>> {
+    build_file(path, &load_file(path)?, catalogue, registry)
+}
+
+/// Reads and parses `path`; a failure as a `DW000 config-syntax` problem.
+pub fn load_file(path: &Path) -> Result<Config, Vec<Problem>> {
+    Config::load(path).map_err(|error| {
         let mut problem = Problem::new(
             ProblemCode::ConfigSyntax,
             error.to_string(),
             "fix the file; every key is listed in the config section of the README",
         );
-        problem.file = file.clone();
+        problem.file = path.display().to_string();
         vec![problem]
-    })?;
+    })
+}
+
+fn build_file(
+    path: &Path,
+    config: &Config,
+    catalogue: &dyn Catalogue,
+    registry: PluginRegistry<'_>,
+) -> Result<Plan, Vec<Problem>> {
     let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let env = |name: &str| std::env::var(name).ok();
     config.build(&BuildOptions {
-        file,
+        registry,
+        file: path.display().to_string(),
         base_dir,
         catalogue,
         env: &env,
     })
+}
+
+/// A file of `[[maps]]` entries only (`dualwrite map apply FILE`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapsFile {
+    #[serde(default)]
+    maps: Vec<MapConfig>,
+}
+
+/// Parses the `[[maps]]` entries of `text` (`path` names the file in
+/// errors), each with its definition as [`Config::from_toml`] sets it.
+pub fn parse_maps(path: &str, text: &str) -> Result<Vec<MapConfig>, ConfigError> {
+    let mut file: MapsFile = toml::from_str(text).map_err(|error| {
+        let (line, column) = error
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((0, 0));
+        ConfigError::Parse {
+            path: path.to_string(),
+            line,
+            column,
+            message: error.message().to_string(),
+        }
+    })?;
+    let raw: toml::Value = toml::from_str(text).unwrap_or(toml::Value::Boolean(false));
+    if let Some(entries) = raw.get("maps").and_then(toml::Value::as_array) {
+        for (map, entry) in file.maps.iter_mut().zip(entries) {
+            map.definition = serde_json::to_value(entry).unwrap_or_default();
+        }
+    }
+    Ok(file.maps)
+}
+
+impl MapConfig {
+    /// The map a stored definition (a map version's JSON) describes.
+    pub fn from_definition(definition: &serde_json::Value) -> Result<MapConfig, String> {
+        let mut map: MapConfig =
+            serde_json::from_value(definition.clone()).map_err(|error| error.to_string())?;
+        map.definition = definition.clone();
+        Ok(map)
+    }
+}
+
+impl Config {
+    /// Whether a map names a registry plugin (`plugin = "name@…"`).
+    pub fn uses_registry(&self) -> bool {
+        self.maps
+            .iter()
+            .flat_map(|map| &map.plugins)
+            .any(|step| step.plugin.is_some())
+    }
+
+    /// The store's directory, `[engine] data`, relative paths from
+    /// `base_dir` (the config file's folder).
+    pub fn data_dir(&self, base_dir: &Path) -> PathBuf {
+        match self.engine.data.is_relative() {
+            true => base_dir.join(&self.engine.data),
+            false => self.engine.data.clone(),
+        }
+    }
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {

@@ -122,6 +122,7 @@ url = "http://127.0.0.1:8081"
         let config = Config::from_toml("maps.toml", &text).expect("the config parses");
         let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
         config.build(&BuildOptions {
+            registry: Default::default(),
             file: "maps.toml".into(),
             base_dir: PathBuf::from("."),
             catalogue: &catalogue,

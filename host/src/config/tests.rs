@@ -11,6 +11,7 @@ fn build(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Vec<P
     let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
     let config = Config::from_toml("maps.toml", text).expect("the config parses");
     config.build(&BuildOptions {
+        registry: Default::default(),
         file: "maps.toml".into(),
         base_dir: PathBuf::from("."),
         catalogue: &catalogue,
@@ -90,6 +91,7 @@ fn without_a_catalogue_only_the_config_itself_is_checked() {
     let config = Config::from_toml("maps.toml", &text).expect("parses");
     let plan = config
         .build(&BuildOptions {
+            registry: Default::default(),
             file: "maps.toml".into(),
             base_dir: PathBuf::from("."),
             catalogue: &NoCatalogue,
@@ -342,6 +344,7 @@ fn build_in(dir: &std::path::Path, text: &str) -> Result<Plan, Vec<Problem>> {
     let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
     let config = Config::from_toml("maps.toml", text).expect("the config parses");
     config.build(&BuildOptions {
+        registry: Default::default(),
         file: "maps.toml".into(),
         base_dir: dir.to_path_buf(),
         catalogue: &catalogue,

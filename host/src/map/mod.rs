@@ -262,11 +262,23 @@ pub struct SidePlan {
     pub filter: Option<Filter>,
 }
 
+/// Where a plugin step's component came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A file the config names.
+    File(PathBuf),
+    /// A version of the host's registry, resolved from the step's
+    /// reference.
+    Registry(crate::checkpoint::PluginEntry),
+}
+
 /// One plugin in a map's chain.
 #[derive(Debug, Clone)]
 pub struct PluginStep {
-    /// The component file.
-    pub path: PathBuf,
+    /// Where the component came from.
+    pub source: PluginSource,
+    /// The component, as read when the plan was built.
+    pub bytes: std::sync::Arc<[u8]>,
     /// Which direction's pipeline runs it.
     pub direction: Direction,
     /// Filter or transform; `None` runs whatever it exports.
@@ -277,6 +289,25 @@ pub struct PluginStep {
     pub limits: PluginLimits,
     /// What the component is, as inspected.
     pub inspection: Inspection,
+}
+
+impl PluginStep {
+    /// The step's component as messages name it: its file, or its
+    /// registry `name@version`.
+    pub fn shown(&self) -> String {
+        match &self.source {
+            PluginSource::File(path) => path.display().to_string(),
+            PluginSource::Registry(entry) => entry.id(),
+        }
+    }
+
+    /// The registry version the step runs, if it came from the registry.
+    pub fn registry_id(&self) -> Option<String> {
+        match &self.source {
+            PluginSource::File(_) => None,
+            PluginSource::Registry(entry) => Some(entry.id()),
+        }
+    }
 }
 
 /// One validated table map.

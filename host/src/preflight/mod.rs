@@ -130,6 +130,7 @@ pub async fn check_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Re
     }
     let found = maps::check(&config, &live).await;
     let validation = match config.build(&BuildOptions {
+        registry: Default::default(),
         file: file.clone(),
         base_dir,
         catalogue: &catalogue,

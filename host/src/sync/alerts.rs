@@ -318,7 +318,7 @@ impl Alerts {
 
 /// The rules in force: the config's, then the API's that check.
 fn rules(shared: &Shared) -> Vec<Rule> {
-    let mut rules = shared.plan.alerts.rules.clone();
+    let mut rules = shared.plan().alerts.rules.clone();
     rules.extend(
         shared
             .alerts
@@ -332,7 +332,7 @@ fn rules(shared: &Shared) -> Vec<Rule> {
 /// Evaluates the rules every `[alerts] interval`, until aborted.
 pub(super) fn spawn_evaluator(shared: Arc<Shared>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(shared.plan.alerts.interval);
+        let mut ticks = tokio::time::interval(shared.plan().alerts.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
@@ -350,8 +350,8 @@ fn evaluate(shared: &Shared) {
         .firing()
         .retain(|(rule, _), _| rules.iter().any(|r| &r.name == rule));
     for rule in &rules {
-        for plan in shared.plan.maps.iter().filter(|m| rule.watches(&m.name)) {
-            let Some(runtime) = shared.maps.get(&plan.name) else {
+        for plan in shared.plan().maps.iter().filter(|m| rule.watches(&m.name)) {
+            let Some(runtime) = shared.map(&plan.name) else {
                 continue;
             };
             if !runtime.state().lifecycle().is_active() {
@@ -359,8 +359,8 @@ fn evaluate(shared: &Shared) {
             }
             let slot = (rule.name.clone(), plan.name.clone());
             let firing = shared.alerts.firing().contains_key(&slot);
-            let result = match observe(shared, runtime, &rule.condition) {
-                Ok(Some(observed)) if !firing => fire(shared, runtime, rule, observed),
+            let result = match observe(shared, &runtime, &rule.condition) {
+                Ok(Some(observed)) if !firing => fire(shared, &runtime, rule, observed),
                 Ok(None) if firing => resolve(shared, rule, &plan.name),
                 Ok(_) => Ok(()),
                 Err(error) => Err(error),
@@ -522,7 +522,7 @@ fn record(
     }
     let sent = deliver::queue(
         &shared.store,
-        &shared.plan.alerts,
+        &shared.plan().alerts,
         &rule.name,
         Some(map),
         notification,
@@ -602,7 +602,7 @@ impl RunningEngine {
     pub fn alert_rules(&self) -> Vec<AlertRuleStatus> {
         let alerts = &self.shared.alerts;
         let firing = alerts.firing().clone();
-        let mut rules = config_rules(&self.shared.plan);
+        let mut rules = config_rules(&self.shared.plan());
         rules.extend(
             alerts
                 .api()
@@ -622,7 +622,7 @@ impl RunningEngine {
     /// Adds `spec`, checked against the plan and stored; in force from the
     /// next evaluation.
     pub fn add_alert_rule(&self, spec: &RuleSpec) -> Result<AlertRuleStatus, AlertError> {
-        let rule = add_rule(&self.shared.store, &self.shared.plan, spec)?;
+        let rule = add_rule(&self.shared.store, &self.shared.plan(), spec)?;
         let added = status(spec, RuleSource::Api, &Ok(rule.clone()));
         self.shared.alerts.api().push((spec.clone(), Ok(rule)));
         tracing::info!(rule = %spec.name, "An alert rule was added.");
@@ -631,7 +631,7 @@ impl RunningEngine {
 
     /// Removes the API's rule `name`.
     pub fn remove_alert_rule(&self, name: &str) -> Result<(), AlertError> {
-        remove_rule(&self.shared.store, &self.shared.plan, name)?;
+        remove_rule(&self.shared.store, &self.shared.plan(), name)?;
         self.shared
             .alerts
             .api()
@@ -642,6 +642,6 @@ impl RunningEngine {
 
     /// Sends a test notification to `webhook` (none: every webhook).
     pub async fn test_alert(&self, webhook: Option<&str>) -> Result<Vec<TestDelivery>, AlertError> {
-        test_webhooks(&self.shared.store, &self.shared.plan.alerts, webhook).await
+        test_webhooks(&self.shared.store, &self.shared.plan().alerts, webhook).await
     }
 }

@@ -59,7 +59,7 @@ pub struct StartOptions {
 /// The command channels and supervisors of the maps whose tasks run.
 #[derive(Debug, Default)]
 pub(crate) struct Control {
-    commands: Mutex<BTreeMap<String, mpsc::Sender<MapCommand>>>,
+    commands: Mutex<BTreeMap<String, mpsc::Sender<super::supervise::Order>>>,
     supervisors: tokio::sync::Mutex<JoinSet<()>>,
     /// Serializes lifecycle operations: the checks of one see the states
     /// the previous one left.
@@ -81,22 +81,31 @@ impl Control {
     pub async fn spawn(&self, shared: &Arc<Shared>, runtime: Arc<MapRuntime>) {
         let (send, receive) = mpsc::channel(16);
         self.lock_commands().insert(runtime.name().to_owned(), send);
-        self.supervisors.lock().await.spawn(runtime::supervise(
-            shared.clone(),
-            runtime,
-            receive,
-            self.pushed,
-        ));
+        self.supervisors
+            .lock()
+            .await
+            .spawn(super::supervise::supervise(
+                shared.clone(),
+                runtime,
+                receive,
+                self.pushed,
+            ));
     }
 
     fn lock_commands(
         &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<String, mpsc::Sender<MapCommand>>> {
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, mpsc::Sender<super::supervise::Order>>> {
         self.commands.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Holds off every other lifecycle operation (and hot swap) until
+    /// the guard drops.
+    pub async fn serialize(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.operation.lock().await
+    }
+
     /// The command channel of `map`, while its supervisor runs.
-    pub fn sender(&self, map: &str) -> Option<mpsc::Sender<MapCommand>> {
+    pub fn sender(&self, map: &str) -> Option<mpsc::Sender<super::supervise::Order>> {
         self.lock_commands()
             .get(map)
             .filter(|sender| !sender.is_closed())
@@ -126,15 +135,14 @@ fn target(command: MapCommand) -> fn(&MapState) -> bool {
 }
 
 impl RunningEngine {
-    fn runtime(&self, map: &str) -> Result<&Arc<MapRuntime>, ControlError> {
+    fn runtime(&self, map: &str) -> Result<Arc<MapRuntime>, ControlError> {
         self.shared
-            .maps
-            .get(map)
+            .map(map)
             .ok_or_else(|| ControlError::UnknownMap {
                 map: map.to_owned(),
                 known: self
                     .shared
-                    .plan
+                    .plan()
                     .maps
                     .iter()
                     .map(|m| m.name.as_str())
@@ -159,7 +167,7 @@ impl RunningEngine {
             if down {
                 todo.extend(
                     self.shared
-                        .plan
+                        .plan()
                         .maps
                         .iter()
                         .filter(|m| m.depends_on.contains(&name))
@@ -169,7 +177,7 @@ impl RunningEngine {
         }
         Ok(self
             .shared
-            .plan
+            .plan()
             .maps
             .iter()
             .filter(|m| wanted.contains(&m.name))
@@ -226,15 +234,22 @@ impl RunningEngine {
                     !starting.contains(parent)
                         && self
                             .shared
-                            .maps
-                            .get(*parent)
+                            .map(parent)
                             .is_some_and(|p| !p.state().lifecycle().is_active())
                 })
                 .collect();
             if !idle.is_empty() {
                 let list = idle
                     .iter()
-                    .map(|p| format!("`{p}` ({})", self.shared.maps[*p].state().lifecycle()))
+                    .map(|p| {
+                        format!(
+                            "`{p}` ({})",
+                            self.shared
+                                .map(p)
+                                .map_or(MapState::NotRunning, |m| m.state())
+                                .lifecycle()
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Err(refused(
@@ -353,7 +368,7 @@ impl RunningEngine {
             if matches!(runtime.state(), MapState::Failed(_)) {
                 // Its tasks already ended: its steps go, and the state
                 // moves.
-                super::push::unregister(&self.shared, runtime).await;
+                super::push::unregister(&self.shared, &runtime).await;
                 runtime.transition(MapState::Stopped);
             } else {
                 self.send(name, MapCommand::Stop).await;
@@ -398,13 +413,13 @@ impl RunningEngine {
         let unknown = || super::SyncError::UnknownMap {
             map: map.to_owned(),
         };
-        self.shared.maps.get(map).ok_or_else(unknown)?;
+        self.shared.map(map).ok_or_else(unknown)?;
         self.send(map, command).await;
         Ok(())
     }
 
     async fn send(&self, map: &str, command: MapCommand) {
-        let Some(runtime) = self.shared.maps.get(map) else {
+        let Some(runtime) = self.shared.map(map) else {
             return;
         };
         let mut state = runtime.watch_state();
@@ -412,7 +427,11 @@ impl RunningEngine {
         let Some(sender) = self.control.sender(map) else {
             return;
         };
-        if sender.send(command).await.is_err() {
+        if sender
+            .send(super::supervise::Order::Command(command))
+            .await
+            .is_err()
+        {
             return;
         }
         let wanted = target(command);

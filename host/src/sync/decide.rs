@@ -149,7 +149,7 @@ pub(super) async fn decide(
         let stamp = store.stamp()?;
         let system = shared.system(plan, source);
         let now_there =
-            match refs::current(&shared.plan, plan, source, system, &queued.change).await {
+            match refs::current(&shared.plan(), plan, source, system, &queued.change).await {
                 Ok(row) => row,
                 // Still unreadable: the change is parked with the service's
                 // message, and its key's later changes wait behind it.

@@ -189,7 +189,7 @@ impl RunningEngine {
     fn map_names(&self) -> Result<Vec<String>, CheckpointError> {
         let config: Vec<String> = self
             .shared
-            .plan
+            .plan()
             .maps
             .iter()
             .map(|m| m.name.clone())
@@ -198,7 +198,7 @@ impl RunningEngine {
     }
 
     fn wake(&self, map: &str) {
-        if let Some(runtime) = self.shared.maps.get(map) {
+        if let Some(runtime) = self.shared.map(map) {
             runtime.wake.notify_one();
         }
     }

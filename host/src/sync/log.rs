@@ -89,6 +89,9 @@ pub struct LogEntry {
     pub map: String,
     /// The version of the map's definition that produced it.
     pub map_version: Option<u32>,
+    /// The plugins (`name@version`) of that version's chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<String>,
     /// `left-to-right` or `right-to-left`; none for a line of no flow
     /// (an alert fired or resolved, a notification delivered or not).
     pub direction: Option<String>,
@@ -117,6 +120,7 @@ impl From<LogLine> for LogEntry {
             at: line.at,
             map: line.map,
             map_version: line.map_version,
+            plugins: line.plugins,
             direction: line.direction.map(|direction| direction.name().to_owned()),
             key: line.key,
             action: line.what.as_str().to_owned(),

@@ -27,8 +27,8 @@ impl RunningEngine {
         let store = &self.shared.store;
         let now = Utc::now();
         let mut flows = Vec::new();
-        for plan in &self.shared.plan.maps {
-            let Some(runtime) = self.shared.maps.get(&plan.name) else {
+        for plan in &self.shared.plan().maps {
+            let Some(runtime) = self.shared.map(&plan.name) else {
                 continue;
             };
             for direction in runtime.directions() {
@@ -78,7 +78,7 @@ impl RunningEngine {
         let firing = self.shared.alerts.firing_now().into_iter().collect();
         let notifications = self
             .shared
-            .plan
+            .plan()
             .alerts
             .webhooks
             .iter()

@@ -77,6 +77,8 @@ pub mod refs;
 mod runtime;
 pub mod shape;
 mod status;
+mod supervise;
+mod swap;
 pub mod system;
 mod worker;
 
@@ -109,6 +111,7 @@ pub use runtime::{MapCommand, MapState, Outage, Queued};
 pub use status::{
     Backlog, CaptureStatus, LookupEdge, MapNode, MapStatus, dependency_graph, statuses, to_dot,
 };
+pub use swap::{ConfigSource, Difference, SwapError, Swapped, diff};
 
 use plugins::Chain;
 use runtime::MapRuntime;
@@ -202,10 +205,13 @@ impl FlowCounters {
 /// What the engine's maps share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub plan: Plan,
+    /// The plan in force: the config's, with the maps applied since.
+    plan: arc_swap::ArcSwap<Plan>,
     pub store: Checkpoints,
     pub systems: HashMap<String, System>,
-    pub maps: HashMap<String, Arc<MapRuntime>>,
+    /// Each map's runtime at the version it runs; a hot swap replaces
+    /// one.
+    maps: std::sync::RwLock<HashMap<String, Arc<MapRuntime>>>,
     /// Per pushed Dataverse system: the host's service endpoint, or why
     /// it could not be registered.
     pub webhooks: HashMap<String, Result<String, String>>,
@@ -219,9 +225,51 @@ pub(crate) struct Shared {
     /// The alert rules the API added, what fires, the webhooks'
     /// deliverers.
     pub alerts: alerts::Alerts,
+    /// The plugin runtime every chain loads in.
+    pub plugins: Option<Runtime>,
+    /// The config the plan was built from, for hot swaps; locked for the
+    /// whole of one.
+    pub source: tokio::sync::Mutex<Option<ConfigSource>>,
 }
 
 impl Shared {
+    /// The plan in force.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.load_full()
+    }
+
+    /// Puts `plan` in force (a hot swap).
+    pub fn set_plan(&self, plan: Plan) {
+        self.plan.store(Arc::new(plan));
+    }
+
+    /// The runtime of map `name`, at the version it runs now.
+    pub fn map(&self, name: &str) -> Option<Arc<MapRuntime>> {
+        self.maps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every map's runtime.
+    pub fn runtimes(&self) -> Vec<Arc<MapRuntime>> {
+        self.maps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Puts `runtime` in place of its map's (a new version, or a new map).
+    pub fn put_map(&self, runtime: Arc<MapRuntime>) {
+        self.maps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(runtime.name().to_owned(), runtime);
+    }
+
     /// The connected system a map side reads or writes.
     pub fn system(&self, map: &crate::map::MapPlan, side: shape::Side) -> &System {
         // Every system of the plan is connected at start.
@@ -245,8 +293,16 @@ impl Shared {
 pub struct EngineOptions {
     /// Connector settings for every system.
     pub connector: ConnectorOptions,
-    /// The plugin runtime's settings.
+    /// The plugin runtime's settings. Without a `cache_dir`, compiled
+    /// plugins are cached in the store's
+    /// ([`registry::compiled_dir`](crate::registry::compiled_dir)).
     pub runtime: RuntimeConfig,
+    /// The store, opened already (the config's registry plugins were
+    /// resolved in it); `None` opens `plan.engine.data`.
+    pub store: Option<Checkpoints>,
+    /// The config the plan was built from: given, the engine takes hot
+    /// swaps ([`RunningEngine::apply_maps`]).
+    pub source: Option<Arc<std::sync::Mutex<Option<ConfigSource>>>>,
 }
 
 /// The sync engine.
@@ -289,14 +345,16 @@ impl Engine {
                 }
             }
         }
-        let store = Checkpoints::open(&plan.engine.data)
-            .map_err(|error| SyncError::Setup {
+        let store = match options.store.clone() {
+            Some(store) => store,
+            None => Checkpoints::open(&plan.engine.data).map_err(|error| SyncError::Setup {
                 detail: format!(
                     "the checkpoint store in {} (engine.data) cannot be opened: {error}; name a directory the host may create and write, used by no other running host",
                     plan.engine.data.display()
                 ),
-            })?
-            .with_limits(capture::limits(&plan.engine.queue));
+            })?,
+        }
+        .with_limits(capture::limits(&plan.engine.queue));
         let mut systems = HashMap::new();
         for (name, system) in &plan.systems {
             systems.insert(
@@ -304,15 +362,26 @@ impl Engine {
                 System::connect(system, options.connector.clone())?,
             );
         }
-        let runtime = match plan.maps.iter().any(|m| !m.plugins.is_empty()) {
+        let source = options
+            .source
+            .as_ref()
+            .and_then(|source| source.lock().unwrap_or_else(|e| e.into_inner()).take());
+        // A host that takes hot swaps may be given plugins later.
+        let wanted = source.is_some() || plan.maps.iter().any(|m| !m.plugins.is_empty());
+        let runtime = match wanted {
             // The plugin engine is made once, so it counts fuel from the
             // start when a plugin's `limits` set a fuel budget.
             true => Some(
                 Runtime::new(
-                    options
-                        .runtime
-                        .clone()
-                        .counting_fuel_for(plan.plugin_limits()),
+                    RuntimeConfig {
+                        cache_dir: options
+                            .runtime
+                            .cache_dir
+                            .clone()
+                            .or_else(|| Some(crate::registry::compiled_dir(&plan.engine.data))),
+                        ..options.runtime.clone()
+                    }
+                    .counting_fuel_for(plan.plugin_limits()),
                 )
                 .map_err(|error| SyncError::Setup {
                     detail: format!("the plugin runtime does not start: {error:#}"),
@@ -329,10 +398,10 @@ impl Engine {
         let mut maps = HashMap::new();
         for map in &plan.maps {
             // Its definition numbered: every line it logs says which.
-            store.register_map_version(&map.name, &map.definition)?;
+            let version = store.register_map_version(&map.name, &map.definition)?;
             // The config's `enabled` decides only a map's first start; from
             // then on its persisted state rules.
-            let record = match store.map_record(&map.name)? {
+            let mut record = match store.map_record(&map.name)? {
                 // A map an error stopped is tried again when the host
                 // starts again: a restart is how an admin without the API
                 // retries it. Its reason stays its last error. One an
@@ -352,6 +421,12 @@ impl Engine {
                     record
                 }
             };
+            // The registry versions it runs, kept from removal.
+            let plugins = registry_ids(map);
+            if record.plugins != plugins {
+                record.plugins = plugins;
+                store.set_map_record(&map.name, &record)?;
+            }
             let chain = match &runtime {
                 // A map that runs now must load; one that may be started
                 // later keeps why it cannot, and its start is refused.
@@ -361,6 +436,9 @@ impl Engine {
                     .map_err(|error| error.to_string()),
                 None => Ok(None),
             };
+            if let Ok(Some(chain)) = &chain {
+                store.use_map_version(&map.name, version, chain.ids());
+            }
             maps.insert(
                 map.name.clone(),
                 Arc::new(MapRuntime::new(
@@ -379,16 +457,18 @@ impl Engine {
         let alerts =
             alerts::Alerts::start(&store, &plan).map_err(|detail| SyncError::Setup { detail })?;
         let shared = Arc::new(Shared {
-            plan,
+            plan: arc_swap::ArcSwap::from_pointee(plan),
             store,
             systems,
-            maps,
+            maps: std::sync::RwLock::new(maps),
             webhooks,
             events,
             states_changed: Notify::new(),
             budgets,
             metrics,
             alerts,
+            plugins: runtime,
+            source: tokio::sync::Mutex::new(source),
         });
         let (webhook_addr, webhook) = match listen {
             Some(addr) => {
@@ -399,13 +479,15 @@ impl Engine {
             None => (None, None),
         };
         let control = control::Control::new(webhook.is_some());
-        for map in &shared.plan.maps {
-            let runtime = shared.maps[&map.name].clone();
+        for map in &shared.plan().maps {
+            let runtime = shared.map(&map.name).ok_or_else(|| SyncError::Setup {
+                detail: format!("map `{}` has no runtime", map.name),
+            })?;
             if runtime.state().lifecycle().is_active() {
                 control.spawn(&shared, runtime).await;
             }
         }
-        let pruner = log::spawn_pruner(shared.store.clone(), shared.plan.engine.log.retention());
+        let pruner = log::spawn_pruner(shared.store.clone(), shared.plan().engine.log.retention());
         let evaluator = alerts::spawn_evaluator(shared.clone());
         Ok(RunningEngine {
             shared,
@@ -418,9 +500,10 @@ impl Engine {
 }
 
 impl RunningEngine {
-    /// The plan the engine runs.
-    pub fn plan(&self) -> &Plan {
-        &self.shared.plan
+    /// The plan the engine runs: the config's, with the maps applied
+    /// since.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.shared.plan()
     }
 
     /// The checkpoint store.
@@ -441,7 +524,7 @@ impl RunningEngine {
     /// The URL the events of system `system` are posted to (`https://`
     /// when the receiver serves TLS).
     pub fn webhook_url(&self, system: &str) -> Option<String> {
-        let scheme = match self.shared.plan.receiver_tls {
+        let scheme = match self.shared.plan().receiver_tls {
             Some(_) => "https",
             None => "http",
         };
@@ -452,7 +535,7 @@ impl RunningEngine {
     /// How often each side of `map` that flows is polled: the configured
     /// interval, and what the system's polling budget makes of it.
     pub fn polling(&self, map: &str) -> Vec<(shape::Side, Polling)> {
-        let Some(runtime) = self.shared.maps.get(map) else {
+        let Some(runtime) = self.shared.map(map) else {
             return Vec::new();
         };
         [shape::Side::Left, shape::Side::Right]
@@ -462,7 +545,7 @@ impl RunningEngine {
                 let system = &runtime.plan.side(side).system;
                 let configured = capture::configured_interval(
                     &self.shared,
-                    runtime,
+                    &runtime,
                     side,
                     self.webhook_addr.is_some(),
                 );
@@ -485,8 +568,7 @@ impl RunningEngine {
     /// Counters of a map's direction.
     pub fn stats(&self, map: &str, direction: Direction) -> FlowStats {
         self.shared
-            .maps
-            .get(map)
+            .map(map)
             .map(|runtime| runtime.counters(direction).snapshot())
             .unwrap_or_default()
     }
@@ -494,7 +576,7 @@ impl RunningEngine {
     /// Changes queued over every map and direction.
     pub fn queued(&self) -> usize {
         self.shared
-            .plan
+            .plan()
             .maps
             .iter()
             .flat_map(|m| {
@@ -507,8 +589,8 @@ impl RunningEngine {
     /// Whether every enabled map finished its initial copy.
     pub fn initialized(&self) -> bool {
         self.shared
-            .maps
-            .values()
+            .runtimes()
+            .into_iter()
             .all(|runtime| *runtime.ready.borrow())
     }
 
@@ -525,37 +607,30 @@ impl RunningEngine {
     /// The state of every map, by name.
     pub fn states(&self) -> BTreeMap<String, MapState> {
         self.shared
-            .maps
-            .iter()
-            .map(|(name, runtime)| (name.clone(), runtime.state()))
+            .runtimes()
+            .into_iter()
+            .map(|runtime| (runtime.name().to_owned(), runtime.state()))
             .collect()
     }
 
     /// The state of one map.
     pub fn state(&self, map: &str) -> Option<MapState> {
-        self.shared.maps.get(map).map(|runtime| runtime.state())
+        self.shared.map(map).map(|runtime| runtime.state())
     }
 
     /// Whether Dataverse pushes the changes of `map`'s `side`: its webhook
     /// steps registered, refused (and why), or no push configured.
     pub fn push(&self, map: &str, side: shape::Side) -> Option<Push> {
-        self.shared
-            .maps
-            .get(map)
-            .map(|runtime| runtime.push_state(side))
+        self.shared.map(map).map(|runtime| runtime.push_state(side))
     }
 
     /// Why capture waits in each direction of `map` whose queue reached a
     /// limit of `[engine.queue]` (empty: none does). The source keeps the
     /// changes not queued; they are read once the queue drains.
     pub fn queue_held(&self, map: &str) -> Result<Vec<(Direction, String)>, SyncError> {
-        let runtime = self
-            .shared
-            .maps
-            .get(map)
-            .ok_or_else(|| SyncError::UnknownMap {
-                map: map.to_owned(),
-            })?;
+        let runtime = self.shared.map(map).ok_or_else(|| SyncError::UnknownMap {
+            map: map.to_owned(),
+        })?;
         let mut held = Vec::new();
         for direction in runtime.directions() {
             if let Some(hold) = self.shared.store.queue_hold(map, direction)? {
@@ -572,8 +647,8 @@ impl RunningEngine {
             let waiting = self.shared.states_changed.notified();
             let running = self
                 .shared
-                .maps
-                .values()
+                .runtimes()
+                .into_iter()
                 .any(|m| m.state().lifecycle().is_active());
             if !running {
                 return;
@@ -585,7 +660,7 @@ impl RunningEngine {
     /// Stops capturing, lets each worker finish the batch in flight, then
     /// flushes the store.
     pub async fn shutdown(&self) -> Result<(), SyncError> {
-        for runtime in self.shared.maps.values() {
+        for runtime in self.shared.runtimes() {
             runtime.halt();
         }
         self.control.join_all().await;
@@ -662,5 +737,13 @@ fn budget_of_each_system(
             );
             (name.clone(), budget)
         })
+        .collect()
+}
+
+/// The registry versions (`name@version`) the plugin steps of `map` run.
+pub(crate) fn registry_ids(map: &crate::map::MapPlan) -> Vec<String> {
+    map.plugins
+        .iter()
+        .filter_map(crate::map::PluginStep::registry_id)
         .collect()
 }

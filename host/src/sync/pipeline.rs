@@ -53,7 +53,7 @@ pub(super) fn take(
     let batch = shared.store.next_batch_except(
         map.name(),
         direction,
-        shared.plan.engine.batch_size,
+        shared.plan().engine.batch_size,
         &|key| map.keys.held(key, now),
     )?;
     let claim = map.keys.claim(&batch);
@@ -123,7 +123,7 @@ pub(super) async fn process(
     for out in outgoing {
         let key = out.queued.change.key.clone();
         let prepared = refs::prepare(
-            &shared.plan,
+            &shared.plan(),
             plan,
             target,
             system,
@@ -160,11 +160,11 @@ pub(super) async fn process(
             }
             Prepared::Wait(reason) => match map.keys.wait_patiently(
                 &key,
-                shared.plan.engine.lookup_wait,
+                shared.plan().engine.lookup_wait,
                 idle_parent(shared, map).is_some(),
             ) {
                 Wait::GaveUp => {
-                    let waited = humantime::format_duration(shared.plan.engine.lookup_wait);
+                    let waited = humantime::format_duration(shared.plan().engine.lookup_wait);
                     record.park(
                         out.queued,
                         Step::Lookup,
@@ -430,7 +430,7 @@ async fn read_back(
     due: bool,
 ) -> Option<Result<Option<Row>, ConnectorError>> {
     match due {
-        true => Some(refs::held(&shared.plan, &map.plan, target, system, key, None).await),
+        true => Some(refs::held(&shared.plan(), &map.plan, target, system, key, None).await),
         false => None,
     }
 }
@@ -572,7 +572,7 @@ fn id_in(url: &str) -> Option<&str> {
 /// waiting for a row of it waits without becoming an error.
 pub(super) fn idle_parent(shared: &Shared, map: &MapRuntime) -> Option<(String, MapState)> {
     map.plan.depends_on.iter().find_map(|parent| {
-        let state = shared.maps.get(parent)?.state();
+        let state = shared.map(parent)?.state();
         (!state.writes()).then(|| (parent.clone(), state))
     })
 }

@@ -1,20 +1,17 @@
-//! [`MapRuntime`]: one map of a running engine. It owns its plan, the
-//! per-side data computed once from it, its plugin chain, its counters,
-//! its state and its tasks (a capture per side that flows, one worker),
-//! and takes [`MapCommand`]s through a channel, so one map can be paused,
-//! resumed or stopped without touching the others.
-//!
-//! `supervise` runs the map's tasks in a `JoinSet`: a task that fails or
-//! panics puts the map in [`MapState::Failed`] with the reason, logged, and
-//! stops its other tasks; the other maps keep running.
+//! [`MapRuntime`]: one map of a running engine at one version of its
+//! definition: its plan, the per-side data computed once from it, its
+//! plugin chain; and through it the map's [`MapLife`]: its counters, its
+//! state, its record, the keys its batches hold. A map takes
+//! [`MapCommand`]s through a channel (its supervisor, `supervise.rs`), so
+//! one map can be paused, resumed, stopped or swapped to a new version
+//! without touching the others.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::{Notify, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
 
 use crate::checkpoint::{Checkpoints, Direction, Lifecycle, MapRecord};
 use crate::map::{InitialSync, MapPlan, Side};
@@ -23,9 +20,9 @@ use crate::metrics::Metrics;
 use super::attempts::Attempts;
 use super::keys::Keys;
 use super::plugins::Chain;
-use super::push::{self, Push, Registration};
+use super::push::{Push, Registration};
 use super::shape;
-use super::{FlowCounters, Shared, SyncError, capture, worker};
+use super::{FlowCounters, capture};
 
 /// How long a map's tasks may take to finish the batch in flight once the
 /// map or the engine stops.
@@ -132,17 +129,38 @@ pub(crate) struct SideData {
     pub flows: bool,
 }
 
-/// One map of a running engine.
+/// One map of a running engine, at one version of its definition: the
+/// plan, what is computed from it, its loaded chain. What the map is
+/// beyond a version (its state, counters, queues' keys, record) is its
+/// [`MapLife`], shared by every version it runs: a hot swap makes a new
+/// `MapRuntime` on the same life, and the map's tasks start again on it
+/// (reached through `Deref`).
 #[derive(Debug)]
 pub(crate) struct MapRuntime {
     pub plan: MapPlan,
     sides: [SideData; 2],
     pub chain: Option<Chain>,
-    counters: [FlowCounters; 2],
     /// Per direction that flows (by source side, as `counters`): the write
     /// latency histogram of the engine's metrics, its label set resolved
     /// once.
     latency: [Option<Histogram>; 2],
+    /// Why the map's plugins could not be loaded, if so: it cannot start.
+    pub load_error: Option<String>,
+    life: Arc<MapLife>,
+}
+
+impl std::ops::Deref for MapRuntime {
+    type Target = MapLife;
+
+    fn deref(&self) -> &MapLife {
+        &self.life
+    }
+}
+
+/// What a map is across the versions it runs.
+#[derive(Debug)]
+pub(crate) struct MapLife {
+    counters: [FlowCounters; 2],
     /// The keys held back from the next batch (in flight, or waiting for
     /// a lookup).
     pub(super) keys: Arc<Keys>,
@@ -166,12 +184,10 @@ pub(crate) struct MapRuntime {
     store: Checkpoints,
     /// The persisted record of the map's life, as last written.
     record: Mutex<MapRecord>,
-    /// Why the map's plugins could not be loaded, if so: it cannot start.
-    pub load_error: Option<String>,
     /// The target system the map cannot reach now, since when, and why.
     outage: Mutex<Option<Outage>>,
     /// An alert rule that pauses the map: the rule and the reason.
-    alarm: watch::Sender<Option<(String, String)>>,
+    pub(super) alarm: watch::Sender<Option<(String, String)>>,
     /// When the map's tasks last started (at the engine's start, or an
     /// admin's): alert rules count its errors from then on.
     started: Mutex<chrono::DateTime<chrono::Utc>>,
@@ -199,6 +215,43 @@ impl MapRuntime {
         record: MapRecord,
         metrics: &Metrics,
     ) -> MapRuntime {
+        let state = MapState::of_record(&record);
+        let life = MapLife {
+            ready: watch::channel(!record.state.is_active()).0,
+            outage: Mutex::new(None),
+            alarm: watch::channel(None).0,
+            started: Mutex::new(chrono::Utc::now()),
+            store,
+            record: Mutex::new(record),
+            counters: Default::default(),
+            keys: Arc::default(),
+            attempts: Attempts::default(),
+            wake: Notify::new(),
+            captured: Default::default(),
+            state: watch::channel(state).0,
+            halt: watch::channel(false).0,
+            push: Mutex::new([(Push::Off, None), (Push::Off, None)]),
+        };
+        MapRuntime::of_life(plan, chain, Arc::new(life), metrics)
+    }
+
+    /// `plan` with its chain on the life of this map: the version a hot
+    /// swap starts the map's tasks on.
+    pub fn next_version(
+        &self,
+        plan: MapPlan,
+        chain: Result<Option<Chain>, String>,
+        metrics: &Metrics,
+    ) -> MapRuntime {
+        MapRuntime::of_life(plan, chain, self.life.clone(), metrics)
+    }
+
+    fn of_life(
+        plan: MapPlan,
+        chain: Result<Option<Chain>, String>,
+        life: Arc<MapLife>,
+        metrics: &Metrics,
+    ) -> MapRuntime {
         let side = |side: Side| SideData {
             fields: shape::side_fields(&plan, side),
             echo_fields: shape::echo_fields(&plan, side),
@@ -212,57 +265,18 @@ impl MapRuntime {
                 .flows
                 .then(|| metrics.write_latency(&plan.name, source.direction()))
         });
-        let state = MapState::of_record(&record);
         let (chain, load_error) = match chain {
             Ok(chain) => (chain, None),
             Err(error) => (None, Some(error)),
         };
         MapRuntime {
-            ready: watch::channel(!record.state.is_active()).0,
             sides,
             chain,
             load_error,
-            outage: Mutex::new(None),
-            alarm: watch::channel(None).0,
-            started: Mutex::new(chrono::Utc::now()),
-            store,
-            record: Mutex::new(record),
-            counters: Default::default(),
             latency,
-            keys: Arc::default(),
-            attempts: Attempts::default(),
-            wake: Notify::new(),
-            captured: Default::default(),
-            state: watch::channel(state).0,
-            halt: watch::channel(false).0,
-            push: Mutex::new([(Push::Off, None), (Push::Off, None)]),
             plan,
+            life,
         }
-    }
-
-    fn push_slots(&self) -> std::sync::MutexGuard<'_, [(Push, Option<Registration>); 2]> {
-        self.push.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records how `side` learns of changes.
-    pub(super) fn set_push(&self, side: Side, push: Push, registration: Option<Registration>) {
-        self.push_slots()[side.index()] = (push, registration);
-    }
-
-    /// How `side` learns of changes.
-    pub fn push_state(&self, side: Side) -> Push {
-        self.push_slots()[side.index()].0.clone()
-    }
-
-    /// The steps registered for `side`, if any.
-    pub(crate) fn registration(&self, side: Side) -> Option<Registration> {
-        self.push_slots()[side.index()].1.clone()
-    }
-
-    /// Whether Dataverse pushes the changes of `side` (its steps are
-    /// registered), so change tracking is only the catch-all.
-    pub fn pushed(&self, side: Side) -> bool {
-        self.push_state(side) == Push::Registered
     }
 
     /// The map's name.
@@ -273,11 +287,6 @@ impl MapRuntime {
     /// The run-time data of one side.
     pub fn side(&self, side: Side) -> &SideData {
         &self.sides[side.index()]
-    }
-
-    /// The counters of one direction.
-    pub fn counters(&self, direction: Direction) -> &FlowCounters {
-        &self.counters[Side::source_of(direction).index()]
     }
 
     /// The write latency histogram of one direction, when it flows.
@@ -316,73 +325,23 @@ impl MapRuntime {
             .all(|side| self.captured[side.index()].load(Ordering::Relaxed))
     }
 
-    /// The map's state now.
-    pub fn state(&self) -> MapState {
-        self.state.borrow().clone()
-    }
-
-    /// Follows the map's state.
-    pub fn watch_state(&self) -> watch::Receiver<MapState> {
-        self.state.subscribe()
-    }
-
-    /// Sets the state in memory only (the engine shuts down: the persisted
-    /// state is what the next start resumes).
-    fn set_state(&self, state: MapState) {
-        self.state.send_replace(state);
-        self.wake.notify_one();
-    }
-
-    /// The persisted record of the map's life.
-    pub fn record(&self) -> MapRecord {
-        self.record
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     /// Moves the map to `state`, persisted first, so that a restart finds
     /// it there. A failure's reason is also kept as the last error. A
     /// store that cannot be written is logged: the map keeps the state in
     /// memory (the store's own failure fails the map at its next step).
     pub fn transition(&self, state: MapState) {
-        {
-            let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
-            let mut next = record.moved(state.lifecycle());
-            if let MapState::Failed(reason) = &state {
-                next.reason = Some(reason.clone());
-                next.last_error = Some(reason.clone());
-            }
-            if let Err(error) = self.store.set_map_record(self.name(), &next) {
-                tracing::error!(map = %self.name(), %error, "The map's state could not be stored.");
-            }
-            *record = next;
+        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = record.moved(state.lifecycle());
+        if let MapState::Failed(reason) = &state {
+            next.reason = Some(reason.clone());
+            next.last_error = Some(reason.clone());
         }
+        if let Err(error) = self.store.set_map_record(self.name(), &next) {
+            tracing::error!(map = %self.name(), %error, "The map's state could not be stored.");
+        }
+        *record = next;
+        drop(record);
         self.set_state(state);
-    }
-
-    /// The target system the map cannot reach, if so.
-    pub fn outage(&self) -> Option<Outage> {
-        self.outage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// A write to `system` failed with `error` (retried): the map waits
-    /// for it, since the first failure.
-    pub fn unreachable(&self, system: &str, error: String) {
-        let mut outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
-        match outage.as_mut() {
-            Some(known) if known.system == system => known.error = error,
-            _ => {
-                *outage = Some(Outage {
-                    system: system.to_owned(),
-                    since: crate::checkpoint::now(),
-                    error,
-                });
-            }
-        }
     }
 
     /// A batch landed: no system is unreachable.
@@ -412,6 +371,118 @@ impl MapRuntime {
         }
     }
 
+    /// Records the registry plugins this version runs as the map's, so
+    /// that the registry keeps them (persisted with its state).
+    pub fn record_plugins(&self) {
+        let plugins = super::registry_ids(&self.plan);
+        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        if record.plugins == plugins {
+            return;
+        }
+        record.plugins = plugins;
+        if let Err(error) = self.store.set_map_record(self.name(), &record) {
+            tracing::error!(map = %self.name(), %error, "The map's plugins could not be stored.");
+        }
+    }
+
+    /// Moves the map to `failed` with `reason`, paused by alert rule
+    /// `rule` (persisted first).
+    pub(super) fn fail_by_alert(&self, rule: &str, reason: String) {
+        {
+            let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = record.moved(Lifecycle::Failed);
+            next.reason = Some(reason.clone());
+            next.last_error = Some(reason.clone());
+            next.alert = Some(rule.to_owned());
+            if let Err(error) = self.store.set_map_record(self.name(), &next) {
+                tracing::error!(map = %self.name(), %error, "The map's state could not be stored.");
+            }
+            *record = next;
+        }
+        self.set_state(MapState::Failed(reason));
+    }
+}
+
+impl MapLife {
+    fn push_slots(&self) -> std::sync::MutexGuard<'_, [(Push, Option<Registration>); 2]> {
+        self.push.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records how `side` learns of changes.
+    pub(super) fn set_push(&self, side: Side, push: Push, registration: Option<Registration>) {
+        self.push_slots()[side.index()] = (push, registration);
+    }
+
+    /// How `side` learns of changes.
+    pub fn push_state(&self, side: Side) -> Push {
+        self.push_slots()[side.index()].0.clone()
+    }
+
+    /// The steps registered for `side`, if any.
+    pub(crate) fn registration(&self, side: Side) -> Option<Registration> {
+        self.push_slots()[side.index()].1.clone()
+    }
+
+    /// Whether Dataverse pushes the changes of `side` (its steps are
+    /// registered), so change tracking is only the catch-all.
+    pub fn pushed(&self, side: Side) -> bool {
+        self.push_state(side) == Push::Registered
+    }
+
+    /// The counters of one direction.
+    pub fn counters(&self, direction: Direction) -> &FlowCounters {
+        &self.counters[Side::source_of(direction).index()]
+    }
+
+    /// The map's state now.
+    pub fn state(&self) -> MapState {
+        self.state.borrow().clone()
+    }
+
+    /// Follows the map's state.
+    pub fn watch_state(&self) -> watch::Receiver<MapState> {
+        self.state.subscribe()
+    }
+
+    /// Sets the state in memory only (the engine shuts down: the persisted
+    /// state is what the next start resumes).
+    pub(super) fn set_state(&self, state: MapState) {
+        self.state.send_replace(state);
+        self.wake.notify_one();
+    }
+
+    /// The persisted record of the map's life.
+    pub fn record(&self) -> MapRecord {
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The target system the map cannot reach, if so.
+    pub fn outage(&self) -> Option<Outage> {
+        self.outage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A write to `system` failed with `error` (retried): the map waits
+    /// for it, since the first failure.
+    pub fn unreachable(&self, system: &str, error: String) {
+        let mut outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+        match outage.as_mut() {
+            Some(known) if known.system == system => known.error = error,
+            _ => {
+                *outage = Some(Outage {
+                    system: system.to_owned(),
+                    since: crate::checkpoint::now(),
+                    error,
+                });
+            }
+        }
+    }
+
     /// Readies a map whose tasks ended (stopped, failed, never started) to
     /// start again: its halt lifted, its sides not read yet, its initial
     /// copy not done.
@@ -432,23 +503,6 @@ impl MapRuntime {
     /// stays there until an admin starts it.
     pub fn alarm(&self, rule: &str, reason: String) {
         self.alarm.send_replace(Some((rule.to_owned(), reason)));
-    }
-
-    /// Moves the map to `failed` with `reason`, paused by alert rule
-    /// `rule` (persisted first).
-    fn fail_by_alert(&self, rule: &str, reason: String) {
-        {
-            let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
-            let mut next = record.moved(Lifecycle::Failed);
-            next.reason = Some(reason.clone());
-            next.last_error = Some(reason.clone());
-            next.alert = Some(rule.to_owned());
-            if let Err(error) = self.store.set_map_record(self.name(), &next) {
-                tracing::error!(map = %self.name(), %error, "The map's state could not be stored.");
-            }
-            *record = next;
-        }
-        self.set_state(MapState::Failed(reason));
     }
 
     /// The map copies again (a start, a rerun): its sides not read to the
@@ -480,154 +534,10 @@ impl MapRuntime {
     pub fn halt(&self) {
         self.halt.send_replace(true);
     }
-}
 
-/// Runs `runtime`'s tasks and its commands until it stops or the engine
-/// shuts down; a task that fails or panics fails the map, and only it.
-pub(crate) async fn supervise(
-    shared: Arc<Shared>,
-    runtime: Arc<MapRuntime>,
-    mut commands: mpsc::Receiver<MapCommand>,
-    pushed: bool,
-) {
-    let name = runtime.name().to_owned();
-    // Before the first read, so a change after it is pushed or read.
-    push::register(&shared, &runtime).await;
-    let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
-    for side in Side::BOTH {
-        if runtime.side(side).flows {
-            tasks.spawn(capture::run(shared.clone(), runtime.clone(), side, pushed));
-        }
-    }
-    tasks.spawn(worker::run(shared.clone(), runtime.clone()));
-    let mut listening = true;
-    let mut alarm = runtime.alarm.subscribe();
-    // An alarm raised before the supervisor began is seen too.
-    alarm.mark_changed();
-    loop {
-        tokio::select! {
-            Ok(()) = alarm.changed() => {
-                let Some((rule, reason)) = alarm.borrow_and_update().clone() else {
-                    continue;
-                };
-                tracing::warn!(map = %name, rule = %rule, reason = %reason, "An alert rule paused the map; it stays failed until an admin starts it.");
-                runtime.halt();
-                stop_tasks(&name, &mut tasks).await;
-                runtime.fail_by_alert(&rule, reason);
-                shared.states_changed.notify_waiters();
-                return;
-            }
-            joined = tasks.join_next() => {
-                let failure = match joined {
-                    None => break,
-                    Some(Ok(Ok(()))) => continue,
-                    Some(Ok(Err(error))) => format!("{error}"),
-                    Some(Err(error)) if error.is_panic() => {
-                        let panic = error.into_panic();
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "no message".into());
-                        format!("a task of the map panicked: {message}")
-                    }
-                    Some(Err(_)) => continue,
-                };
-                tracing::error!(map = %name, reason = %failure, "The map failed and stopped; the other maps go on.");
-                runtime.transition(MapState::Failed(failure));
-                runtime.halt();
-                stop_tasks(&name, &mut tasks).await;
-                shared.states_changed.notify_waiters();
-                return;
-            }
-            command = commands.recv(), if listening => {
-                match command {
-                    Some(MapCommand::Pause) => runtime.transition(MapState::Paused),
-                    Some(MapCommand::Resume(Queued::Replay)) => {
-                        runtime.transition(MapState::Resuming);
-                    }
-                    Some(MapCommand::Resume(queued)) => {
-                        match set_aside(&shared, &runtime, queued).await {
-                            Ok(()) => runtime.transition(MapState::Resuming),
-                            Err(error) => {
-                                let failure = format!("the queued changes could not be set aside on resume: {error}");
-                                tracing::error!(map = %name, reason = %failure, "The map failed and stopped; the other maps go on.");
-                                runtime.transition(MapState::Failed(failure));
-                                runtime.halt();
-                                stop_tasks(&name, &mut tasks).await;
-                                shared.states_changed.notify_waiters();
-                                return;
-                            }
-                        }
-                    }
-                    Some(MapCommand::Stop) => {
-                        runtime.halt();
-                        stop_tasks(&name, &mut tasks).await;
-                        push::unregister(&shared, &runtime).await;
-                        runtime.transition(MapState::Stopped);
-                        shared.states_changed.notify_waiters();
-                        return;
-                    }
-                    // The engine let go of its handle: it shuts down and
-                    // halts every map.
-                    None => listening = false,
-                }
-                shared.states_changed.notify_waiters();
-            }
-        }
-    }
-    if !matches!(runtime.state(), MapState::Failed(_)) {
-        runtime.set_state(MapState::Stopped);
-    }
-    shared.states_changed.notify_waiters();
-}
-
-/// `queued` of a resume: every change queued while the map was paused
-/// moved to the error queue (`Park`) or dropped (`Discard`), each with an
-/// activity line, once the batches still in flight landed.
-async fn set_aside(
-    shared: &Shared,
-    runtime: &MapRuntime,
-    queued: Queued,
-) -> Result<(), crate::checkpoint::CheckpointError> {
-    let started = std::time::Instant::now();
-    while !runtime.keys.none_in_flight() && started.elapsed() < GRACE {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for direction in runtime.directions().collect::<Vec<_>>() {
-        let store = &shared.store;
-        let name = runtime.name();
-        let moved = match queued {
-            Queued::Replay => 0,
-            Queued::Park => {
-                let n = store.park_queued(name, direction, "parked on resume (--queued park)")?;
-                runtime
-                    .counters(direction)
-                    .count(crate::checkpoint::Action::Parked, n as u64);
-                n
-            }
-            Queued::Discard => {
-                store.discard_queued(name, direction, "discarded on resume (--queued discard)")?
-            }
-        };
-        tracing::info!(map = %name, %direction, changes = moved, ?queued, "Set aside the changes queued while paused.");
-    }
-    Ok(())
-}
-
-/// Waits for the map's tasks to end after a halt, within [`GRACE`] plus a
-/// margin; past that they are aborted (a batch in flight stays queued and
-/// is written again at the next start, with the same effect).
-async fn stop_tasks(name: &str, tasks: &mut JoinSet<Result<(), SyncError>>) {
-    let drained = tokio::time::timeout(GRACE + Duration::from_secs(1), async {
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(Err(error)) = joined {
-                tracing::warn!(map = %name, %error, "A task of the map ended with an error while stopping.");
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tasks.shutdown().await;
+    /// Lifts the halt of tasks that ended for a hot swap: the sides read
+    /// and the copy done stay as they were.
+    pub fn resume_tasks(&self) {
+        self.halt.send_replace(false);
     }
 }

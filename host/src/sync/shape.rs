@@ -278,6 +278,7 @@ fields = [
         let config = Config::from_toml("m.toml", text).expect("parses");
         let plan = config
             .build(&BuildOptions {
+                registry: Default::default(),
                 file: "m.toml".into(),
                 base_dir: ".".into(),
                 catalogue: &NoCatalogue,

@@ -156,9 +156,9 @@ impl RunningEngine {
     /// The status of every map: the config's, then those the store knows
     /// that the config no longer has.
     pub fn statuses(&self) -> Result<Vec<MapStatus>, CheckpointError> {
-        let mut all = statuses(&self.shared.store, &self.shared.plan.maps)?;
+        let mut all = statuses(&self.shared.store, &self.shared.plan().maps)?;
         for status in &mut all {
-            let Some(runtime) = self.shared.maps.get(&status.name) else {
+            let Some(runtime) = self.shared.map(&status.name) else {
                 continue;
             };
             // The running map's own view, written through to the store.
@@ -169,7 +169,7 @@ impl RunningEngine {
             if !record.state.is_active() {
                 continue;
             }
-            status.capture = self.capture_statuses(runtime);
+            status.capture = self.capture_statuses(&runtime);
             // A target that fails every attempt now (its requests still
             // retrying), or whose last batch failed after its retries.
             let failing = runtime.directions().find_map(|direction| {
@@ -194,7 +194,7 @@ impl RunningEngine {
                     ));
                 }
             }
-            if let Some((parent, state)) = idle_parent(&self.shared, runtime) {
+            if let Some((parent, state)) = idle_parent(&self.shared, &runtime) {
                 waits.push(format!(
                     "waiting for map `{parent}` ({}): its rows are looked up",
                     state.lifecycle()

@@ -42,13 +42,13 @@ type Landed = (Direction, Result<usize, FlowError>);
 pub(super) async fn run(shared: Arc<Shared>, map: Arc<MapRuntime>) -> Result<(), SyncError> {
     let name = map.name().to_owned();
     for dependency in &map.plan.depends_on {
-        let Some(parent) = shared.maps.get(dependency) else {
+        let Some(parent) = shared.map(dependency) else {
             continue;
         };
         let mut ready = parent.ready.subscribe();
         tokio::select! {
             _ = ready.wait_for(|ready| *ready) => {}
-            _ = tokio::time::sleep(shared.plan.engine.lookup_wait) => {
+            _ = tokio::time::sleep(shared.plan().engine.lookup_wait) => {
                 tracing::warn!(map = %name, dependency = %dependency, "A dependency is not initialized yet; starting anyway.");
             }
             _ = map.halted() => return Ok(()),
@@ -58,14 +58,14 @@ pub(super) async fn run(shared: Arc<Shared>, map: Arc<MapRuntime>) -> Result<(),
     // side while the host was down meets its rival in the queues and is
     // settled by the map's policy, not by which capture ran first.
     let started = Instant::now();
-    while !map.captured_all() && started.elapsed() < shared.plan.engine.lookup_wait {
+    while !map.captured_all() && started.elapsed() < shared.plan().engine.lookup_wait {
         tokio::select! {
             _ = map.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = map.halted() => return Ok(()),
         }
     }
-    let mut flights = Flights::new(&map, shared.plan.engine.batches_in_flight);
+    let mut flights = Flights::new(&map, shared.plan().engine.batches_in_flight);
     let mut retry = super::capture::backoff();
     let mut resume_at: Option<Instant> = None;
     loop {
@@ -109,7 +109,7 @@ pub(super) async fn run(shared: Arc<Shared>, map: Arc<MapRuntime>) -> Result<(),
             None => map
                 .keys
                 .next_due()
-                .unwrap_or(shared.plan.engine.poll_interval)
+                .unwrap_or(shared.plan().engine.poll_interval)
                 .max(Duration::from_millis(20)),
         };
         tokio::select! {

@@ -100,6 +100,7 @@ fn credentials_from_config(dir: &Path, emulator: &RunningEmulator, auth: &str) -
     let config = Config::from_toml("maps.toml", &text).expect("the config parses");
     let plan = config
         .build(&BuildOptions {
+            registry: Default::default(),
             file: "maps.toml".into(),
             base_dir: dir.to_path_buf(),
             catalogue: &NoCatalogue,

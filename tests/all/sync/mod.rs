@@ -27,6 +27,7 @@ mod refusals;
 mod replay;
 mod restart;
 mod striped;
+mod swap;
 mod tls;
 mod versions;
 mod webhook;
@@ -78,6 +79,16 @@ fields = [
   "PartyType < default Organization",
 ]
 "#;
+
+/// The secrets of the test config's environment.
+fn secret(name: &str) -> Option<String> {
+    match name {
+        "FINOPS_SECRET" | "DATAVERSE_SECRET" => Some("dualwrite-secret".to_owned()),
+        "EVENTS_SECRET" => Some("hook-secret".to_owned()),
+        "DATAVERSE_EVENTS_SECRET" => Some("dataverse-hook-secret".to_owned()),
+        _ => None,
+    }
+}
 
 /// Two emulators, connectors to poke them, and an engine between them.
 pub struct Sync {
@@ -276,18 +287,13 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
         let text = self.config_text();
         let config = Config::from_toml("sync.toml", &text).expect("the test config parses");
         let catalogue = EmulatorCatalogue::builtin().expect("catalogue");
-        let env = |name: &str| match name {
-            "FINOPS_SECRET" | "DATAVERSE_SECRET" => Some("dualwrite-secret".to_owned()),
-            "EVENTS_SECRET" => Some("hook-secret".to_owned()),
-            "DATAVERSE_EVENTS_SECRET" => Some("dataverse-hook-secret".to_owned()),
-            _ => None,
-        };
         config
             .build(&BuildOptions {
+                registry: Default::default(),
                 file: "sync.toml".into(),
                 base_dir: self.dir.path().to_path_buf(),
                 catalogue: &catalogue,
-                env: &env,
+                env: &secret,
             })
             .unwrap_or_else(|problems| panic!("the test config is valid: {problems:#?}"))
     }
@@ -302,6 +308,30 @@ auth = {{ token_url = "{dv_token}", client_id = "dualwrite", client_secret_env =
     /// finish its initial copy: a parked or failed one).
     pub async fn start_engine_only(&mut self) {
         let engine = Engine::start(self.plan(), self.options.clone())
+            .await
+            .expect("the engine starts");
+        self.engine = Some(engine);
+    }
+
+    /// Starts the engine with its config, so that it takes hot swaps, on
+    /// `store` (whose registry its maps may name).
+    pub async fn start_engine_swappable(&mut self, store: dualwrite::checkpoint::Checkpoints) {
+        let text = self.config_text();
+        let config = Config::from_toml("sync.toml", &text).expect("the test config parses");
+        let catalogue = EmulatorCatalogue::builtin().expect("catalogue");
+        let source = dualwrite::sync::ConfigSource {
+            config,
+            file: "sync.toml".into(),
+            base_dir: self.dir.path().to_path_buf(),
+            catalogue: std::sync::Arc::new(catalogue),
+            env: std::sync::Arc::new(secret),
+        };
+        let options = EngineOptions {
+            store: Some(store),
+            source: Some(std::sync::Arc::new(std::sync::Mutex::new(Some(source)))),
+            ..self.options.clone()
+        };
+        let engine = Engine::start(self.plan(), options)
             .await
             .expect("the engine starts");
         self.engine = Some(engine);

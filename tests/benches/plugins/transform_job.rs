@@ -88,6 +88,7 @@ plugins = [{}]
     let config = Config::from_toml("bench.toml", &text).expect("the bench config parses");
     let plan = config
         .build(&BuildOptions {
+            registry: Default::default(),
             file: "bench.toml".into(),
             base_dir: ".".into(),
             catalogue: &NoCatalogue,

@@ -92,6 +92,7 @@ pub fn plan(text: &str, dir: &std::path::Path) -> Plan {
     };
     config
         .build(&BuildOptions {
+            registry: Default::default(),
             file: "bench.toml".into(),
             base_dir: dir.to_path_buf(),
             catalogue: &catalogue,

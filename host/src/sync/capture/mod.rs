@@ -141,9 +141,9 @@ pub(super) fn configured_interval(
     receiver: bool,
 ) -> Duration {
     if pushed(shared, map, side, receiver) {
-        shared.plan.engine.catch_all_interval
+        shared.plan().engine.catch_all_interval
     } else {
-        shared.plan.engine.poll_interval
+        shared.plan().engine.poll_interval
     }
 }
 
@@ -154,7 +154,7 @@ pub(super) fn pushed(shared: &Shared, map: &MapRuntime, side: Side, receiver: bo
     (receiver
         && map.plan.side(side).kind == SystemKind::Finops
         && shared
-            .plan
+            .plan()
             .systems
             .get(&map.plan.side(side).system)
             .is_some_and(|s| s.events_secret.is_some()))
@@ -429,7 +429,7 @@ pub(in crate::sync) async fn upsert_of(
         .get(&primary_id(table))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let (row, refused) = refs::to_logical_lenient(&shared.plan, plan, side, system, raw).await?;
+    let (row, refused) = refs::to_logical_lenient(&shared.plan(), plan, side, system, raw).await?;
     let unreadable = refused.map(|error| format!("the row could not be read in full: {error}"));
     let key = match shape::key_text(plan, side, &row) {
         Ok(key) => key,

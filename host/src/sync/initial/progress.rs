@@ -119,7 +119,7 @@ pub(in crate::sync) fn progress(
     shared: &Shared,
     map: &str,
 ) -> Result<Option<InitialProgress>, CheckpointError> {
-    match shared.maps.get(map) {
+    match shared.map(map) {
         Some(runtime) => initial_progress(&shared.store, &runtime.plan),
         None => Ok(None),
     }

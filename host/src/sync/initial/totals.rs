@@ -171,10 +171,11 @@ async fn company_filter(
     let Some(lookup) = &pair.lookup else {
         return Ok(None);
     };
+    let whole = shared.plan();
     let Some(table) = lookup
         .map
         .as_deref()
-        .and_then(|name| shared.plan.map(name))
+        .and_then(|name| whole.map(name))
         .map(|target| target.right.table.clone())
     else {
         return Ok(None);

@@ -61,15 +61,9 @@ impl Chain {
     pub fn load(runtime: &Runtime, map: &MapPlan) -> Result<Chain, SyncError> {
         let mut steps = Vec::new();
         for step in &map.plugins {
-            let plugin =
-                Plugin::load_file(runtime, &step.path, step.limits.clone()).map_err(|error| {
-                    SyncError::Setup {
-                        detail: format!(
-                            "map `{}`: plugin {}: {error}",
-                            map.name,
-                            step.path.display()
-                        ),
-                    }
+            let plugin = Plugin::load(runtime, &step.shown(), &step.bytes, step.limits.clone())
+                .map_err(|error| SyncError::Setup {
+                    detail: format!("map `{}`: plugin {}: {error}", map.name, step.shown()),
                 })?;
             let kind = step.kind.unwrap_or(if plugin.has_transform() {
                 PluginKind::Transform
@@ -105,6 +99,14 @@ impl Chain {
             });
         }
         Ok(Chain { steps })
+    }
+
+    /// The plugins of the chain, `name@version`, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|step| step.plugin.id().to_owned())
+            .collect()
     }
 
     /// This chain with every step sent every field, as if no plugin named

@@ -75,7 +75,7 @@ pub(super) async fn accept(shared: &Shared, system: &str, body: &[u8]) -> Result
 /// The enabled maps with a side on `system` whose table is `logical`.
 fn maps_of(shared: &Shared, system: &str, logical: &str) -> Vec<std::sync::Arc<MapRuntime>> {
     shared
-        .plan
+        .plan()
         .maps
         .iter()
         .filter(|m| m.enabled)
@@ -84,7 +84,7 @@ fn maps_of(shared: &Shared, system: &str, logical: &str) -> Vec<std::sync::Arc<M
                 .into_iter()
                 .any(|side| m.side(side).system == system)
         })
-        .filter_map(|m| shared.maps.get(&m.name).cloned())
+        .filter_map(|m| shared.map(&m.name))
         .filter(|runtime| {
             Side::BOTH
                 .into_iter()

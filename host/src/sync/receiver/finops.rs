@@ -55,13 +55,13 @@ pub(super) async fn accept(shared: &Shared, system: &str, body: &[u8]) -> Result
             ),
         )
     })?;
-    for map in shared.plan.maps.iter().filter(|m| {
+    for map in shared.plan().maps.iter().filter(|m| {
         m.enabled && m.left.system == system && m.left.table.eq_ignore_ascii_case(entity)
     }) {
-        let Some(runtime) = shared.maps.get(&map.name) else {
+        let Some(runtime) = shared.map(&map.name) else {
             continue;
         };
-        read_again(shared, runtime, message, &target)
+        read_again(shared, &runtime, message, &target)
             .await
             .map_err(|error| match error {
                 FlowError::Checkpoint(error) => {

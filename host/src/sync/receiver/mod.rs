@@ -71,7 +71,7 @@ pub(super) async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|error| setup(format!("the webhook receiver has no address: {error}")))?;
-    let tls = shared.plan.receiver_tls.clone();
+    let tls = shared.plan().receiver_tls.clone();
     let app = Router::new()
         .route("/events/{system}", post(receive))
         .layer(TimeoutLayer::with_status_code(
@@ -158,7 +158,8 @@ async fn receive(
         return response;
     };
     let shared = &receiver.shared;
-    let Some(plan) = shared.plan.systems.get(&system) else {
+    let whole = shared.plan();
+    let Some(plan) = whole.systems.get(&system) else {
         return (
             StatusCode::NOT_FOUND,
             format!("no system `{system}` in the config: post to /events/<system name>"),
