@@ -14,7 +14,9 @@ mod logs;
 pub mod map;
 mod plugin;
 mod progress;
+mod registry;
 pub mod run;
+mod swap;
 
 use clap::{Parser, Subcommand};
 

@@ -21,7 +21,7 @@ use dualwrite::map::{
 };
 use dualwrite::preflight::{SystemTarget, describe};
 
-use crate::{lifecycle, progress};
+use crate::{lifecycle, progress, swap};
 use dualwrite::schema::TableDef;
 
 /// `dualwrite map …`
@@ -56,6 +56,15 @@ pub enum MapCommand {
     /// Rerun a map's initial copy: only the failed rows (`--failed-only`),
     /// or every row not already copied.
     Rerun(progress::RerunArgs),
+    /// Apply changed or new map definitions (a TOML file of `[[maps]]`)
+    /// to a running host, between batches, without a restart; one that
+    /// does not validate changes nothing (`--dry-run`: show the changes).
+    Apply(swap::ApplyArgs),
+    /// Swap a map of a running host back to an earlier version of its
+    /// definition (default: the one before the current).
+    Rollback(swap::RollbackArgs),
+    /// List a map's versions, each with the fields that changed.
+    History(swap::HistoryArgs),
 }
 
 /// `dualwrite map validate`
@@ -92,6 +101,9 @@ pub fn run(command: MapCommand) -> anyhow::Result<ExitCode> {
         MapCommand::Progress(args) => Ok(progress::progress(args)),
         MapCommand::Failures(args) => Ok(progress::failures(args)),
         MapCommand::Rerun(args) => Ok(progress::rerun(args)),
+        MapCommand::Apply(args) => Ok(swap::apply(&args)),
+        MapCommand::Rollback(args) => Ok(swap::rollback(&args)),
+        MapCommand::History(args) => Ok(swap::history(&args)),
     }
 }
 

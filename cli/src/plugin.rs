@@ -22,6 +22,18 @@ pub enum PluginCommand {
         /// The component (`.wasm`).
         component: PathBuf,
     },
+    /// Add a component to the host's registry, by the name and version
+    /// its metadata carries, after `check`'s checks; compiled on the way.
+    Add(crate::registry::AddArgs),
+    /// List the registry: every plugin version, and the maps that run it.
+    List(crate::registry::ListArgs),
+    /// Show the versions of one plugin.
+    Show(crate::registry::ShowArgs),
+    /// Remove a version from the registry (refused while a map runs it).
+    Remove(crate::registry::RemoveArgs),
+    /// Swap a map of a running host to a registry plugin version, between
+    /// batches, without a restart.
+    Swap(crate::swap::SwapArgs),
 }
 
 /// `dualwrite plugin run`
@@ -81,6 +93,11 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Run(args) => run_plugin(args),
         PluginCommand::Check { component } => check(&component),
+        PluginCommand::Add(args) => Ok(crate::registry::add(&args)),
+        PluginCommand::List(args) => Ok(crate::registry::list(&args)),
+        PluginCommand::Show(args) => Ok(crate::registry::show(&args)),
+        PluginCommand::Remove(args) => Ok(crate::registry::remove(&args)),
+        PluginCommand::Swap(args) => Ok(crate::swap::swap(&args)),
     }
 }
 
