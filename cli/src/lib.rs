@@ -109,3 +109,15 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => run::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_command_is_well_formed() {
+        // clap checks names and flags of every subcommand only when one is
+        // parsed; this checks them all at once.
+        super::Cli::command().debug_assert();
+    }
+}

@@ -32,9 +32,6 @@ pub struct AddArgs {
 /// `plugin list`
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print the registry as JSON.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -44,9 +41,6 @@ pub struct ListArgs {
 pub struct ShowArgs {
     /// The plugin's name.
     pub name: String,
-    /// Print its versions as JSON.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -145,7 +139,7 @@ fn all(host: &HostArgs) -> Result<Vec<InUse>, Failure> {
 pub fn list(args: &ListArgs) -> ExitCode {
     exit((|| {
         let all = all(&args.host)?;
-        if args.json {
+        if args.host.json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?
@@ -193,7 +187,7 @@ pub fn show(args: &ShowArgs) -> ExitCode {
                 args.name
             )));
         }
-        if args.json {
+        if args.host.json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&versions).map_err(anyhow::Error::from)?

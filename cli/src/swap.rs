@@ -42,9 +42,6 @@ pub struct RollbackArgs {
 pub struct HistoryArgs {
     /// The map.
     pub map: String,
-    /// Print the history as JSON.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -103,7 +100,7 @@ pub fn history(args: &HistoryArgs) -> ExitCode {
         let client = args.host.client()?;
         let path = format!("/api/v1/maps/{}/versions", args.map);
         let answer = block_on(async { client.get(&path).await })?;
-        if args.json {
+        if args.host.json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&answer).map_err(anyhow::Error::from)?

@@ -87,6 +87,11 @@ impl Host {
         Host { child, url }
     }
 
+    /// Whether the process still runs (it never exited or restarted).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// `dualwrite map ARGS` against this host: exit code, stdout, stderr.
     pub fn map(&self, args: &[&str]) -> (i32, String, String) {
         map_cli(args, &[("DUALWRITE_ADMIN_URL", &self.url)])

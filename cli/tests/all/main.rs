@@ -16,6 +16,7 @@ mod emulate_certificate;
 mod emulate_tls;
 mod error_queue;
 mod hosts;
+mod hot_swap;
 mod initial_copy_crash;
 mod lifecycle_e2e;
 mod log_format;

@@ -1,0 +1,137 @@
+//! The registry and hot swap, end to end, on a real `dualwrite run`
+//! process: `plugin add` a component, `map apply` a map that names it
+//! from the registry, see its effect on the next rows, `map history`,
+//! `plugin remove` refused while the map runs it, `map rollback` to the
+//! old behaviour, a broken `map apply` changing nothing; the process never
+//! restarts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::admin_host::{Host, TOKEN, World, wait_for};
+
+fn value_map() -> PathBuf {
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("plugins/value-map.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing; build the plugins with `cargo xtask plugins`",
+        path.display()
+    );
+    path
+}
+
+/// `dualwrite ARGS` against `host`.
+fn dualwrite(host: &Host, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(args)
+        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
+        .env("DUALWRITE_ADMIN_URL", &host.url)
+        .output()
+        .expect("dualwrite runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The customers map with value-map writing `name` as `token` on its way
+/// to Dataverse.
+fn tagged(token: &str) -> String {
+    format!(
+        r#"[[maps]]
+name = "customers"
+left = {{ system = "finops", table = "CustomersV3" }}
+right = {{ system = "dataverse", table = "accounts" }}
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities"]
+fields = ["OrganizationName = name"]
+plugins = [{{ plugin = "value-map@^0.1", direction = ">", settings = {{ field = "name", values = "none:none", default = "{token}" }} }}]
+"#
+    )
+}
+
+async fn arrives(world: &World, account: &str, name: &str) {
+    wait_for(
+        &format!("{account} as {name}"),
+        Duration::from_secs(30),
+        async || world.account_name(account).await.as_deref() == Some(name),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_and_maps_swap_on_a_running_host_and_roll_back() {
+    let world = World::new(true, "").await;
+    let mut host = Host::start(&world.file);
+    world.customer("usmf", "H-1", "Before").await;
+    arrives(&world, "H-1", "Before").await;
+
+    let file = value_map();
+    let (code, out, err) = dualwrite(&host, &["plugin", "add", &file.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(out.contains(&format!("added value-map@{version}")), "{out}");
+    let (code, out, err) = dualwrite(&host, &["plugin", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("value-map") && out.contains(version), "{out}");
+
+    // A map that does not validate: refused with its problem, nothing moved.
+    let broken = world.dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        tagged("x").replace("value-map@^0.1", "no-such-plugin@1.0.0"),
+    )
+    .expect("written");
+    let (code, _, err) = dualwrite(&host, &["map", "apply", &broken.display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("DW044") && err.contains("nothing changed"),
+        "{err}"
+    );
+
+    let apply = world.dir.path().join("tagged.toml");
+    std::fs::write(&apply, tagged("Tagged")).expect("written");
+    let (code, out, err) = dualwrite(
+        &host,
+        &["map", "apply", &apply.display().to_string(), "--dry-run"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("customers: would be changed"), "{out}");
+    assert!(out.contains("+ plugins"), "the diff names the field: {out}");
+    let (code, out, err) = dualwrite(&host, &["map", "apply", &apply.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("customers: changed (v1 -> v2)"), "{out}");
+    assert!(
+        out.contains(&format!("plugins: value-map@{version}")),
+        "{out}"
+    );
+    world.customer("usmf", "H-2", "Plain").await;
+    arrives(&world, "H-2", "Tagged").await;
+
+    let (code, out, err) = dualwrite(&host, &["map", "history", "customers"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("v1") && out.contains("v2  ") && out.contains("(current)"),
+        "{out}"
+    );
+    let removal = format!("value-map@{version}");
+    let (code, _, err) = dualwrite(&host, &["plugin", "remove", &removal]);
+    assert_ne!(code, 0);
+    assert!(err.contains("used by map `customers`"), "{err}");
+
+    let (code, out, err) = dualwrite(&host, &["map", "rollback", "customers"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("customers: changed (v2 -> v3)"), "{out}");
+    world.customer("usmf", "H-3", "Plain again").await;
+    arrives(&world, "H-3", "Plain again").await;
+    let (code, out, err) = dualwrite(&host, &["plugin", "remove", &removal]);
+    assert_eq!(code, 0, "no map runs it any more: {out}{err}");
+
+    assert!(host.running(), "the host never restarted");
+    host.stop();
+    world.shutdown().await;
+}
