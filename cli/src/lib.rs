@@ -17,6 +17,7 @@ mod progress;
 mod registry;
 pub mod run;
 mod swap;
+mod watch;
 
 use clap::{Parser, Subcommand};
 

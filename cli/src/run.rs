@@ -32,6 +32,11 @@ pub struct RunArgs {
     /// `timestamp`, `level`, `target` and `fields`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Watch the config file and apply a change of its maps as a hot
+    /// swap, after validating it (a file that does not validate changes
+    /// nothing and is logged with its problems).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// The format of the host's own log.
@@ -152,6 +157,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(admin) = &admin {
             println!("the admin API is at {}/api/v1", admin.url());
         }
+        let _watch = match args.watch {
+            true => {
+                let watch = crate::watch::spawn(engine.clone(), args.config.clone())
+                    .with_context(|| format!("cannot watch {}", args.config.display()))?;
+                println!("watching {} for changes of its maps", args.config.display());
+                Some(watch)
+            }
+            false => None,
+        };
         println!("press Ctrl-C to stop");
         // Nothing left to run (every map failed) ends a host without an
         // admin API with an error: a supervisor restarts it, or an admin

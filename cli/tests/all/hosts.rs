@@ -61,9 +61,15 @@ impl Host {
 
     /// Started with `env` added to its environment.
     pub fn start_with(config: &Path, env: &[(&str, &str)]) -> Host {
+        Host::start_args(config, &[], env)
+    }
+
+    /// Started with `args` after `run -c FILE` and `env` added.
+    pub fn start_args(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
             .args(["run", "-c"])
             .arg(config)
+            .args(args)
             .env("FO_SECRET", "dualwrite-secret")
             .env("DV_SECRET", "dualwrite-secret")
             .env("DUALWRITE_ADMIN_TOKEN", ADMIN_TOKEN)

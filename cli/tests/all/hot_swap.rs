@@ -135,3 +135,45 @@ async fn plugins_and_maps_swap_on_a_running_host_and_roll_back() {
     host.stop();
     world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_config_file_is_applied_and_a_broken_one_changes_nothing() {
+    let world = World::new(true, "").await;
+    let mut host = Host::start_args(&world.file, &["--watch"], &[]);
+    world.customer("usmf", "W-1", "Before").await;
+    arrives(&world, "W-1", "Before").await;
+    let file = value_map();
+    let (code, out, err) = dualwrite(&host, &["plugin", "add", &file.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let original = std::fs::read_to_string(&world.file).expect("the config");
+    let plugin = "plugins = [{ plugin = \"value-map@^0.1\", direction = \">\", settings = { field = \"name\", values = \"none:none\", default = \"Watched\" } }]";
+    let watched = original.replace(
+        "fields = [\"OrganizationName = name\"]\n",
+        &format!("fields = [\"OrganizationName = name\"]\n{plugin}\n"),
+    );
+    assert_ne!(watched, original);
+    std::fs::write(&world.file, &watched).expect("the config changed");
+    wait_for("the change applied", Duration::from_secs(30), async || {
+        let (_, out, _) = dualwrite(&host, &["map", "history", "customers"]);
+        out.contains("v2")
+    })
+    .await;
+    world.customer("usmf", "W-2", "Plain").await;
+    arrives(&world, "W-2", "Watched").await;
+
+    // A broken file: logged, nothing changed.
+    std::fs::write(
+        &world.file,
+        watched.replace("value-map@^0.1", "value-map@^9"),
+    )
+    .expect("broken");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.customer("usmf", "W-3", "Plain").await;
+    arrives(&world, "W-3", "Watched").await;
+    let (_, out, _) = dualwrite(&host, &["map", "history", "customers"]);
+    assert!(!out.contains("v3"), "nothing changed: {out}");
+    assert!(host.running(), "the host never restarted");
+    host.stop();
+    world.shutdown().await;
+}
