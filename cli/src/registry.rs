@@ -9,10 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use serde_json::Value;
 
 use dualwrite::registry::{self, InUse, RegistryError};
 
-use crate::host::{Failure, HostArgs, Source, block_on, exit, source};
+use crate::host::{Client, Failure, HostArgs, Source, block_on, exit, source};
 
 /// `plugin add FILE.wasm`
 #[derive(Debug, Args)]
@@ -25,6 +26,18 @@ pub struct AddArgs {
     /// Its version, where its metadata has none.
     #[arg(long)]
     pub version: Option<String>,
+    /// First run map MAP's latest changes (from the activity log) through
+    /// the version it runs and this one, and show the rows whose result
+    /// differs (a running host).
+    #[arg(long, value_name = "MAP")]
+    pub canary: Option<String>,
+    /// With --canary: run these rows instead (a JSON array of objects, the
+    /// source side's fields, as the activity log keeps rows).
+    #[arg(long, value_name = "FILE", requires = "canary")]
+    pub sample: Option<PathBuf>,
+    /// With --sample: the direction the rows flow.
+    #[arg(long, default_value = "left-to-right", value_parser = ["left-to-right", "right-to-left"], requires = "sample")]
+    pub direction: String,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -66,7 +79,16 @@ pub fn add(args: &AddArgs) -> ExitCode {
     exit((|| {
         let bytes = std::fs::read(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
-        let added = match source(&args.host)? {
+        let source = source(&args.host)?;
+        if let Some(map) = &args.canary {
+            let Source::Host(client) = &source else {
+                return Err(Failure::Refused(
+                    "a canary runs on a running host (it runs the map's chain): start it, or add without --canary".into(),
+                ));
+            };
+            canary(client, map, &bytes, args)?;
+        }
+        let added = match source {
             Source::Host(client) => {
                 let mut query = Vec::new();
                 if let Some(name) = &args.name {
@@ -235,4 +257,45 @@ pub fn remove(args: &RemoveArgs) -> ExitCode {
         println!("removed {name}@{version}");
         Ok(())
     })())
+}
+
+/// Runs the canary of `bytes` on `map` and prints the rows that differ.
+fn canary(client: &Client, map: &str, bytes: &[u8], args: &AddArgs) -> Result<(), Failure> {
+    use base64::Engine as _;
+    let sample = match &args.sample {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let rows: Value = serde_json::from_str(&text).with_context(|| {
+                format!("{} is not JSON (a list of row objects)", file.display())
+            })?;
+            Some(rows)
+        }
+        None => None,
+    };
+    let body = serde_json::json!({
+        "wasm": base64::engine::general_purpose::STANDARD.encode(bytes),
+        "sample": sample,
+        "direction": args.direction,
+    });
+    let path = format!("/api/v1/maps/{}/canary", encode(map));
+    let found = block_on(async { client.post(&path, &body).await })?;
+    let differ = found["differ"].as_array().cloned().unwrap_or_default();
+    println!(
+        "canary on map `{map}`: {} rows run through {} and {}; {} differ",
+        found["rows"],
+        found["old"].as_str().unwrap_or_default(),
+        found["new"].as_str().unwrap_or_default(),
+        differ.len()
+    );
+    for row in &differ {
+        println!(
+            "  {} {}\n    old: {}\n    new: {}",
+            row["direction"].as_str().unwrap_or_default(),
+            row["key"].as_str().unwrap_or_default(),
+            row["old"],
+            row["new"]
+        );
+    }
+    Ok(())
 }

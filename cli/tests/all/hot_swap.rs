@@ -111,6 +111,21 @@ async fn plugins_and_maps_swap_on_a_running_host_and_roll_back() {
     );
     world.customer("usmf", "H-2", "Plain").await;
     arrives(&world, "H-2", "Tagged").await;
+    let (code, out, err) = dualwrite(
+        &host,
+        &[
+            "plugin",
+            "add",
+            &file.display().to_string(),
+            "--canary",
+            "customers",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("canary on map `customers`") && out.contains("; 0 differ"),
+        "{out}"
+    );
 
     let (code, out, err) = dualwrite(&host, &["map", "history", "customers"]);
     assert_eq!(code, 0, "{err}");

@@ -38,7 +38,7 @@ use crate::sync::{
         errors::retry_all, errors::dismiss_error, logs::list_logs, logs::stream_logs,
         alerts::list_alerts, alerts::add_alert, alerts::remove_alert, alerts::test_alert,
         swap::apply, swap::swap, swap::rollback, swap::versions, swap::list_plugins,
-        swap::add_plugin, swap::remove_plugin
+        swap::add_plugin, swap::remove_plugin, swap::canary
     ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
@@ -48,7 +48,8 @@ use crate::sync::{
         crate::sync::alerts::AlertRuleStatus, crate::sync::alerts::TestDelivery,
         crate::sync::alerts::Firing, crate::alerts::RuleSource, swap::ApplyRequest,
         swap::Applied, swap::SwapRequest, swap::RollbackRequest, swap::VersionEntry,
-        swap::History, swap::Plugins, crate::sync::Difference
+        swap::History, swap::Plugins, crate::sync::Difference, swap::CanaryRequest,
+        crate::sync::Canary, crate::sync::CanaryRow
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -529,6 +530,7 @@ fn table() -> (Routes, Routes) {
         .add("POST", "/api/v1/maps/{name}/swap", post(swap::swap))
         .add("POST", "/api/v1/maps/{name}/rollback", post(swap::rollback))
         .add("GET", "/api/v1/maps/{name}/versions", get(swap::versions))
+        .add("POST", "/api/v1/maps/{name}/canary", post(swap::canary))
         .add("GET", "/api/v1/plugins", get(swap::list_plugins))
         .add("POST", "/api/v1/plugins", post(swap::add_plugin))
         .add(

@@ -278,3 +278,59 @@ pub(super) async fn remove_plugin(
     registry::remove(engine.checkpoints(), &name, &version)?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A canary's input: the new version, and optionally sample rows.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryRequest {
+    /// The component, base64.
+    pub wasm: String,
+    /// Rows of the source side (as the activity log keeps them); absent:
+    /// the map's latest changes.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub sample: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// The direction the sample rows flow: `left-to-right` (default) or
+    /// `right-to-left`.
+    #[serde(default)]
+    pub direction: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/maps/{name}/canary", request_body = CanaryRequest,
+    params(("name" = String, Path, description = "The map")),
+    responses((status = 200, description = "The rows whose result differs between the version the map runs and the new one; nothing changed", body = crate::sync::Canary),
+        (status = 400, description = "The body is not a component or the rows are not objects", body = ErrorBody),
+        (status = 404, description = "No such map", body = ErrorBody),
+        (status = 409, description = "The map runs no plugin of that name, or the new version does not load", body = ErrorBody)))]
+pub(super) async fn canary(
+    State(engine): State<Api>,
+    Path(name): Path<String>,
+    body: Result<Json<CanaryRequest>, JsonRejection>,
+) -> Result<Json<crate::sync::Canary>, ApiError> {
+    use base64::Engine as _;
+    let Json(request) = body?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(request.wasm.as_bytes())
+        .map_err(|error| bad(format!("`wasm` is not base64: {error}")))?;
+    let direction = match request.direction.as_deref() {
+        None | Some("left-to-right") => crate::checkpoint::Direction::LeftToRight,
+        Some("right-to-left") => crate::checkpoint::Direction::RightToLeft,
+        Some(other) => {
+            return Err(bad(format!(
+                "`direction` is `{other}`: write `left-to-right` or `right-to-left`"
+            )));
+        }
+    };
+    let sample = request.sample.map(|rows| (direction, rows));
+    let found = tokio::task::spawn_blocking(move || engine.canary(&name, &bytes, sample))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })??;
+    Ok(Json(found))
+}

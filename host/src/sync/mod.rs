@@ -57,6 +57,7 @@
 pub mod alerts;
 mod attempts;
 mod budget;
+mod canary;
 mod capture;
 mod conflict;
 mod control;
@@ -99,6 +100,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{Runtime, RuntimeConfig};
 
 pub use budget::Polling;
+pub use canary::{CANARY_ROWS, Canary, CanaryRow};
 pub use control::{ControlError, StartOptions};
 pub use error::SyncError;
 pub use errors::{ErrorQueueError, ErrorRow};

@@ -316,3 +316,86 @@ async fn a_rollback_restores_the_old_behaviour_and_a_bad_swap_changes_nothing() 
     assert!(error.to_string().contains("map history"), "{error}");
     sync.shutdown().await;
 }
+
+/// `bytes` under another name and version (another plugin posing as it).
+fn renamed(bytes: &[u8], name: &str, version: &str) -> Vec<u8> {
+    let mut metadata = AddMetadata::default();
+    metadata.name = AddMetadataField::Set(name.to_owned());
+    metadata.version = AddMetadataField::Set(Version::new(version.to_owned()));
+    metadata.to_wasm(bytes).expect("restamped")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_shows_the_rows_a_new_version_would_change_and_changes_nothing() {
+    let sync = swappable().await;
+    let engine = sync.engine();
+    let maps = parse_maps("swap.toml", &groups("value-map@1.0.0", "tagged")).expect("parses");
+    engine.apply_maps(maps, false).await.expect("applied");
+    for id in ["C-1", "C-2", "C-3"] {
+        sync.fo_upsert(
+            "CustomerGroups",
+            &[("dataAreaId", "usmf"), ("CustomerGroupId", id)],
+            json!({"Description": "from finops"}),
+        )
+        .await;
+    }
+    settle(&sync).await;
+    let version = engine.checkpoints().map_version(MAP);
+
+    // The same code as another version: the rows come out the same.
+    let same = at_version(&component(VALUE_MAP), "1.2.0");
+    let canary = engine.canary(MAP, &same, None).expect("the canary runs");
+    assert_eq!(
+        (canary.old.as_str(), canary.new.as_str()),
+        ("value-map@1.0.0", "value-map@1.2.0")
+    );
+    assert!(canary.rows >= 3, "the map's latest changes: {canary:?}");
+    assert!(canary.differ.is_empty(), "{canary:?}");
+
+    // Other code under the name: every finops row it would change shows.
+    let other = renamed(
+        &component(dualwrite_tests::PHONE_NORMALIZE),
+        "value-map",
+        "2.0.0",
+    );
+    let canary = engine.canary(MAP, &other, None).expect("the canary runs");
+    let keys: Vec<&str> = canary.differ.iter().map(|row| row.key.as_str()).collect();
+    for key in ["C-1|usmf", "C-2|usmf", "C-3|usmf"] {
+        assert!(keys.contains(&key), "{key} differs: {canary:?}");
+    }
+    let row = &canary.differ[0];
+    assert_eq!(row.old["kept"]["msdyn_description"], "tagged", "{row:?}");
+    assert_eq!(
+        row.new["kept"]["msdyn_description"], "from finops",
+        "the other plugin leaves it as mapped: {row:?}"
+    );
+
+    // Sample rows, of the source side.
+    let sample = vec![
+        json!({"CustomerGroupId": "S-1", "dataAreaId": "usmf", "Description": "x"})
+            .as_object()
+            .cloned()
+            .expect("an object"),
+    ];
+    let canary = engine
+        .canary(MAP, &other, Some((Direction::LeftToRight, sample)))
+        .expect("the canary runs");
+    assert_eq!((canary.rows, canary.differ.len()), (1, 1), "{canary:?}");
+
+    // A plugin the map does not run: refused.
+    let error = engine
+        .canary(MAP, &component(dualwrite_tests::COMPANY_FILTER), None)
+        .expect_err("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("runs no plugin `company-filter`"),
+        "{error}"
+    );
+    assert_eq!(
+        engine.checkpoints().map_version(MAP),
+        version,
+        "nothing changed"
+    );
+    sync.shutdown().await;
+}
