@@ -9,6 +9,8 @@
 //! - [`componentize`]: the core module made a component, stamped with the
 //!   crate's name and version.
 //! - [`PluginCrate`]: what the build reads from a crate's `Cargo.toml`.
+//! - [`build`]: all of it for one crate anywhere on disk, into
+//!   `<target_dir>/plugin/<name>.wasm` ([`BuiltPlugin`]).
 //!
 //! Every failure is a [`BuildError`] naming the file, crate or command at
 //! fault.
@@ -16,12 +18,14 @@
 //! **Invariant**: the guests' build never uses the host's target directory,
 //! `RUSTC`, `RUSTC_WRAPPER` or `RUSTFLAGS`.
 
+mod build;
 mod cargo;
 mod componentize;
 mod error;
 mod manifest;
 pub mod toolchain;
 
+pub use build::{BuiltPlugin, COMPONENTS_DIR, build};
 pub use cargo::{PROFILE, core_module, wasm_build_command};
 pub use componentize::componentize;
 pub use error::BuildError;

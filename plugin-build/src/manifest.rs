@@ -135,3 +135,85 @@ fn workspace_version(manifest: &Path) -> Result<String, BuildError> {
             .to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A crate at `dir/plugin` with `manifest`, under `dir` with `root`
+    /// (when given) as the manifest above it.
+    fn read(manifest: &str, root: Option<&str>) -> Result<PluginCrate, BuildError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(root) = root {
+            std::fs::write(dir.path().join("Cargo.toml"), root).expect("write root");
+        }
+        let plugin = dir.path().join("plugin");
+        std::fs::create_dir(&plugin).expect("crate dir");
+        std::fs::write(plugin.join("Cargo.toml"), manifest).expect("write manifest");
+        PluginCrate::read(&plugin.join("Cargo.toml"))
+    }
+
+    const LIB: &str = "[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n";
+
+    #[test]
+    fn reads_name_version_and_the_core_module_name() {
+        let plugin = read(
+            &format!("[package]\nname = \"my-filter\"\nversion = \"1.2.3\"\n{LIB}"),
+            None,
+        )
+        .expect("a plugin crate");
+        assert_eq!(plugin.name, "my-filter");
+        assert_eq!(plugin.version, "1.2.3");
+        assert_eq!(plugin.lib_name, "my_filter");
+
+        let named = read(
+            "[package]\nname = \"my-filter\"\n[lib]\nname = \"filter\"\ncrate-type = [\"cdylib\"]\n",
+            None,
+        )
+        .expect("a plugin crate");
+        assert_eq!(named.lib_name, "filter");
+        assert_eq!(named.version, "0.0.0", "cargo's default");
+    }
+
+    #[test]
+    fn an_inherited_version_is_the_workspace_s() {
+        let plugin = read(
+            &format!("[package]\nname = \"p\"\nversion.workspace = true\n{LIB}"),
+            Some("[workspace]\nmembers = [\"plugin\"]\n[workspace.package]\nversion = \"0.7.0\"\n"),
+        )
+        .expect("a plugin crate");
+        assert_eq!(plugin.version, "0.7.0");
+
+        let error = read(
+            &format!("[package]\nname = \"p\"\nversion.workspace = true\n{LIB}"),
+            Some("[workspace]\n"),
+        )
+        .expect_err("no version to inherit");
+        assert!(
+            error
+                .to_string()
+                .contains("has no [workspace.package] version"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_crate_that_makes_no_cdylib_is_refused_saying_what_to_add() {
+        let error = read("[package]\nname = \"p\"\n[lib]\n", None).expect_err("no cdylib");
+        let message = error.to_string();
+        assert!(message.contains("is not a plugin crate"), "{message}");
+        assert!(
+            message.contains("crate-type = [\"cdylib\", \"rlib\"]"),
+            "{message}"
+        );
+
+        let error = read("[workspace]\n", None).expect_err("no package");
+        assert!(
+            error.to_string().contains("has no [package] table"),
+            "{error}"
+        );
+
+        let error = read("[package\n", None).expect_err("not TOML");
+        assert!(matches!(error, BuildError::Manifest { .. }), "{error}");
+    }
+}

@@ -98,7 +98,11 @@ pub fn find_or_install(cache_dir: &Path) -> Result<Toolchain, BuildError> {
     std::fs::create_dir_all(cache_dir).map_err(BuildError::io("create", cache_dir))?;
     let json = serde_json::to_vec_pretty(&toolchain)
         .map_err(|error| BuildError::io("write", &cache)(error.into()))?;
-    std::fs::write(&cache, json).map_err(BuildError::io("write", &cache))?;
+    // Written aside and renamed, so a build sharing the folder never reads
+    // half a file (and searches again).
+    let partial = cache_dir.join(format!("{CACHE_FILE}.{}.partial", std::process::id()));
+    std::fs::write(&partial, json).map_err(BuildError::io("write", &partial))?;
+    std::fs::rename(&partial, &cache).map_err(BuildError::io("write", &cache))?;
     eprintln!("plugin toolchain: {toolchain}");
     Ok(toolchain)
 }
