@@ -1,4 +1,7 @@
-//! `dualwrite plugin run` and `dualwrite plugin check`.
+//! `dualwrite plugin …`: run a component over sample rows or check it
+//! (here), and make a plugin crate of one's own (`new.rs`).
+
+mod new;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -22,6 +25,9 @@ pub enum PluginCommand {
         /// The component (`.wasm`).
         component: PathBuf,
     },
+    /// Make a plugin crate of your own, outside this repository: a sample
+    /// filter or transform with a native test, sample rows and a README.
+    New(new::NewArgs),
 }
 
 /// `dualwrite plugin run`
@@ -81,6 +87,7 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Run(args) => run_plugin(args),
         PluginCommand::Check { component } => check(&component),
+        PluginCommand::New(args) => new::run(args),
     }
 }
 
