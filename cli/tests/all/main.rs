@@ -1,5 +1,5 @@
 //! Integration tests of the `dualwrite` binary, run as a real process:
-//! the demo, plugin commands (and a plugin crate made
+//! the demo, plugin commands (and a plugin crate made, built and tested
 //! outside the workspace), map validation (offline and live), the
 //! preflight (`check`), `/metrics` scraped from a running host, and
 //! `dualwrite run` killed and restarted between two emulators (mid-stream,
