@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `plugins`: bootstrap the wasm toolchain (see [`toolchain`]) and build
-//!   every crate under `plugins/` into a component in `target/plugins/`.
+//! - `toolchain`: find or install the wasm toolchain and print it.
+//! - `plugins`: bootstrap the wasm toolchain and build every crate under
+//!   `plugins/` into a component in `target/plugins/` (see [`plugins`]).
 //! - `test`: build the plugins, then run the whole test suite.
 //! - `demo`: build the plugins, then run `dualwrite demo`.
 //! - `bench`: build the plugins, run every benchmark and print the table
@@ -9,11 +10,15 @@
 //!
 //! Each command does its own set-up, so on a fresh machine `cargo xtask demo`
 //! and `cargo xtask test` are all there is to type.
+//!
+//! The toolchain discovery, the wasm build and the componentize step live
+//! in `dualwrite-plugin-build` (`plugin-build/`), which `dualwrite plugin
+//! build` uses too for a crate outside this workspace; the toolchain found
+//! is remembered in the host's target directory
+//! (`target/plugin-toolchain.json`).
 
 mod bench;
-mod componentize;
 mod plugins;
-mod toolchain;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -59,7 +64,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match cli.command {
         Task::Toolchain => {
-            let toolchain = toolchain::find_or_install(&root)?;
+            let toolchain = dualwrite_plugin_build::toolchain::find_or_install(&target_dir(&root))?;
             println!("{toolchain}");
         }
         Task::Plugins => {

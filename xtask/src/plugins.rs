@@ -1,76 +1,42 @@
 //! Building every crate under `plugins/` (and `plugins/hostile/`) into a
-//! component in `target/plugins/<crate>.wasm`.
+//! component in `target/plugins/<crate>.wasm`, with `dualwrite-plugin-build`.
 //!
 //! All plugins build in one cargo invocation, into one target directory of
 //! their own (`target/wasm`), with the `plugin` profile (`panic = "abort"`).
 //! A component is only made anew when its core module changed.
 
-use crate::componentize::componentize;
-use crate::toolchain;
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use dualwrite_plugin_build::{PluginCrate, componentize, core_module, toolchain};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// One plugin crate.
-#[derive(Debug)]
-pub struct PluginCrate {
-    /// The package name, which is also the component's name.
-    pub name: String,
-    /// The package version, recorded in the component's metadata.
-    pub version: String,
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    package: Package,
-}
-
-#[derive(Deserialize)]
-struct Package {
-    name: String,
-    version: toml::Value,
-}
 
 /// Builds every plugin and returns where the components are.
 pub fn build_all(root: &Path) -> Result<PathBuf> {
     let crates = list(root)?;
-    let toolchain = toolchain::find_or_install(root)?;
     let target = crate::target_dir(root);
+    let toolchain = toolchain::find_or_install(&target)?;
     let wasm_target = target.join("wasm");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(root)
-        .args(["build", "--quiet", "--profile", "plugin", "--target-dir"])
-        .arg(&wasm_target)
-        // The host's build settings must not leak into the guests' build.
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("RUSTFLAGS");
+    let mut command = dualwrite_plugin_build::wasm_build_command(&toolchain, &wasm_target);
+    command.current_dir(root).arg("--quiet");
     for plugin in &crates {
         command.args(["--package", &plugin.name]);
     }
-    toolchain.configure(&mut command);
     let status = command
         .status()
         .context("cannot run cargo build for the plugins")?;
     if !status.success() {
         bail!("building the plugins failed ({status}); the compiler's messages are above");
     }
-    let modules = wasm_target.join("wasm32-unknown-unknown").join("plugin");
     let out = target.join("plugins");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     for plugin in &crates {
-        let module = modules.join(format!("{}.wasm", plugin.name.replace('-', "_")));
+        let module = core_module(&wasm_target, &plugin.lib_name);
         let component = out.join(format!("{}.wasm", plugin.name));
         if is_fresh(&component, &module) {
             continue;
         }
         let core = std::fs::read(&module)
             .with_context(|| format!("cannot read the core module {}", module.display()))?;
-        let bytes = componentize(&core, &plugin.name, &plugin.version)
-            .with_context(|| format!("cannot make plugin `{}` a component", plugin.name))?;
+        let bytes = componentize(&core, &plugin.name, &plugin.version)?;
         std::fs::write(&component, bytes)
             .with_context(|| format!("cannot write {}", component.display()))?;
     }
@@ -91,19 +57,7 @@ pub fn list(root: &Path) -> Result<Vec<PluginCrate>> {
             .collect();
         paths.sort();
         for manifest in paths {
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("cannot read {}", manifest.display()))?;
-            let parsed: Manifest = toml::from_str(&text)
-                .with_context(|| format!("cannot parse {}", manifest.display()))?;
-            let version = match parsed.package.version {
-                toml::Value::String(version) => version,
-                // `version.workspace = true`: the workspace's version.
-                _ => env!("CARGO_PKG_VERSION").to_owned(),
-            };
-            crates.push(PluginCrate {
-                name: parsed.package.name,
-                version,
-            });
+            crates.push(PluginCrate::read(&manifest)?);
         }
     }
     Ok(crates)

@@ -1,5 +1,6 @@
 //! Integration tests of the `dualwrite` binary, run as a real process:
-//! the demo, plugin commands, map validation (offline and live), the
+//! the demo, plugin commands (and a plugin crate made, built and tested
+//! outside the workspace), map validation (offline and live), the
 //! preflight (`check`), `/metrics` scraped from a running host, and
 //! `dualwrite run` killed and restarted between two emulators (mid-stream,
 //! and in an initial copy of 100,000 rows, counting each row's writes).
@@ -23,6 +24,7 @@ mod log_format;
 mod map_live;
 mod map_validate;
 mod metrics;
+mod plugin_new;
 // The strict Prometheus text reader of the end-to-end tests.
 #[path = "../../../tests/all/prometheus.rs"]
 mod prometheus;

@@ -1,10 +1,20 @@
-//! `dualwrite plugin run` and `dualwrite plugin check`.
+//! `dualwrite plugin …`: run a component over sample rows or check it
+//! (here), and make, build and test a plugin crate of one's own
+//! (`new.rs`, `crate_dir.rs`).
+//!
+//! `run` and `test` call a plugin through the host's real runtime with
+//! [`call_and_print`]: the outcomes as JSON on stdout, what the call used
+//! on stderr.
+
+mod crate_dir;
+mod new;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use dualwrite::plugin::json;
 use dualwrite::plugin::{
-    Call, Context, Direction, Plugin, PluginError, PluginLimits, Runtime, RuntimeConfig,
+    Batch, Call, Context, Direction, Outcome, Plugin, PluginError, PluginLimits, Runtime,
+    RuntimeConfig, Verdict,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +32,17 @@ pub enum PluginCommand {
         /// The component (`.wasm`).
         component: PathBuf,
     },
+    /// Make a plugin crate of your own, outside this repository: a sample
+    /// filter or transform with a native test, sample rows and a README.
+    New(new::NewArgs),
+    /// Build a plugin crate into a component
+    /// (`target/plugin/NAME.wasm`, or under `CARGO_TARGET_DIR`).
+    Build(crate_dir::CrateArgs),
+    /// Run a plugin crate's native tests, build its component and run it
+    /// over the crate's `rows.json` in the host's runtime; exits non-zero
+    /// when a test fails (1), the host refuses the component (2) or a call
+    /// traps or breaks the contract (3).
+    Test(crate_dir::CrateArgs),
     /// Add a component to the host's registry, by the name and version
     /// its metadata carries, after `check`'s checks; compiled on the way.
     Add(crate::registry::AddArgs),
@@ -98,6 +119,130 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Show(args) => Ok(crate::registry::show(&args)),
         PluginCommand::Remove(args) => Ok(crate::registry::remove(&args)),
         PluginCommand::Swap(args) => Ok(crate::swap::swap(&args)),
+        PluginCommand::New(args) => new::run(args),
+        PluginCommand::Build(args) => crate_dir::build(&args),
+        PluginCommand::Test(args) => crate_dir::test(&args),
+    }
+}
+
+/// Which export of a plugin a call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Export {
+    Filter,
+    Transform,
+}
+
+impl Export {
+    fn name(self) -> &'static str {
+        match self {
+            Export::Filter => "filter",
+            Export::Transform => "transform",
+        }
+    }
+}
+
+/// How a call's rows came out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    kept: usize,
+    /// Of the kept rows, those a transform changed (`None`: a filter's).
+    changed: Option<usize>,
+    skipped: usize,
+    failed: usize,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} kept", self.kept)?;
+        if let Some(changed) = self.changed {
+            write!(f, " ({changed} changed)")?;
+        }
+        write!(f, ", {} skipped, {} failed", self.skipped, self.failed)
+    }
+}
+
+/// The limits a command-line call runs under: those given, never
+/// quarantined (every call is the first and the last).
+fn cli_limits(timeout: Duration, memory: usize, fuel: Option<u64>) -> PluginLimits {
+    PluginLimits {
+        timeout,
+        memory,
+        fuel,
+        quarantine_after: u32::MAX,
+        ..PluginLimits::default()
+    }
+}
+
+/// The runtime of the command-line calls: it counts fuel, so every call
+/// reports what it used.
+fn cli_runtime() -> anyhow::Result<Runtime> {
+    Ok(Runtime::new(RuntimeConfig {
+        fuel: true,
+        ..RuntimeConfig::default()
+    })?)
+}
+
+/// Calls `export` of `plugin` over `batch`, prints the outcomes as JSON
+/// (stdout) and what the call used (stderr), and counts the outcomes. The
+/// outer error is the call's own (a trap, a contract breach); the inner
+/// one, printing's.
+fn call_and_print(
+    plugin: &Plugin,
+    export: Export,
+    context: &Context,
+    batch: &Batch,
+) -> Result<anyhow::Result<Tally>, PluginError> {
+    Ok(match export {
+        Export::Filter => {
+            let call = plugin.filter(context, batch)?;
+            print_call(&call, |verdicts| json::verdicts_to_json(verdicts))
+                .map(|()| tally_verdicts(&call.result))
+        }
+        Export::Transform => {
+            let call = plugin.transform(context, batch)?;
+            print_call(&call, |result| json::transformed_to_json(batch, result))
+                .map(|()| tally_outcomes(&call.result.outcomes))
+        }
+    })
+}
+
+fn tally_verdicts(verdicts: &[Verdict]) -> Tally {
+    let mut tally = Tally::default();
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Keep => tally.kept += 1,
+            Verdict::Skip(_) => tally.skipped += 1,
+            Verdict::Fail(_) => tally.failed += 1,
+        }
+    }
+    tally
+}
+
+fn tally_outcomes(outcomes: &[Outcome]) -> Tally {
+    let mut tally = Tally::default();
+    let mut changed = 0;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Unchanged => tally.kept += 1,
+            Outcome::Changed(_) => {
+                tally.kept += 1;
+                changed += 1;
+            }
+            Outcome::Skip(_) => tally.skipped += 1,
+            Outcome::Fail(_) => tally.failed += 1,
+        }
+    }
+    tally.changed = Some(changed);
+    tally
+}
+
+/// Says on stderr that a call's failure was contained.
+fn report_contained(error: &PluginError) {
+    eprintln!("contained: {error}");
+    if let PluginError::Trap(_) | PluginError::Contract { .. } = error {
+        eprintln!(
+            "the host dropped the plugin's instance and would serve its next call with a fresh one"
+        );
     }
 }
 
@@ -105,17 +250,8 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("cannot read the rows file {}", args.input.display()))?;
     let batch = json::parse_rows(&text).with_context(|| format!("in {}", args.input.display()))?;
-    let runtime = Runtime::new(RuntimeConfig {
-        fuel: true,
-        ..RuntimeConfig::default()
-    })?;
-    let limits = PluginLimits {
-        timeout: args.timeout,
-        memory: args.memory_mib << 20,
-        fuel: args.fuel,
-        quarantine_after: u32::MAX,
-        ..PluginLimits::default()
-    };
+    let runtime = cli_runtime()?;
+    let limits = cli_limits(args.timeout, args.memory_mib << 20, args.fuel);
     let plugin = match Plugin::load_file(&runtime, &args.component, limits) {
         Ok(plugin) => plugin,
         Err(error) => {
@@ -132,43 +268,29 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<ExitCode> {
         company: args.company.clone(),
         settings: args.settings.clone(),
     };
-    let use_filter = match (args.filter, args.transform) {
-        (true, _) => true,
-        (_, true) => false,
+    let export = match (args.filter, args.transform) {
+        (true, _) => Export::Filter,
+        (_, true) => Export::Transform,
         _ => match (plugin.has_filter(), plugin.has_transform()) {
-            (true, false) => true,
-            (false, true) => false,
+            (true, false) => Export::Filter,
+            (false, true) => Export::Transform,
             _ => bail!(
                 "plugin {} exports both a filter and a transform; choose one with --filter or --transform",
                 plugin.id()
             ),
         },
     };
-    let result = if use_filter {
-        plugin
-            .filter(&context, &batch)
-            .map(|call| print_call(call, |verdicts| json::verdicts_to_json(verdicts)))
-    } else {
-        plugin
-            .transform(&context, &batch)
-            .map(|call| print_call(call, |result| json::transformed_to_json(&batch, result)))
-    };
-    match result {
-        Ok(printed) => printed.map(|()| ExitCode::SUCCESS),
+    match call_and_print(&plugin, export, &context, &batch) {
+        Ok(printed) => printed.map(|_| ExitCode::SUCCESS),
         Err(error) => {
-            eprintln!("contained: {error}");
-            if let PluginError::Trap(_) | PluginError::Contract { .. } = error {
-                eprintln!(
-                    "the host dropped the plugin's instance and would serve its next call with a fresh one"
-                );
-            }
+            report_contained(&error);
             Ok(ExitCode::from(3))
         }
     }
 }
 
 fn print_call<T>(
-    call: Call<T>,
+    call: &Call<T>,
     to_json: impl FnOnce(&T) -> serde_json::Value,
 ) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&to_json(&call.result))?);

@@ -2,7 +2,10 @@
 //! `wasm32-unknown-unknown`.
 //!
 //! Two ways, tried in this order, the first that works is remembered in
-//! `target/plugin-toolchain.json` so later runs skip the search:
+//! `plugin-toolchain.json` in a cache folder the caller names, so later runs
+//! skip the search (`cargo xtask` uses the workspace's target directory, so
+//! `target/plugin-toolchain.json`; a crate built on its own, the target
+//! directory it builds into):
 //!
 //! 1. rustup: `rustup target add wasm32-unknown-unknown`, under a 30 s
 //!    timeout, since it hangs rather than failing when its server is out of
@@ -13,14 +16,15 @@
 //!
 //! When both fail, the error names what is missing and how to get it.
 
-use anyhow::{Context, Result, bail};
+use crate::BuildError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TARGET: &str = "wasm32-unknown-unknown";
+/// The target plugins are built for.
+pub const TARGET: &str = "wasm32-unknown-unknown";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 
 /// How plugins get built for `wasm32-unknown-unknown`.
@@ -76,10 +80,13 @@ impl Toolchain {
     }
 }
 
-/// The remembered toolchain if it still works, else the first that can be
-/// found or installed.
-pub fn find_or_install(root: &Path) -> Result<Toolchain> {
-    let cache = crate::target_dir(root).join("plugin-toolchain.json");
+/// The name of the file, in the cache folder, that remembers the toolchain.
+pub const CACHE_FILE: &str = "plugin-toolchain.json";
+
+/// The toolchain remembered in `cache_dir` if it still works, else the first
+/// that can be found or installed (then remembered there).
+pub fn find_or_install(cache_dir: &Path) -> Result<Toolchain, BuildError> {
+    let cache = cache_dir.join(CACHE_FILE);
     if let Some(toolchain) = std::fs::read(&cache)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Toolchain>(&bytes).ok())
@@ -88,17 +95,19 @@ pub fn find_or_install(root: &Path) -> Result<Toolchain> {
         return Ok(toolchain);
     }
     let toolchain = search()?;
-    if let Some(parent) = cache.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    std::fs::write(&cache, serde_json::to_vec_pretty(&toolchain)?)
-        .with_context(|| format!("cannot write {}", cache.display()))?;
+    std::fs::create_dir_all(cache_dir).map_err(BuildError::io("create", cache_dir))?;
+    let json = serde_json::to_vec_pretty(&toolchain)
+        .map_err(|error| BuildError::io("write", &cache)(error.into()))?;
+    // Written aside and renamed, so a build sharing the folder never reads
+    // half a file (and searches again).
+    let partial = cache_dir.join(format!("{CACHE_FILE}.{}.partial", std::process::id()));
+    std::fs::write(&partial, json).map_err(BuildError::io("write", &partial))?;
+    std::fs::rename(&partial, &cache).map_err(BuildError::io("write", &cache))?;
     eprintln!("plugin toolchain: {toolchain}");
     Ok(toolchain)
 }
 
-fn search() -> Result<Toolchain> {
+fn search() -> Result<Toolchain, BuildError> {
     let forced = std::env::var("DUALWRITE_PLUGIN_TOOLCHAIN").ok();
     let mut tried = Vec::new();
     if forced.as_deref() != Some("debian") {
@@ -112,13 +121,11 @@ fn search() -> Result<Toolchain> {
     match debian_build_std() {
         Ok(toolchain) => Ok(toolchain),
         Err(error) => {
-            tried.push(format!("Debian's rustc-web: {error:#}"));
-            bail!(
-                "no standard library for {TARGET} can be had:\n  - {}\n\
-                 Install one of them (`rustup target add {TARGET}`, or \
-                 `apt-get install rustc-web rust-web-src`) and run again.",
-                tried.join("\n  - ")
-            )
+            tried.push(format!("Debian's rustc-web: {}", chain(&error)));
+            Err(BuildError::NoToolchain {
+                target: TARGET,
+                tried,
+            })
         }
     }
 }
@@ -176,7 +183,7 @@ fn dpkg_installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn debian_build_std() -> Result<Toolchain> {
+fn debian_build_std() -> Result<Toolchain, BuildError> {
     if !debian_sources_installed() {
         eprintln!("installing Debian's rustc-web and rust-web-src");
         run(Command::new("apt-get").arg("update"))?;
@@ -192,23 +199,29 @@ fn debian_build_std() -> Result<Toolchain> {
     }
     let rustc = PathBuf::from(DEBIAN_RUSTC);
     if !rustc.exists() {
-        bail!("{DEBIAN_RUSTC} is missing after installing rustc-web");
+        return Err(BuildError::Missing(format!(
+            "{DEBIAN_RUSTC} is missing after installing rustc-web"
+        )));
     }
     let linker = rust_lld()?;
     Ok(Toolchain::DebianBuildStd { rustc, linker })
 }
 
 /// The rustup toolchain's `rust-lld`.
-fn rust_lld() -> Result<PathBuf> {
+fn rust_lld() -> Result<PathBuf, BuildError> {
+    let spawn = |command: &str| {
+        let command = command.to_owned();
+        move |source| BuildError::Spawn { command, source }
+    };
     let out = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
-        .context("cannot run rustc --print sysroot")?;
+        .map_err(spawn("rustc --print sysroot"))?;
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let host = Command::new("rustc")
         .arg("-vV")
         .output()
-        .context("cannot run rustc -vV")?;
+        .map_err(spawn("rustc -vV"))?;
     let host = String::from_utf8_lossy(&host.stdout)
         .lines()
         .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
@@ -218,18 +231,40 @@ fn rust_lld() -> Result<PathBuf> {
         .join(host)
         .join("bin/rust-lld");
     if !lld.exists() {
-        bail!("the rustup toolchain has no rust-lld at {}", lld.display());
+        return Err(BuildError::Missing(format!(
+            "the rustup toolchain has no rust-lld at {}",
+            lld.display()
+        )));
     }
     Ok(lld)
 }
 
-fn run(command: &mut Command) -> Result<()> {
+fn run(command: &mut Command) -> Result<(), BuildError> {
     let status = command
         .stdin(Stdio::null())
         .status()
-        .with_context(|| format!("cannot run {command:?}"))?;
+        .map_err(|source| BuildError::Spawn {
+            command: format!("{command:?}"),
+            source,
+        })?;
     if !status.success() {
-        bail!("{command:?} failed ({status})");
+        return Err(BuildError::Failed {
+            command: format!("{command:?}"),
+            status,
+        });
     }
     Ok(())
+}
+
+/// An error and its sources on one line, as `{:#}` of an `anyhow::Error`
+/// writes them.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

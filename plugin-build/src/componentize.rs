@@ -6,12 +6,20 @@
 //! `filter`. The component's name and version go into its metadata, where
 //! the host reads them when it registers the plugin.
 
-use anyhow::{Context, Result};
+use crate::BuildError;
+use anyhow::Context;
 use wasm_metadata::{AddMetadata, AddMetadataField, Version};
 use wit_component::ComponentEncoder;
 
 /// The component made of `core`, named `name` at `version`.
-pub fn componentize(core: &[u8], name: &str, version: &str) -> Result<Vec<u8>> {
+pub fn componentize(core: &[u8], name: &str, version: &str) -> Result<Vec<u8>, BuildError> {
+    encode(core, name, version).map_err(|source| BuildError::Componentize {
+        name: name.to_owned(),
+        source,
+    })
+}
+
+fn encode(core: &[u8], name: &str, version: &str) -> anyhow::Result<Vec<u8>> {
     let component = ComponentEncoder::default()
         .module(core)
         .context("the module has no usable component-type section")?
