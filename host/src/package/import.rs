@@ -88,7 +88,7 @@ pub struct RuleChange {
     pub rule: String,
     /// `new`, `changed` or `unchanged`.
     pub change: String,
-    /// The fields that changed.
+    /// The fields that changed (a changed rule's).
     pub diff: Vec<Difference>,
     /// The rule.
     #[serde(skip)]
@@ -267,8 +267,8 @@ fn rule_changes(
             rule: spec.name.clone(),
             change: change.to_owned(),
             diff: match change {
-                "unchanged" => Vec::new(),
-                _ => diff(&before, &after),
+                "changed" => diff(&before, &after),
+                _ => Vec::new(),
             },
             spec: spec.clone(),
         });
