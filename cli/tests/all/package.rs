@@ -1,7 +1,8 @@
 //! Packages between two real `dualwrite run` processes: `export -o FILE
 //! --key` from a host whose map runs a plugin file, `import --dry-run`
 //! into a fresh host (nothing changes), `import` with a wrong key
-//! refused, then `import`: the fresh host's map runs the plugin from its
+//! refused, an unsigned package refused by the host's `package_key_file`,
+//! then `import`: the fresh host's map runs the plugin from its
 //! registry and writes a row as the first host does; a stopped host is
 //! exported from its store and refuses an import.
 
@@ -107,8 +108,9 @@ async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     );
     assert!(out.contains("signed with key"), "{out}");
 
-    // A fresh host, its customers map without the plugin step.
-    let fresh = World::new(true, "").await;
+    // A fresh host, its customers map without the plugin step, that takes
+    // only packages signed with the release key.
+    let fresh = World::new(true, &format!("package_key_file = {public:?}")).await;
     let mut target = Host::start(&fresh.file);
     fresh.customer("usmf", "F-1", "Plain").await;
     arrives(&fresh, "F-1", "Plain").await;
@@ -135,6 +137,12 @@ async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     let (code, _, err) = dualwrite(url, &["import", &file, "--key", &wrong]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("signature does not verify"), "{err}");
+    let unsigned = dir.join("unsigned.dwpkg").display().to_string();
+    let (code, out, err) = dualwrite(Some(&source.url), &["export", "-o", &unsigned]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = dualwrite(url, &["import", &unsigned, "--dry-run"]);
+    assert_eq!(code, 2, "the host's package_key_file refuses it: {err}");
+    assert!(err.contains("not signed"), "{err}");
 
     let (code, out, err) = dualwrite(url, &["import", &file, "--key", &public]);
     assert_eq!(code, 0, "{out}{err}");

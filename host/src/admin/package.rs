@@ -2,9 +2,10 @@
 //! maps as they run, `?maps=a,b` for some; unsigned: `dualwrite export
 //! --key` signs it where the key is) and `POST /api/v1/import` (the
 //! package's bytes; `?dry_run=true` shows what would change). The host
-//! checks every part's hash and the contract version; the signature is
-//! checked by `dualwrite import --key` before it sends the package. See
-//! `package`.
+//! checks every part's hash and the contract version, and the signature
+//! with the key of `[engine] package_key_file` when it names one
+//! (`dualwrite import --key` checks it too, before it sends the package).
+//! See `package`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -84,16 +85,26 @@ pub(super) async fn export(
 #[utoipa::path(post, path = "/api/v1/import", params(("dry_run" = Option<bool>, Query, description = "Only show what would change")),
     request_body(content = Vec<u8>, content_type = "application/json", description = "The package, as `dualwrite export` writes it"),
     responses((status = 200, description = "Each plugin (new, upgraded, added, unchanged), map (added, changed with the fields that changed, unchanged) and alert rule of the package; applied unless a dry run", body = Imported),
-        (status = 400, description = "The package is refused (a part does not match its manifest, another contract major version, a plugin the host does not load) or its maps do not validate; nothing changed", body = ErrorBody),
+        (status = 400, description = "The package is refused (a part does not match its manifest, another contract major version, unsigned or not verifying with the key of `[engine] package_key_file`, a plugin the host does not load) or its maps do not validate; nothing changed", body = ErrorBody),
         (status = 409, description = "Refused (a plugin version held with other bytes, an alert rule of the config); nothing changed", body = ErrorBody)))]
 pub(super) async fn import(
     State(engine): State<Api>,
     Query(query): Query<ImportQuery>,
     body: Bytes,
 ) -> Result<Json<Imported>, ApiError> {
+    let key = match &engine.plan().engine.package_key_file {
+        Some(file) => Some(package::verifying_key(file).map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "config",
+                format!("[engine] package_key_file: {error}; nothing changed"),
+            )
+        })?),
+        None => None,
+    };
     let options = ImportOptions {
         dry_run: query.dry_run,
-        key: None,
+        key: key.as_ref(),
     };
     Ok(Json(package::import(&engine, &body, options).await?))
 }
