@@ -12,6 +12,7 @@ pub mod host;
 mod lifecycle;
 mod logs;
 pub mod map;
+mod package;
 mod plugin;
 mod progress;
 mod registry;
@@ -71,6 +72,13 @@ pub enum Command {
     /// Run the sync engine on every enabled map of a config file, until
     /// Ctrl-C.
     Run(run::RunArgs),
+    /// Write a package: the maps as they run, the plugins they run and
+    /// the alert rules added through the API, with a manifest of each
+    /// part's SHA-256, optionally signed (`--key`).
+    Export(package::ExportArgs),
+    /// Import a package into a running host: verify it, show what would
+    /// change (`--dry-run`), then apply its plugins, maps and alert rules.
+    Import(package::ImportArgs),
 }
 
 impl Command {
@@ -108,6 +116,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Alerts(command) => Ok(alerts::run(command)),
         Command::Logs(args) => Ok(logs::run(args)),
         Command::Run(args) => run::run(args),
+        Command::Export(args) => Ok(package::export(&args)),
+        Command::Import(args) => Ok(package::import(&args)),
     }
 }
 

@@ -123,7 +123,7 @@ pub fn history(args: &HistoryArgs) -> ExitCode {
     })())
 }
 
-fn print_swapped(map: &Value, dry_run: bool) {
+pub(crate) fn print_swapped(map: &Value, dry_run: bool) {
     let name = map["map"].as_str().unwrap_or_default();
     let version = |v: &Value| v.as_u64().map_or("-".into(), |v| format!("v{v}"));
     let change = map["change"].as_str().unwrap_or_default();
@@ -149,7 +149,7 @@ fn print_swapped(map: &Value, dry_run: bool) {
     print_diff(&map["diff"]);
 }
 
-fn print_diff(diff: &Value) {
+pub(crate) fn print_diff(diff: &Value) {
     for difference in diff.as_array().into_iter().flatten() {
         let path = difference["path"].as_str().unwrap_or_default();
         let shown = |v: &Value| match v {

@@ -25,6 +25,8 @@
 //!   the map lifecycle (start, pause, resume, stop) it offers.
 //! - [`metrics`]: the Prometheus metrics (families, the text format), fed
 //!   by the plugin runtime and the sync engine.
+//! - [`package`]: packages of maps, their plugins and alert rules, moved
+//!   from one host to another (export, verify, import).
 //! - [`admin`]: the admin API (`/api/v1`, `/metrics`) over a running engine.
 //! - [`preflight`]: checks against the live systems of a config before
 //!   go-live (`dualwrite check`).
@@ -37,6 +39,7 @@ pub mod connector;
 pub mod map;
 pub mod metrics;
 pub mod odata;
+pub mod package;
 pub mod plugin;
 pub mod preflight;
 pub mod registry;

@@ -6,6 +6,7 @@ mod connector;
 mod examples;
 mod hostile;
 mod loading;
+mod package;
 mod prometheus;
 mod registry;
 mod support;

@@ -24,6 +24,7 @@ mod log_format;
 mod map_live;
 mod map_validate;
 mod metrics;
+mod package;
 mod plugin_new;
 // The strict Prometheus text reader of the end-to-end tests.
 #[path = "../../../tests/all/prometheus.rs"]

@@ -21,6 +21,7 @@ mod auth;
 mod errors;
 mod logs;
 mod metrics;
+mod package;
 mod routes;
 mod swap;
 

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{self, Token};
 use super::metrics::{__path_metrics, metrics};
-use super::{alerts, errors, logs, swap};
+use super::{alerts, errors, logs, package, swap};
 use crate::checkpoint::InitialFailure;
 use crate::map::InitialSync;
 use crate::sync::{
@@ -38,7 +38,7 @@ use crate::sync::{
         errors::retry_all, errors::dismiss_error, logs::list_logs, logs::stream_logs,
         alerts::list_alerts, alerts::add_alert, alerts::remove_alert, alerts::test_alert,
         swap::apply, swap::swap, swap::rollback, swap::versions, swap::list_plugins,
-        swap::add_plugin, swap::remove_plugin, swap::canary
+        swap::add_plugin, swap::remove_plugin, swap::canary, package::export, package::import
     ),
     components(schemas(
         Health, MapStatus, MapList, Done, StartRequest, PauseRequest, ResumeRequest, StopRequest,
@@ -49,7 +49,8 @@ use crate::sync::{
         crate::sync::alerts::Firing, crate::alerts::RuleSource, swap::ApplyRequest,
         swap::Applied, swap::SwapRequest, swap::RollbackRequest, swap::VersionEntry,
         swap::History, swap::Plugins, crate::sync::Difference, swap::CanaryRequest,
-        crate::sync::Canary, crate::sync::CanaryRow
+        crate::sync::Canary, crate::sync::CanaryRow, crate::package::Imported,
+        crate::package::PluginChange, crate::package::RuleChange
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -538,6 +539,8 @@ fn table() -> (Routes, Routes) {
             "/api/v1/plugins/{name}/{version}",
             delete(swap::remove_plugin),
         )
+        .add("GET", "/api/v1/export", get(package::export))
+        .add("POST", "/api/v1/import", package::import_route())
         .add("GET", "/metrics", get(metrics));
     (open, guarded)
 }

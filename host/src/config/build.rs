@@ -144,6 +144,9 @@ impl Config {
             .collect();
         let mut engine = self.engine.clone();
         engine.data = self.data_dir(&options.base_dir);
+        engine.package_key_file = engine
+            .package_key_file
+            .map(|file| options.base_dir.join(file));
         Ok(Plan {
             systems,
             maps,

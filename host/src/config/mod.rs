@@ -172,6 +172,11 @@ pub struct EngineConfig {
     /// `[engine.log]`: how much of the activity log is kept.
     #[serde(default)]
     pub log: LogConfig,
+    /// An ed25519 public key (PEM): the admin API imports only packages
+    /// whose signature verifies with it. Absent: a package's hashes and
+    /// contract are checked, its signature by `dualwrite import --key`.
+    #[serde(default)]
+    pub package_key_file: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -191,6 +196,7 @@ impl Default for EngineConfig {
             admin: None,
             queue: QueueConfig::default(),
             log: LogConfig::default(),
+            package_key_file: None,
         }
     }
 }
