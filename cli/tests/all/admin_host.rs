@@ -446,3 +446,48 @@ impl Hook {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The component `cargo xtask plugins` built of plugin `name`.
+pub fn component(name: &str) -> PathBuf {
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join(format!("plugins/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing; build the plugins with `cargo xtask plugins`",
+        path.display()
+    );
+    path
+}
+
+/// `dualwrite ARGS` against the host at `url` (none: no admin URL): exit
+/// code, stdout, stderr.
+pub fn dualwrite_at(url: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dualwrite"));
+    command
+        .args(args)
+        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
+        .env_remove("DUALWRITE_ADMIN_URL");
+    if let Some(url) = url {
+        command.env("DUALWRITE_ADMIN_URL", url);
+    }
+    let output = command.output().expect("dualwrite runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl World {
+    /// Waits until Dataverse holds `account` named `name`.
+    pub async fn arrives(&self, account: &str, name: &str) {
+        wait_for(
+            &format!("{account} as {name}"),
+            Duration::from_secs(30),
+            async || self.account_name(account).await.as_deref() == Some(name),
+        )
+        .await;
+    }
+}

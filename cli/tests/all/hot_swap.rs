@@ -5,37 +5,13 @@
 //! old behaviour, a broken `map apply` changing nothing; the process never
 //! restarts.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::admin_host::{Host, TOKEN, World, wait_for};
-
-fn value_map() -> PathBuf {
-    let path = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("plugins/value-map.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing; build the plugins with `cargo xtask plugins`",
-        path.display()
-    );
-    path
-}
+use crate::admin_host::{Host, World, component, dualwrite_at, wait_for};
 
 /// `dualwrite ARGS` against `host`.
 fn dualwrite(host: &Host, args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-        .args(args)
-        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
-        .env("DUALWRITE_ADMIN_URL", &host.url)
-        .output()
-        .expect("dualwrite runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    dualwrite_at(Some(&host.url), args)
 }
 
 /// The customers map with value-map writing `name` as `token` on its way
@@ -54,23 +30,14 @@ plugins = [{{ plugin = "value-map@^0.1", direction = ">", settings = {{ field = 
     )
 }
 
-async fn arrives(world: &World, account: &str, name: &str) {
-    wait_for(
-        &format!("{account} as {name}"),
-        Duration::from_secs(30),
-        async || world.account_name(account).await.as_deref() == Some(name),
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_and_maps_swap_on_a_running_host_and_roll_back() {
     let world = World::new(true, "").await;
     let mut host = Host::start(&world.file);
     world.customer("usmf", "H-1", "Before").await;
-    arrives(&world, "H-1", "Before").await;
+    world.arrives("H-1", "Before").await;
 
-    let file = value_map();
+    let file = component("value-map");
     let (code, out, err) = dualwrite(&host, &["plugin", "add", &file.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
     let version = env!("CARGO_PKG_VERSION");
@@ -110,7 +77,7 @@ async fn plugins_and_maps_swap_on_a_running_host_and_roll_back() {
         "{out}"
     );
     world.customer("usmf", "H-2", "Plain").await;
-    arrives(&world, "H-2", "Tagged").await;
+    world.arrives("H-2", "Tagged").await;
     let (code, out, err) = dualwrite(
         &host,
         &[
@@ -142,7 +109,7 @@ async fn plugins_and_maps_swap_on_a_running_host_and_roll_back() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("customers: changed (v2 -> v3)"), "{out}");
     world.customer("usmf", "H-3", "Plain again").await;
-    arrives(&world, "H-3", "Plain again").await;
+    world.arrives("H-3", "Plain again").await;
     let (code, out, err) = dualwrite(&host, &["plugin", "remove", &removal]);
     assert_eq!(code, 0, "no map runs it any more: {out}{err}");
 
@@ -156,8 +123,8 @@ async fn a_watched_config_file_is_applied_and_a_broken_one_changes_nothing() {
     let world = World::new(true, "").await;
     let mut host = Host::start_args(&world.file, &["--watch"], &[]);
     world.customer("usmf", "W-1", "Before").await;
-    arrives(&world, "W-1", "Before").await;
-    let file = value_map();
+    world.arrives("W-1", "Before").await;
+    let file = component("value-map");
     let (code, out, err) = dualwrite(&host, &["plugin", "add", &file.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
 
@@ -175,7 +142,7 @@ async fn a_watched_config_file_is_applied_and_a_broken_one_changes_nothing() {
     })
     .await;
     world.customer("usmf", "W-2", "Plain").await;
-    arrives(&world, "W-2", "Watched").await;
+    world.arrives("W-2", "Watched").await;
 
     // A broken file: logged, nothing changed.
     std::fs::write(
@@ -185,7 +152,7 @@ async fn a_watched_config_file_is_applied_and_a_broken_one_changes_nothing() {
     .expect("broken");
     tokio::time::sleep(Duration::from_secs(2)).await;
     world.customer("usmf", "W-3", "Plain").await;
-    arrives(&world, "W-3", "Watched").await;
+    world.arrives("W-3", "Watched").await;
     let (_, out, _) = dualwrite(&host, &["map", "history", "customers"]);
     assert!(!out.contains("v3"), "nothing changed: {out}");
     assert!(host.running(), "the host never restarted");

@@ -6,43 +6,11 @@
 //! registry and writes a row as the first host does; a stopped host is
 //! exported from its store and refuses an import.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use dualwrite::package::{self, SigningKey};
 
-use crate::admin_host::{Host, TOKEN, World, wait_for};
-
-fn value_map() -> PathBuf {
-    let path = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("plugins/value-map.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing; build the plugins with `cargo xtask plugins`",
-        path.display()
-    );
-    path
-}
-
-/// `dualwrite ARGS` against the host at `url` (none: no admin URL).
-fn dualwrite(url: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dualwrite"));
-    command
-        .args(args)
-        .env("DUALWRITE_ADMIN_TOKEN", TOKEN)
-        .env_remove("DUALWRITE_ADMIN_URL");
-    if let Some(url) = url {
-        command.env("DUALWRITE_ADMIN_URL", url);
-    }
-    let output = command.output().expect("dualwrite runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use crate::admin_host::{Host, World, component, dualwrite_at as dualwrite};
 
 /// Writes `key`'s private and public PEM files into `dir` as `NAME.pem`
 /// and `NAME.pub`.
@@ -60,15 +28,6 @@ fn key_files(dir: &Path, name: &str, key: &SigningKey) -> (String, String) {
     )
 }
 
-async fn arrives(world: &World, account: &str, name: &str) {
-    wait_for(
-        &format!("{account} as {name}"),
-        Duration::from_secs(30),
-        async || world.account_name(account).await.as_deref() == Some(name),
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     // The tested host: customers runs value-map from a file.
@@ -76,7 +35,7 @@ async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     let config = std::fs::read_to_string(&tested.file).expect("the config");
     let step = format!(
         "fields = [\"OrganizationName = name\"]\nplugins = [{{ path = {:?}, direction = \">\", settings = {{ field = \"name\", values = \"none:none\", default = \"Tagged\" }} }}]\n",
-        value_map().display().to_string()
+        component("value-map").display().to_string()
     );
     let at = config
         .rfind("fields = [\"OrganizationName = name\"]\n")
@@ -89,7 +48,7 @@ async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     std::fs::write(&tested.file, config).expect("written");
     let mut source = Host::start(&tested.file);
     tested.customer("usmf", "T-1", "Plain").await;
-    arrives(&tested, "T-1", "Tagged").await;
+    tested.arrives("T-1", "Tagged").await;
 
     let dir = tested.dir.path();
     let (private, public) = key_files(dir, "release", &SigningKey::from_bytes(&[3; 32]));
@@ -113,7 +72,7 @@ async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     let fresh = World::new(true, &format!("package_key_file = {public:?}")).await;
     let mut target = Host::start(&fresh.file);
     fresh.customer("usmf", "F-1", "Plain").await;
-    arrives(&fresh, "F-1", "Plain").await;
+    fresh.arrives("F-1", "Plain").await;
     let url = Some(target.url.as_str());
 
     let (code, out, err) = dualwrite(url, &["import", &file, "--dry-run", "--key", &public]);
@@ -161,8 +120,8 @@ async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     // The same row, the same sync on both hosts.
     tested.customer("usmf", "S-1", "Plain").await;
     fresh.customer("usmf", "S-1", "Plain").await;
-    arrives(&tested, "S-1", "Tagged").await;
-    arrives(&fresh, "S-1", "Tagged").await;
+    tested.arrives("S-1", "Tagged").await;
+    fresh.arrives("S-1", "Tagged").await;
     assert!(
         target.running() && source.running(),
         "neither host restarted"

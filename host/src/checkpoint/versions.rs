@@ -161,19 +161,23 @@ impl Checkpoints {
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             plugins: &'a [String],
         }
-        let version = self.map_version(&line.map);
         let current = self
             .current_versions
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let plugins = current
-            .get(&line.map)
-            .map(|(_, plugins)| plugins.as_slice())
-            .unwrap_or_default();
+        if let Some((version, plugins)) = current.get(&line.map) {
+            return json(&Stamped {
+                line,
+                map_version: Some(*version),
+                plugins,
+            });
+        }
+        drop(current);
+        // A stopped host's store: the latest version, no plugins known.
         json(&Stamped {
             line,
-            map_version: version,
-            plugins,
+            map_version: self.map_version(&line.map),
+            plugins: &[],
         })
     }
 }

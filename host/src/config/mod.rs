@@ -427,26 +427,8 @@ pub struct PluginConfig {
 impl Config {
     /// Parses TOML text; `path` names the file in errors.
     pub fn from_toml(path: &str, text: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|error| {
-            let (line, column) = error
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((0, 0));
-            ConfigError::Parse {
-                path: path.to_string(),
-                line,
-                column,
-                message: error.message().to_string(),
-            }
-        })?;
-        // The same text as values: each map's entry as written, its keys
-        // sorted (TOML tables read into sorted maps).
-        let raw: toml::Value = toml::from_str(text).unwrap_or(toml::Value::Boolean(false));
-        if let Some(entries) = raw.get("maps").and_then(toml::Value::as_array) {
-            for (map, entry) in config.maps.iter_mut().zip(entries) {
-                map.definition = serde_json::to_value(entry).unwrap_or_default();
-            }
-        }
+        let mut config: Config = parse_toml(path, text)?;
+        set_definitions(&mut config.maps, text);
         Ok(config)
     }
 
@@ -539,7 +521,14 @@ struct MapsFile {
 /// Parses the `[[maps]]` entries of `text` (`path` names the file in
 /// errors), each with its definition as [`Config::from_toml`] sets it.
 pub fn parse_maps(path: &str, text: &str) -> Result<Vec<MapConfig>, ConfigError> {
-    let mut file: MapsFile = toml::from_str(text).map_err(|error| {
+    let mut file: MapsFile = parse_toml(path, text)?;
+    set_definitions(&mut file.maps, text);
+    Ok(file.maps)
+}
+
+/// `text` read as a `T`; an error names `path`, its line and column.
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &str, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|error| {
         let (line, column) = error
             .span()
             .map(|span| line_column(text, span.start))
@@ -550,14 +539,18 @@ pub fn parse_maps(path: &str, text: &str) -> Result<Vec<MapConfig>, ConfigError>
             column,
             message: error.message().to_string(),
         }
-    })?;
+    })
+}
+
+/// Sets each map's definition: its entry of `text` as written, its keys
+/// sorted (TOML tables read into sorted maps).
+fn set_definitions(maps: &mut [MapConfig], text: &str) {
     let raw: toml::Value = toml::from_str(text).unwrap_or(toml::Value::Boolean(false));
     if let Some(entries) = raw.get("maps").and_then(toml::Value::as_array) {
-        for (map, entry) in file.maps.iter_mut().zip(entries) {
+        for (map, entry) in maps.iter_mut().zip(entries) {
             map.definition = serde_json::to_value(entry).unwrap_or_default();
         }
     }
-    Ok(file.maps)
 }
 
 impl MapConfig {

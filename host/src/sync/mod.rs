@@ -403,7 +403,7 @@ impl Engine {
             let version = store.register_map_version(&map.name, &map.definition)?;
             // The config's `enabled` decides only a map's first start; from
             // then on its persisted state rules.
-            let mut record = match store.map_record(&map.name)? {
+            let record = match store.map_record(&map.name)? {
                 // A map an error stopped is tried again when the host
                 // starts again: a restart is how an admin without the API
                 // retries it. Its reason stays its last error. One an
@@ -423,12 +423,6 @@ impl Engine {
                     record
                 }
             };
-            // The registry versions it runs, kept from removal.
-            let plugins = registry_ids(map);
-            if record.plugins != plugins {
-                record.plugins = plugins;
-                store.set_map_record(&map.name, &record)?;
-            }
             let chain = match &runtime {
                 // A map that runs now must load; one that may be started
                 // later keeps why it cannot, and its start is refused.
@@ -441,16 +435,10 @@ impl Engine {
             if let Ok(Some(chain)) = &chain {
                 store.use_map_version(&map.name, version, chain.ids());
             }
-            maps.insert(
-                map.name.clone(),
-                Arc::new(MapRuntime::new(
-                    map.clone(),
-                    chain,
-                    store.clone(),
-                    record,
-                    &metrics,
-                )),
-            );
+            let runtime = MapRuntime::new(map.clone(), chain, store.clone(), record, &metrics);
+            // The registry versions it runs, kept from removal.
+            runtime.record_plugins();
+            maps.insert(map.name.clone(), Arc::new(runtime));
         }
         let (events, _) = broadcast::channel(4096);
         let listen = plan.engine.listen;
