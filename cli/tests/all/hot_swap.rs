@@ -42,6 +42,17 @@ async fn plugins_and_maps_swap_on_a_running_host_and_roll_back() {
     assert_eq!(code, 0, "{out}{err}");
     let version = env!("CARGO_PKG_VERSION");
     assert!(out.contains(&format!("added value-map@{version}")), "{out}");
+    // A component past axum's default 2 MB body limit reaches the
+    // registry (which refuses other bytes under the same version).
+    let padded = world.dir.path().join("padded.wasm");
+    std::fs::write(
+        &padded,
+        with_custom_section(&std::fs::read(&file).expect("read"), 3 << 20),
+    )
+    .expect("written");
+    let (code, _, err) = dualwrite(&host, &["plugin", "add", &padded.display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("give the new build a new version"), "{err}");
     let (code, out, err) = dualwrite(&host, &["plugin", "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("value-map") && out.contains(version), "{out}");
@@ -158,4 +169,27 @@ async fn a_watched_config_file_is_applied_and_a_broken_one_changes_nothing() {
     assert!(host.running(), "the host never restarted");
     host.stop();
     world.shutdown().await;
+}
+
+/// `component` with a custom section of `size` bytes appended (still a
+/// valid component, other bytes).
+fn with_custom_section(component: &[u8], size: usize) -> Vec<u8> {
+    let name = b"padding";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + size, 0);
+    let mut out = component.to_vec();
+    out.push(0);
+    let mut length = payload.len();
+    loop {
+        let byte = (length & 0x7f) as u8;
+        length >>= 7;
+        if length == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
 }

@@ -531,9 +531,9 @@ fn table() -> (Routes, Routes) {
         .add("POST", "/api/v1/maps/{name}/swap", post(swap::swap))
         .add("POST", "/api/v1/maps/{name}/rollback", post(swap::rollback))
         .add("GET", "/api/v1/maps/{name}/versions", get(swap::versions))
-        .add("POST", "/api/v1/maps/{name}/canary", post(swap::canary))
+        .add("POST", "/api/v1/maps/{name}/canary", swap::canary_route())
         .add("GET", "/api/v1/plugins", get(swap::list_plugins))
-        .add("POST", "/api/v1/plugins", post(swap::add_plugin))
+        .add("POST", "/api/v1/plugins", swap::add_plugin_route())
         .add(
             "DELETE",
             "/api/v1/plugins/{name}/{version}",

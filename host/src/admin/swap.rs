@@ -12,8 +12,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
+use axum::routing::{MethodRouter, post};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -333,4 +334,19 @@ pub(super) async fn canary(
             )
         })??;
     Ok(Json(found))
+}
+
+/// The largest component the API takes (axum's default body limit, 2 MB,
+/// is below what a plugin may weigh).
+pub const MAX_PLUGIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// `POST /api/v1/plugins`, taking components up to [`MAX_PLUGIN_BYTES`].
+pub(super) fn add_plugin_route() -> MethodRouter<Api> {
+    post(add_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
+}
+
+/// `POST /api/v1/maps/{name}/canary`: the component in base64 and sample
+/// rows, up to twice [`MAX_PLUGIN_BYTES`].
+pub(super) fn canary_route() -> MethodRouter<Api> {
+    post(canary).layer(DefaultBodyLimit::max(2 * MAX_PLUGIN_BYTES))
 }
