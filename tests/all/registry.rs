@@ -6,14 +6,6 @@
 use dualwrite::checkpoint::{Checkpoints, Lifecycle, MapRecord};
 use dualwrite::registry::{self, PluginRef, RegistryError};
 use dualwrite_tests::*;
-use wasm_metadata::{AddMetadata, AddMetadataField, Version};
-
-/// `bytes` stamped with `version` (the same code, other bytes).
-fn at_version(bytes: &[u8], version: &str) -> Vec<u8> {
-    let mut metadata = AddMetadata::default();
-    metadata.version = AddMetadataField::Set(Version::new(version.to_owned()));
-    metadata.to_wasm(bytes).expect("restamped")
-}
 
 fn store() -> (tempfile::TempDir, Checkpoints) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -44,7 +36,7 @@ fn a_plugin_is_added_by_its_name_and_version_and_compiled() {
     let again = registry::add(&store, &compiled, "phone.wasm", &bytes, None, None).expect("again");
     assert!(!again.new);
     // Other bytes under the same version: refused.
-    let other = at_version(&component(COMPANY_FILTER), env!("CARGO_PKG_VERSION"));
+    let other = restamped(&component(COMPANY_FILTER), None, env!("CARGO_PKG_VERSION"));
     let error = registry::add(
         &store,
         &compiled,
@@ -55,7 +47,7 @@ fn a_plugin_is_added_by_its_name_and_version_and_compiled() {
     )
     .expect_err("a name its metadata contradicts");
     assert!(error.to_string().contains("drop --name"), "{error}");
-    let restamped = at_version(&bytes, env!("CARGO_PKG_VERSION"));
+    let restamped = restamped(&bytes, None, env!("CARGO_PKG_VERSION"));
     if restamped != bytes {
         let error = registry::add(&store, &compiled, "again.wasm", &restamped, None, None)
             .expect_err("immutable");
@@ -104,7 +96,7 @@ fn a_reference_resolves_to_the_highest_version_it_accepts() {
             &store,
             &compiled,
             "value-map.wasm",
-            &at_version(&bytes, version),
+            &restamped(&bytes, None, version),
             None,
             None,
         )
@@ -128,7 +120,7 @@ fn a_reference_resolves_to_the_highest_version_it_accepts() {
     assert!(unknown.contains("dualwrite plugin add"), "{unknown}");
     // The bytes resolved are the version's.
     let (entry, found) = registry::resolve(&store, &reference("value-map@1.0.0")).expect("found");
-    assert_eq!(found, at_version(&bytes, "1.0.0"));
+    assert_eq!(found, restamped(&bytes, None, "1.0.0"));
     assert_eq!(entry.id(), "value-map@1.0.0");
 }
 
@@ -142,7 +134,7 @@ fn a_version_a_map_runs_is_not_removed() {
             &store,
             &compiled,
             "v.wasm",
-            &at_version(&bytes, version),
+            &restamped(&bytes, None, version),
             None,
             None,
         )

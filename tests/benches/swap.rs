@@ -26,7 +26,6 @@ use dualwrite::registry;
 use dualwrite::sync::{ConfigSource, Engine, EngineOptions, RunningEngine};
 use dualwrite_emulators::{self as emulator, Seed, ServiceKind};
 use serde_json::json;
-use wasm_metadata::{AddMetadata, AddMetadataField, Version};
 
 #[allow(dead_code, reason = "each benchmark uses part of it")]
 mod support;
@@ -52,12 +51,6 @@ fields = ["OrganizationName = name"]
 "#,
         legal = support::LEGAL_ENTITIES_MAP,
     )
-}
-
-fn at_version(bytes: &[u8], version: &str) -> Vec<u8> {
-    let mut metadata = AddMetadata::default();
-    metadata.version = AddMetadataField::Set(Version::new(version.to_owned()));
-    metadata.to_wasm(bytes).expect("restamped")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -138,7 +131,7 @@ async fn main() {
             &store,
             &compiled,
             "value-map.wasm",
-            &at_version(&bytes, version),
+            &dualwrite_tests::restamped(&bytes, None, version),
             None,
             None,
         )

@@ -38,3 +38,17 @@ pub fn load(path: &str, limits: PluginLimits) -> Plugin {
     Plugin::load(runtime(), path, &component(path), limits)
         .unwrap_or_else(|error| panic!("{path} loads: {error}"))
 }
+
+/// `bytes` (a component) stamped as plugin `name` (`None`: its own) at
+/// `version`: the same code under another identity, other bytes.
+pub fn restamped(bytes: &[u8], name: Option<&str>, version: &str) -> Vec<u8> {
+    use wasm_metadata::{AddMetadata, AddMetadataField, Version};
+    let mut metadata = AddMetadata::default();
+    if let Some(name) = name {
+        metadata.name = AddMetadataField::Set(name.to_owned());
+    }
+    metadata.version = AddMetadataField::Set(Version::new(version.to_owned()));
+    metadata
+        .to_wasm(bytes)
+        .unwrap_or_else(|error| panic!("cannot restamp the component: {error}"))
+}

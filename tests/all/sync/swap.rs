@@ -16,18 +16,10 @@ use dualwrite::registry;
 use dualwrite::sync::SwapError;
 use dualwrite_tests::{VALUE_MAP, component};
 use serde_json::json;
-use wasm_metadata::{AddMetadata, AddMetadataField, Version};
 
 use super::{MAPS, Sync, in_usmf, settle, text};
 
 const MAP: &str = "customer-groups";
-
-/// `bytes` stamped with `version` (the same code, other bytes).
-fn at_version(bytes: &[u8], version: &str) -> Vec<u8> {
-    let mut metadata = AddMetadata::default();
-    metadata.version = AddMetadataField::Set(Version::new(version.to_owned()));
-    metadata.to_wasm(bytes).expect("restamped")
-}
 
 /// The customer groups map with value-map `plugin` writing `token` into
 /// every description it sends to Dataverse.
@@ -58,7 +50,7 @@ async fn swappable() -> Sync {
             &store,
             &registry::compiled_dir(&data),
             "value-map.wasm",
-            &at_version(&bytes, version),
+            &dualwrite_tests::restamped(&bytes, None, version),
             None,
             None,
         )
@@ -317,14 +309,6 @@ async fn a_rollback_restores_the_old_behaviour_and_a_bad_swap_changes_nothing() 
     sync.shutdown().await;
 }
 
-/// `bytes` under another name and version (another plugin posing as it).
-fn renamed(bytes: &[u8], name: &str, version: &str) -> Vec<u8> {
-    let mut metadata = AddMetadata::default();
-    metadata.name = AddMetadataField::Set(name.to_owned());
-    metadata.version = AddMetadataField::Set(Version::new(version.to_owned()));
-    metadata.to_wasm(bytes).expect("restamped")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_shows_the_rows_a_new_version_would_change_and_changes_nothing() {
     let sync = swappable().await;
@@ -343,7 +327,7 @@ async fn a_canary_shows_the_rows_a_new_version_would_change_and_changes_nothing(
     let version = engine.checkpoints().map_version(MAP);
 
     // The same code as another version: the rows come out the same.
-    let same = at_version(&component(VALUE_MAP), "1.2.0");
+    let same = dualwrite_tests::restamped(&component(VALUE_MAP), None, "1.2.0");
     let canary = engine.canary(MAP, &same, None).expect("the canary runs");
     assert_eq!(
         (canary.old.as_str(), canary.new.as_str()),
@@ -353,9 +337,9 @@ async fn a_canary_shows_the_rows_a_new_version_would_change_and_changes_nothing(
     assert!(canary.differ.is_empty(), "{canary:?}");
 
     // Other code under the name: every finops row it would change shows.
-    let other = renamed(
+    let other = dualwrite_tests::restamped(
         &component(dualwrite_tests::PHONE_NORMALIZE),
-        "value-map",
+        Some("value-map"),
         "2.0.0",
     );
     let canary = engine.canary(MAP, &other, None).expect("the canary runs");
