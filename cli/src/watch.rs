@@ -17,7 +17,7 @@ use notify::Watcher as _;
 use sha2::{Digest, Sha256};
 
 use dualwrite::config::Config;
-use dualwrite::sync::{RunningEngine, SwapError};
+use dualwrite::sync::{Change, RunningEngine, SwapError};
 
 /// A watch running; dropped, it ends.
 pub(crate) struct Watch {
@@ -98,8 +98,8 @@ async fn reload(engine: &RunningEngine, file: &Path) {
     }
     match engine.apply_maps(config.maps, false).await {
         Ok(report) => {
-            for map in report.iter().filter(|m| m.change != "unchanged") {
-                tracing::info!(file = %shown, map = %map.map, change = %map.change, from = ?map.from, to = ?map.to, "The config file's change was applied.");
+            for map in report.iter().filter(|m| m.change != Change::Unchanged) {
+                tracing::info!(file = %shown, map = %map.map, change = ?map.change, from = ?map.from, to = ?map.to, "The config file's change was applied.");
             }
         }
         Err(SwapError::Invalid(problems)) => {

@@ -20,22 +20,6 @@ use crate::sync::{MAPS, Sync, eventually, text};
 const MAP: &str = "customer-groups";
 const PLUGIN_PART: &str = concat!("plugins/value-map@", env!("CARGO_PKG_VERSION"), ".wasm");
 
-/// The customer groups map with value-map (named by a requirement)
-/// writing `token` into every description it sends to Dataverse.
-fn groups(token: &str) -> String {
-    format!(
-        r#"[[maps]]
-name = "customer-groups"
-left = {{ system = "finops", table = "CustomerGroups" }}
-right = {{ system = "dataverse", table = "msdyn_customergroups" }}
-key = ["CustomerGroupId = msdyn_groupid", "dataAreaId = msdyn_company.cdm_companycode"]
-depends_on = ["legal-entities"]
-fields = ["Description = msdyn_description"]
-plugins = [{{ plugin = "value-map@^0.1", direction = ">", settings = {{ field = "msdyn_description", values = "none:none", default = "{token}" }} }}]
-"#
-    )
-}
-
 fn rule() -> RuleSpec {
     RuleSpec {
         name: "groups-backlog".into(),
@@ -68,7 +52,11 @@ async fn host(tested: bool) -> Sync {
     }
     sync.start_engine_swappable(store).await;
     if tested {
-        let maps = parse_maps("tested.toml", &groups("Tested")).expect("parses");
+        let maps = parse_maps(
+            "tested.toml",
+            &crate::sync::swap::groups("value-map@^0.1", "Tested"),
+        )
+        .expect("parses");
         sync.engine()
             .apply_maps(maps, false)
             .await
@@ -180,7 +168,7 @@ async fn a_package_moves_a_tested_map_to_a_fresh_host_that_syncs_the_same() {
     assert_eq!(dry.plugins[0].plugin, format!("value-map@{version}"));
     assert_eq!(dry.plugins[0].change, "new");
     assert_eq!(dry.maps.len(), 1, "{dry:?}");
-    assert_eq!(dry.maps[0].change, "changed");
+    assert_eq!(dry.maps[0].change, dualwrite::sync::Change::Changed);
     assert_eq!(dry.maps[0].from, Some(1));
     assert!(
         dry.maps[0].diff.iter().any(|d| d.path == "plugins"),
@@ -206,7 +194,7 @@ async fn a_package_moves_a_tested_map_to_a_fresh_host_that_syncs_the_same() {
     // Imported again: nothing to change.
     let again = import(&target, &exported, ImportOptions::default()).await;
     assert_eq!(again.plugins[0].change, "unchanged");
-    assert_eq!(again.maps[0].change, "unchanged");
+    assert_eq!(again.maps[0].change, dualwrite::sync::Change::Unchanged);
     assert_eq!(again.alert_rules[0].change, "unchanged");
     assert_eq!(state(&target), after);
     source.shutdown().await;

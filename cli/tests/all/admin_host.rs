@@ -491,3 +491,19 @@ impl World {
         .await;
     }
 }
+
+/// The world's customers map (`[[maps]]`, for `map apply`) with `step`,
+/// one plugin step's inline table, on its way to Dataverse.
+pub fn customers_with(step: &str) -> String {
+    format!(
+        r#"[[maps]]
+name = "customers"
+left = {{ system = "finops", table = "CustomersV3" }}
+right = {{ system = "dataverse", table = "accounts" }}
+key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
+depends_on = ["legal-entities"]
+fields = ["OrganizationName = name"]
+plugins = [{step}]
+"#
+    )
+}

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::admin_host::{Host, World, component, dualwrite_at, wait_for};
+use crate::admin_host::{Host, World, component, customers_with, dualwrite_at, wait_for};
 
 /// `dualwrite ARGS` against `host`.
 fn dualwrite(host: &Host, args: &[&str]) -> (i32, String, String) {
@@ -17,17 +17,9 @@ fn dualwrite(host: &Host, args: &[&str]) -> (i32, String, String) {
 /// The customers map with value-map writing `name` as `token` on its way
 /// to Dataverse.
 fn tagged(token: &str) -> String {
-    format!(
-        r#"[[maps]]
-name = "customers"
-left = {{ system = "finops", table = "CustomersV3" }}
-right = {{ system = "dataverse", table = "accounts" }}
-key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
-depends_on = ["legal-entities"]
-fields = ["OrganizationName = name"]
-plugins = [{{ plugin = "value-map@^0.1", direction = ">", settings = {{ field = "name", values = "none:none", default = "{token}" }} }}]
-"#
-    )
+    customers_with(&format!(
+        r#"{{ plugin = "value-map@^0.1", direction = ">", settings = {{ field = "name", values = "none:none", default = "{token}" }} }}"#
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

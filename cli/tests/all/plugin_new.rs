@@ -280,25 +280,9 @@ fn new_refuses_a_folder_that_is_not_empty_and_a_bad_name_writing_nothing() {
     assert_eq!(entries, ["taken"], "no crate folder was made");
 }
 
-/// The customers map of the admin tests' world with `plugin` on its way
-/// to Dataverse.
-fn customers_with(plugin: &str) -> String {
-    format!(
-        r#"[[maps]]
-name = "customers"
-left = {{ system = "finops", table = "CustomersV3" }}
-right = {{ system = "dataverse", table = "accounts" }}
-key = ["CustomerAccount = accountnumber", "dataAreaId = msdyn_company.cdm_companycode"]
-depends_on = ["legal-entities"]
-fields = ["OrganizationName = name"]
-plugins = [{{ plugin = "{plugin}", direction = ">" }}]
-"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_plugin_goes_from_its_own_folder_to_a_running_host_and_swaps() {
-    use crate::admin_host::{Host, World, dualwrite_at};
+    use crate::admin_host::{Host, World, customers_with, dualwrite_at};
     let on_host = |host: &Host, args: &[&str]| {
         let (code, stdout, stderr) = dualwrite_at(Some(&host.url), args);
         assert_eq!(code, 0, "dualwrite {args:?}:\n{stdout}{stderr}");
@@ -329,7 +313,11 @@ async fn a_new_plugin_goes_from_its_own_folder_to_a_running_host_and_swaps() {
     let out = on_host(&host, &["plugin", "add", &path_arg(&component)]);
     assert!(out.contains("added name-tidy@0.1.0"), "{out}");
     let maps = temp.path().join("maps.toml");
-    std::fs::write(&maps, customers_with("name-tidy@0.1.0")).expect("written");
+    std::fs::write(
+        &maps,
+        customers_with(r#"{ plugin = "name-tidy@0.1.0", direction = ">" }"#),
+    )
+    .expect("written");
     on_host(&host, &["map", "apply", &path_arg(&maps)]);
     world.customer("usmf", "N-1", "  Contoso   Ltd ").await;
     world.arrives("N-1", "Contoso Ltd").await;

@@ -113,7 +113,7 @@ pub use runtime::{MapCommand, MapState, Outage, Queued};
 pub use status::{
     Backlog, CaptureStatus, LookupEdge, MapNode, MapStatus, dependency_graph, statuses, to_dot,
 };
-pub use swap::{ConfigSource, Difference, SwapError, Swapped, diff};
+pub use swap::{Change, ConfigSource, Difference, SwapError, Swapped, diff};
 
 use plugins::Chain;
 use runtime::MapRuntime;

@@ -75,7 +75,9 @@ pub enum SwapError {
         map: String,
     },
     /// The engine was started without its config.
-    #[error("this engine was started without its config, so it cannot validate a swap")]
+    #[error(
+        "this engine was started without its config, so it cannot validate a swap: start the host with `dualwrite run -c FILE`"
+    )]
     NoSource,
     /// The store failed.
     #[error(transparent)]
@@ -95,8 +97,8 @@ fn list(problems: &[Problem]) -> String {
 pub struct Swapped {
     /// The map.
     pub map: String,
-    /// `added`, `changed` or `unchanged`.
-    pub change: String,
+    /// What the apply did to it.
+    pub change: Change,
     /// The version it ran before (none for a map added).
     pub from: Option<u32>,
     /// The version it runs now (or would, in a dry run).
@@ -105,6 +107,18 @@ pub struct Swapped {
     pub plugins: Vec<String>,
     /// The fields of the definition that changed.
     pub diff: Vec<Difference>,
+}
+
+/// What an apply did to a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// A map the config did not have.
+    Added,
+    /// A new version of a map.
+    Changed,
+    /// The same definition and plugins as it runs.
+    Unchanged,
 }
 
 /// One field of a definition that differs between two versions.
@@ -244,7 +258,7 @@ impl RunningEngine {
                 if unchanged {
                     report.push(Swapped {
                         map: next.name.clone(),
-                        change: "unchanged".into(),
+                        change: Change::Unchanged,
                         from: self.shared.store.map_version(&next.name),
                         to: self.shared.store.map_version(&next.name),
                         plugins: chain_ids(current),
@@ -293,8 +307,8 @@ impl RunningEngine {
             report.push(Swapped {
                 map: next.name.clone(),
                 change: match current {
-                    Some(_) => "changed".into(),
-                    None => "added".into(),
+                    Some(_) => Change::Changed,
+                    None => Change::Added,
                 },
                 from,
                 to,

@@ -27,7 +27,7 @@ mod refusals;
 mod replay;
 mod restart;
 mod striped;
-mod swap;
+pub(crate) mod swap;
 mod tls;
 mod versions;
 mod webhook;

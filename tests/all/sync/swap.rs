@@ -13,7 +13,7 @@ use dualwrite::checkpoint::{Action, Checkpoints, Direction};
 use dualwrite::config::parse_maps;
 use dualwrite::connector::Key;
 use dualwrite::registry;
-use dualwrite::sync::SwapError;
+use dualwrite::sync::{Change, SwapError};
 use dualwrite_tests::{VALUE_MAP, component};
 use serde_json::json;
 
@@ -23,7 +23,7 @@ const MAP: &str = "customer-groups";
 
 /// The customer groups map with value-map `plugin` writing `token` into
 /// every description it sends to Dataverse.
-fn groups(plugin: &str, token: &str) -> String {
+pub(crate) fn groups(plugin: &str, token: &str) -> String {
     format!(
         r#"[[maps]]
 name = "customer-groups"
@@ -128,7 +128,7 @@ async fn fifty_swaps_while_both_sides_change_lose_and_double_nothing() {
             };
             engine.swap_plugin(MAP, &plugin).await.expect("swapped")
         };
-        assert_eq!(swapped.change, "changed", "swap {swap}: {swapped:?}");
+        assert_eq!(swapped.change, Change::Changed, "swap {swap}: {swapped:?}");
         assert!(!swapped.diff.is_empty(), "swap {swap} says what changed");
         let version = swapped.to.expect("a version");
         assert_eq!(swapped.plugins, [plugin.clone()], "swap {swap}");
