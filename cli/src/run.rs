@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use dualwrite::admin;
 use dualwrite::checkpoint::Checkpoints;
-use dualwrite::config::{PluginRegistry, load_file, validate_file_in};
+use dualwrite::config::{InForce, PluginRegistry, in_force, load_file, validate_config_in};
 use dualwrite::map::{Catalogue, EmulatorCatalogue, NoCatalogue, Problem};
 use dualwrite::sync::{ConfigSource, Engine, EngineOptions, MapState};
 
@@ -83,10 +83,53 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let plan = match validate_file_in(&args.config, &*catalogue, PluginRegistry::Store(&store)) {
-        Ok(plan) => plan,
-        Err(problems) => return refuse(problems),
+    // The map versions an admin applied on this host run again, over the
+    // entries of the file they were applied over.
+    let InForce {
+        config,
+        applied,
+        overridden,
+    } = match in_force(&config, &store) {
+        Ok(in_force) => in_force,
+        Err(error) => {
+            eprintln!(
+                "error: the checkpoint store in {} cannot be read: {error}",
+                data.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
     };
+    let plan = match validate_config_in(
+        &args.config,
+        &config,
+        &*catalogue,
+        PluginRegistry::Store(&store),
+    ) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            if !applied.is_empty() {
+                let maps: Vec<String> = applied
+                    .iter()
+                    .map(|(map, version)| format!("{map} v{version}"))
+                    .collect();
+                eprintln!(
+                    "note: these maps run versions applied on the host, not their entries in {}: {}; a problem of such a map is its applied version's: edit the map's entry in the file (the entry then runs) and run again",
+                    args.config.display(),
+                    maps.join(", ")
+                );
+            }
+            return refuse(problems);
+        }
+    };
+    for map in &overridden {
+        if let Err(error) = store.clear_applied_map(map) {
+            tracing::warn!(map = %map, %error, "The record of an applied map version could not be dropped.");
+        }
+        tracing::info!(map = %map, "The config file's entry of the map changed since a version was applied on the host; the file's entry runs.");
+    }
+    for (map, version) in &applied {
+        tracing::info!(map = %map, version, "The map runs the version applied on the host (its entry in the config file is unchanged since).");
+    }
     for warning in plan.warnings.iter().filter(|p: &&Problem| !p.is_error()) {
         tracing::warn!("{warning}");
     }

@@ -1,14 +1,17 @@
 //! `dualwrite run --watch`: the config file is watched (with `notify`,
 //! its folder, so that an editor's save-by-rename is seen too), and each
-//! change is applied as a hot swap of its maps: the maps of the file are
-//! validated merged into the running config, with the host's registry
-//! and catalogue, and the changed or new ones take their new version
-//! between batches ([`RunningEngine::apply_maps`]). A file that does not
+//! change is applied as a hot swap of its maps: the entries the change
+//! touched (changed or new since the file was last read) are validated
+//! merged into the running config, with the host's registry and
+//! catalogue, and take their new version between batches
+//! ([`RunningEngine::apply_config_file`]); a version an admin applied over
+//! an entry the change left alone keeps running. A file that does not
 //! parse or validate changes nothing; its problems are logged. Other
 //! sections (`[systems]`, `[engine]`, `[alerts]`) and maps taken out of
 //! the file are not applied: they are logged as needing a restart (or
 //! `dualwrite map stop`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,10 @@ pub(crate) fn spawn(engine: Arc<RunningEngine>, file: PathBuf) -> anyhow::Result
         .to_path_buf();
     watcher.watch(&folder, notify::RecursiveMode::NonRecursive)?;
     let mut applied = digest(&file);
+    // The entries as the file last had them: only those it changes are
+    // applied, so a version an admin put in force over an entry the edit
+    // left alone keeps running.
+    let mut entries = definitions(&file);
     let task = tokio::spawn(async move {
         while changes.recv().await.is_some() {
             // An editor writes in steps: take the file once they settle.
@@ -64,7 +71,9 @@ pub(crate) fn spawn(engine: Arc<RunningEngine>, file: PathBuf) -> anyhow::Result
                 continue;
             }
             applied = now;
-            reload(&engine, &file).await;
+            if let Some(read) = reload(&engine, &file, &entries).await {
+                entries = read;
+            }
         }
     });
     Ok(Watch {
@@ -79,16 +88,38 @@ fn digest(file: &Path) -> Option<Vec<u8>> {
         .map(|bytes| Sha256::digest(bytes).to_vec())
 }
 
-/// Applies the maps of `file` to `engine`, logging what came of it.
-async fn reload(engine: &RunningEngine, file: &Path) {
+/// Each map's entry in `file` (none when it does not parse).
+fn definitions(file: &Path) -> HashMap<String, serde_json::Value> {
+    Config::load(file)
+        .map(|config| of(&config))
+        .unwrap_or_default()
+}
+
+fn of(config: &Config) -> HashMap<String, serde_json::Value> {
+    config
+        .maps
+        .iter()
+        .map(|m| (m.name.clone(), m.definition.clone()))
+        .collect()
+}
+
+/// Applies the maps of `file` whose entries differ from `before` to
+/// `engine`, logging what came of it; the entries applied, or none when
+/// nothing was (to be tried again at the next change).
+async fn reload(
+    engine: &RunningEngine,
+    file: &Path,
+    before: &HashMap<String, serde_json::Value>,
+) -> Option<HashMap<String, serde_json::Value>> {
     let shown = file.display().to_string();
     let config = match Config::load(file) {
         Ok(config) => config,
         Err(error) => {
             tracing::warn!(file = %shown, %error, "The changed config file does not parse; nothing changed.");
-            return;
+            return None;
         }
     };
+    let entries = of(&config);
     let running: Vec<String> = engine.plan().maps.iter().map(|m| m.name.clone()).collect();
     for gone in running
         .iter()
@@ -96,11 +127,20 @@ async fn reload(engine: &RunningEngine, file: &Path) {
     {
         tracing::warn!(file = %shown, map = %gone, "A map is no longer in the config file; it keeps running until `dualwrite map stop` (removing it needs a restart).");
     }
-    match engine.apply_maps(config.maps, false).await {
+    let changed: Vec<_> = config
+        .maps
+        .into_iter()
+        .filter(|m| before.get(&m.name) != Some(&m.definition))
+        .collect();
+    if changed.is_empty() {
+        return Some(entries);
+    }
+    match engine.apply_config_file(changed).await {
         Ok(report) => {
             for map in report.iter().filter(|m| m.change != Change::Unchanged) {
                 tracing::info!(file = %shown, map = %map.map, change = ?map.change, from = ?map.from, to = ?map.to, "The config file's change was applied.");
             }
+            return Some(entries);
         }
         Err(SwapError::Invalid(problems)) => {
             for problem in &problems {
@@ -112,4 +152,5 @@ async fn reload(engine: &RunningEngine, file: &Path) {
             tracing::warn!(file = %shown, %error, "The config file's change was refused.");
         }
     }
+    None
 }

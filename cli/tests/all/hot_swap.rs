@@ -3,7 +3,9 @@
 //! from the registry, see its effect on the next rows, `map history`,
 //! `plugin remove` refused while the map runs it, `map rollback` to the
 //! old behaviour, a broken `map apply` changing nothing; the process never
-//! restarts.
+//! restarts. `run --watch` applies the entries a change of the file
+//! touches; an applied map runs again after a restart until the file's
+//! entry of it changes.
 
 use std::time::Duration;
 
@@ -158,7 +160,69 @@ async fn a_watched_config_file_is_applied_and_a_broken_one_changes_nothing() {
     world.arrives("W-3", "Watched").await;
     let (_, out, _) = dualwrite(&host, &["map", "history", "customers"]);
     assert!(!out.contains("v3"), "nothing changed: {out}");
+
+    // An admin's apply, then an edit of the file that leaves the customers
+    // entry as it was: the admin's version keeps running.
+    let apply = world.dir.path().join("apply.toml");
+    std::fs::write(&apply, tagged("Admin")).expect("written");
+    let (code, out, err) = dualwrite(&host, &["map", "apply", &apply.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    world.customer("usmf", "W-4", "Plain").await;
+    world.arrives("W-4", "Admin").await;
+    std::fs::write(&world.file, format!("{watched}\n# reviewed\n")).expect("edited");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.customer("usmf", "W-5", "Plain").await;
+    world.arrives("W-5", "Admin").await;
     assert!(host.running(), "the host never restarted");
+    host.stop();
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_map_runs_again_after_a_restart_until_its_config_entry_changes() {
+    let world = World::new(true, "").await;
+    let host = Host::start(&world.file);
+    world.customer("usmf", "R-1", "Before").await;
+    world.arrives("R-1", "Before").await;
+    let file = component("value-map");
+    let (code, out, err) = dualwrite(&host, &["plugin", "add", &file.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let apply = world.dir.path().join("apply.toml");
+    std::fs::write(&apply, tagged("Applied")).expect("written");
+    let (code, out, err) = dualwrite(&host, &["map", "apply", &apply.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    world.customer("usmf", "R-2", "Plain").await;
+    world.arrives("R-2", "Applied").await;
+
+    // Restarted with the file as it was: the applied version runs.
+    host.stop();
+    let host = Host::start(&world.file);
+    world.customer("usmf", "R-3", "Plain").await;
+    world.arrives("R-3", "Applied").await;
+    let (code, out, err) = dualwrite(&host, &["map", "history", "customers"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("v2") && !out.contains("v3"),
+        "the applied version runs again, no new one: {out}"
+    );
+
+    // The file's entry edited while the host is down: the file wins.
+    host.stop();
+    let config = std::fs::read_to_string(&world.file).expect("the config");
+    let edited = config.replace(
+        "table = \"CustomersV3\" }",
+        "table = \"CustomersV3\", filter = \"\" }",
+    );
+    assert_ne!(edited, config);
+    std::fs::write(&world.file, edited).expect("edited");
+    let host = Host::start(&world.file);
+    world.customer("usmf", "R-4", "Plain").await;
+    world.arrives("R-4", "Plain").await;
+    // And again after another restart: the record was dropped.
+    host.stop();
+    let host = Host::start(&world.file);
+    world.customer("usmf", "R-5", "Plain").await;
+    world.arrives("R-5", "Plain").await;
     host.stop();
     world.shutdown().await;
 }

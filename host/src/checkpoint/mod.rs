@@ -97,6 +97,7 @@
 
 mod activity;
 mod alerts;
+mod applied;
 mod echo;
 mod errors;
 mod fingerprint;
@@ -118,6 +119,7 @@ use serde_json::{Map, Value};
 
 pub use activity::{ErrorClass, ROW_CAP, Step, capped_row};
 pub use alerts::{Outgoing, Slot};
+pub use applied::Applied;
 pub use echo::{ECHO_HISTORY, Written};
 pub use errors::ParkedRow;
 pub use fingerprint::fingerprint;
@@ -128,7 +130,7 @@ pub use ops::{Checkpoints, open_sled};
 pub use plugins::PluginEntry;
 pub use queue::{CHUNK, OldestQueued, QueueHold, QueueLimits};
 pub use seen::{RowHash, Seen};
-pub use versions::MapVersion;
+pub use versions::{MapVersion, definition_sha256};
 
 /// The storage layout this build reads and writes.
 pub const LAYOUT: &str = "2";

@@ -47,6 +47,8 @@ pub struct Checkpoints {
     /// The plugin registry: versions and their bytes (`plugins.rs`).
     pub(super) plugins: sled::Tree,
     pub(super) plugin_bytes: sled::Tree,
+    /// The map versions an admin put in force (`applied.rs`).
+    pub(super) applied: sled::Tree,
 }
 
 pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<CheckpointError>>;
@@ -90,6 +92,7 @@ impl Checkpoints {
             notifications: db.open_tree("notifications")?,
             plugins: db.open_tree("plugins")?,
             plugin_bytes: db.open_tree("plugin_bytes")?,
+            applied: db.open_tree("map_applied")?,
             db,
         })
     }

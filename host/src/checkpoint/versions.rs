@@ -54,6 +54,12 @@ fn canonical(value: &serde_json::Value) -> String {
     sorted(value).to_string()
 }
 
+/// The SHA-256 of a map definition's canonical JSON (keys sorted), hex:
+/// two definitions that differ only in key order have the same.
+pub fn definition_sha256(definition: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(canonical(definition).as_bytes()))
+}
+
 impl Checkpoints {
     /// The version of `map` whose definition is `definition`: the latest's
     /// number when it is the same, else the next, stored and flushed. It
@@ -76,7 +82,7 @@ impl Checkpoints {
         map: &str,
         definition: &serde_json::Value,
     ) -> Result<u32, CheckpointError> {
-        let sha256 = hex::encode(Sha256::digest(canonical(definition).as_bytes()));
+        let sha256 = definition_sha256(definition);
         let latest = self.map_versions(map)?.pop();
         let version = match latest {
             Some(latest) if latest.sha256 == sha256 => latest.version,

@@ -63,6 +63,7 @@ mod auth;
 mod build;
 mod checks;
 mod error;
+mod in_force;
 #[cfg(test)]
 mod initial_sync_tests;
 mod log;
@@ -87,6 +88,7 @@ use crate::plugin::PluginLimits;
 pub use alerts::{AlertsConfig, WebhookConfig};
 pub use build::{BuildOptions, PluginRegistry};
 pub use error::ConfigError;
+pub use in_force::{InForce, in_force};
 pub use log::LogConfig;
 pub use queue::QueueConfig;
 
@@ -491,6 +493,19 @@ pub fn load_file(path: &Path) -> Result<Config, Vec<Problem>> {
         problem.file = path.display().to_string();
         vec![problem]
     })
+}
+
+/// Builds `config`, read from `path` (which names it in problems and
+/// whose folder its relative paths start from), against `catalogue` and
+/// `registry`, with secrets from the process environment: a config with
+/// the applied map versions in force ([`in_force`]).
+pub fn validate_config_in(
+    path: &Path,
+    config: &Config,
+    catalogue: &dyn Catalogue,
+    registry: PluginRegistry<'_>,
+) -> Result<Plan, Vec<Problem>> {
+    build_file(path, config, catalogue, registry)
 }
 
 fn build_file(

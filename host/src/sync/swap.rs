@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::checkpoint::{CheckpointError, Lifecycle, MapRecord};
+use crate::checkpoint::{CheckpointError, Lifecycle, MapRecord, definition_sha256};
 use crate::config::{BuildOptions, Config, MapConfig, PluginRegistry};
 use crate::map::{Catalogue, MapPlan, Problem};
 
@@ -90,6 +90,15 @@ fn list(problems: &[Problem]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Where maps applied to a running engine come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// An admin (the API, an import): kept past a restart as applied.
+    Admin,
+    /// The config file (`run --watch`): the file's entries run.
+    ConfigFile,
 }
 
 /// What became of one map.
@@ -215,10 +224,29 @@ impl RunningEngine {
     /// Validates `maps` merged into the running config and, unless
     /// `dry_run`, swaps each changed map to its new version (and starts
     /// each new enabled map); between batches, the others untouched.
+    /// The versions it puts in force are kept past a restart while the
+    /// config file's entries of those maps stay as they are
+    /// ([`config::in_force`](crate::config::in_force)).
     pub async fn apply_maps(
         &self,
         maps: Vec<MapConfig>,
         dry_run: bool,
+    ) -> Result<Vec<Swapped>, SwapError> {
+        self.apply(maps, dry_run, Origin::Admin).await
+    }
+
+    /// [`RunningEngine::apply_maps`] for maps read from the config file
+    /// itself (`dualwrite run --watch`): their entries are what runs, so
+    /// they leave no applied record.
+    pub async fn apply_config_file(&self, maps: Vec<MapConfig>) -> Result<Vec<Swapped>, SwapError> {
+        self.apply(maps, false, Origin::ConfigFile).await
+    }
+
+    async fn apply(
+        &self,
+        maps: Vec<MapConfig>,
+        dry_run: bool,
+        origin: Origin,
     ) -> Result<Vec<Swapped>, SwapError> {
         let _one = self.control.serialize().await;
         let mut source = self.shared.source.lock().await;
@@ -320,10 +348,38 @@ impl RunningEngine {
         if dry_run {
             return Ok(report);
         }
+        // What the config file's entry of each map was: an applied
+        // record's, else the running config's (the file's, or the map's
+        // entry as the file gave it).
+        let mut entries = Vec::new();
+        for (next, ..) in &swaps {
+            let entry = match (origin, self.shared.store.applied_map(&next.name)?) {
+                (Origin::ConfigFile, _) => None,
+                (Origin::Admin, Some(record)) => Some(record.config_sha256),
+                (Origin::Admin, None) => Some(
+                    source
+                        .config
+                        .maps
+                        .iter()
+                        .find(|m| m.name == next.name)
+                        .map(|m| definition_sha256(&m.definition)),
+                ),
+            };
+            entries.push(entry);
+        }
         self.shared.set_plan(plan);
         source.config = merged;
-        for (next, chain, current, to) in swaps {
+        for ((next, chain, current, to), entry) in swaps.into_iter().zip(entries) {
             let version = to.unwrap_or_default();
+            match entry {
+                Some(config_sha256) => self.shared.store.set_applied_map(
+                    &next.name,
+                    version,
+                    &next.definition,
+                    config_sha256,
+                )?,
+                None => self.shared.store.clear_applied_map(&next.name)?,
+            }
             match current {
                 Some(current) => {
                     let runtime =
@@ -480,7 +536,7 @@ impl RunningEngine {
 }
 
 /// Refuses a new version that moves the map to other tables or systems.
-fn same_tables(current: &MapPlan, next: &MapPlan) -> Result<(), SwapError> {
+pub(crate) fn same_tables(current: &MapPlan, next: &MapPlan) -> Result<(), SwapError> {
     for (side, a, b) in [
         ("left", &current.left, &next.left),
         ("right", &current.right, &next.right),
