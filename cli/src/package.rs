@@ -7,9 +7,10 @@
 //! `--key` it signs the package here, where the private key is. `import`
 //! verifies the package here (every part's hash, the contract version,
 //! and the signature with `--key`), then sends it to the running host,
-//! which verifies it again and applies it. A stopped host is refused: its
-//! maps are its config file's, and the maps of a package are validated
-//! and applied by the running engine.
+//! which verifies it again and applies it. Into a stopped host (`-c
+//! FILE`), it is verified and validated here against the host's config
+//! and store, and its maps are kept as applied versions that run at the
+//! next start (`package::import_stopped`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,9 +18,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use dualwrite::config::{PluginRegistry, validate_file_in};
-use dualwrite::map::NoCatalogue;
-use dualwrite::package::{self, Package, PartKind, Verified};
+use dualwrite::checkpoint::Checkpoints;
+use dualwrite::config::{PluginRegistry, load_file, validate_config_in};
+use dualwrite::map::{Catalogue, EmulatorCatalogue, NoCatalogue};
+use dualwrite::package::{self, ImportOptions, Package, PartKind, Verified};
 
 use crate::host::{Failure, HostArgs, Source, block_on, exit, source};
 use crate::swap::{print_diff, print_swapped};
@@ -54,6 +56,10 @@ pub struct ImportArgs {
     /// this ed25519 public key (PEM; a private key file serves too).
     #[arg(long, value_name = "PUBKEYFILE")]
     pub key: Option<PathBuf>,
+    /// Into a stopped host: do not check tables and fields against the
+    /// emulators' built-in tables (as `dualwrite run --no-catalogue`).
+    #[arg(long)]
+    pub no_catalogue: bool,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -89,19 +95,38 @@ pub fn export(args: &ExportArgs) -> ExitCode {
                         "a stopped host's maps are its config file's: give it with -c FILE (or export from the running host with --admin URL)".into(),
                     ));
                 };
-                let plan = validate_file_in(config, &NoCatalogue, PluginRegistry::Store(&store))
-                    .map_err(|problems| {
-                        let list: Vec<String> = problems
-                            .iter()
-                            .filter(|p| p.is_error())
-                            .map(ToString::to_string)
-                            .collect();
+                // The maps as they run: the applied versions in force.
+                let in_force = load_file(config)
+                    .map_err(|problems| problems.into_iter().map(|p| p.to_string()).collect())
+                    .and_then(|file| {
+                        dualwrite::config::in_force(&file, &store)
+                            .map_err(|error| vec![error.to_string()])
+                    })
+                    .map_err(|list: Vec<String>| {
                         Failure::Other(anyhow::anyhow!(
-                            "{} does not validate:\n{}",
+                            "{} does not read:\n{}",
                             config.display(),
                             list.join("\n")
                         ))
                     })?;
+                let plan = validate_config_in(
+                    config,
+                    &in_force.config,
+                    &NoCatalogue,
+                    PluginRegistry::Store(&store),
+                )
+                .map_err(|problems| {
+                    let list: Vec<String> = problems
+                        .iter()
+                        .filter(|p| p.is_error())
+                        .map(ToString::to_string)
+                        .collect();
+                    Failure::Other(anyhow::anyhow!(
+                        "{} does not validate:\n{}",
+                        config.display(),
+                        list.join("\n")
+                    ))
+                })?;
                 package::export(&store, &plan, maps).map_err(refused)?
             }
         };
@@ -175,18 +200,13 @@ pub fn import(args: &ImportArgs) -> ExitCode {
         };
         let package = Package::from_bytes(&bytes).map_err(refused)?;
         let verified = package.verify(key.as_ref()).map_err(refused)?;
-        let client = match source(&args.host)? {
-            Source::Host(client) => client,
-            Source::Store(..) => {
-                return Err(Failure::Refused(format!(
-                    "{} verifies ({}), and the host is stopped: a stopped host's maps are its config file's, and a package's maps are validated and applied by the running engine; start the host (`dualwrite run -c FILE`) and import into it",
-                    args.file.display(),
-                    seal(&package, &verified)
-                )));
+        let answer = match source(&args.host)? {
+            Source::Host(client) => {
+                let path = format!("/api/v1/import?dry_run={}", args.dry_run);
+                block_on(async { client.post_bytes(&path, "application/json", bytes).await })?
             }
+            Source::Store(store, _) => stopped_import(args, &store, &bytes, key.as_ref())?,
         };
-        let path = format!("/api/v1/import?dry_run={}", args.dry_run);
-        let answer = block_on(async { client.post_bytes(&path, "application/json", bytes).await })?;
         if args.host.json {
             println!(
                 "{}",
@@ -225,6 +245,44 @@ pub fn import(args: &ImportArgs) -> ExitCode {
         }
         Ok(())
     })())
+}
+
+/// Imports into the stopped host of `store`, whose config `-c` names;
+/// the answer as the admin API gives it.
+fn stopped_import(
+    args: &ImportArgs,
+    store: &Checkpoints,
+    bytes: &[u8],
+    key: Option<&package::VerifyingKey>,
+) -> Result<serde_json::Value, Failure> {
+    let Some(config) = &args.host.config else {
+        return Err(Failure::Refused(
+            "the host is stopped, and a stopped host's maps are checked against its config: give it with -c FILE (or import into the running host with --admin URL)".into(),
+        ));
+    };
+    let catalogue: Box<dyn Catalogue> = match args.no_catalogue {
+        true => Box::new(NoCatalogue),
+        false => {
+            Box::new(EmulatorCatalogue::builtin().context("loading the built-in table catalogue")?)
+        }
+    };
+    // The host's own key, when its config names one, as a running host
+    // checks it.
+    let configured = match args
+        .host
+        .plan()?
+        .and_then(|plan| plan.engine.package_key_file)
+    {
+        Some(file) => Some(package::verifying_key(&file).map_err(refused)?),
+        None => None,
+    };
+    let options = ImportOptions {
+        dry_run: args.dry_run,
+        key: key.or(configured.as_ref()),
+    };
+    let imported =
+        package::import_stopped(store, config, &*catalogue, bytes, options).map_err(refused)?;
+    Ok(serde_json::to_value(&imported).map_err(anyhow::Error::from)?)
 }
 
 /// How a change reads, done or (in a dry run) to be done.

@@ -4,13 +4,14 @@
 //! refused, an unsigned package refused by the host's `package_key_file`,
 //! then `import`: the fresh host's map runs the plugin from its
 //! registry and writes a row as the first host does; a stopped host is
-//! exported from its store and refuses an import.
+//! exported from its store. An import into a stopped host (`-c FILE`)
+//! runs at its next start.
 
 use std::path::Path;
 
 use dualwrite::package::{self, SigningKey};
 
-use crate::admin_host::{Host, World, component, dualwrite_at as dualwrite};
+use crate::admin_host::{Host, World, component, customers_with, dualwrite_at as dualwrite};
 
 /// Writes `key`'s private and public PEM files into `dir` as `NAME.pem`
 /// and `NAME.pub`.
@@ -143,10 +144,86 @@ async fn export_then_import_moves_a_map_and_its_plugin_file_to_a_fresh_host() {
     let data = fresh.dir.path().join("data").display().to_string();
     let (code, _, err) = dualwrite(None, &["import", &file, "--data", &data]);
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("the host is stopped") && err.contains("import into it"),
-        "{err}"
-    );
+    assert!(err.contains("give it with -c FILE"), "{err}");
     tested.shutdown().await;
     fresh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_into_a_stopped_host_runs_at_its_next_start() {
+    // The package of a host whose customers map runs value-map from the
+    // registry.
+    let tested = World::new(true, "").await;
+    let source = Host::start(&tested.file);
+    let (code, out, err) = dualwrite(
+        Some(&source.url),
+        &[
+            "plugin",
+            "add",
+            &component("value-map").display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let apply = tested.dir.path().join("apply.toml");
+    std::fs::write(
+        &apply,
+        customers_with(
+            r#"{ plugin = "value-map@^0.1", direction = ">", settings = { field = "name", values = "none:none", default = "Imported" } }"#,
+        ),
+    )
+    .expect("written");
+    let (code, out, err) = dualwrite(
+        Some(&source.url),
+        &["map", "apply", &apply.display().to_string()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let file = tested
+        .dir
+        .path()
+        .join("release.dwpkg")
+        .display()
+        .to_string();
+    let (code, out, err) = dualwrite(Some(&source.url), &["export", "-o", &file]);
+    assert_eq!(code, 0, "{out}{err}");
+    source.stop();
+
+    // A host that ran once and is stopped.
+    let cold = World::new(true, "").await;
+    let host = Host::start(&cold.file);
+    cold.customer("usmf", "C-1", "Plain").await;
+    cold.arrives("C-1", "Plain").await;
+    host.stop();
+    let config = cold.file.display().to_string();
+    let before = std::fs::read_to_string(&cold.file).expect("the config");
+
+    let (code, out, err) = dualwrite(None, &["import", &file, "-c", &config, "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("customers: would be changed"), "{out}");
+    assert!(out.contains("dry run: nothing changed"), "{out}");
+    let (code, out, err) = dualwrite(None, &["plugin", "list", "-c", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("holds no plugin"),
+        "a dry run adds none: {out}"
+    );
+
+    let (code, out, err) = dualwrite(None, &["import", &file, "-c", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("customers: changed (v1 -> v2)"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&cold.file).expect("the config"),
+        before,
+        "the config file is not written"
+    );
+    let (code, out, err) = dualwrite(None, &["plugin", "list", "-c", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("value-map"), "{out}");
+
+    // Started, the host runs the imported map.
+    let host = Host::start(&cold.file);
+    cold.customer("usmf", "C-2", "Plain").await;
+    cold.arrives("C-2", "Imported").await;
+    host.stop();
+    tested.shutdown().await;
+    cold.shutdown().await;
 }

@@ -11,10 +11,12 @@
 //!    compiled), then validate the maps through
 //!    [`RunningEngine::apply_maps`] as a dry run; a refusal removes what
 //!    was staged and changes nothing.
-//! 4. A dry run removes what was staged and reports. Otherwise the maps
-//!    are applied (each changed map takes its new version between
-//!    batches), then the alert rules: after the maps, as a rule may watch
-//!    a map the package adds.
+//! 4. A dry run removes what was staged and reports. Otherwise the alert
+//!    rules are stored, then the maps applied (each changed map takes its
+//!    new version between batches); a failure of the maps puts the rules
+//!    back and removes what was staged, so the import is whole or not at
+//!    all. The rules come into force after the maps, as a rule may watch a
+//!    map the package adds.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -27,6 +29,7 @@ use crate::checkpoint::Checkpoints;
 use crate::config::MapConfig;
 use crate::map::Plan;
 use crate::registry::{self, RegistryError};
+use crate::sync::alerts::AlertRuleStatus;
 use crate::sync::{Difference, RunningEngine, Swapped, diff};
 
 /// How to import.
@@ -92,7 +95,7 @@ pub struct RuleChange {
     pub diff: Vec<Difference>,
     /// The rule.
     #[serde(skip)]
-    spec: RuleSpec,
+    pub(super) spec: RuleSpec,
 }
 
 /// Verifies `bytes` as a package and applies it to `engine` (or, with
@@ -113,23 +116,8 @@ pub async fn import(
         .iter()
         .map(|part| plugin_change(&store, part))
         .collect::<Result<Vec<_>, _>>()?;
-    let rules = rule_changes(engine, &plan, &contents)?;
-    let maps = contents
-        .maps
-        .iter()
-        .map(|map| {
-            let config = MapConfig::from_definition(&map.definition).map_err(|error| {
-                PackageError::Refused(format!("map `{}` does not read: {error}", map.name))
-            })?;
-            match config.name == map.name {
-                true => Ok(config),
-                false => Err(PackageError::Refused(format!(
-                    "map `{}`'s definition names map `{}`",
-                    map.name, config.name
-                ))),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let rules = rule_changes(&engine.alert_rules(), &plan, &contents)?;
+    let maps = package_maps(&contents)?;
 
     let staged = stage(&store, &plan, &contents.plugins).await?;
     let checked = engine.apply_maps(maps.clone(), true).await;
@@ -142,31 +130,30 @@ pub async fn import(
             unstage(&store, &staged);
             report
         }
-        (Ok(_), false) => match engine.apply_maps(maps, false).await {
-            Ok(report) => report,
-            Err(error) => {
-                unstage(&store, &staged);
-                return Err(error.into());
+        // The rules stored first, the maps then: a failure of either puts
+        // back what was, so the import is whole or not at all. The rules
+        // come into force once the maps they may watch run.
+        (Ok(_), false) => {
+            let before = match store_rules(&store, &rules) {
+                Ok(before) => before,
+                Err(error) => {
+                    unstage(&store, &staged);
+                    return Err(error);
+                }
+            };
+            match engine.apply_maps(maps, false).await {
+                Ok(report) => report,
+                Err(error) => {
+                    restore_rules(&store, &before);
+                    unstage(&store, &staged);
+                    return Err(error.into());
+                }
             }
-        },
+        }
     };
     if !options.dry_run {
-        for rule in rules.iter().filter(|r| r.change != "unchanged") {
-            if rule.change == "changed" {
-                engine.remove_alert_rule(&rule.rule).map_err(|error| {
-                    PackageError::Refused(format!(
-                        "the maps and plugins were imported, and alert rule `{}` could not be replaced: {error}",
-                        rule.rule
-                    ))
-                })?;
-            }
-            engine.add_alert_rule(&rule.spec).map_err(|error| {
-                PackageError::Refused(format!(
-                    "the maps and plugins were imported, and alert rule `{}` could not be added: {error}",
-                    rule.rule
-                ))
-            })?;
-        }
+        let specs: Vec<RuleSpec> = changed(&rules).map(|r| r.spec.clone()).collect();
+        engine.take_alert_rules(&specs);
         tracing::info!(
             maps = report.len(),
             plugins = plugins.iter().filter(|p| p.change != "unchanged").count(),
@@ -189,7 +176,10 @@ pub async fn import(
 }
 
 /// What adding `part` to the registry of `store` would change.
-fn plugin_change(store: &Checkpoints, part: &PluginPart) -> Result<PluginChange, PackageError> {
+pub(super) fn plugin_change(
+    store: &Checkpoints,
+    part: &PluginPart,
+) -> Result<PluginChange, PackageError> {
     let versions = registry::versions(store, &part.name)?;
     let sha256 = sha256(&part.bytes);
     let highest = versions.last().map(|entry| entry.id());
@@ -223,17 +213,78 @@ fn plugin_change(store: &Checkpoints, part: &PluginPart) -> Result<PluginChange,
     })
 }
 
+/// The package's maps, each read from its definition.
+pub(super) fn package_maps(contents: &Contents) -> Result<Vec<MapConfig>, PackageError> {
+    contents
+        .maps
+        .iter()
+        .map(|map| {
+            let config = MapConfig::from_definition(&map.definition).map_err(|error| {
+                PackageError::Refused(format!("map `{}` does not read: {error}", map.name))
+            })?;
+            match config.name == map.name {
+                true => Ok(config),
+                false => Err(PackageError::Refused(format!(
+                    "map `{}`'s definition names map `{}`",
+                    map.name, config.name
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// The rules an import writes: the new and the changed.
+pub(super) fn changed(rules: &[RuleChange]) -> impl Iterator<Item = &RuleChange> {
+    rules.iter().filter(|r| r.change != "unchanged")
+}
+
+/// The rule of each name as the store held it before (none: no rule).
+pub(super) type RulesBefore = Vec<(String, Option<RuleSpec>)>;
+
+/// Stores the new and changed rules among `rules` (as the API's); what
+/// the store held under their names before. A failure puts back what it
+/// had written.
+pub(super) fn store_rules(
+    store: &Checkpoints,
+    rules: &[RuleChange],
+) -> Result<RulesBefore, PackageError> {
+    let held = store.alert_rules()?;
+    let mut before = Vec::new();
+    for rule in changed(rules) {
+        let was = held.iter().find(|r| r.name == rule.rule).cloned();
+        before.push((rule.rule.clone(), was));
+        if let Err(error) = store.put_alert_rule(&rule.spec) {
+            restore_rules(store, &before);
+            return Err(error.into());
+        }
+    }
+    Ok(before)
+}
+
+/// Puts back the rules `store_rules` replaced.
+pub(super) fn restore_rules(store: &Checkpoints, before: &RulesBefore) {
+    for (name, was) in before {
+        let put_back = match was {
+            Some(spec) => store.put_alert_rule(spec),
+            None => store.remove_alert_rule(name).map(|_| ()),
+        };
+        if let Err(error) = put_back {
+            tracing::warn!(rule = %name, %error, "An alert rule of an import that stopped could not be put back.");
+        }
+    }
+}
+
 /// What each of the package's alert rules would change, each checked
-/// against the host's maps and the package's.
-fn rule_changes(
-    engine: &RunningEngine,
+/// against the host's maps and the package's; `existing`, the host's
+/// rules.
+pub(super) fn rule_changes(
+    existing: &[AlertRuleStatus],
     plan: &Plan,
     contents: &Contents,
 ) -> Result<Vec<RuleChange>, PackageError> {
     let mut maps: Vec<&str> = plan.maps.iter().map(|m| m.name.as_str()).collect();
     maps.extend(contents.maps.iter().map(|m| m.name.as_str()));
     let systems: Vec<&str> = plan.systems.keys().map(String::as_str).collect();
-    let existing = engine.alert_rules();
     let mut changes = Vec::new();
     for spec in &contents.rules {
         let known = Known {
@@ -282,41 +333,50 @@ async fn stage(
     store: &Checkpoints,
     plan: &Plan,
     plugins: &[PluginPart],
-) -> Result<Vec<(String, String)>, PackageError> {
+) -> Result<Staged, PackageError> {
     let store = store.clone();
     let compiled = registry::compiled_dir(&plan.engine.data);
     let plugins = plugins.to_vec();
-    let staging = tokio::task::spawn_blocking(move || {
-        let mut staged = Vec::new();
-        for part in &plugins {
-            match registry::add(
-                &store,
-                &compiled,
-                &part.path,
-                &part.bytes,
-                Some(&part.name),
-                Some(&part.version),
-            ) {
-                Ok(added) if added.new => staged.push((part.name.clone(), part.version.clone())),
-                Ok(_) => {}
-                Err(source) => {
-                    unstage(&store, &staged);
-                    return Err(PackageError::Plugin {
-                        part: part.path.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(staged)
-    });
-    staging
+    tokio::task::spawn_blocking(move || stage_now(&store, &compiled, &plugins))
         .await
         .map_err(|error| PackageError::Refused(format!("adding the plugins stopped: {error}")))?
 }
 
+/// The plugins an import added to the registry, `(name, version)`.
+pub(super) type Staged = Vec<(String, String)>;
+
+/// [`stage`], on this thread: the compile cache is `compiled`.
+pub(super) fn stage_now(
+    store: &Checkpoints,
+    compiled: &std::path::Path,
+    plugins: &[PluginPart],
+) -> Result<Staged, PackageError> {
+    let mut staged = Vec::new();
+    for part in plugins {
+        match registry::add(
+            store,
+            compiled,
+            &part.path,
+            &part.bytes,
+            Some(&part.name),
+            Some(&part.version),
+        ) {
+            Ok(added) if added.new => staged.push((part.name.clone(), part.version.clone())),
+            Ok(_) => {}
+            Err(source) => {
+                unstage(store, &staged);
+                return Err(PackageError::Plugin {
+                    part: part.path.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(staged)
+}
+
 /// Removes the plugins `stage` added.
-fn unstage(store: &Checkpoints, staged: &[(String, String)]) {
+pub(super) fn unstage(store: &Checkpoints, staged: &[(String, String)]) {
     for (name, version) in staged {
         if let Err(error) = registry::remove(store, name, version) {
             tracing::warn!(plugin = %format!("{name}@{version}"), %error, "A plugin staged for an import that stopped could not be removed.");

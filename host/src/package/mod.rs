@@ -10,7 +10,9 @@
 //!   with the hashes it covers every part.
 //! - [`export`] (`export.rs`): a package of a plan's maps as they run.
 //! - [`import`] (`import.rs`): verify, show what would change, and apply
-//!   on a running engine.
+//!   on a running engine; [`import_stopped`] (`offline.rs`): the same on a
+//!   stopped host's store, the maps kept as applied versions that run at
+//!   its next start (`config::in_force`).
 //!
 //! The container is one JSON document with each part in base64, not an
 //! archive: it is read with serde_json, which the host uses everywhere,
@@ -33,6 +35,7 @@
 mod export;
 mod format;
 mod import;
+mod offline;
 mod sign;
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +50,7 @@ pub use format::{
     ALERT_RULES, Content, FORMAT, Manifest, Package, Part, PartKind, Verified, sha256,
 };
 pub use import::{ImportOptions, Imported, PluginChange, RuleChange, import};
+pub use offline::import_stopped;
 pub use sign::{
     ALGORITHM, Signature, SigningKey, VerifyingKey, fingerprint, signing_key, to_pem, verifying_key,
 };

@@ -629,6 +629,18 @@ impl RunningEngine {
         Ok(added)
     }
 
+    /// Puts in force `specs`, stored already (an import's), each replacing
+    /// the API's rule of its name, checked against the plan as it is now.
+    pub fn take_alert_rules(&self, specs: &[RuleSpec]) {
+        let plan = self.shared.plan();
+        let mut api = self.shared.alerts.api();
+        for spec in specs {
+            api.retain(|(held, _)| held.name != spec.name);
+            api.push((spec.clone(), check_stored(&plan, spec)));
+            tracing::info!(rule = %spec.name, "An alert rule was imported.");
+        }
+    }
+
     /// Removes the API's rule `name`.
     pub fn remove_alert_rule(&self, name: &str) -> Result<(), AlertError> {
         remove_rule(&self.shared.store, &self.shared.plan(), name)?;

@@ -113,6 +113,7 @@ pub use runtime::{MapCommand, MapState, Outage, Queued};
 pub use status::{
     Backlog, CaptureStatus, LookupEdge, MapNode, MapStatus, dependency_graph, statuses, to_dot,
 };
+pub(crate) use swap::same_tables;
 pub use swap::{Change, ConfigSource, Difference, SwapError, Swapped, diff};
 
 use plugins::Chain;
