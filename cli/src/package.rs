@@ -267,7 +267,7 @@ fn stopped_import(
         }
     };
     // The host's own key, when its config names one, as a running host
-    // checks it.
+    // checks it (the key given was checked already).
     let configured = match args
         .host
         .plan()?
@@ -278,7 +278,7 @@ fn stopped_import(
     };
     let options = ImportOptions {
         dry_run: args.dry_run,
-        key: key.or(configured.as_ref()),
+        key: configured.as_ref().or(key),
     };
     let imported =
         package::import_stopped(store, config, &*catalogue, bytes, options).map_err(refused)?;

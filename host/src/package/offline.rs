@@ -116,7 +116,7 @@ fn not_valid(file: &str, problems: &[Problem]) -> PackageError {
         .map(ToString::to_string)
         .collect();
     PackageError::Refused(format!(
-        "the host's config {file} does not validate as it stands, so nothing can be imported into it:\n{}",
+        "the host's config {file} does not validate as it stands, so nothing can be imported into it (a host that runs with --no-catalogue is imported into with --no-catalogue):\n{}",
         list.join("\n")
     ))
 }
