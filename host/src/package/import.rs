@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 
 use super::format::sha256;
 use super::sign::VerifyingKey;
-use super::{Contents, Package, PackageError, PluginPart};
+use super::{Contents, Package, PackageError, PluginPart, Verified};
 use crate::alerts::{Known, RuleSource, RuleSpec};
 use crate::checkpoint::Checkpoints;
 use crate::config::MapConfig;
@@ -154,25 +154,51 @@ pub async fn import(
     if !options.dry_run {
         let specs: Vec<RuleSpec> = changed(&rules).map(|r| r.spec.clone()).collect();
         engine.take_alert_rules(&specs);
-        tracing::info!(
-            maps = report.len(),
-            plugins = plugins.iter().filter(|p| p.change != "unchanged").count(),
-            alert_rules = rules.iter().filter(|r| r.change != "unchanged").count(),
-            "A package was imported."
-        );
     }
-    Ok(Imported {
-        dry_run: options.dry_run,
-        contract: package.manifest.contract.clone(),
-        host_version: package.manifest.host_version.clone(),
-        created: package.manifest.created.clone(),
-        parts: verified.parts,
-        signed: package.signature.is_some(),
-        verified_key: verified.key,
+    Ok(Imported::of(
+        &package,
+        verified,
+        options.dry_run,
         plugins,
-        maps: report,
-        alert_rules: rules,
-    })
+        report,
+        rules,
+        "A package was imported.",
+    ))
+}
+
+impl Imported {
+    /// The report of an import of `package`, logged as `done` unless a
+    /// dry run.
+    pub(super) fn of(
+        package: &Package,
+        verified: Verified,
+        dry_run: bool,
+        plugins: Vec<PluginChange>,
+        maps: Vec<Swapped>,
+        alert_rules: Vec<RuleChange>,
+        done: &str,
+    ) -> Imported {
+        if !dry_run {
+            tracing::info!(
+                maps = maps.len(),
+                plugins = plugins.iter().filter(|p| p.change != "unchanged").count(),
+                alert_rules = changed(&alert_rules).count(),
+                "{done}"
+            );
+        }
+        Imported {
+            dry_run,
+            contract: package.manifest.contract.clone(),
+            host_version: package.manifest.host_version.clone(),
+            created: package.manifest.created.clone(),
+            parts: verified.parts,
+            signed: package.signature.is_some(),
+            verified_key: verified.key,
+            plugins,
+            maps,
+            alert_rules,
+        }
+    }
 }
 
 /// What adding `part` to the registry of `store` would change.

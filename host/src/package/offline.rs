@@ -78,26 +78,15 @@ pub fn import_stopped(
         unstage(store, &staged);
         return Err(error);
     }
-    if !options.dry_run {
-        tracing::info!(
-            maps = report.len(),
-            plugins = plugins.iter().filter(|p| p.change != "unchanged").count(),
-            alert_rules = rules.iter().filter(|r| r.change != "unchanged").count(),
-            "A package was imported into a stopped host; it runs at the next start."
-        );
-    }
-    Ok(Imported {
-        dry_run: options.dry_run,
-        contract: package.manifest.contract.clone(),
-        host_version: package.manifest.host_version.clone(),
-        created: package.manifest.created.clone(),
-        parts: verified.parts,
-        signed: package.signature.is_some(),
-        verified_key: verified.key,
+    Ok(Imported::of(
+        &package,
+        verified,
+        options.dry_run,
         plugins,
-        maps: report,
-        alert_rules: rules,
-    })
+        report,
+        rules,
+        "A package was imported into a stopped host; it runs at the next start.",
+    ))
 }
 
 fn build(
