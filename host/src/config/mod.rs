@@ -579,6 +579,17 @@ impl MapConfig {
 }
 
 impl Config {
+    /// Puts each of `maps` in place of the entry of its name, or after the
+    /// last when there is none.
+    pub fn merge_maps(&mut self, maps: &[MapConfig]) {
+        for map in maps {
+            match self.maps.iter_mut().find(|m| m.name == map.name) {
+                Some(slot) => *slot = map.clone(),
+                None => self.maps.push(map.clone()),
+            }
+        }
+    }
+
     /// Whether a map names a registry plugin (`plugin = "name@…"`).
     pub fn uses_registry(&self) -> bool {
         self.maps

@@ -54,12 +54,7 @@ pub fn import_stopped(
     let compiled = registry::compiled_dir(&plan.engine.data);
     let staged = stage_now(store, &compiled, &contents.plugins)?;
     let mut merged = now.config.clone();
-    for map in &maps {
-        match merged.maps.iter_mut().find(|m| m.name == map.name) {
-            Some(slot) => *slot = map.clone(),
-            None => merged.maps.push(map.clone()),
-        }
-    }
+    merged.merge_maps(&maps);
     let planned = build(file, &merged, catalogue, store)
         .map_err(|problems| {
             SwapError::Invalid(problems.into_iter().filter(Problem::is_error).collect())

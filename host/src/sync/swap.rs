@@ -254,12 +254,7 @@ impl RunningEngine {
             return Err(SwapError::NoSource);
         };
         let mut merged = source.config.clone();
-        for map in &maps {
-            match merged.maps.iter_mut().find(|m| m.name == map.name) {
-                Some(slot) => *slot = map.clone(),
-                None => merged.maps.push(map.clone()),
-            }
-        }
+        merged.merge_maps(&maps);
         let plan = merged
             .build(&BuildOptions {
                 file: source.file.clone(),
