@@ -120,11 +120,14 @@ async fn reload(
         }
     };
     let entries = of(&config);
-    let running: Vec<String> = engine.plan().maps.iter().map(|m| m.name.clone()).collect();
-    for gone in running
-        .iter()
-        .filter(|name| !config.maps.iter().any(|m| &m.name == *name))
-    {
+    // Taken out by this change (a map an admin added, never in the file,
+    // is not).
+    let mut gone: Vec<&String> = before
+        .keys()
+        .filter(|name| !entries.contains_key(*name))
+        .collect();
+    gone.sort();
+    for gone in gone {
         tracing::warn!(file = %shown, map = %gone, "A map is no longer in the config file; it keeps running until `dualwrite map stop` (removing it needs a restart).");
     }
     let changed: Vec<_> = config
