@@ -17,6 +17,7 @@
 //! `W/"<versionnumber>"` when read.
 
 mod definitions;
+mod endpoints;
 pub(crate) mod expand;
 mod functions;
 mod money;

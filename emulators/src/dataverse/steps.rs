@@ -24,6 +24,8 @@
 //! <https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/sdkmessagefilter>,
 //! <https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/sdkmessageprocessingstep>.
 //!
+//! `serviceendpoints` are written through `endpoints`.
+//!
 //! Endpoints and steps are rows of the store (they survive a restart);
 //! the contexts their steps send are queued and delivered by `webhooks`.
 //! Registering needs the privileges the service names
@@ -40,6 +42,7 @@ use super::super::http::{ApiError, ApiRequest, ApiResponse, parse_query};
 use super::super::rows::{KeySegment, parse_segment, project, run_query};
 use super::super::security::{Access, user_id};
 use super::super::store::{StoredRow, encode_key};
+use super::endpoints;
 use super::read::storage;
 use super::write::{commit_failed, now, parse_body};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request};
@@ -66,16 +69,7 @@ pub(crate) const HTTP_QUERY_STRING: i64 = 6;
 /// The messages steps can be registered on here.
 pub(crate) const MESSAGE_NAMES: [&str; 3] = ["Create", "Update", "Delete"];
 
-/// The columns a client may write, per set.
-const ENDPOINT_COLUMNS: &[&str] = &[
-    "name",
-    "description",
-    "url",
-    "contract",
-    "authtype",
-    "authvalue",
-    "messageformat",
-];
+/// The columns a client may write.
 const STEP_COLUMNS: &[&str] = &[
     "name",
     "description",
@@ -200,8 +194,8 @@ async fn answer(state: &SharedState, request: &ApiRequest) -> Result<ApiResponse
             let rows = state.store.rows(&set).map_err(storage)?;
             query(state, request, &set, rows, id)
         }
-        (ENDPOINTS, &Method::POST, None) => create_endpoint(state, request).await,
-        (ENDPOINTS, &Method::PATCH, Some(id)) => update_endpoint(state, request, &id).await,
+        (ENDPOINTS, &Method::POST, None) => endpoints::create(state, request).await,
+        (ENDPOINTS, &Method::PATCH, Some(id)) => endpoints::update(state, request, &id).await,
         (STEPS, &Method::POST, None) => create_step(state, request).await,
         (ENDPOINTS | STEPS, &Method::DELETE, Some(id)) => delete(state, &set, &id).await,
         (_, method, _) => Err(ApiError::new(
@@ -311,7 +305,7 @@ fn query(
 
 /// Keeps only `allowed` columns of `body`, refusing any other as the
 /// service refuses an unknown property.
-fn checked(
+pub(super) fn checked(
     body: &Map<String, Value>,
     allowed: &[&str],
     entity: &str,
@@ -331,7 +325,7 @@ fn checked(
         .collect())
 }
 
-fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
+pub(super) fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value
@@ -341,7 +335,10 @@ fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiErro
     }
 }
 
-fn text<'b>(body: &'b Map<String, Value>, name: &str) -> Result<Option<&'b str>, ApiError> {
+pub(super) fn text<'b>(
+    body: &'b Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'b str>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -349,50 +346,14 @@ fn text<'b>(body: &'b Map<String, Value>, name: &str) -> Result<Option<&'b str>,
     }
 }
 
-/// Checks the endpoint columns a create or an update sets.
-fn check_endpoint(row: &Map<String, Value>) -> Result<(), ApiError> {
-    if let Some(contract) = integer(row, "contract")?
-        && contract != WEBHOOK
-    {
-        return Err(bad_request(format!(
-            "contract {contract} is a Service Bus or Event Hub contract, which the emulator does not serve: register a webhook with contract 8"
-        )));
-    }
-    if let Some(authtype) = integer(row, "authtype")?
-        && ![WEBHOOK_KEY, HTTP_HEADER, HTTP_QUERY_STRING].contains(&authtype)
-    {
-        return Err(bad_request(format!(
-            "authtype {authtype} is not a webhook authentication: use 4 (WebhookKey), 5 (HttpHeader) or 6 (HttpQueryString)"
-        )));
-    }
-    if let Some(url) = text(row, "url")? {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| bad_request(format!("url '{url}' is not an absolute URL: {e}")))?;
-        if !["http", "https"].contains(&parsed.scheme()) {
-            return Err(bad_request(format!(
-                "url '{url}' must be http:// or https://"
-            )));
-        }
-    }
-    for name in ["name", "description", "authvalue"] {
-        text(row, name)?;
-    }
-    if let Some(authvalue) = text(row, "authvalue")?
-        && integer(row, "authtype")? != Some(WEBHOOK_KEY)
-    {
-        super::webhooks::settings(authvalue).map_err(bad_request)?;
-    }
-    Ok(())
-}
-
-fn created(state: &SharedState, set: &str, id: &str) -> ApiResponse {
+pub(super) fn created(state: &SharedState, set: &str, id: &str) -> ApiResponse {
     ApiResponse::empty(StatusCode::NO_CONTENT).with_header(
         HeaderName::from_static("odata-entityid"),
         format!("{}/api/data/v9.2/{set}({id})", state.base_url),
     )
 }
 
-async fn put(
+pub(super) async fn put(
     state: &SharedState,
     set: &str,
     id: &str,
@@ -412,50 +373,7 @@ async fn put(
         .map_err(commit_failed)
 }
 
-async fn create_endpoint(
-    state: &SharedState,
-    request: &ApiRequest,
-) -> Result<ApiResponse, ApiError> {
-    let mut row = checked(&parse_body(request)?, ENDPOINT_COLUMNS, "serviceendpoint")?;
-    for required in ["name", "url", "contract", "authtype"] {
-        if row.get(required).is_none_or(Value::is_null) {
-            return Err(bad_request(format!(
-                "serviceendpoint needs '{required}': a webhook is registered with name, url, contract 8, authtype and authvalue"
-            )));
-        }
-    }
-    check_endpoint(&row)?;
-    let id = Uuid::new_v4().to_string();
-    row.insert("serviceendpointid".into(), Value::String(id.clone()));
-    row.entry("messageformat").or_insert(json!(2));
-    row.insert("createdon".into(), now());
-    row.insert("modifiedon".into(), now());
-    put(state, ENDPOINTS, &id, row).await?;
-    state.webhooks.endpoint_changed(&id);
-    Ok(created(state, ENDPOINTS, &id))
-}
-
-async fn update_endpoint(
-    state: &SharedState,
-    request: &ApiRequest,
-    id: &str,
-) -> Result<ApiResponse, ApiError> {
-    let changes = checked(&parse_body(request)?, ENDPOINT_COLUMNS, "serviceendpoint")?;
-    let existing = state
-        .store
-        .get(ENDPOINTS, &pk(id))
-        .map_err(storage)?
-        .ok_or_else(|| not_found("serviceendpoint", id))?;
-    let mut row = existing.row;
-    row.extend(changes);
-    check_endpoint(&row)?;
-    row.insert("modifiedon".into(), now());
-    put(state, ENDPOINTS, id, row).await?;
-    state.webhooks.endpoint_changed(id);
-    Ok(ApiResponse::empty(StatusCode::NO_CONTENT))
-}
-
-fn not_found(entity: &str, id: &str) -> ApiError {
+pub(super) fn not_found(entity: &str, id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         NOT_FOUND,
