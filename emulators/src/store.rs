@@ -315,6 +315,14 @@ impl Store {
         self.transact(f)
     }
 
+    /// Runs `f` while holding the writer lock, so no write transaction
+    /// runs meanwhile: for a write that reads rows (a scan, which a
+    /// transaction cannot do) before it writes them.
+    pub async fn serial<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _turn = self.writer.lock().await;
+        f()
+    }
+
     /// Runs `f` as one atomic transaction (sled may run it more than once);
     /// for a write that runs alone (seeding before the server serves).
     pub fn transact<T, E>(

@@ -8,9 +8,11 @@
 //!   `If-None-Match`), DELETE, lookups through `field@odata.bind`.
 //! - `definitions`: `EntityDefinitions`; `functions`: `WhoAmI` and the
 //!   user privilege functions.
-//! - `steps`: webhook registrations (`serviceendpoints`, `sdkmessages`,
-//!   `sdkmessagefilters`, `sdkmessageprocessingsteps`); `webhooks`: the
-//!   `RemoteExecutionContext` each registered step sends after a commit.
+//! - `steps`: webhook registrations (`serviceendpoints`, with
+//!   `endpoints`, `sdkmessages`, `sdkmessagefilters`,
+//!   `sdkmessageprocessingsteps`, and `sdkmessageprocessingstepimages`,
+//!   with `images`); `webhooks`: the `RemoteExecutionContext` each
+//!   registered step sends after a commit, with the step's images.
 //!
 //! Every row carries its primary key GUID, `versionnumber` (the store's
 //! global version), `createdon`, `modifiedon`, and `@odata.etag` =
@@ -20,6 +22,7 @@ mod definitions;
 mod endpoints;
 pub(crate) mod expand;
 mod functions;
+mod images;
 mod money;
 pub(crate) mod ops;
 pub(crate) mod owner;

@@ -15,6 +15,7 @@ use super::super::http::{ApiError, ApiRequest, ApiResponse, header_str, prefer};
 use super::super::rows::{KeySegment, check_names, index_entries, key_field_name, stored_name};
 use super::super::store::{StoredRow, Tx};
 use super::read::etag;
+use super::webhooks::Change;
 use super::write::{
     Abort, abort, apply_body, commit_failed, guid_pk, now, parse_body, resolve_key, set_version,
     tx_pk, written,
@@ -57,22 +58,32 @@ pub(crate) struct PreparedWrite<'t> {
     /// Create: the rows a collection-valued `@odata.bind` associates, by
     /// relationship name, as the references were written.
     pub associate: Vec<(String, Vec<String>)>,
+    /// The `CorrelationId` of the contexts its webhook steps get.
+    pub correlation: String,
 }
 
 /// The result of an applied write: the row written (none for a delete).
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     row: Option<StoredRow>,
+    /// The row before the write (none for a create).
+    before: Option<StoredRow>,
     created: bool,
-    /// A delete: the id of the row deleted.
-    deleted: Option<String>,
     /// Rows a collection-valued bind associated.
     associated: Vec<Associated>,
 }
 
-/// A row a collection-valued bind associated: its table, the update it
-/// amounts to (for the webhook steps) and the row as written.
-type Associated = (String, Map<String, Value>, StoredRow);
+/// A row a collection-valued bind associated.
+#[derive(Debug, Clone)]
+struct Associated {
+    /// Its table.
+    set: String,
+    /// The update it amounts to, for the webhook steps.
+    body: Map<String, Value>,
+    /// The row before and as written.
+    before: StoredRow,
+    row: StoredRow,
+}
 
 fn version_mismatch() -> ApiError {
     ApiError::new(
@@ -165,6 +176,7 @@ pub(crate) async fn prepare<'t>(
         caller: request.client.clone(),
         query: request.query.clone(),
         associate,
+        correlation: uuid::Uuid::new_v4().to_string(),
     })
 }
 
@@ -278,7 +290,12 @@ fn associate(
             )]
             .into_iter()
             .collect();
-            out.push((many.name.clone(), body, stored));
+            out.push(Associated {
+                set: many.name.clone(),
+                body,
+                before: old,
+                row: stored,
+            });
         }
     }
     Ok(out)
@@ -353,8 +370,8 @@ pub(crate) fn apply(
             let associated = associate(state, tx, write, id)?;
             Ok(Outcome {
                 row: Some(stored),
+                before: None,
                 created: true,
-                deleted: None,
                 associated,
             })
         }
@@ -424,8 +441,8 @@ pub(crate) fn apply(
             let stored = tx.put(&table.name, &pk, previous, row, &indexes, set_version)?;
             Ok(Outcome {
                 row: Some(stored),
+                before: existing,
                 created,
-                deleted: None,
                 associated: Vec::new(),
             })
         }
@@ -445,11 +462,6 @@ pub(crate) fn apply(
                 return Err(abort(version_mismatch()));
             }
             let mut tomb = Map::new();
-            let deleted = old
-                .row
-                .get(&pk_field)
-                .and_then(Value::as_str)
-                .map(str::to_owned);
             if let Some(id) = old.row.get(&pk_field) {
                 tomb.insert(pk_field, id.clone());
             }
@@ -457,12 +469,33 @@ pub(crate) fn apply(
             tx.delete(&table.name, &pk, &old, &old_indexes, tomb)?;
             Ok(Outcome {
                 row: None,
+                before: Some(old),
                 created: false,
-                deleted,
                 associated: Vec::new(),
             })
         }
     }
+}
+
+/// The row changes of a write as its webhook steps see them: the row it
+/// wrote, then the rows a collection-valued bind associated.
+pub(crate) fn changes<'a>(
+    state: &'a SharedState,
+    write: &'a PreparedWrite<'_>,
+    outcome: &'a Outcome,
+) -> Vec<Change<'a>> {
+    let main = Change::new(
+        write.table,
+        &write.body,
+        outcome.before.as_ref(),
+        outcome.row.as_ref(),
+        outcome.created,
+    );
+    let associated = outcome.associated.iter().filter_map(|a| {
+        let table = state.metadata.table(&a.set)?;
+        Change::new(table, &a.body, Some(&a.before), Some(&a.row), false)
+    });
+    main.into_iter().chain(associated).collect()
 }
 
 /// Step 3: the response of a committed write, after queuing the webhook
@@ -472,19 +505,7 @@ pub(crate) fn respond(
     write: &PreparedWrite<'_>,
     outcome: &Outcome,
 ) -> ApiResponse {
-    super::webhooks::after_commit(
-        state,
-        write.table,
-        &write.body,
-        outcome.row.as_ref(),
-        outcome.created,
-        outcome.deleted.as_deref(),
-    );
-    for (set, body, row) in &outcome.associated {
-        if let Some(table) = state.metadata.table(set) {
-            super::webhooks::after_commit(state, table, body, Some(row), false, None);
-        }
-    }
+    super::webhooks::after_commit(state, &changes(state, write, outcome), &write.correlation);
     match &outcome.row {
         Some(_) if write.bare => ApiResponse::empty(StatusCode::NO_CONTENT),
         Some(row) => written(

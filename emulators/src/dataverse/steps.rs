@@ -14,8 +14,9 @@
 //! - `sdkmessageprocessingsteps`: `POST` with `sdkmessageid@odata.bind`,
 //!   `sdkmessagefilterid@odata.bind` and
 //!   `eventhandler_serviceendpoint@odata.bind`, `GET` with `$filter`,
-//!   `DELETE (id)`. An asynchronous step (`mode` 1) must run in
-//!   PostOperation (`stage` 40).
+//!   `DELETE (id)`, which deletes the step's images too. An asynchronous
+//!   step (`mode` 1) must run in PostOperation (`stage` 40).
+//! - `sdkmessageprocessingstepimages`: the steps' images (`images`).
 //!
 //! Pages: <https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>,
 //! and the table references
@@ -26,12 +27,12 @@
 //!
 //! `serviceendpoints` are written through `endpoints`.
 //!
-//! Endpoints and steps are rows of the store (they survive a restart);
-//! the contexts their steps send are queued and delivered by `webhooks`.
-//! Registering needs the privileges the service names
-//! `prv{Create,Read,Write,Delete}ServiceEndpoint` and
-//! `prv…SdkMessageProcessingStep`; a client whose role lacks the access
-//! to the set is refused with a 403.
+//! Endpoints, steps and images are rows of the store (they survive a
+//! restart); the contexts their steps send are queued and delivered by
+//! `webhooks`. Registering needs the privileges the service
+//! names `prv{Create,Read,Write,Delete}ServiceEndpoint`,
+//! `prv…SdkMessageProcessingStep` and `prv…SdkMessageProcessingStepImage`;
+//! a client whose role lacks the access to the set is refused with a 403.
 
 use axum::http::{HeaderName, Method, StatusCode};
 use serde_json::{Map, Value, json};
@@ -41,8 +42,9 @@ use super::super::SharedState;
 use super::super::http::{ApiError, ApiRequest, ApiResponse, parse_query};
 use super::super::rows::{KeySegment, parse_segment, project, run_query};
 use super::super::security::{Access, user_id};
-use super::super::store::{StoredRow, encode_key};
+use super::super::store::{StoredRow, TxFailure, encode_key};
 use super::endpoints;
+use super::images::{self, IMAGES};
 use super::read::storage;
 use super::write::{commit_failed, now, parse_body};
 use super::{BAD_REQUEST, NOT_FOUND, bad_request};
@@ -84,10 +86,11 @@ const STEP_COLUMNS: &[&str] = &[
     "eventhandler_serviceendpoint@odata.bind",
 ];
 
-/// True when `path` (below the service root) is one of the four sets.
+/// True when `path` (below the service root) is one of the registration
+/// sets.
 pub(crate) fn handles(path: &str) -> bool {
     let set = path.split(['(', '/']).next().unwrap_or_default();
-    [ENDPOINTS, MESSAGES, FILTERS, STEPS].contains(&set)
+    [ENDPOINTS, MESSAGES, FILTERS, STEPS, IMAGES].contains(&set)
 }
 
 /// The id of message `name` (`Create`, `Update`, `Delete`): stable.
@@ -104,6 +107,15 @@ fn filter_id(message: &str, logical_name: &str) -> Uuid {
         &Uuid::NAMESPACE_URL,
         format!("dualwrite-emulator:sdkmessagefilter:{message}:{logical_name}").as_bytes(),
     )
+}
+
+/// The message and table a step is registered on.
+pub(super) fn step_target<'s>(
+    state: &'s SharedState,
+    step: &Map<String, Value>,
+) -> Option<(&'static str, &'s TableDef)> {
+    let filter = step.get("_sdkmessagefilterid_value")?.as_str()?;
+    filter_by_id(state, filter)
 }
 
 /// The store key of a registration row.
@@ -190,14 +202,15 @@ async fn answer(state: &SharedState, request: &ApiRequest) -> Result<ApiResponse
     match (set.as_str(), &request.method, id) {
         (MESSAGES, &Method::GET, id) => query(state, request, &set, messages(), id),
         (FILTERS, &Method::GET, id) => query(state, request, &set, filters(state), id),
-        (ENDPOINTS | STEPS, &Method::GET, id) => {
+        (ENDPOINTS | STEPS | IMAGES, &Method::GET, id) => {
             let rows = state.store.rows(&set).map_err(storage)?;
             query(state, request, &set, rows, id)
         }
         (ENDPOINTS, &Method::POST, None) => endpoints::create(state, request).await,
         (ENDPOINTS, &Method::PATCH, Some(id)) => endpoints::update(state, request, &id).await,
         (STEPS, &Method::POST, None) => create_step(state, request).await,
-        (ENDPOINTS | STEPS, &Method::DELETE, Some(id)) => delete(state, &set, &id).await,
+        (IMAGES, &Method::POST, None) => images::create(state, request).await,
+        (ENDPOINTS | STEPS | IMAGES, &Method::DELETE, Some(id)) => delete(state, &set, &id).await,
         (_, method, _) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             BAD_REQUEST,
@@ -212,6 +225,7 @@ fn schema_name(set: &str) -> &'static str {
         ENDPOINTS => "ServiceEndpoint",
         MESSAGES => "SdkMessage",
         FILTERS => "SdkMessageFilter",
+        IMAGES => "SdkMessageProcessingStepImage",
         _ => "SdkMessageProcessingStep",
     }
 }
@@ -381,18 +395,17 @@ pub(super) fn not_found(entity: &str, id: &str) -> ApiError {
     )
 }
 
-/// The id a `…@odata.bind` of `set` names: `/set(id)` or the full URL.
-fn bound_id(
+/// The id a `…@odata.bind` of `set` names: `/set(id)` or the full URL;
+/// `entity` is the row being registered, for messages.
+pub(super) fn bound_id(
     state: &SharedState,
     body: &Map<String, Value>,
     name: &str,
     set: &str,
+    entity: &str,
 ) -> Result<String, ApiError> {
-    let reference = text(body, name)?.ok_or_else(|| {
-        bad_request(format!(
-            "sdkmessageprocessingstep needs '{name}': \"/{set}(<guid>)\""
-        ))
-    })?;
+    let reference = text(body, name)?
+        .ok_or_else(|| bad_request(format!("{entity} needs '{name}': \"/{set}(<guid>)\"")))?;
     let root = format!("{}/api/data/v9.2/", state.base_url);
     let path = reference
         .strip_prefix(&root)
@@ -437,13 +450,15 @@ async fn create_step(state: &SharedState, request: &ApiRequest) -> Result<ApiRes
             "an asynchronous step (mode 1) runs only in PostOperation: set stage 40",
         ));
     }
-    let message = bound_id(state, &body, "sdkmessageid@odata.bind", MESSAGES)?;
-    let filter = bound_id(state, &body, "sdkmessagefilterid@odata.bind", FILTERS)?;
+    let step = "sdkmessageprocessingstep";
+    let message = bound_id(state, &body, "sdkmessageid@odata.bind", MESSAGES, step)?;
+    let filter = bound_id(state, &body, "sdkmessagefilterid@odata.bind", FILTERS, step)?;
     let endpoint = bound_id(
         state,
         &body,
         "eventhandler_serviceendpoint@odata.bind",
         ENDPOINTS,
+        step,
     )?;
     let message_name = MESSAGE_NAMES
         .iter()
@@ -513,14 +528,38 @@ async fn delete(state: &SharedState, set: &str, id: &str) -> Result<ApiResponse,
             )));
         }
     }
-    let gone = state
-        .store
-        .transact_serial(|tx| {
-            let Some(old) = tx.get::<ApiError>(set, &key)? else {
-                return Ok(false);
+    let store = &state.store;
+    // A step's images go with it, read while no write can add one.
+    let gone = store
+        .serial(|| {
+            let images: Vec<String> = match set {
+                STEPS => {
+                    let rows: Vec<Map<String, Value>> = store
+                        .rows(IMAGES)
+                        .map_err(TxFailure::Store)?
+                        .into_iter()
+                        .map(|row| row.row)
+                        .collect();
+                    images::of_step(&rows, id)
+                        .filter_map(|image| image.get("sdkmessageprocessingstepimageid"))
+                        .filter_map(Value::as_str)
+                        .map(pk)
+                        .collect()
+                }
+                _ => Vec::new(),
             };
-            tx.delete::<ApiError>(set, &key, &old, &Vec::new(), Map::new())?;
-            Ok(true)
+            store.transact(|tx| {
+                let Some(old) = tx.get::<ApiError>(set, &key)? else {
+                    return Ok(false);
+                };
+                tx.delete::<ApiError>(set, &key, &old, &Vec::new(), Map::new())?;
+                for image in &images {
+                    if let Some(old) = tx.get::<ApiError>(IMAGES, image)? {
+                        tx.delete::<ApiError>(IMAGES, image, &old, &Vec::new(), Map::new())?;
+                    }
+                }
+                Ok(true)
+            })
         })
         .await
         .map_err(commit_failed)?;

@@ -1,18 +1,22 @@
-//! What the Dataverse emulator's registered steps send: after each
-//! committed write, for every step on that table and message, a
-//! `RemoteExecutionContext` as JSON, queued per service endpoint and
-//! `POST`ed to its `url` with the documented headers
+//! What the Dataverse emulator's registered steps send: for every step on
+//! a write's table and message, a `RemoteExecutionContext` as JSON,
+//! `POST`ed to its endpoint's `url` with the documented headers
 //! (`x-request-id`, `x-ms-dynamics-organization`,
 //! `x-ms-dynamics-entity-name`, `x-ms-dynamics-request-name`,
 //! `x-ms-correlation-request-id`) and the endpoint's authentication:
 //! `authtype` 5 sends each `<setting name value>` of `authvalue` as a
 //! header, 6 as a query parameter, 4 the value as `?code=`
 //! (<https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>).
+//! Each is queued after the commit, per service endpoint.
 //!
 //! - [`Webhooks`]: one delivery task per endpoint, over the store's event
 //!   queues (keyed `webhook:<endpoint id>`), resumed at start.
 //! - [`after_commit`]: the hook `ops::respond` calls once a write
-//!   committed.
+//!   committed, with its [`Change`]s.
+//! - [`context`]: the context of one step for one change, shared by both
+//!   modes; its `PreEntityImages` and `PostEntityImages` are the step's
+//!   images (`images`). The contexts of one write share one
+//!   `CorrelationId`.
 //!
 //! The `Target` of a `Create` or an `Update` is an `Entity` with the
 //! columns the request set (lookups as `EntityReference`s) and the row's
@@ -194,52 +198,92 @@ pub(crate) fn settings(authvalue: &str) -> Result<Vec<(String, String)>, String>
     }
 }
 
-/// Queues the context of a committed write for each step on it: `body` is
-/// what the request set, `row` the row written (none for a delete, whose
-/// id is `deleted`).
-pub(crate) fn after_commit(
-    state: &SharedState,
-    table: &TableDef,
-    body: &Map<String, Value>,
-    row: Option<&StoredRow>,
-    created: bool,
-    deleted: Option<&str>,
-) {
-    let pk = table.primary_key.first().map_or("", String::as_str);
-    let (message, id) = match (row, deleted) {
-        (Some(row), _) => (
-            if created { "Create" } else { "Update" },
-            row.row.get(pk).and_then(Value::as_str).unwrap_or_default(),
-        ),
-        (None, Some(id)) => ("Delete", id),
-        (None, None) => return,
-    };
-    let set = set_columns(table, body);
-    for step in steps::steps_for(state, table, message) {
-        let filtering = step
-            .get("filteringattributes")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let wanted: Vec<&str> = filtering
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .collect();
-        if message == "Update"
-            && !wanted.is_empty()
-            && !set.iter().any(|c| wanted.contains(&c.as_str()))
-        {
-            continue;
+/// One row change of a write, as the steps registered on it see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Change<'a> {
+    /// The row's table.
+    pub table: &'a TableDef,
+    /// `Create`, `Update` or `Delete` (an upsert that made the row is a
+    /// `Create`).
+    pub message: &'static str,
+    /// The row's id.
+    pub id: &'a str,
+    /// What the request set.
+    pub body: &'a Map<String, Value>,
+    /// The row before the write; none for a create.
+    pub before: Option<&'a StoredRow>,
+    /// The row as written; none for a delete.
+    pub after: Option<&'a StoredRow>,
+}
+
+impl<'a> Change<'a> {
+    /// The change of a write to `table` that turned `before` into `after`
+    /// (`created` when it made the row); none when it changed nothing.
+    pub(crate) fn new(
+        table: &'a TableDef,
+        body: &'a Map<String, Value>,
+        before: Option<&'a StoredRow>,
+        after: Option<&'a StoredRow>,
+        created: bool,
+    ) -> Option<Self> {
+        let pk = table.primary_key.first().map_or("", String::as_str);
+        let id = |row: &'a StoredRow| row.row.get(pk).and_then(Value::as_str);
+        let (message, id) = match (after, before) {
+            (Some(row), _) => (if created { "Create" } else { "Update" }, id(row)?),
+            (None, Some(row)) => ("Delete", id(row)?),
+            (None, None) => return None,
+        };
+        Some(Self {
+            table,
+            message,
+            id,
+            body,
+            before,
+            after,
+        })
+    }
+}
+
+/// True for an asynchronous step (`mode` 1).
+pub(crate) fn asynchronous(step: &Map<String, Value>) -> bool {
+    step.get("mode").and_then(Value::as_i64) == Some(1)
+}
+
+/// True when `step` fires for `change`: an `Update` step with
+/// `filteringattributes` only when the request set one of them, as the
+/// service does.
+pub(crate) fn fires(step: &Map<String, Value>, change: &Change<'_>) -> bool {
+    let filtering = step
+        .get("filteringattributes")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let wanted: Vec<&str> = filtering
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    change.message != "Update"
+        || wanted.is_empty()
+        || set_columns(change.table, change.body)
+            .iter()
+            .any(|c| wanted.contains(&c.as_str()))
+}
+
+/// Queues the context of each committed change for each step on it; all
+/// carry `correlation` as their `CorrelationId`.
+pub(crate) fn after_commit(state: &SharedState, changes: &[Change<'_>], correlation: &str) {
+    let images = super::images::registered(state);
+    for change in changes {
+        for step in steps::steps_for(state, change.table, change.message) {
+            if !fires(&step, change) {
+                continue;
+            }
+            let Some(endpoint) = step.get("_eventhandler_value").and_then(Value::as_str) else {
+                continue;
+            };
+            let context = context(state, change, &step, &images, correlation);
+            state.webhooks.publish(endpoint, &context);
         }
-        let Some(endpoint) = step.get("_eventhandler_value").and_then(Value::as_str) else {
-            continue;
-        };
-        let target = match row {
-            Some(row) => entity(state, table, &set, row, id),
-            None => reference(table.entity_name(), id),
-        };
-        let context = context(state, table, message, id, target, &step);
-        state.webhooks.publish(endpoint, &context);
     }
 }
 
@@ -266,39 +310,49 @@ fn reference(logical_name: &str, id: &str) -> Value {
     })
 }
 
-/// The `Target` `Entity` of a create or update.
-fn entity(
+/// The value of `column` of `row` in a context: a lookup as an
+/// `EntityReference`, null when the row has none.
+pub(crate) fn attribute(
     state: &SharedState,
     table: &TableDef,
-    set: &[String],
+    row: &StoredRow,
+    column: &str,
+) -> Value {
+    match table.field(column) {
+        Some(field) if field.field_type == FieldType::Lookup => {
+            match row
+                .row
+                .get(&format!("_{column}_value"))
+                .and_then(Value::as_str)
+            {
+                Some(target) => {
+                    let logical = field
+                        .target
+                        .as_deref()
+                        .and_then(|t| state.metadata.table(t))
+                        .map_or("", TableDef::entity_name);
+                    reference(logical, target)
+                }
+                None => Value::Null,
+            }
+        }
+        _ => row.row.get(column).cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// An `Entity` of `row` with `columns` (lookups as `EntityReference`s),
+/// its id and its version as `RowVersion`.
+pub(crate) fn entity<'c>(
+    state: &SharedState,
+    table: &TableDef,
+    columns: impl IntoIterator<Item = &'c str>,
     row: &StoredRow,
     id: &str,
 ) -> Value {
-    let pk = table.primary_key.first().map_or("", String::as_str);
-    let mut attributes = Vec::new();
-    for column in set.iter().map(String::as_str).chain([pk, "modifiedon"]) {
-        let value = match table.field(column) {
-            Some(field) if field.field_type == FieldType::Lookup => {
-                match row
-                    .row
-                    .get(&format!("_{column}_value"))
-                    .and_then(Value::as_str)
-                {
-                    Some(target) => {
-                        let logical = field
-                            .target
-                            .as_deref()
-                            .and_then(|t| state.metadata.table(t))
-                            .map_or("", TableDef::entity_name);
-                        reference(logical, target)
-                    }
-                    None => Value::Null,
-                }
-            }
-            _ => row.row.get(column).cloned().unwrap_or(Value::Null),
-        };
-        attributes.push(json!({"key": column, "value": value}));
-    }
+    let attributes: Vec<Value> = columns
+        .into_iter()
+        .map(|column| json!({"key": column, "value": attribute(state, table, row, column)}))
+        .collect();
     json!({
         "__type": format!("Entity:{CONTRACTS}"),
         "Attributes": attributes,
@@ -312,31 +366,46 @@ fn entity(
     })
 }
 
-/// The `RemoteExecutionContext` of one step.
+/// The `Target` of a change: for a create or an update an `Entity` with
+/// the columns the request set, the primary id and `modifiedon`; for a
+/// delete an `EntityReference`.
+fn target(state: &SharedState, change: &Change<'_>) -> Value {
+    let Some(row) = change.after else {
+        return reference(change.table.entity_name(), change.id);
+    };
+    let pk = change.table.primary_key.first().map_or("", String::as_str);
+    let set = set_columns(change.table, change.body);
+    let columns = set.iter().map(String::as_str).chain([pk, "modifiedon"]);
+    entity(state, change.table, columns, row, change.id)
+}
+
+/// The `RemoteExecutionContext` of one step for one change.
 fn context(
     state: &SharedState,
-    table: &TableDef,
-    message: &str,
-    id: &str,
-    target: Value,
+    change: &Change<'_>,
     step: &Map<String, Value>,
+    images: &[Map<String, Value>],
+    correlation: &str,
 ) -> Value {
     let now = Utc::now().timestamp_millis();
-    let output = match message {
-        "Create" => json!([{"key": "id", "value": id}]),
+    let output = match change.message {
+        "Create" => json!([{"key": "id", "value": change.id}]),
         _ => json!([]),
     };
+    let stage = step.get("stage").and_then(Value::as_i64).unwrap_or(40);
+    let mode = if asynchronous(step) { 1 } else { 0 };
+    let (pre, post) = super::images::entities(state, change, step, images);
     json!({
         "BusinessUnitId": business_unit_id().to_string(),
-        "CorrelationId": Uuid::new_v4().to_string(),
+        "CorrelationId": correlation,
         "Depth": 1,
-        "InputParameters": [{"key": "Target", "value": target}],
+        "InputParameters": [{"key": "Target", "value": target(state, change)}],
         "IsExecutingOffline": false,
         "IsInTransaction": false,
         "IsOfflinePlayback": false,
         "IsolationMode": 1,
-        "MessageName": message,
-        "Mode": step.get("mode").cloned().unwrap_or(json!(1)),
+        "MessageName": change.message,
+        "Mode": mode,
         "OperationCreatedOn": format!("/Date({now}+0000)/"),
         "OperationId": Uuid::new_v4().to_string(),
         "OrganizationId": organization_id().to_string(),
@@ -350,14 +419,14 @@ fn context(
             "RowVersion": null,
         },
         "ParentContext": null,
-        "PostEntityImages": [],
-        "PreEntityImages": [],
-        "PrimaryEntityId": id,
-        "PrimaryEntityName": table.entity_name(),
+        "PostEntityImages": post,
+        "PreEntityImages": pre,
+        "PrimaryEntityId": change.id,
+        "PrimaryEntityName": change.table.entity_name(),
         "RequestId": Uuid::new_v4().to_string(),
         "SecondaryEntityName": "none",
         "SharedVariables": [],
-        "Stage": step.get("stage").cloned().unwrap_or(json!(40)),
+        "Stage": stage,
     })
 }
 

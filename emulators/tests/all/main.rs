@@ -16,6 +16,8 @@ mod finops;
 mod metadata;
 mod paging;
 mod security;
+mod step_endpoint;
+mod step_images;
 mod steps;
 mod support;
 mod writes;

@@ -58,7 +58,7 @@ async fn quiet(received: &mut mpsc::UnboundedReceiver<Received>) {
 }
 
 /// The id in the `OData-EntityId` header of a create.
-async fn create(harness: &Harness, set: &str, body: Value) -> String {
+pub(super) async fn create(harness: &Harness, set: &str, body: Value) -> String {
     let response = harness
         .request(Method::POST, set)
         .json(&body)
@@ -82,7 +82,7 @@ async fn create(harness: &Harness, set: &str, body: Value) -> String {
         .expect("an id in OData-EntityId")
 }
 
-async fn one_id(harness: &Harness, path: &str, column: &str) -> String {
+pub(super) async fn one_id(harness: &Harness, path: &str, column: &str) -> String {
     let (status, body) = harness.get_json(path).await;
     assert_eq!(status, 200, "{path}: {body}");
     let rows = body["value"].as_array().expect("value");
@@ -91,7 +91,7 @@ async fn one_id(harness: &Harness, path: &str, column: &str) -> String {
 }
 
 /// Registers the webhook `url` with the header `x-dualwrite-secret: s3cret`.
-async fn endpoint(harness: &Harness, url: &str) -> String {
+pub(super) async fn endpoint(harness: &Harness, url: &str) -> String {
     create(
         harness,
         "serviceendpoints",

@@ -1,0 +1,148 @@
+//! What the webhook step tests share: an endpoint that records its calls
+//! and answers as told, step and image registration, and readers of the
+//! contexts' entities.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::steps::{create, one_id};
+use super::support::Harness;
+
+/// One call an endpoint received.
+pub(super) type Call = (HeaderMap, Value);
+
+/// An endpoint's answer: its status and body.
+pub(super) type Reply = Pin<Box<dyn Future<Output = (StatusCode, String)> + Send>>;
+
+/// What an endpoint answers to its `n`th call (1-based) with `context`.
+pub(super) type Answer = Arc<dyn Fn(usize, Value) -> Reply + Send + Sync>;
+
+/// An endpoint on `127.0.0.1:0` that records each call and answers with
+/// `answer`.
+pub(super) struct Endpoint {
+    pub(super) url: String,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Endpoint {
+    pub(super) async fn start(answer: Answer) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("endpoint listens");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let recorded = calls.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+                    let recorded = recorded.clone();
+                    let answer = answer.clone();
+                    async move {
+                        let n = {
+                            let mut calls = recorded.lock().expect("calls");
+                            calls.push((headers, body.clone()));
+                            calls.len()
+                        };
+                        answer(n, body).await
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, calls }
+    }
+
+    /// An endpoint answering 200 to every call.
+    pub(super) async fn accepting() -> Self {
+        Self::start(Arc::new(|_, _| {
+            Box::pin(async { (StatusCode::OK, String::new()) })
+        }))
+        .await
+    }
+
+    pub(super) fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("calls").clone()
+    }
+
+    pub(super) fn contexts(&self) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .map(|(_, context)| context)
+            .collect()
+    }
+}
+
+/// Registers a step of `message` on accounts in `stage` and `mode`.
+pub(super) async fn register(
+    harness: &Harness,
+    endpoint: &str,
+    message: &str,
+    stage: i64,
+    mode: i64,
+    rank: i64,
+) -> String {
+    let message_id = one_id(
+        harness,
+        &format!("sdkmessages?$select=sdkmessageid&$filter=name eq '{message}'"),
+        "sdkmessageid",
+    )
+    .await;
+    let filter_id = one_id(
+        harness,
+        &format!(
+            "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value eq {message_id} and primaryobjecttypecode eq 'account'"
+        ),
+        "sdkmessagefilterid",
+    )
+    .await;
+    create(
+        harness,
+        "sdkmessageprocessingsteps",
+        json!({
+            "name": format!("{message} {stage} rank {rank}"), "stage": stage, "mode": mode,
+            "rank": rank, "supporteddeployment": 0,
+            "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
+            "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
+            "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint})"),
+        }),
+    )
+    .await
+}
+
+pub(super) fn image_body(step: &str, alias: &str, imagetype: i64, attributes: &str) -> Value {
+    json!({
+        "sdkmessageprocessingstepid@odata.bind": format!("/sdkmessageprocessingsteps({step})"),
+        "name": alias, "entityalias": alias, "imagetype": imagetype,
+        "messagepropertyname": "Target", "attributes": attributes,
+    })
+}
+
+/// The `(key, value)` pairs of an `Entity`'s `Attributes`.
+fn attributes(entity: &Value) -> Vec<(String, Value)> {
+    entity["Attributes"]
+        .as_array()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .map(|pair| {
+                    (
+                        pair["key"].as_str().unwrap_or("?").to_owned(),
+                        pair["value"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn attribute(entity: &Value, key: &str) -> Option<Value> {
+    attributes(entity)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
