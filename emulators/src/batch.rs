@@ -34,9 +34,10 @@ fn bad(state: &SharedState, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code(state), message)
 }
 
-/// A write of either service, prepared for a change set.
+/// A write of either service, prepared for a change set (a Dataverse
+/// write, the larger, boxed).
 enum Prepared<'t> {
-    Dataverse(dataverse::ops::PreparedWrite<'t>),
+    Dataverse(Box<dataverse::ops::PreparedWrite<'t>>),
     Finops(finops::ops::PreparedWrite<'t>),
 }
 
@@ -52,9 +53,9 @@ async fn prepare<'t>(
     request: &ApiRequest,
 ) -> Result<Prepared<'t>, ApiError> {
     Ok(match state.kind {
-        ServiceKind::Dataverse => {
-            Prepared::Dataverse(dataverse::ops::prepare(state, table, key, request).await?)
-        }
+        ServiceKind::Dataverse => Prepared::Dataverse(Box::new(
+            dataverse::ops::prepare(state, table, key, request).await?,
+        )),
         ServiceKind::Finops => {
             Prepared::Finops(finops::ops::prepare(state, table, key, request).await?)
         }
@@ -244,7 +245,7 @@ async fn prepare_part<'s>(
             Some(rewritten) => {
                 let mut write = dataverse::ops::prepare(state, table, key, &rewritten).await?;
                 write.bare = true;
-                Prepared::Dataverse(write)
+                Prepared::Dataverse(Box::new(write))
             }
         });
     }
@@ -294,16 +295,42 @@ async fn run_change_set(
         }
         prepared.push((part.content_id.clone(), write));
     }
-    let outcomes = state
-        .store
-        .transact_serial(|tx| {
-            prepared
-                .iter()
-                .map(|(_, w)| apply(state, tx, w))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| (None, commit_failed(state, e)))?;
+    // One change set, one transaction: its webhook contexts share one
+    // CorrelationId.
+    let correlation = uuid::Uuid::new_v4().to_string();
+    for (_, write) in prepared.iter_mut() {
+        if let Prepared::Dataverse(write) = write {
+            write.correlation = correlation.clone();
+        }
+    }
+    let apply_all = |tx: &super::store::Tx<'_>| {
+        prepared
+            .iter()
+            .map(|(_, w)| apply(state, tx, w))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let synchronous = prepared.iter().any(|(_, write)| match write {
+        Prepared::Dataverse(write) => dataverse::synchronous::expected(state, write),
+        Prepared::Finops(_) => false,
+    });
+    let outcomes = if synchronous {
+        // Every write dry-run first, then each one's synchronous steps in
+        // the order of the parts: the first refusal fails the change set.
+        let check = async |outcomes: Vec<Outcome>| {
+            for ((_, write), outcome) in prepared.iter().zip(&outcomes) {
+                if let (Prepared::Dataverse(write), Outcome::Dataverse(outcome)) = (write, outcome)
+                {
+                    let changes = dataverse::ops::changes(state, write, outcome);
+                    dataverse::synchronous::run(state, &changes, &correlation).await?;
+                }
+            }
+            Ok::<(), ApiError>(())
+        };
+        state.store.transact_checked(apply_all, check).await
+    } else {
+        state.store.transact_serial(apply_all).await
+    }
+    .map_err(|e| (None, commit_failed(state, e)))?;
     Ok(prepared
         .iter()
         .zip(outcomes)

@@ -25,7 +25,10 @@
 //!   `metadata`: tables, fields and keys (built-in TOML plus a custom file).
 //! - `hooks`: pre-commit hooks; `events`: finops data events to webhooks;
 //!   `dataverse::webhooks`: the contexts of the Dataverse webhook steps
-//!   registered through `dataverse::steps`;
+//!   registered through `dataverse::steps` (with their images,
+//!   `dataverse::images`), queued after the commit for asynchronous steps
+//!   and, for synchronous ones, sent during the write by
+//!   `dataverse::synchronous`;
 //!   `seed`: demo data and `--rows N`; `admin`: the `/admin` routes.
 //!
 //! Boundary: the emulators use [`dualwrite::odata`] and nothing else of the
@@ -40,7 +43,8 @@
 //!
 //! Invariants: bad input never panics, it gets the service's OData error
 //! JSON; a write (or a whole `$batch` change set) commits in one sled
-//! transaction, after its pre-commit hook agreed; the store is flushed when
+//! transaction, after its pre-commit hook agreed and, under the writer
+//! lock, its synchronous webhook steps agreed to a dry run of it; the store is flushed when
 //! the server shuts down. A client that disconnects mid-request cancels its
 //! handler: a write is then either fully committed or not at all, and a
 //! data event is published only for a committed write.
@@ -132,7 +136,17 @@ pub struct EmulatorConfig {
     /// roots, when it posts data events and webhook contexts: a receiver
     /// serving HTTPS with a private certificate.
     pub trusted_ca: Option<String>,
+    /// Dataverse: how long, in milliseconds, a synchronous webhook step's
+    /// endpoint has to answer before the write it was called for fails;
+    /// the service gives a webhook 60 s
+    /// (<https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>),
+    /// the default. Tests set a short one.
+    pub synchronous_step_timeout_ms: u64,
 }
+
+/// The service's limit for a webhook's answer, in milliseconds: the
+/// default of [`EmulatorConfig::synchronous_step_timeout_ms`].
+pub const SYNCHRONOUS_STEP_TIMEOUT_MS: u64 = 60_000;
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
@@ -149,6 +163,7 @@ impl Default for EmulatorConfig {
             tls: false,
             roles: Vec::new(),
             trusted_ca: None,
+            synchronous_step_timeout_ms: SYNCHRONOUS_STEP_TIMEOUT_MS,
         }
     }
 }
@@ -252,6 +267,8 @@ pub(crate) struct State {
     pub events: events::DataEvents,
     /// Dataverse: the deliveries of the registered webhooks.
     pub webhooks: dataverse::webhooks::Webhooks,
+    /// Dataverse: how long a synchronous step's endpoint has to answer.
+    pub step_deadline: std::time::Duration,
     pub base_url: String,
     pub default_company: String,
 }

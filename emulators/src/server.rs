@@ -227,6 +227,7 @@ pub(super) async fn start(
         hooks: Default::default(),
         events,
         webhooks,
+        step_deadline: std::time::Duration::from_millis(config.synchronous_step_timeout_ms),
         base_url: format!("{}://{addr}", if config.tls { "https" } else { "http" }),
         default_company: config.default_company.to_lowercase(),
     });

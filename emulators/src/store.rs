@@ -31,8 +31,12 @@
 //! one counter, so concurrent sled transactions would all conflict on it
 //! and be run again, over and over for large `$batch`es. Committing in
 //! turn, as a database's row version sequence does, is what lets several
-//! batches in flight be served at the rate of one.
+//! batches in flight be served at the rate of one. A write that must be
+//! agreed to before it commits ([`Store::transact_checked`]) holds that
+//! turn from its dry run to its commit, so what was agreed to is what
+//! commits; reads take no turn and go on meanwhile.
 
+use std::future::Future;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -313,6 +317,61 @@ impl Store {
     ) -> Result<T, TxFailure<E>> {
         let _turn = self.writer.lock().await;
         self.transact(f)
+    }
+
+    /// As [`Store::transact_serial`], with a `check` between a dry run and
+    /// the commit: under the writer lock, `f` runs once and is rolled back,
+    /// `check` is given what it returned (the write's outcome as it will
+    /// be), and only if `check` agrees does `f` run again and commit, the
+    /// lock held throughout so nothing else is written in between (reads
+    /// go on: they take no lock). A failed dry run is the write's failure,
+    /// and `check` is not called. What synchronous webhook steps need: they
+    /// run inside the write's transaction, so their refusal rolls it back
+    /// (<https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>).
+    pub async fn transact_checked<T, E, F, C, Fut>(&self, f: F, check: C) -> Result<T, TxFailure<E>>
+    where
+        F: Fn(&Tx<'_>) -> Result<T, ConflictableTransactionError<E>>,
+        C: FnOnce(T) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        let _turn = self.writer.lock().await;
+        check(self.dry_run(&f)?).await.map_err(TxFailure::Abort)?;
+        self.transact(f)
+    }
+
+    /// Runs `f` in a transaction and rolls it back: what it returned, or
+    /// why it failed.
+    fn dry_run<T, E>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> Result<T, ConflictableTransactionError<E>>,
+    ) -> Result<T, TxFailure<E>> {
+        /// Why the dry run's transaction aborts: always, with its outcome.
+        enum Rollback<T, E> {
+            Done(T),
+            Failed(E),
+        }
+        let ran = self
+            .data
+            .transaction::<_, std::convert::Infallible, _>(|tree| {
+                Err(match f(&Tx { tree }) {
+                    Ok(done) => ConflictableTransactionError::Abort(Rollback::Done(done)),
+                    Err(ConflictableTransactionError::Abort(e)) => {
+                        ConflictableTransactionError::Abort(Rollback::Failed(e))
+                    }
+                    Err(ConflictableTransactionError::Conflict) => {
+                        ConflictableTransactionError::Conflict
+                    }
+                    Err(ConflictableTransactionError::Storage(e)) => {
+                        ConflictableTransactionError::Storage(e)
+                    }
+                })
+            });
+        match ran {
+            Ok(never) => match never {},
+            Err(TransactionError::Abort(Rollback::Done(done))) => Ok(done),
+            Err(TransactionError::Abort(Rollback::Failed(e))) => Err(TxFailure::Abort(e)),
+            Err(TransactionError::Storage(e)) => Err(TxFailure::Store(StoreError::Sled(e))),
+        }
     }
 
     /// Runs `f` while holding the writer lock, so no write transaction

@@ -21,8 +21,9 @@
 //!   the `Target` is (lookups as `EntityReference`s, the primary id,
 //!   `RowVersion` the row's version) with the image's columns of the row
 //!   before or after the operation. A PostImage is given to a step in
-//!   PostOperation (stage 40) only, as the service does.
-//!   `versionnumber` and `modifiedon` are in an image of every
+//!   PostOperation (stage 40) only, as the service does; a synchronous
+//!   one gets the row as the write's dry run made it, which is what
+//!   commits. `versionnumber` and `modifiedon` are in an image of every
 //!   column, or in one that names them.
 
 use serde_json::{Map, Value, json};

@@ -12,7 +12,8 @@
 //!   `endpoints`, `sdkmessages`, `sdkmessagefilters`,
 //!   `sdkmessageprocessingsteps`, and `sdkmessageprocessingstepimages`,
 //!   with `images`); `webhooks`: the `RemoteExecutionContext` each
-//!   registered step sends after a commit, with the step's images.
+//!   asynchronous step sends after a commit; `synchronous`: the calls of
+//!   the synchronous steps during a write, whose refusal rolls it back.
 //!
 //! Every row carries its primary key GUID, `versionnumber` (the store's
 //! global version), `createdon`, `modifiedon`, and `@odata.etag` =
@@ -30,6 +31,7 @@ mod page;
 mod property;
 mod read;
 mod steps;
+pub(crate) mod synchronous;
 pub(crate) mod webhooks;
 pub(crate) mod write;
 

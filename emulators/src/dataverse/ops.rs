@@ -5,6 +5,13 @@
 //! 2. [`apply`]: the checks and the write, inside a transaction (sled may
 //!    run it more than once, so it only reads the prepared request);
 //! 3. [`respond`]: the response of a committed write.
+//!
+//! A write with synchronous webhook steps runs step 2 twice under the
+//! writer lock (`Store::transact_checked`): a dry run whose [`changes`]
+//! the steps are called with (`synchronous`), then, if they all agreed,
+//! the commit, which writes the same rows (one timestamp per write).
+
+use std::sync::OnceLock;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
@@ -58,8 +65,19 @@ pub(crate) struct PreparedWrite<'t> {
     /// Create: the rows a collection-valued `@odata.bind` associates, by
     /// relationship name, as the references were written.
     pub associate: Vec<(String, Vec<String>)>,
-    /// The `CorrelationId` of the contexts its webhook steps get.
+    /// The `CorrelationId` of the contexts its webhook steps get (one for
+    /// all the writes of a `$batch` change set).
     pub correlation: String,
+    /// When the write happened (`createdon`, `modifiedon`): taken at its
+    /// first run, so a dry run and its commit write the same row.
+    stamp: OnceLock<Value>,
+}
+
+impl PreparedWrite<'_> {
+    /// The time the write stamps its rows with.
+    fn now(&self) -> Value {
+        self.stamp.get_or_init(now).clone()
+    }
 }
 
 /// The result of an applied write: the row written (none for a delete).
@@ -177,6 +195,7 @@ pub(crate) async fn prepare<'t>(
         query: request.query.clone(),
         associate,
         correlation: uuid::Uuid::new_v4().to_string(),
+        stamp: OnceLock::new(),
     })
 }
 
@@ -273,7 +292,7 @@ fn associate(
             let mut row = old.row.clone();
             row.insert(column.clone(), Value::String(id.to_string()));
             super::owner::stamp(state, tx, many, &mut row, write.caller.as_deref(), false)?;
-            row.insert("modifiedon".into(), now());
+            row.insert("modifiedon".into(), write.now());
             let old_indexes = index_entries(many, &old.row);
             let indexes = index_entries(many, &row);
             let stored = tx.put(
@@ -363,8 +382,8 @@ pub(crate) fn apply(
             super::money::derive(state, tx, table, &mut row)?;
             super::owner::stamp(state, tx, table, &mut row, write.caller.as_deref(), true)?;
             row.insert(pk_field, Value::String(id.clone()));
-            row.insert("createdon".into(), now());
-            row.insert("modifiedon".into(), now());
+            row.insert("createdon".into(), write.now());
+            row.insert("modifiedon".into(), write.now());
             let indexes = index_entries(table, &row);
             let stored = tx.put(&table.name, &pk, None, row, &indexes, set_version)?;
             let associated = associate(state, tx, write, id)?;
@@ -429,9 +448,9 @@ pub(crate) fn apply(
             super::money::derive(state, tx, table, &mut row)?;
             super::owner::stamp(state, tx, table, &mut row, write.caller.as_deref(), created)?;
             if created {
-                row.insert("createdon".into(), now());
+                row.insert("createdon".into(), write.now());
             }
-            row.insert("modifiedon".into(), now());
+            row.insert("modifiedon".into(), write.now());
             let old_indexes = existing
                 .as_ref()
                 .map(|r| index_entries(table, &r.row))
@@ -499,7 +518,7 @@ pub(crate) fn changes<'a>(
 }
 
 /// Step 3: the response of a committed write, after queuing the webhook
-/// contexts of the steps registered on it.
+/// contexts of the asynchronous steps registered on it.
 pub(crate) fn respond(
     state: &SharedState,
     write: &PreparedWrite<'_>,
@@ -551,11 +570,18 @@ pub(crate) async fn execute_bare(
     commit(state, write).await
 }
 
+/// Commits one write: under the writer lock, after its synchronous steps
+/// agreed to what a dry run of it did, when it has any (`synchronous`).
 async fn commit(state: &SharedState, write: PreparedWrite<'_>) -> Result<ApiResponse, ApiError> {
-    let outcome = state
-        .store
-        .transact_serial(|tx| apply(state, tx, &write))
-        .await
-        .map_err(commit_failed)?;
-    Ok(respond(state, &write, &outcome))
+    let run = |tx: &Tx<'_>| apply(state, tx, &write);
+    let outcome = if super::synchronous::expected(state, &write) {
+        let check = async |outcome: Outcome| {
+            let dry = changes(state, &write, &outcome);
+            super::synchronous::run(state, &dry, &write.correlation).await
+        };
+        state.store.transact_checked(run, check).await
+    } else {
+        state.store.transact_serial(run).await
+    };
+    Ok(respond(state, &write, &outcome.map_err(commit_failed)?))
 }

@@ -15,7 +15,8 @@
 //!   `sdkmessagefilterid@odata.bind` and
 //!   `eventhandler_serviceendpoint@odata.bind`, `GET` with `$filter`,
 //!   `DELETE (id)`, which deletes the step's images too. An asynchronous
-//!   step (`mode` 1) must run in PostOperation (`stage` 40).
+//!   step (`mode` 1) must run in PostOperation (`stage` 40); a synchronous
+//!   one (`mode` 0) is called during the write (`synchronous`).
 //! - `sdkmessageprocessingstepimages`: the steps' images (`images`).
 //!
 //! Pages: <https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>,
@@ -28,8 +29,8 @@
 //! `serviceendpoints` are written through `endpoints`.
 //!
 //! Endpoints, steps and images are rows of the store (they survive a
-//! restart); the contexts their steps send are queued and delivered by
-//! `webhooks`. Registering needs the privileges the service
+//! restart); the contexts asynchronous steps send are queued and
+//! delivered by `webhooks`. Registering needs the privileges the service
 //! names `prv{Create,Read,Write,Delete}ServiceEndpoint`,
 //! `prv…SdkMessageProcessingStep` and `prv…SdkMessageProcessingStepImage`;
 //! a client whose role lacks the access to the set is refused with a 403.

@@ -7,7 +7,9 @@
 //! `authtype` 5 sends each `<setting name value>` of `authvalue` as a
 //! header, 6 as a query parameter, 4 the value as `?code=`
 //! (<https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>).
-//! Each is queued after the commit, per service endpoint.
+//! An asynchronous step's (`mode` 1) is queued after the commit, per
+//! service endpoint; a synchronous step's (`mode` 0) is sent during the
+//! write by `synchronous`, never queued.
 //!
 //! - [`Webhooks`]: one delivery task per endpoint, over the store's event
 //!   queues (keyed `webhook:<endpoint id>`), resumed at start.
@@ -15,8 +17,8 @@
 //!   committed, with its [`Change`]s.
 //! - [`context`]: the context of one step for one change, shared by both
 //!   modes; its `PreEntityImages` and `PostEntityImages` are the step's
-//!   images (`images`). The contexts of one write share one
-//!   `CorrelationId`.
+//!   images (`images`). The contexts of one write, or of one `$batch`
+//!   change set, share one `CorrelationId`.
 //!
 //! The `Target` of a `Create` or an `Update` is an `Entity` with the
 //! columns the request set (lookups as `EntityReference`s) and the row's
@@ -133,6 +135,11 @@ impl Webhooks {
         }
     }
 
+    /// The client contexts are posted with.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     fn publish(&self, endpoint: &str, context: &Value) {
         match self.store.enqueue(&queue(endpoint), context) {
             Ok(()) => {
@@ -244,7 +251,9 @@ impl<'a> Change<'a> {
     }
 }
 
-/// True for an asynchronous step (`mode` 1).
+/// True for an asynchronous step (`mode` 1), whose context is queued
+/// after the commit; a synchronous one (`mode` 0) is called during the
+/// write (`synchronous`).
 pub(crate) fn asynchronous(step: &Map<String, Value>) -> bool {
     step.get("mode").and_then(Value::as_i64) == Some(1)
 }
@@ -269,13 +278,13 @@ pub(crate) fn fires(step: &Map<String, Value>, change: &Change<'_>) -> bool {
             .any(|c| wanted.contains(&c.as_str()))
 }
 
-/// Queues the context of each committed change for each step on it; all
-/// carry `correlation` as their `CorrelationId`.
+/// Queues the context of each committed change for each asynchronous
+/// step on it; all carry `correlation` as their `CorrelationId`.
 pub(crate) fn after_commit(state: &SharedState, changes: &[Change<'_>], correlation: &str) {
     let images = super::images::registered(state);
     for change in changes {
         for step in steps::steps_for(state, change.table, change.message) {
-            if !fires(&step, change) {
+            if !asynchronous(&step) || !fires(&step, change) {
                 continue;
             }
             let Some(endpoint) = step.get("_eventhandler_value").and_then(Value::as_str) else {
@@ -379,8 +388,10 @@ fn target(state: &SharedState, change: &Change<'_>) -> Value {
     entity(state, change.table, columns, row, change.id)
 }
 
-/// The `RemoteExecutionContext` of one step for one change.
-fn context(
+/// The `RemoteExecutionContext` of one step for one change. A
+/// synchronous step in PreOperation or PostOperation runs inside the
+/// write's transaction (`IsInTransaction`); PreValidation runs before it.
+pub(crate) fn context(
     state: &SharedState,
     change: &Change<'_>,
     step: &Map<String, Value>,
@@ -401,7 +412,7 @@ fn context(
         "Depth": 1,
         "InputParameters": [{"key": "Target", "value": target(state, change)}],
         "IsExecutingOffline": false,
-        "IsInTransaction": false,
+        "IsInTransaction": mode == 0 && stage != 10,
         "IsOfflinePlayback": false,
         "IsolationMode": 1,
         "MessageName": change.message,
@@ -470,7 +481,7 @@ async fn deliver(store: Arc<Store>, endpoint: String, wake: Arc<Notify>, client:
 }
 
 /// The request of one context to `endpoint`.
-fn post(
+pub(crate) fn post(
     client: &reqwest::Client,
     endpoint: &Map<String, Value>,
     context: &Value,

@@ -20,4 +20,5 @@ mod step_endpoint;
 mod step_images;
 mod steps;
 mod support;
+mod sync_steps;
 mod writes;

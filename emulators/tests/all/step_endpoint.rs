@@ -2,11 +2,13 @@
 //! and answers as told, step and image registration, and readers of the
 //! contexts' entities.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::steps::{create, one_id};
@@ -55,6 +57,24 @@ impl Endpoint {
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, calls }
+    }
+
+    /// An endpoint answering each call with the next status of `script`,
+    /// 200 once it is empty; a refusal carries `{"error":{"message":…}}`.
+    pub(super) async fn scripted(script: Arc<Mutex<VecDeque<(u16, &'static str)>>>) -> Self {
+        Self::start(Arc::new(move |_, _| {
+            let next = script.lock().expect("script").pop_front();
+            Box::pin(async move {
+                match next {
+                    Some((status, message)) => (
+                        StatusCode::from_u16(status).expect("a status"),
+                        json!({"error": {"message": message}}).to_string(),
+                    ),
+                    None => (StatusCode::OK, String::new()),
+                }
+            })
+        }))
+        .await
     }
 
     /// An endpoint answering 200 to every call.
@@ -145,4 +165,37 @@ pub(super) fn attribute(entity: &Value, key: &str) -> Option<Value> {
         .into_iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
+}
+
+pub(super) fn header(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+pub(super) async fn post_account(harness: &Harness, body: Value) -> (StatusCode, Value) {
+    let response = harness
+        .request(Method::POST, "accounts")
+        .header("Prefer", "return=representation")
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    let status = StatusCode::from_u16(response.status().as_u16()).expect("status");
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub(super) async fn account_names(harness: &Harness) -> Vec<String> {
+    let (status, body) = harness.get_json("accounts?$select=name").await;
+    assert_eq!(status, 200, "{body}");
+    let mut names: Vec<String> = body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|row| row["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
 }
