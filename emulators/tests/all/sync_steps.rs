@@ -104,6 +104,19 @@ async fn a_synchronous_step_is_called_before_the_write_returns_with_its_post_ima
     assert_eq!(read["name"], "Synchronous");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(hook.calls().len(), 2, "no delivery after the commit");
+
+    // An upsert that makes the row is a Create.
+    let new_id = "5a1e0000-0000-4000-8000-000000000001";
+    let upsert = harness
+        .request(Method::PATCH, &format!("accounts({new_id})"))
+        .json(&json!({"name": "Upserted"}));
+    assert_eq!(upsert.send().await.expect("sent").status(), 204);
+    let contexts = hook.contexts();
+    assert_eq!(contexts.len(), 4, "both Create steps, during the upsert");
+    assert_eq!(contexts[2]["MessageName"], "Create");
+    assert_eq!(contexts[2]["PrimaryEntityId"], new_id);
+    let image = &contexts[2]["PostEntityImages"][0]["value"];
+    assert_eq!(attribute(image, "name"), Some(json!("Upserted")));
     harness.emulator.shutdown().await.expect("stops");
 }
 
