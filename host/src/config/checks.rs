@@ -76,6 +76,7 @@ pub(super) fn build_map(
     }
     let plugins = super::plugins::build_plugins(map, options, report);
     let initial_sync = initial_sync(map, &fields, report);
+    let mode = super::live::sync_mode(map, config, systems, &fields, report);
     Some(MapPlan {
         name: map.name.clone(),
         left: left.plan?,
@@ -89,6 +90,7 @@ pub(super) fn build_map(
         enabled: map.enabled,
         plugins: plugins?,
         initial_sync: initial_sync?,
+        mode: mode?,
         definition: map.definition.clone(),
     })
 }

@@ -66,6 +66,9 @@ mod error;
 mod in_force;
 #[cfg(test)]
 mod initial_sync_tests;
+mod live;
+#[cfg(test)]
+mod live_tests;
 mod log;
 mod lookups;
 mod plugins;
@@ -378,6 +381,15 @@ pub struct MapConfig {
     /// on a one-way map; checked in `build` (`DW040 initial-sync`).
     #[serde(default)]
     pub initial_sync: Option<String>,
+    /// `async` (the default) or `live`: a Dataverse save commits only
+    /// after its change was written to finops; checked in `build`
+    /// (`DW045 live-mode`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// A live map's saves while it is not running: `fail` (the default)
+    /// or `queue`.
+    #[serde(default)]
+    pub live_fallback: Option<String>,
     /// Plugin chain.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,

@@ -116,6 +116,47 @@ impl InitialSync {
     }
 }
 
+/// How a map's changes from Dataverse reach finops (`mode`).
+///
+/// Dataverse documents synchronous webhook steps, called inside the
+/// operation's transaction, whose failure rolls the operation back and
+/// shows the caller the endpoint's error
+/// (<https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks>).
+/// finops documents no synchronous outbound hook, so a live map is live
+/// from Dataverse only: its finops changes flow asynchronously.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum SyncMode {
+    /// Changes are captured and written after the source committed.
+    #[default]
+    Async,
+    /// A Dataverse save commits only once its change was written to finops.
+    Live {
+        /// What a save does while the map is not running.
+        fallback: LiveFallback,
+    },
+}
+
+impl SyncMode {
+    /// True for a live map.
+    pub fn is_live(self) -> bool {
+        matches!(self, SyncMode::Live { .. })
+    }
+}
+
+/// What a live map's Dataverse save does while the map is not running
+/// (`live_fallback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LiveFallback {
+    /// The save fails with a message that says why (dual-write's
+    /// behaviour).
+    #[default]
+    Fail,
+    /// The change is queued and the save goes on; catch-up writes it.
+    Queue,
+}
+
 impl std::str::FromStr for InitialSync {
     type Err = String;
 
@@ -341,6 +382,8 @@ pub struct MapPlan {
     /// What the map's first start copies (`initial_sync`); the engine reads
     /// it when a side of the map has never been read.
     pub initial_sync: InitialSync,
+    /// Async, or live from Dataverse (`mode`, `live_fallback`).
+    pub mode: SyncMode,
 }
 
 /// One side of a map.

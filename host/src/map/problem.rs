@@ -93,6 +93,7 @@ problem_codes! {
     AlertRule = "DW042" "alert-rule" Error, "An alert rule of `[[alerts.rules]]` names an unknown condition, map, system, class or action, lacks a field its condition needs or has one it does not read, or `[alerts]` sets an interval of 0.";
     AlertWebhook = "DW043" "alert-webhook" Error, "An alert webhook of `[[alerts.webhooks]]` has a URL that is not `https://` (or `http://` to loopback), a secret unset or not `whsec_` and a base64 key, an unreadable `ca_file`, or names a rule the config lacks.";
     PluginReference = "DW044" "plugin-reference" Error, "A plugin step names both or neither of `path` and `plugin`, a `plugin` that is not `name`, `name@version` or `name@requirement`, one no version in the host's registry meets, or the registry cannot be read.";
+    LiveMode = "DW045" "live-mode" Error, "A map's `mode` is not `async` or `live`, its `live_fallback` is not `fail` or `queue` or is set on a map that is not live, or a live map has no Dataverse side flowing into finops, or no way for Dataverse to call the host (`[engine] listen`, `public_url` and the Dataverse system's `events_secret_env`).";
 }
 
 impl fmt::Display for ProblemCode {
