@@ -80,7 +80,7 @@ pub use finops::FinopsConnector;
 pub use key::{Key, KeyValue};
 pub use metadata::{ENTITY_DEFINITIONS, MetadataReader, TablePrivilege};
 pub use probe::probe;
-pub use steps::{REGISTRATION_PRIVILEGES, WEBHOOK_MESSAGES, WebhookSteps};
+pub use steps::{POST_IMAGE, REGISTRATION_PRIVILEGES, StepMode, WEBHOOK_MESSAGES, WebhookSteps};
 pub use tls::TrustedCa;
 pub(crate) use tls::{client_builder, tls_failure};
 pub use transport::{ConnectorOptions, ConnectorStats, Failing, MAX_RETRY_AFTER, RetryPolicy};

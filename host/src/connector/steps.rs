@@ -10,7 +10,13 @@
 //! - [`DataverseConnector::ensure_steps`]: the table's logical name from
 //!   `EntityDefinitions`, the `sdkmessage` and `sdkmessagefilter` ids by
 //!   query, then the three steps ([`WebhookSteps`]); an `Update` step
-//!   filters on the columns given (`filteringattributes`).
+//!   filters on the columns given (`filteringattributes`). A live map's
+//!   steps ([`StepMode::Synchronous`]) are synchronous (`mode` 0) in
+//!   PostOperation, so they run inside the save's transaction, and their
+//!   `Create` and `Update` steps carry a PostImage
+//!   (`sdkmessageprocessingstepimages`, `imagetype` 1, alias
+//!   [`POST_IMAGE`]) of the map's columns: the row as it will be
+//!   committed, which no read can see yet.
 //! - [`DataverseConnector::remove_steps`], [`DataverseConnector::remove_webhook`].
 //! - [`DataverseConnector::get_selected`]: the read a webhook leads to,
 //!   one row by id with `$select`.
@@ -50,6 +56,31 @@ pub const REGISTRATION_PRIVILEGES: [&str; 7] = [
     "prvDeleteSdkMessageProcessingStep",
     "prvReadSdkMessage",
 ];
+
+/// How a table's steps run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepMode {
+    /// `mode` 1: posted after the save committed (a hint to read again).
+    Asynchronous,
+    /// `mode` 0: called inside the save's transaction, which fails when
+    /// the call does; the PostImage holds `image` (logical column names).
+    Synchronous {
+        /// The columns of the PostImage.
+        image: Vec<String>,
+    },
+}
+
+impl StepMode {
+    fn mode(&self) -> i64 {
+        match self {
+            StepMode::Asynchronous => 1,
+            StepMode::Synchronous { .. } => 0,
+        }
+    }
+}
+
+/// The alias of a synchronous step's PostImage (`PostEntityImages`).
+pub const POST_IMAGE: &str = "dualwrite";
 
 /// The steps of one table on one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,15 +159,17 @@ impl DataverseConnector {
     }
 
     /// The steps called `name …` of `table` (an entity set) on `endpoint`,
-    /// one per message of [`WEBHOOK_MESSAGES`]: made when missing, made
-    /// again when the `Update` step filters on other columns than
-    /// `filtering_attributes` (logical column names; empty: every update).
+    /// one per message of [`WEBHOOK_MESSAGES`], run as `mode` says: made
+    /// when missing, made again when the `Update` step filters on other
+    /// columns than `filtering_attributes` (logical column names; empty:
+    /// every update) or the step runs in another mode.
     pub async fn ensure_steps(
         &self,
         endpoint: &str,
         name: &str,
         table: &str,
         filtering_attributes: &[String],
+        mode: &StepMode,
     ) -> Result<WebhookSteps, ConnectorError> {
         let logical_name = self.logical_name(table).await?;
         let existing = self.steps_of(endpoint, table).await?;
@@ -154,7 +187,9 @@ impl DataverseConnector {
             if let Some(row) = same {
                 let current = row.get("filteringattributes").and_then(Value::as_str);
                 let id = id_of(row, "sdkmessageprocessingstepid");
+                let same_mode = row.get("mode").and_then(Value::as_i64) == Some(mode.mode());
                 if current.filter(|c| !c.is_empty()) == attributes.map(String::as_str)
+                    && same_mode
                     && let Some(id) = id
                 {
                     step_ids.push(id);
@@ -171,12 +206,15 @@ impl DataverseConnector {
                 .await?;
             let mut body = object(json!({
                 "name": wanted,
-                "description": format!("dualwrite: {message} of {table}, posted to its webhook"),
+                "description": match mode {
+                    StepMode::Asynchronous => format!("dualwrite: {message} of {table}, posted to its webhook"),
+                    StepMode::Synchronous { .. } => format!("dualwrite: {message} of {table}, written to finops inside the save"),
+                },
                 "stage": 40,
-                "mode": 1,
+                "mode": mode.mode(),
                 "rank": 1,
                 "supporteddeployment": 0,
-                "asyncautodelete": true,
+                "asyncautodelete": *mode == StepMode::Asynchronous,
                 "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
                 "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
                 "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint})"),
@@ -190,12 +228,43 @@ impl DataverseConnector {
             )
             .json(&body);
             let reply = self.registration(&call, table).await?;
-            step_ids.push(self.created_id(&call, &reply)?);
+            let step = self.created_id(&call, &reply)?;
+            if let StepMode::Synchronous { image } = mode
+                && message != "Delete"
+            {
+                self.add_post_image(&step, image, table).await?;
+            }
+            step_ids.push(step);
         }
         Ok(WebhookSteps {
             logical_name,
             step_ids,
         })
+    }
+
+    /// The PostImage of a synchronous step: `columns` of the row as the
+    /// save will commit it, under the alias [`POST_IMAGE`] ("Define entity
+    /// images", the `sdkmessageprocessingstepimage` table reference).
+    async fn add_post_image(
+        &self,
+        step: &str,
+        columns: &[String],
+        table: &str,
+    ) -> Result<(), ConnectorError> {
+        let body = object(json!({
+            "name": POST_IMAGE,
+            "entityalias": POST_IMAGE,
+            "imagetype": 1,
+            "messagepropertyname": "Target",
+            "attributes": columns.join(","),
+            "sdkmessageprocessingstepid@odata.bind": format!("/sdkmessageprocessingsteps({step})"),
+        }));
+        let call = Call::new(
+            Method::POST,
+            self.transport.url("sdkmessageprocessingstepimages"),
+        )
+        .json(&body);
+        self.registration(&call, table).await.map(drop)
     }
 
     /// Deletes the steps called `name …` on `endpoint`; those already gone
@@ -321,7 +390,12 @@ impl DataverseConnector {
         })?;
         self.registration_query(
             "sdkmessageprocessingsteps",
-            &["sdkmessageprocessingstepid", "name", "filteringattributes"],
+            &[
+                "sdkmessageprocessingstepid",
+                "name",
+                "filteringattributes",
+                "mode",
+            ],
             format!("_eventhandler_value eq {endpoint}"),
             table,
         )

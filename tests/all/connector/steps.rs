@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dualwrite::connector::{DataverseConnector, Key, Query};
+use dualwrite::connector::{DataverseConnector, Key, Query, StepMode};
 use dualwrite_emulators::{Access, EmulatorConfig, SecurityRole, ServiceKind, TableAccess};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -57,18 +57,36 @@ async fn the_webhook_and_its_steps_are_found_again_by_name_and_removed_by_map() 
 
     let columns = vec!["name".to_owned(), "creditlimit".to_owned()];
     let steps = dv
-        .ensure_steps(&first, "dualwrite customers", "accounts", &columns)
+        .ensure_steps(
+            &first,
+            "dualwrite customers",
+            "accounts",
+            &columns,
+            &StepMode::Asynchronous,
+        )
         .await
         .expect("steps");
     assert_eq!(steps.logical_name, "account");
     assert_eq!(steps.step_ids.len(), 3);
     let same = dv
-        .ensure_steps(&first, "dualwrite customers", "accounts", &columns)
+        .ensure_steps(
+            &first,
+            "dualwrite customers",
+            "accounts",
+            &columns,
+            &StepMode::Asynchronous,
+        )
         .await
         .expect("steps again");
     assert_eq!(same, steps, "registering twice changes nothing");
     let contacts = dv
-        .ensure_steps(&first, "dualwrite contacts", "contacts", &[])
+        .ensure_steps(
+            &first,
+            "dualwrite contacts",
+            "contacts",
+            &[],
+            &StepMode::Asynchronous,
+        )
         .await
         .expect("another map's steps");
     assert_eq!(contacts.logical_name, "contact");
@@ -99,6 +117,7 @@ async fn the_webhook_and_its_steps_are_found_again_by_name_and_removed_by_map() 
             "dualwrite customers",
             "accounts",
             &["name".to_owned()],
+            &StepMode::Asynchronous,
         )
         .await
         .expect("steps with other columns");
@@ -169,6 +188,7 @@ async fn the_registered_webhook_sends_the_secret_the_connector_gave_it() {
         "dualwrite customers",
         "accounts",
         &["name".to_owned()],
+        &StepMode::Asynchronous,
     )
     .await
     .expect("steps");
@@ -244,7 +264,13 @@ async fn a_refused_registration_names_the_table_and_the_privileges() {
         .await
         .expect("the endpoint may be registered");
     let error = dv
-        .ensure_steps(&endpoint, "dualwrite customers", "accounts", &[])
+        .ensure_steps(
+            &endpoint,
+            "dualwrite customers",
+            "accounts",
+            &[],
+            &StepMode::Asynchronous,
+        )
         .await
         .expect_err("steps are refused");
     assert_eq!(error.status(), Some(403));
@@ -252,7 +278,13 @@ async fn a_refused_registration_names_the_table_and_the_privileges() {
     assert!(text.contains("prvCreateSdkMessageProcessingStep"), "{text}");
     assert!(text.contains("accounts"), "{text}");
     let unknown = dv
-        .ensure_steps(&endpoint, "dualwrite x", "nosuchtables", &[])
+        .ensure_steps(
+            &endpoint,
+            "dualwrite x",
+            "nosuchtables",
+            &[],
+            &StepMode::Asynchronous,
+        )
         .await
         .expect_err("no such table");
     assert!(unknown.to_string().contains("`nosuchtables`"), "{unknown}");
