@@ -178,6 +178,9 @@ fn print_statuses(all: &[MapStatus]) {
         if !status.in_config {
             notes.push("not in the config any more (its queues are kept)".to_owned());
         }
+        if status.mode.starts_with("live") {
+            notes.push(status.mode.clone());
+        }
         if let Some(reason) = &status.reason {
             notes.push(format!("reason: {reason}"));
         }

@@ -104,6 +104,7 @@ mod fingerprint;
 mod initial;
 mod intent;
 mod lifecycle;
+mod live;
 mod log;
 mod ops;
 mod plugins;

@@ -233,6 +233,8 @@ pub(crate) struct Shared {
     /// The config the plan was built from, for hot swaps; locked for the
     /// whole of one.
     pub source: tokio::sync::Mutex<Option<ConfigSource>>,
+    /// The rows live maps wrote inside Dataverse transactions still open.
+    pub live: receiver::live::Transactions,
 }
 
 impl Shared {
@@ -460,6 +462,7 @@ impl Engine {
             alerts,
             plugins: runtime,
             source: tokio::sync::Mutex::new(source),
+            live: Default::default(),
         });
         let (webhook_addr, webhook) = match listen {
             Some(addr) => {

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::connector::ConnectorError;
+use crate::connector::{ConnectorError, StepMode};
 use crate::map::{Plan, SystemKind};
 
 use super::Shared;
@@ -165,6 +165,33 @@ fn filtering_attributes(runtime: &MapRuntime, side: Side) -> Vec<String> {
     columns
 }
 
+/// How the steps of `side` run: synchronous with a PostImage of what the
+/// side's capture reads, for the Dataverse side of a live map that flows
+/// into finops; else asynchronous.
+fn step_mode(runtime: &MapRuntime, side: Side) -> StepMode {
+    let plan = &runtime.plan;
+    if !plan.mode.is_live() || plan.side(side.other()).kind != SystemKind::Finops {
+        return StepMode::Asynchronous;
+    }
+    let mut image: Vec<String> = runtime
+        .side(side)
+        .select
+        .iter()
+        .map(|column| {
+            match column
+                .strip_prefix('_')
+                .and_then(|c| c.strip_suffix("_value"))
+            {
+                Some(lookup) => lookup.to_owned(),
+                None => column.clone(),
+            }
+        })
+        .collect();
+    image.sort();
+    image.dedup();
+    StepMode::Synchronous { image }
+}
+
 /// Registers the steps of `runtime`'s Dataverse sides that flow and whose
 /// system has an endpoint; records the outcome on the runtime.
 pub(super) async fn register(shared: &Shared, runtime: &MapRuntime) {
@@ -187,17 +214,26 @@ pub(super) async fn register(shared: &Shared, runtime: &MapRuntime) {
             continue;
         };
         let columns = filtering_attributes(runtime, side);
+        let mode = step_mode(runtime, side);
         match connector
             .ensure_steps(
                 endpoint,
                 &steps_name(runtime.name()),
                 &plan_side.table,
                 &columns,
+                &mode,
             )
             .await
         {
             Ok(steps) => {
-                tracing::info!(map = %runtime.name(), table = %plan_side.table, steps = steps.step_ids.len(), "Dataverse pushes the map's changes; change tracking is the catch-all.");
+                match mode {
+                    StepMode::Asynchronous => {
+                        tracing::info!(map = %runtime.name(), table = %plan_side.table, steps = steps.step_ids.len(), "Dataverse pushes the map's changes; change tracking is the catch-all.")
+                    }
+                    StepMode::Synchronous { .. } => {
+                        tracing::info!(map = %runtime.name(), table = %plan_side.table, steps = steps.step_ids.len(), "The map is live: a Dataverse save commits only once it is written to finops; change tracking is the catch-all.")
+                    }
+                }
                 let registration = Registration {
                     endpoint: endpoint.clone(),
                     logical_name: steps.logical_name,

@@ -44,6 +44,11 @@ pub struct MapStatus {
     /// False for a map the store knows that the config no longer has: it
     /// is reported, not dropped; its queues stay.
     pub in_config: bool,
+    /// How it syncs: `async`, or for a live map `live from Dataverse,
+    /// async from finops` (finops documents no synchronous outbound
+    /// hook); empty for a map the config no longer has.
+    #[serde(default)]
+    pub mode: String,
     /// The initial sync it was started with (`left`, `right`, `none`).
     pub initial_sync: Option<String>,
     /// The maps it depends on.
@@ -95,6 +100,20 @@ impl CaptureStatus {
     }
 }
 
+/// How `plan` syncs, in words.
+fn mode_of(plan: &MapPlan) -> String {
+    match plan.mode {
+        crate::map::SyncMode::Async => "async".into(),
+        crate::map::SyncMode::Live { fallback } => format!(
+            "live from Dataverse (a save commits once finops has it; {} while the map does not run), async from finops (it has no synchronous hook)",
+            match fallback {
+                crate::map::LiveFallback::Fail => "saves fail",
+                crate::map::LiveFallback::Queue => "saves are queued",
+            }
+        ),
+    }
+}
+
 fn status(
     store: &Checkpoints,
     name: &str,
@@ -125,6 +144,7 @@ fn status(
         since: record.map(|r| r.since.clone()).unwrap_or_default(),
         reason: record.and_then(|r| r.reason.clone()),
         in_config: plan.is_some(),
+        mode: plan.map(mode_of).unwrap_or_default(),
         initial_sync: record.and_then(|r| r.initial_sync.clone()),
         depends_on: plan.map(|p| p.depends_on.clone()).unwrap_or_default(),
         backlog,

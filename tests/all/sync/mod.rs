@@ -12,6 +12,7 @@ mod initial_races;
 mod initial_reruns;
 mod landed;
 mod lifecycle;
+mod live;
 mod log_vocabulary;
 mod lookups;
 mod metrics;

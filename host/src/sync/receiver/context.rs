@@ -14,10 +14,13 @@
 //! (its members), and the data events of finance and operations apps,
 //! <https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/business-events/data-events>.
 //!
-//! A receiver treats a context as a hint only: it names a row, which the
-//! receiver reads again from the service. Nothing of the context's values
-//! is ever written, so a forged or replayed event can cause a read, never a
-//! write of its contents.
+//! A receiver treats an asynchronous context as a hint only: it names a
+//! row, which the receiver reads again from the service. Nothing of its
+//! values is written, so a forged or replayed event can cause a read, never
+//! a write of its contents. A synchronous context (`Mode` 0, a live map's
+//! step) is the exception: its row is not committed yet, so no read can see
+//! it, and its PostImage is what is written (`receiver/live.rs`); like every
+//! request it is accepted only with the shared secret.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -35,6 +38,16 @@ pub(crate) struct ExecutionContext {
     pub primary_entity_id: Option<String>,
     #[serde(default)]
     input_parameters: Vec<Parameter>,
+    /// 0 for a synchronous step (called inside the save's transaction), 1
+    /// for an asynchronous one.
+    #[serde(default)]
+    pub mode: Option<i64>,
+    /// Shared by the operations of one request (a `$batch` change set).
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// The step's PostImages, by alias.
+    #[serde(default)]
+    post_entity_images: Vec<Parameter>,
 }
 
 /// One `{"key", "value"}` pair of a parameter or attribute collection.
@@ -89,6 +102,20 @@ impl ExecutionContext {
     /// The `Target` parameter.
     pub fn target(&self) -> Option<EntityImage> {
         self.parameter("Target")
+    }
+
+    /// True for the context of a synchronous step: the save waits for the
+    /// answer, and fails unless it is 2xx.
+    pub fn synchronous(&self) -> bool {
+        self.mode == Some(0)
+    }
+
+    /// The PostImage registered under `alias`.
+    pub fn post_image(&self, alias: &str) -> Option<EntityImage> {
+        self.post_entity_images
+            .iter()
+            .find(|p| p.key == alias)
+            .and_then(|p| entity_image(&p.value))
     }
 
     /// The `PreImage` parameter (updates and deletes of finops data events).

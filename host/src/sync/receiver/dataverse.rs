@@ -24,13 +24,17 @@ use super::context::{ExecutionContext, Message};
 
 type Refusal = (StatusCode, String);
 
-fn unavailable(error: impl std::fmt::Display) -> Refusal {
+pub(super) fn unavailable(error: impl std::fmt::Display) -> Refusal {
     (StatusCode::SERVICE_UNAVAILABLE, error.to_string())
 }
 
 /// Reads `body` as a webhook context of `system` and queues what the
 /// row now is for every map reading that table.
-pub(super) async fn accept(shared: &Shared, system: &str, body: &[u8]) -> Result<(), Refusal> {
+pub(super) async fn accept(
+    shared: &std::sync::Arc<Shared>,
+    system: &str,
+    body: &[u8],
+) -> Result<(), Refusal> {
     let context =
         ExecutionContext::parse(body).map_err(|error| (StatusCode::BAD_REQUEST, error))?;
     let Some(message) = context.message() else {
@@ -57,6 +61,9 @@ pub(super) async fn accept(shared: &Shared, system: &str, body: &[u8]) -> Result
             format!("PrimaryEntityId `{id}` is not a GUID"),
         )
     })?;
+    if context.synchronous() {
+        return super::live::accept(shared, system, &context, message, id).await;
+    }
     for runtime in maps_of(shared, system, &context.primary_entity_name) {
         for side in Side::BOTH {
             let plan_side = runtime.plan.side(side);
@@ -73,7 +80,11 @@ pub(super) async fn accept(shared: &Shared, system: &str, body: &[u8]) -> Result
 }
 
 /// The enabled maps with a side on `system` whose table is `logical`.
-fn maps_of(shared: &Shared, system: &str, logical: &str) -> Vec<std::sync::Arc<MapRuntime>> {
+pub(super) fn maps_of(
+    shared: &Shared,
+    system: &str,
+    logical: &str,
+) -> Vec<std::sync::Arc<MapRuntime>> {
     shared
         .plan()
         .maps
@@ -95,7 +106,7 @@ fn maps_of(shared: &Shared, system: &str, logical: &str) -> Vec<std::sync::Arc<M
 
 /// The logical name of a side's table: as registered, else by the
 /// platform's naming (the primary id column without `id`).
-fn logical_name(runtime: &MapRuntime, side: Side) -> String {
+pub(super) fn logical_name(runtime: &MapRuntime, side: Side) -> String {
     match runtime.registration(side) {
         Some(registration) => registration.logical_name,
         None => {
@@ -189,7 +200,7 @@ async fn queue(
 
 /// A row read again as the upsert change tracking would queue (its
 /// `versionnumber` the version), or why it is not synced.
-async fn upsert(
+pub(super) async fn upsert(
     shared: &Shared,
     plan: &MapPlan,
     side: Side,
@@ -214,7 +225,7 @@ async fn upsert(
 }
 
 /// Logs a pushed change that is not synced, and acknowledges it.
-fn skipped(
+pub(super) fn skipped(
     shared: &Shared,
     runtime: &MapRuntime,
     side: Side,

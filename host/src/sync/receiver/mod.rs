@@ -35,6 +35,7 @@ use crate::map::ReceiverTls;
 mod context;
 mod dataverse;
 mod finops;
+pub(crate) mod live;
 
 /// The header carrying the shared secret.
 pub const SECRET_HEADER: &str = "x-dualwrite-secret";
