@@ -20,6 +20,7 @@ mod hosts;
 mod hot_swap;
 mod initial_copy_crash;
 mod lifecycle_e2e;
+mod live_save;
 mod log_format;
 mod map_live;
 mod map_validate;
