@@ -190,7 +190,8 @@ impl DataverseConnector {
                 let same_mode = row.get("mode").and_then(Value::as_i64) == Some(mode.mode());
                 if current.filter(|c| !c.is_empty()) == attributes.map(String::as_str)
                     && same_mode
-                    && let Some(id) = id
+                    && let Some(id) = id.clone()
+                    && self.same_image(&id, message, mode, table).await?
                 {
                     step_ids.push(id);
                     continue;
@@ -240,6 +241,37 @@ impl DataverseConnector {
             logical_name,
             step_ids,
         })
+    }
+
+    /// True when the step `id` of `message` has the image `mode` asks for:
+    /// none for an asynchronous step or a `Delete`, else a PostImage
+    /// [`POST_IMAGE`] of exactly its columns.
+    async fn same_image(
+        &self,
+        id: &str,
+        message: &str,
+        mode: &StepMode,
+        table: &str,
+    ) -> Result<bool, ConnectorError> {
+        let StepMode::Synchronous { image } = mode else {
+            return Ok(true);
+        };
+        if message == "Delete" {
+            return Ok(true);
+        }
+        let images = self
+            .registration_query(
+                "sdkmessageprocessingstepimages",
+                &["entityalias", "attributes", "imagetype"],
+                format!("_sdkmessageprocessingstepid_value eq {id}"),
+                table,
+            )
+            .await?;
+        let wanted = image.join(",");
+        Ok(images.iter().any(|row| {
+            row.get("entityalias").and_then(Value::as_str) == Some(POST_IMAGE)
+                && row.get("attributes").and_then(Value::as_str) == Some(wanted.as_str())
+        }))
     }
 
     /// The PostImage of a synchronous step: `columns` of the row as the

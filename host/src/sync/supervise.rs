@@ -113,6 +113,9 @@ pub(crate) async fn supervise(
                         runtime.halt();
                         stop_tasks(&name, &mut tasks).await;
                         runtime = next;
+                        // Its steps as the new version needs them: another
+                        // mode, other columns (a live map's PostImage).
+                        push::register(&shared, &runtime).await;
                         activate(&shared, &runtime, version);
                         runtime.resume_tasks();
                         spawn_tasks(&shared, &runtime, &mut tasks, pushed);

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use dualwrite::checkpoint::Checkpoints;
+use dualwrite::config::parse_maps;
 use dualwrite::connector::{BatchMode, DataverseConnector, Key, Write, WriteOutcome};
 use dualwrite::sync::MapCommand;
 use serde_json::{Value, json};
@@ -24,9 +26,14 @@ fn live_maps(extra: &str) -> String {
 
 /// The engine on the live maps, change tracking read every 200 ms.
 async fn start(extra: &str) -> Sync {
+    start_on(&live_maps(extra)).await
+}
+
+/// The engine on `maps`, change tracking read every 200 ms.
+async fn start_on(maps: &str) -> Sync {
     let port = free_port();
     let sync = Sync::start_with(
-        &live_maps(extra),
+        maps,
         &format!(
             "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\npoll_interval = \"200ms\"\ncatch_all_interval = \"200ms\""
         ),
@@ -358,5 +365,50 @@ async fn a_change_set_of_ten_live_rows_is_written_whole_or_not_at_all() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(in_finops(&sync, "LB-2").await, 0, "and they stay gone");
     assert_eq!(in_dataverse(&sync.dv, "LB-2").await, 0);
+    sync.shutdown().await;
+}
+
+/// The test maps' customers entry, live.
+fn live_customers() -> String {
+    let maps = live_maps("");
+    let start = maps
+        .find("[[maps]]\nname = \"customers\"")
+        .expect("the customers entry");
+    maps[start..].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_map_swapped_to_more_fields_is_called_with_them() {
+    // Live without the phone, then swapped to the entry with it.
+    let phone = "  \"PrimaryContactPhone = telephone1\",\n";
+    let full = live_customers();
+    assert!(full.contains(phone));
+    let mut sync = start_on(&live_maps("").replace(phone, "")).await;
+    sync.stop_engine().await;
+    let store = Checkpoints::open(&sync.dir.path().join("data")).expect("the store");
+    sync.start_engine_swappable(store).await;
+    let maps = parse_maps("swap.toml", &full).expect("parses");
+    sync.engine()
+        .apply_maps(maps, false)
+        .await
+        .expect("the new version is applied");
+
+    let mut row = match customer("Phoned") {
+        Value::Object(row) => row,
+        _ => unreachable!("a customer is an object"),
+    };
+    row.insert("telephone1".into(), json!("+1 555 0100"));
+    sync.dv
+        .upsert("accounts", &account("L-5"), &row)
+        .await
+        .expect("the save commits");
+    let saved = sync
+        .fo_get(
+            "CustomersV3",
+            &[("dataAreaId", "usmf"), ("CustomerAccount", "L-5")],
+        )
+        .await
+        .expect("in finops when the save returns");
+    assert_eq!(saved["PrimaryContactPhone"], "+1 555 0100", "{saved:?}");
     sync.shutdown().await;
 }
