@@ -15,7 +15,9 @@
 //!   answer is 400 `dualwrite: finops refused <map> <key>: <message>`;
 //! - no outcome within [`LIVE_DEADLINE`]: 500 (not 502, 503 or 504, which
 //!   Dataverse would send again), well under the 60 s Dataverse gives a
-//!   webhook.
+//!   webhook. The change is still queued, and the save rolled back: once
+//!   it reaches finops it is put back as Dataverse holds the row; once it
+//!   is parked, it is dropped.
 //!
 //! A map that is not running refuses the save (409), unless its
 //! `live_fallback` is `queue`: then the change is queued, the save goes on,
@@ -57,6 +59,9 @@ type Refusal = (StatusCode, String);
 /// How long a live save waits for its write to finops.
 pub const LIVE_DEADLINE: Duration = Duration::from_secs(20);
 
+/// How long a change refused for its deadline is followed to its outcome.
+const LATE_OUTCOME: Duration = Duration::from_secs(600);
+
 /// How long the rows written for a correlation are remembered: past the
 /// 60 s Dataverse gives one call, its transaction has ended.
 const REMEMBERED: Duration = Duration::from_secs(120);
@@ -72,21 +77,37 @@ struct Written {
     version: String,
 }
 
-/// The rows written per correlation (one Dataverse transaction).
+/// The rows written per correlation (one Dataverse transaction), and when
+/// the ones older than [`REMEMBERED`] were last dropped.
 #[derive(Debug, Default)]
 pub(crate) struct Transactions {
-    open: Mutex<HashMap<String, (Instant, Vec<Written>)>>,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    rows: HashMap<String, (Instant, Vec<Written>)>,
+    pruned: Option<Instant>,
 }
 
 impl Transactions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Vec<Written>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn add(&self, correlation: &str, written: Written) {
         let mut open = self.lock();
-        open.retain(|_, (since, _)| since.elapsed() < REMEMBERED);
-        open.entry(correlation.to_owned())
+        // At most once a second, so a busy host does not scan every save.
+        if open
+            .pruned
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            open.rows
+                .retain(|_, (since, _)| since.elapsed() < REMEMBERED);
+            open.pruned = Some(Instant::now());
+        }
+        open.rows
+            .entry(correlation.to_owned())
             .or_insert_with(|| (Instant::now(), Vec::new()))
             .1
             .push(written);
@@ -94,6 +115,7 @@ impl Transactions {
 
     fn take(&self, correlation: &str) -> Vec<Written> {
         self.lock()
+            .rows
             .remove(correlation)
             .map(|(_, rows)| rows)
             .unwrap_or_default()
@@ -135,7 +157,7 @@ pub(super) async fn accept(
 
 /// One live map's part of a save.
 async fn one(
-    shared: &Shared,
+    shared: &std::sync::Arc<Shared>,
     runtime: &MapRuntime,
     side: Side,
     fallback: LiveFallback,
@@ -179,26 +201,25 @@ async fn one(
     }
     let key = change.key.clone();
     let version = change.version.clone();
-    let events = shared.events.subscribe();
+    let mut events = shared.events.subscribe();
     if !queue(shared, runtime, side, change, id)? {
         // This version is queued or written already (the same save sent
         // again): its outcome is on its way or recorded.
         return Ok(());
     }
-    let outcome = tokio::time::timeout(LIVE_DEADLINE, outcome(events, name, direction, &key)).await;
+    let outcome =
+        tokio::time::timeout(LIVE_DEADLINE, outcome(&mut events, name, direction, &key)).await;
+    let written = Written {
+        map: name.to_owned(),
+        side,
+        key: key.clone(),
+        id,
+        version: version.clone(),
+    };
     match outcome {
         Ok(Ok(())) => {
             if let Some(correlation) = &context.correlation_id {
-                shared.live.add(
-                    correlation,
-                    Written {
-                        map: name.to_owned(),
-                        side,
-                        key,
-                        id,
-                        version,
-                    },
-                );
+                shared.live.add(correlation, written);
             }
             Ok(())
         }
@@ -213,7 +234,8 @@ async fn one(
             ))
         }
         Err(_) => {
-            tracing::warn!(map = name, key = %key, "A live save was not confirmed by finops in time; the change stays queued.");
+            tracing::warn!(map = name, key = %key, "A live save was not confirmed by finops in time; the save is refused, and what finops gets of it later is put back.");
+            late(shared.clone(), events, written);
             Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
@@ -223,6 +245,31 @@ async fn one(
             ))
         }
     }
+}
+
+/// A change whose save was refused for its deadline may still reach
+/// finops: once it does, it is put back as Dataverse holds the row (which
+/// the refusal rolled back); once it is parked, it is dropped.
+fn late(shared: std::sync::Arc<Shared>, mut events: broadcast::Receiver<SyncEvent>, row: Written) {
+    tokio::spawn(async move {
+        let direction = row.side.direction();
+        let waited = tokio::time::timeout(
+            LATE_OUTCOME,
+            outcome(&mut events, &row.map, direction, &row.key),
+        )
+        .await;
+        let result = match waited {
+            Ok(Ok(())) => put_back(&shared, &row).await,
+            Ok(Err(_)) => shared
+                .store
+                .refuse_live(&row.map, direction, &row.key, &row.version)
+                .map_err(unavailable),
+            Err(_) => Ok(()),
+        };
+        if let Err((_, error)) = result {
+            tracing::error!(map = %row.map, key = %row.key, %error, "A late live change could not be put back; compare the two sides.");
+        }
+    });
 }
 
 /// The change the context makes, or `None` when the map has nothing to
@@ -326,7 +373,7 @@ fn queue(
 /// Waits for the outcome of `key`'s change: `Ok` once it is written (or
 /// needs no write), `Err` with the reason once it is parked.
 async fn outcome(
-    mut events: broadcast::Receiver<SyncEvent>,
+    events: &mut broadcast::Receiver<SyncEvent>,
     map: &str,
     direction: crate::checkpoint::Direction,
     key: &str,
