@@ -412,3 +412,58 @@ async fn a_live_map_swapped_to_more_fields_is_called_with_them() {
     assert_eq!(saved["PrimaryContactPhone"], "+1 555 0100", "{saved:?}");
     sync.shutdown().await;
 }
+
+/// A finops pre-commit hook that answers 200 after `delay`, once; at once
+/// after that.
+async fn slow_hook(sync: &Sync, delay: Duration) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let calls = calls.clone();
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(delay).await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("the hook listens");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    sync.finops.set_hook("CustomersV3", Some(url));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_finops_confirms_too_late_fails_and_its_late_write_is_taken_back() {
+    let sync = start("").await;
+    // finops takes 25 s over the write: past the host's 20 s deadline,
+    // within the hook's own 30 s.
+    slow_hook(&sync, Duration::from_secs(25)).await;
+    let error = save(&sync, "L-6", "Late")
+        .await
+        .expect_err("the save fails at the deadline");
+    assert!(
+        error.contains("dualwrite: finops did not confirm customers"),
+        "{error}"
+    );
+    assert!(sync.dv_get("accounts", account("L-6")).await.is_none());
+    // The write lands in finops once the hook answers, and is taken back.
+    eventually("the late write taken back", || async {
+        organization_name(&sync, "L-6").await.is_none()
+            && sync.finops.write_count("CustomersV3").expect("writes") >= 2
+    })
+    .await;
+    sync.finops.set_hook("CustomersV3", None);
+    save(&sync, "L-6", "On time")
+        .await
+        .expect("the next save commits");
+    assert_eq!(
+        organization_name(&sync, "L-6").await.as_deref(),
+        Some("On time")
+    );
+    sync.shutdown().await;
+}
