@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use super::{BuildOptions, Config};
 use crate::map::{EmulatorCatalogue, InitialSync, Plan, Problem, ProblemCode};
 
-fn build(text: &str) -> Result<Plan, Vec<Problem>> {
+/// Builds `text` against the built-in tables (shared by the config's
+/// per-key tests).
+pub(super) fn build(text: &str) -> Result<Plan, Vec<Problem>> {
     let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
     let config = Config::from_toml("maps.toml", text).expect("the config parses");
     config.build(&BuildOptions {

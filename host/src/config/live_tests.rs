@@ -2,22 +2,8 @@
 //! async by default, and refused with `DW045 live-mode` naming the map and
 //! the field when wrong or when Dataverse could not call the host.
 
-use std::path::PathBuf;
-
-use super::{BuildOptions, Config};
-use crate::map::{EmulatorCatalogue, LiveFallback, Plan, Problem, ProblemCode, SyncMode};
-
-fn build(text: &str) -> Result<Plan, Vec<Problem>> {
-    let catalogue = EmulatorCatalogue::builtin().expect("the built-in tables load");
-    let config = Config::from_toml("maps.toml", text).expect("the config parses");
-    config.build(&BuildOptions {
-        registry: Default::default(),
-        file: "maps.toml".into(),
-        base_dir: PathBuf::from("."),
-        catalogue: &catalogue,
-        env: &|name| Some(format!("secret-of-{name}")),
-    })
-}
+use super::initial_sync_tests::build;
+use crate::map::{LiveFallback, ProblemCode, SyncMode};
 
 const PUSHED: &str = "listen = \"127.0.0.1:7001\"\npublic_url = \"http://127.0.0.1:7001\"";
 const SECRET: &str = "events_secret_env = \"DV_EVENTS\"";

@@ -79,6 +79,16 @@ async fn save(sync: &Sync, number: &str, name: &str) -> Result<(), String> {
         .map_err(|error| error.to_string())
 }
 
+/// Serves `app` as the finops pre-commit hook of the customers.
+async fn hook(sync: &Sync, app: axum::Router) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("the hook listens");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    sync.finops.set_hook("CustomersV3", Some(url));
+}
+
 /// A finops pre-commit hook refusing the customers `refused` names, with
 /// the message `credit check failed`; counts what it saw.
 async fn refusing_hook(sync: &Sync, refused: &'static [&'static str]) -> Arc<AtomicUsize> {
@@ -110,12 +120,7 @@ async fn refusing_hook(sync: &Sync, refused: &'static [&'static str]) -> Arc<Ato
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("the hook listens");
-    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    sync.finops.set_hook("CustomersV3", Some(url));
+    hook(sync, app).await;
     seen
 }
 
@@ -429,12 +434,7 @@ async fn slow_hook(sync: &Sync, delay: Duration) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("the hook listens");
-    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    sync.finops.set_hook("CustomersV3", Some(url));
+    hook(sync, app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

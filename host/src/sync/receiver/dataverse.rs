@@ -166,18 +166,11 @@ async fn queue(
                     ),
                 );
             };
-            let change = Change {
-                key,
-                // As change tracking reports the delete, so it is queued once.
-                version: format!("deleted:{id_text}"),
-                operation: Operation::Delete,
-                row: shape::Row::new(),
-                modified: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
-                read_at,
-                unreadable: None,
-                phase: Phase::Live,
-            };
-            (change, Vec::new())
+            // As change tracking reports the delete, so it is queued once.
+            (
+                deleted(key, format!("deleted:{id_text}"), read_at),
+                Vec::new(),
+            )
         }
     };
     let ids: Vec<(&str, &str, &str)> = ids
@@ -196,6 +189,20 @@ async fn queue(
         runtime.wake.notify_one();
     }
     Ok(())
+}
+
+/// The delete of `key` a push reports, as `version`.
+pub(super) fn deleted(key: String, version: String, read_at: u64) -> Change {
+    Change {
+        key,
+        version,
+        operation: Operation::Delete,
+        row: shape::Row::new(),
+        modified: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+        read_at,
+        unreadable: None,
+        phase: Phase::Live,
+    }
 }
 
 /// A row read again as the upsert change tracking would queue (its

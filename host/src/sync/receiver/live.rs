@@ -39,11 +39,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::checkpoint::{Action, Change, Operation, Phase};
+use crate::checkpoint::{Action, Change, Operation};
 use crate::connector::POST_IMAGE;
 use crate::map::{LiveFallback, SyncMode, SystemKind};
 
@@ -52,7 +51,7 @@ use super::super::shape::{self, Side};
 use super::super::system::primary_id;
 use super::super::{Shared, SyncEvent};
 use super::context::{EntityImage, ExecutionContext, Message};
-use super::dataverse::{logical_name, maps_of, skipped, unavailable, upsert};
+use super::dataverse::{deleted, logical_name, maps_of, skipped, unavailable, upsert};
 
 type Refusal = (StatusCode, String);
 
@@ -189,7 +188,7 @@ async fn one(
         .parked(name, direction)
         .map_err(unavailable)?
         .into_iter()
-        .find(|(key, _)| *key == change.key);
+        .find(|(key, _)| key.to_lowercase() == change.key.to_lowercase());
     if let Some((key, parked)) = parked {
         return Err((
             StatusCode::CONFLICT,
@@ -289,16 +288,7 @@ async fn change_of(
             .store
             .key_of_id(&plan.name, side.name(), &id.to_string())
             .map_err(unavailable)?;
-        return Ok(key.map(|key| Change {
-            key,
-            version: format!("deleted:{id}"),
-            operation: Operation::Delete,
-            row: shape::Row::new(),
-            modified: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
-            read_at,
-            unreadable: None,
-            phase: Phase::Live,
-        }));
+        return Ok(key.map(|key| deleted(key, format!("deleted:{id}"), read_at)));
     }
     let image = context.post_image(POST_IMAGE).ok_or_else(|| {
         (
@@ -451,16 +441,11 @@ async fn put_back(shared: &Shared, row: &Written) -> Result<(), Refusal> {
             Ok(change) => change,
             Err(detail) => return skipped(shared, &runtime, side, detail),
         },
-        None => Change {
-            key: row.key.clone(),
-            version: format!("rolled-back:{}:{}", row.id, row.version),
-            operation: Operation::Delete,
-            row: shape::Row::new(),
-            modified: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+        None => deleted(
+            row.key.clone(),
+            format!("rolled-back:{}:{}", row.id, row.version),
             read_at,
-            unreadable: None,
-            phase: Phase::Live,
-        },
+        ),
     };
     queue(shared, &runtime, side, change, row.id).map(drop)
 }
