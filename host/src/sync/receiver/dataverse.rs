@@ -130,19 +130,15 @@ async fn queue(
     let Connector::Dataverse(connector) = &system.connector else {
         return Ok(());
     };
-    let direction = side.direction();
     let read_at = shared.store.stamp().map_err(unavailable)?;
     let row = connector
         .get_selected(table, id, &runtime.side(side).select)
         .await
         .map_err(unavailable)?;
     let id_text = id.to_string();
-    let (change, ids) = match row {
+    let change = match row {
         Some(raw) => match upsert(shared, plan, side, raw, read_at).await? {
-            Ok(change) => {
-                let key = change.key.clone();
-                (change, vec![(id_text.clone(), key)])
-            }
+            Ok(change) => change,
             Err(detail) => return skipped(shared, runtime, side, detail),
         },
         None => {
@@ -167,19 +163,32 @@ async fn queue(
                 );
             };
             // As change tracking reports the delete, so it is queued once.
-            (
-                deleted(key, format!("deleted:{id_text}"), read_at),
-                Vec::new(),
-            )
+            deleted(key, format!("deleted:{id_text}"), read_at)
         }
     };
-    let ids: Vec<(&str, &str, &str)> = ids
-        .iter()
-        .map(|(id, key)| (side.name(), id.as_str(), key.as_str()))
-        .collect();
+    enqueue(shared, runtime, side, change, id).map(drop)
+}
+
+/// Queues a pushed `change` of row `id` (an upsert also remembers the
+/// row's key by its id), counts it and wakes the map's worker; false when
+/// its version was queued already.
+pub(super) fn enqueue(
+    shared: &Shared,
+    runtime: &MapRuntime,
+    side: Side,
+    change: Change,
+    id: uuid::Uuid,
+) -> Result<bool, Refusal> {
+    let direction = side.direction();
+    let id = id.to_string();
+    let key = change.key.clone();
+    let ids = match change.operation {
+        Operation::Delete => Vec::new(),
+        _ => vec![(side.name(), id.as_str(), key.as_str())],
+    };
     let added = shared
         .store
-        .capture_page(&plan.name, direction, &[change], None, &ids)
+        .capture_page(&runtime.plan.name, direction, &[change], None, &ids)
         .map_err(unavailable)?;
     if added > 0 {
         runtime
@@ -188,7 +197,7 @@ async fn queue(
             .fetch_add(added as u64, Ordering::Relaxed);
         runtime.wake.notify_one();
     }
-    Ok(())
+    Ok(added > 0)
 }
 
 /// The delete of `key` a push reports, as `version`.

@@ -35,14 +35,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::checkpoint::{Action, Change, Operation};
+use crate::checkpoint::{Action, Change};
 use crate::connector::POST_IMAGE;
 use crate::map::{LiveFallback, SyncMode, SystemKind};
 
@@ -51,7 +50,7 @@ use super::super::shape::{self, Side};
 use super::super::system::primary_id;
 use super::super::{Shared, SyncEvent};
 use super::context::{EntityImage, ExecutionContext, Message};
-use super::dataverse::{deleted, logical_name, maps_of, skipped, unavailable, upsert};
+use super::dataverse::{deleted, enqueue, logical_name, maps_of, skipped, unavailable, upsert};
 
 type Refusal = (StatusCode, String);
 
@@ -172,7 +171,7 @@ async fn one(
     let state = runtime.state();
     if state != MapState::Running {
         if fallback == LiveFallback::Queue && state != MapState::Stopped {
-            queue(shared, runtime, side, change, id)?;
+            enqueue(shared, runtime, side, change, id)?;
             return Ok(());
         }
         return Err((
@@ -201,7 +200,7 @@ async fn one(
     let key = change.key.clone();
     let version = change.version.clone();
     let mut events = shared.events.subscribe();
-    if !queue(shared, runtime, side, change, id)? {
+    if !enqueue(shared, runtime, side, change, id)? {
         // This version is queued or written already (the same save sent
         // again): its outcome is on its way or recorded.
         return Ok(());
@@ -330,36 +329,6 @@ fn raw_row(runtime: &MapRuntime, side: Side, image: EntityImage, id: uuid::Uuid)
     row
 }
 
-/// Queues `change` as a pushed change is queued; false when its version
-/// was queued already.
-fn queue(
-    shared: &Shared,
-    runtime: &MapRuntime,
-    side: Side,
-    change: Change,
-    id: uuid::Uuid,
-) -> Result<bool, Refusal> {
-    let direction = side.direction();
-    let id = id.to_string();
-    let key = change.key.clone();
-    let ids = match change.operation {
-        Operation::Delete => Vec::new(),
-        _ => vec![(side.name(), id.as_str(), key.as_str())],
-    };
-    let added = shared
-        .store
-        .capture_page(&runtime.plan.name, direction, &[change], None, &ids)
-        .map_err(unavailable)?;
-    if added > 0 {
-        runtime
-            .counters(direction)
-            .captured
-            .fetch_add(added as u64, Ordering::Relaxed);
-        runtime.wake.notify_one();
-    }
-    Ok(added > 0)
-}
-
 /// Waits for the outcome of `key`'s change: `Ok` once it is written (or
 /// needs no write), `Err` with the reason once it is parked.
 async fn outcome(
@@ -447,5 +416,5 @@ async fn put_back(shared: &Shared, row: &Written) -> Result<(), Refusal> {
             read_at,
         ),
     };
-    queue(shared, &runtime, side, change, row.id).map(drop)
+    enqueue(shared, &runtime, side, change, row.id).map(drop)
 }
