@@ -84,6 +84,11 @@ condition = "queue-full"
     let sync = Sync::start(&maps, "queue = { max_changes = 3 }").await;
     sync.company_id("usmf").await;
     let engine = sync.engine();
+    // Only a running map pauses: its initial copy may still be ending.
+    eventually("customers running", || async {
+        engine.state("customers") == Some(MapState::Running)
+    })
+    .await;
     engine
         .pause_maps(&["customers".into()], false)
         .await
