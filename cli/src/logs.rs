@@ -75,12 +75,25 @@ fn query(args: &LogsArgs, listing: bool, after: Option<u64>) -> String {
 
 fn logs(args: &LogsArgs) -> Result<(), Failure> {
     let source = source(&args.host)?;
+    let read = |path: String| -> Result<Vec<LogEntry>, Failure> {
+        let Source::Host(client) = &source else {
+            return Ok(Vec::new());
+        };
+        let body = block_on(client.get(&path))?;
+        Ok(serde_json::from_value(body["entries"].clone())
+            .context("the host's log is not what this version reads")?)
+    };
+    // Where the whole log stands before the listing: a follower streams
+    // from there when the listing shows nothing, so no line stored between
+    // the listing and the stream's start is lost.
+    let head = match args.follow {
+        true => read("/api/v1/logs?limit=1".into())?
+            .last()
+            .map(|entry| entry.seq),
+        false => None,
+    };
     let entries: Vec<LogEntry> = match &source {
-        Source::Host(client) => {
-            let body = block_on(client.get(&format!("/api/v1/logs?{}", query(args, true, None))))?;
-            serde_json::from_value(body["entries"].clone())
-                .context("the host's log is not what this version reads")?
-        }
+        Source::Host(_) => read(format!("/api/v1/logs?{}", query(args, true, None)))?,
         Source::Store(store, _) => {
             if args.follow {
                 return Err(Failure::Refused(
@@ -116,8 +129,9 @@ fn logs(args: &LogsArgs) -> Result<(), Failure> {
     if !args.follow {
         return Ok(());
     }
-    // After the last entry printed; nothing printed: from now on.
-    let after = entries.last().map(|entry| entry.seq);
+    // After the last entry printed; nothing printed: after the log's head
+    // before the listing (an empty log: from now on).
+    let after = entries.last().map(|entry| entry.seq).or(head);
     let path = format!("/api/v1/logs/stream?{}", query(args, false, after));
     block_on(async {
         let response = client.stream(&path).await?;
