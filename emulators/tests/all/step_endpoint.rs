@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::steps::{create, one_id};
+use super::steps::{account_filter, create};
 use super::support::Harness;
 
 /// One call an endpoint received.
@@ -106,20 +106,7 @@ pub(super) async fn register(
     mode: i64,
     rank: i64,
 ) -> String {
-    let message_id = one_id(
-        harness,
-        &format!("sdkmessages?$select=sdkmessageid&$filter=name eq '{message}'"),
-        "sdkmessageid",
-    )
-    .await;
-    let filter_id = one_id(
-        harness,
-        &format!(
-            "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value eq {message_id} and primaryobjecttypecode eq 'account'"
-        ),
-        "sdkmessagefilterid",
-    )
-    .await;
+    let (message_id, filter_id) = account_filter(harness, message).await;
     create(
         harness,
         "sdkmessageprocessingsteps",

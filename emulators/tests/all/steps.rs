@@ -90,6 +90,26 @@ pub(super) async fn one_id(harness: &Harness, path: &str, column: &str) -> Strin
     rows[0][column].as_str().expect(column).to_owned()
 }
 
+/// The ids of the `sdkmessage` `message` and of its `sdkmessagefilter` on
+/// accounts.
+pub(super) async fn account_filter(harness: &Harness, message: &str) -> (String, String) {
+    let message_id = one_id(
+        harness,
+        &format!("sdkmessages?$select=sdkmessageid&$filter=name eq '{message}'"),
+        "sdkmessageid",
+    )
+    .await;
+    let filter_id = one_id(
+        harness,
+        &format!(
+            "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value eq {message_id} and primaryobjecttypecode eq 'account'"
+        ),
+        "sdkmessagefilterid",
+    )
+    .await;
+    (message_id, filter_id)
+}
+
 /// Registers the webhook `url` with the header `x-dualwrite-secret: s3cret`.
 pub(super) async fn endpoint(harness: &Harness, url: &str) -> String {
     create(
@@ -105,20 +125,7 @@ pub(super) async fn endpoint(harness: &Harness, url: &str) -> String {
 
 /// Registers a step of `message` on accounts posting to `endpoint`.
 async fn step(harness: &Harness, endpoint: &str, message: &str, filtering: Option<&str>) -> String {
-    let message_id = one_id(
-        harness,
-        &format!("sdkmessages?$select=sdkmessageid&$filter=name eq '{message}'"),
-        "sdkmessageid",
-    )
-    .await;
-    let filter_id = one_id(
-        harness,
-        &format!(
-            "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value eq {message_id} and primaryobjecttypecode eq 'account'"
-        ),
-        "sdkmessagefilterid",
-    )
-    .await;
+    let (message_id, filter_id) = account_filter(harness, message).await;
     let mut body = json!({
         "name": format!("test {message}"), "stage": 40, "mode": 1, "rank": 1,
         "supporteddeployment": 0, "asyncautodelete": true,
