@@ -23,8 +23,17 @@ pub(super) fn build(text: &str) -> Result<Plan, Vec<Problem>> {
 
 /// A config with one currencies map: `fields`, and `line` in the map.
 fn currencies(fields: &str, line: &str) -> String {
+    currencies_with(fields, line, "", "")
+}
+
+/// A config with one currencies map: `fields`, `line` in the map, `engine`
+/// lines in `[engine]`, `dataverse` lines in its system.
+pub(super) fn currencies_with(fields: &str, line: &str, engine: &str, dataverse: &str) -> String {
     format!(
         r#"
+[engine]
+{engine}
+
 [systems.finops]
 kind = "finops"
 url = "http://127.0.0.1:8081"
@@ -34,6 +43,7 @@ auth = {{ token_url = "http://127.0.0.1:8081/t/oauth2/v2.0/token", client_id = "
 kind = "dataverse"
 url = "http://127.0.0.1:8082"
 auth = {{ token_url = "http://127.0.0.1:8082/t/oauth2/v2.0/token", client_id = "c", client_secret_env = "S" }}
+{dataverse}
 
 [[maps]]
 name = "currencies"

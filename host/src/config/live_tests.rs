@@ -2,41 +2,11 @@
 //! async by default, and refused with `DW045 live-mode` naming the map and
 //! the field when wrong or when Dataverse could not call the host.
 
-use super::initial_sync_tests::build;
+use super::initial_sync_tests::{build, currencies_with as currencies};
 use crate::map::{LiveFallback, ProblemCode, SyncMode};
 
 const PUSHED: &str = "listen = \"127.0.0.1:7001\"\npublic_url = \"http://127.0.0.1:7001\"";
 const SECRET: &str = "events_secret_env = \"DV_EVENTS\"";
-
-/// A config with one currencies map: `fields`, `line` in the map, `engine`
-/// lines in `[engine]`, `dataverse` lines in its system.
-fn currencies(fields: &str, line: &str, engine: &str, dataverse: &str) -> String {
-    format!(
-        r#"
-[engine]
-{engine}
-
-[systems.finops]
-kind = "finops"
-url = "http://127.0.0.1:8081"
-auth = {{ token_url = "http://127.0.0.1:8081/t/oauth2/v2.0/token", client_id = "c", client_secret_env = "S" }}
-
-[systems.dataverse]
-kind = "dataverse"
-url = "http://127.0.0.1:8082"
-auth = {{ token_url = "http://127.0.0.1:8082/t/oauth2/v2.0/token", client_id = "c", client_secret_env = "S" }}
-{dataverse}
-
-[[maps]]
-name = "currencies"
-left = {{ system = "finops", table = "Currencies" }}
-right = {{ system = "dataverse", table = "transactioncurrencies" }}
-key = ["CurrencyCode = isocurrencycode"]
-fields = [{fields}]
-{line}
-"#
-    )
-}
 
 const BOTH: &str = r#""Name = currencyname""#;
 
