@@ -3,10 +3,28 @@
 //! carried was never committed, so a later save may carry that version
 //! again and must be queued.
 
-use super::ops::{canon, flow, join};
-use super::{Action, CheckpointError, Checkpoints, Direction};
+use super::ops::{canon, flow, join, parse};
+use super::{Action, CheckpointError, Checkpoints, Direction, Parked};
 
 impl Checkpoints {
+    /// The parked change `key` waits behind, if it is parked (and not
+    /// resubmitted): one read, for a live save to refuse at once.
+    pub fn parked_key(
+        &self,
+        map: &str,
+        direction: Direction,
+        key: &str,
+    ) -> Result<Option<Parked>, CheckpointError> {
+        let slot = join(&[&flow(map, direction), &canon(key)]);
+        match self.parked.get(&slot)? {
+            Some(bytes) => {
+                let parked: Parked = parse(&slot, &bytes)?;
+                Ok((!parked.resubmitted).then_some(parked))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The live change `version` of `key` was parked and its save refused:
     /// the parked change is dropped (`discarded`, with the reason) and the
     /// version forgotten. Flushed.

@@ -184,11 +184,10 @@ async fn one(
     }
     let parked = shared
         .store
-        .parked(name, direction)
-        .map_err(unavailable)?
-        .into_iter()
-        .find(|(key, _)| key.to_lowercase() == change.key.to_lowercase());
-    if let Some((key, parked)) = parked {
+        .parked_key(name, direction, &change.key)
+        .map_err(unavailable)?;
+    if let Some(parked) = parked {
+        let key = &change.key;
         return Err((
             StatusCode::CONFLICT,
             format!(
