@@ -168,8 +168,12 @@ impl DataEvents {
         }
     }
 
-    /// Queues an event for every endpoint subscribed to `entity`.
-    pub fn publish(&self, entity: &str, event: &Value) {
+    /// Queues an event for every endpoint subscribed to `entity`; `event`
+    /// is made only when one is (a write of a table nobody subscribed to
+    /// builds no context).
+    pub fn publish(&self, entity: &str, event: impl FnOnce() -> Value) {
+        let mut event = Some(event);
+        let mut made = None;
         for endpoint in self
             .endpoints
             .lock()
@@ -181,6 +185,10 @@ impl DataEvents {
             if !wanted {
                 continue;
             }
+            if made.is_none() {
+                made = event.take().map(|make| make());
+            }
+            let Some(event) = &made else { continue };
             match self.store.enqueue(&endpoint.id, event) {
                 Ok(()) => endpoint.wake.notify_one(),
                 Err(error) => tracing::error!(%error, entity, "Could not queue a data event."),

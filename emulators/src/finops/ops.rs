@@ -303,10 +303,9 @@ pub(crate) fn respond(
     let table = write.table;
     match (&write.kind, &outcome.row) {
         (WriteKind::Create { .. }, Some(stored)) => {
-            state.events.publish(
-                &table.name,
-                &context(&table.name, "Create", &stored.row, None),
-            );
+            state.events.publish(&table.name, || {
+                context(&table.name, "Create", &stored.row, None)
+            });
             let url = location(state, table, &stored.row);
             // OData 4.0 Part 1 §11.4.2: `201 Created` with the entity and
             // its `Location`; with `return=minimal`, `204` with
@@ -333,10 +332,9 @@ pub(crate) fn respond(
             response
         }
         (WriteKind::Update { .. }, Some(stored)) => {
-            state.events.publish(
-                &table.name,
-                &context(&table.name, "Update", &stored.row, outcome.before.as_ref()),
-            );
+            state.events.publish(&table.name, || {
+                context(&table.name, "Update", &stored.row, outcome.before.as_ref())
+            });
             // OData 4.0 Part 1 §11.4.3: `204 No Content`, or `200` with
             // the entity for `return=representation`.
             if write.prefer_return == Some(Return::Representation) {
@@ -355,10 +353,9 @@ pub(crate) fn respond(
         }
         (WriteKind::Delete { .. }, _) => {
             if let Some(before) = &outcome.before {
-                state.events.publish(
-                    &table.name,
-                    &context(&table.name, "Delete", before, Some(before)),
-                );
+                state.events.publish(&table.name, || {
+                    context(&table.name, "Delete", before, Some(before))
+                });
             }
             ApiResponse::empty(StatusCode::NO_CONTENT)
         }
