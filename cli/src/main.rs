@@ -7,6 +7,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system allocator: a sync allocates and frees
+/// many small values per row, and glibc's malloc took about a third of a
+/// sync's CPU (`BENCHMARKS.md`, "Sync engine").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = dualwrite_cli::Cli::parse();
     let default = cli.command.default_log_filter();

@@ -14,6 +14,11 @@ use dualwrite::map::{EmulatorCatalogue, Plan};
 use dualwrite_emulators::{EmulatorConfig, FaultConfig, ProtectionLimits, RunningEmulator, Seed};
 use serde_json::{Value, json};
 
+/// The allocator of the `dualwrite` binary (`cli/src/main.rs`), so that
+/// the benchmarks measure what the product runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The legal entities map every benchmark config starts with.
 pub const LEGAL_ENTITIES_MAP: &str = r#"
 [[maps]]
